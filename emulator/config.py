@@ -1,0 +1,90 @@
+"""One configuration object for the whole emulator (hypercorn style).
+
+Sources, later ones winning: built-in defaults (DESIGN.md section 5), a TOML file
+(``cometbench.toml`` in the working directory, or ``--config PATH``), command-line flags.
+
+Example ``cometbench.toml``::
+
+    host = "127.0.0.1"
+    password = "CometQLPassword"
+    state = "state/cometbench.sqlite"    # or ":memory:"
+    profile = "cppcomet-4.09"            # or "lenient"
+    journal = true
+
+    [ports]
+    ws = 8087
+    cometql = 3307
+
+    [quirks]                             # per-quirk overrides on top of the profile
+    queue_ten_per_login = false
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+# service name -> default port; services not built yet are listed so the flags and ready line stay stable
+DEFAULT_PORTS: dict[str, int] = {
+    "ws": 8087,
+    "cometql": 3307,
+    "sip_ws": 7443,
+    "sip": 5060,
+    "esl": 8021,
+    "directory": 8082,
+    "control": 8088,
+}
+IMPLEMENTED_SERVICES = ("ws",)
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    password: str = "CometQLPassword"
+    state: str = ":memory:"
+    journal: bool = True
+    journal_path: str = ""  # "" = beside the state file (journal.sqlite), or :memory: for a memory state
+    profile: str = "cppcomet-4.09"
+    quirks: dict[str, bool] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    handshake_timeout: float = 10.0
+    node_name: str = "n1"
+    seed: int = 0
+
+    def free_ports(self) -> None:
+        """Bind every service to port 0 (the OS picks)."""
+        self.ports = {name: 0 for name in self.ports}
+
+    def resolved_journal_path(self) -> str:
+        if self.journal_path:
+            return self.journal_path
+        if self.state == ":memory:":
+            return ":memory:"
+        return str(Path(self.state).with_name("journal.sqlite"))
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "Config":
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Config":
+        cfg = cls()
+        known = {f.name for f in fields(cls)}
+        for key, value in data.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                raise ValueError(f"unknown configuration key {key!r}")
+            if key == "ports":
+                for service, port in value.items():
+                    service = service.replace("-", "_")
+                    if service not in DEFAULT_PORTS:
+                        raise ValueError(f"unknown service {service!r} in [ports]")
+                    cfg.ports[service] = int(port)
+            elif key == "quirks":
+                cfg.quirks = {k: bool(v) for k, v in value.items()}
+            else:
+                setattr(cfg, key, value)
+        return cfg

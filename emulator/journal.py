@@ -1,0 +1,111 @@
+"""The journal: every wire message, connect, disconnect, auth result and state change, in SQLite.
+
+Recording is cheap: :meth:`Journal.record` appends a tuple to an in-memory batch; a flusher task
+(owned by the stack's nursery) writes batches with one ``executemany`` per transaction.  On
+shutdown the remaining batch is flushed.  ``Journal(enabled=False)`` records nothing and costs one
+attribute check per call site.
+
+Schema (table ``entries``): seq, run_id, t (wall/virtual Unix time, float), service, kind,
+direction ("in"/"out"/""), dev_id, user_id, conn_id, data (text).  Table ``runs``: run_id, seed,
+profile, started, clock ("real"/"virtual").  Reports, replays and run diffs read these tables.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time as _time
+import uuid as _uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlite_utils
+import trio
+
+COLUMNS = ("run_id", "t", "service", "kind", "direction", "dev_id", "user_id", "conn_id", "data")
+
+
+class Journal:
+    def __init__(self, path: str | Path = ":memory:", *, enabled: bool = True, seed: int = 0,
+                 profile: str = "", clock: str = "real", now: Callable[[], float] | None = None,
+                 batch: int = 2000) -> None:
+        self.enabled = enabled
+        self.path = str(path)
+        self.run_id = _uuid.uuid4().hex[:12]
+        self._now = now or _time.time
+        self._pending: list[tuple] = []
+        self._batch = batch
+        self._wakeup = trio.Event()
+        self.dropped = 0
+        self.db: sqlite_utils.Database | None = None
+        if not enabled:
+            return
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=OFF")  # a journal is diagnostics; speed first
+        self._conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self.db["runs"].create({"run_id": str, "seed": int, "profile": str, "started": float, "clock": str},
+                               pk="run_id", if_not_exists=True)
+        self.db["entries"].create(
+            {"seq": int, "run_id": str, "t": float, "service": str, "kind": str, "direction": str,
+             "dev_id": int, "user_id": int, "conn_id": int, "data": str}, pk="seq", if_not_exists=True)
+        self.db["entries"].create_index(["run_id", "seq"], if_not_exists=True)
+        self.db["runs"].insert({"run_id": self.run_id, "seed": seed, "profile": profile,
+                                "started": self._now(), "clock": clock})
+
+    def set_clock(self, now: Callable[[], float]) -> None:
+        self._now = now
+
+    def record(self, service: str, kind: str, *, direction: str = "", dev_id: int | None = None,
+               user_id: int | None = None, conn_id: int | None = None, data: Any = "") -> None:
+        if not self.enabled:
+            return
+        if not isinstance(data, str):
+            data = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else repr(data)
+        self._pending.append((self.run_id, self._now(), service, kind, direction, dev_id, user_id, conn_id, data))
+        if len(self._pending) >= self._batch:
+            self._wakeup.set()
+
+    def flush(self) -> None:
+        if not self.enabled or not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", pending)
+
+    async def run_flusher(self, interval: float = 0.25, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Flush every ``interval`` seconds or when a batch fills; flush once more on cancellation."""
+        task_status.started()
+        try:
+            while True:
+                with trio.move_on_after(interval):
+                    await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                self.flush()
+        finally:
+            self.flush()
+
+    def entries(self, **where: Any) -> list[dict]:
+        """Entries of this run, oldest first (flushes first).  ``where`` filters on columns."""
+        if not self.enabled:
+            return []
+        self.flush()
+        clauses, params = ["run_id = ?"], [self.run_id]
+        for key, value in where.items():
+            if key not in COLUMNS:
+                raise KeyError(key)
+            clauses.append(f"{key} = ?")
+            params.append(value)
+        rows = self._conn.execute(
+            f"SELECT seq, {', '.join(COLUMNS)} FROM entries WHERE {' AND '.join(clauses)} ORDER BY seq", params)
+        return [dict(zip(("seq", *COLUMNS), r)) for r in rows]
+
+    def close(self) -> None:
+        if self.enabled:
+            self.flush()
+            self._conn.close()
