@@ -69,6 +69,19 @@ async def serve(cfg: Config) -> None:
                 break
 
 
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError (port in use, permission denied) inside a trio exception group, if that is all it is."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        matched, rest = exc.split(OSError)
+        if matched is not None and rest is None:
+            while isinstance(matched, BaseExceptionGroup):
+                matched = matched.exceptions[0]
+            return matched
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cometbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             trio.run(serve, cfg)
-        except OSError as exc:
-            print(f"cometbench: {exc}", file=sys.stderr)
+        except (OSError, BaseExceptionGroup) as exc:
+            error = _os_error(exc)
+            if error is None:
+                raise
+            print(f"cometbench: cannot start: {error}", file=sys.stderr)
             return 1
         return 0
     return 2

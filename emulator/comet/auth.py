@@ -7,9 +7,15 @@ against the emulator's own clock (so virtual time works), with no leeway, and ``
 from __future__ import annotations
 
 import uuid as _uuid
+import warnings
 from dataclasses import dataclass
 
 import jwt
+import jwt.warnings
+
+# The real server's secret is the short server password plus the dev_id; PyJWT warns about short
+# HMAC keys, which is the deployment's choice, not something to report on every login.
+warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
 
 from emulator.state import StateStore
 

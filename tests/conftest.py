@@ -1,0 +1,54 @@
+"""Shared fixtures: fake hub connections for core tests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emulator.clock import ManualClock
+from emulator.comet.hub import Hub
+from emulator.profiles import get_profile
+from emulator.state import StateStore
+from emulator.wire import comet as w
+
+
+class FakeConn:
+    """A hub connection whose frames land in a list; ``drop`` is recorded."""
+
+    def __init__(self, hub: Hub, url: str, **extra):
+        self.frames: list[str] = []
+        self.dropped = False
+        self.conn = hub.connect(w.parse_url(url), deliver=self.frames.append, drop=self._drop, **extra)
+        self.hub = hub
+
+    def _drop(self):
+        self.dropped = True
+
+    def send(self, text: str) -> None:
+        self.hub.command(self.conn, text)
+
+    def json(self) -> list[dict]:
+        return [json.loads(f) for f in self.frames]
+
+    def take(self) -> list[dict]:
+        out = self.json()
+        self.frames.clear()
+        return out
+
+
+def url(user_key="undefined", user_id="undefined", dev_id=1, uuid=None, v="4.08"):
+    uuid = uuid or ("u" * 32)
+    return f"/ws/sesion={user_key}&myid={user_id}&devid={dev_id}&v={v}&uuid={uuid}&api=js"
+
+
+@pytest.fixture(params=["cppcomet-4.09", "lenient"])
+def any_profile(request):
+    return get_profile(request.param)
+
+
+def make_hub(profile="cppcomet-4.09", **quirks) -> Hub:
+    p = get_profile(profile)
+    if quirks:
+        p = p.with_quirks(**quirks)
+    return Hub(StateStore(":memory:"), p, clock=ManualClock())
