@@ -149,6 +149,11 @@ class CometServer:
                 if not chunk:
                     return None, b""
                 buffer += chunk
+                if not buffer[:1].isalpha():
+                    # not an HTTP request line (e.g. a TLS ClientHello from a client that switched
+                    # to wss): the real server treats it as plain HTTP and closes at once
+                    self.journal.record("comet", "bad_request", data=bytes(buffer[:16]).hex())
+                    return None, b""
                 end = http.find_head_end(buffer)
                 if end >= 0:
                     try:
