@@ -35,7 +35,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "directory": 8082,
     "control": 8088,
 }
-IMPLEMENTED_SERVICES = ("ws",)
+IMPLEMENTED_SERVICES = ("ws", "cometql")
 
 
 @dataclass

@@ -74,6 +74,84 @@ register_quirk(
 )
 
 
+# --- CometQL (MySQL protocol) -------------------------------------------------------------------
+register_quirk(
+    "cometql_version_string",
+    "the greeting's server version 'CppComet community 4.09 ...' does not start with a number "
+    "(pymysql cannot parse it)",
+    "reference-observations.md S2; cometql.md 2.1",
+)
+register_quirk(
+    "cometql_ssl_advertised",
+    "the greeting advertises CLIENT_SSL and CLIENT_COMPRESS without supporting them "
+    "(TLS-preferring clients fail)",
+    "cometql.md 2.1; reference-observations.md S3",
+)
+register_quirk(
+    "cometql_no_auth_switch",
+    "a client that starts with another auth plugin gets 'authDataLen!=20' instead of an AuthSwitchRequest",
+    "cometql.md 2.2, 2.5",
+)
+register_quirk(
+    "cometql_lenenc_fd_bug",
+    "integers 65536..16777215 are length-encoded as 0xFD + 4 bytes (clients then read 2 warnings)",
+    "cometql.md 4.2",
+)
+register_quirk(
+    "cometql_ok_status_no_backslash_escapes",
+    "result OK packets carry status 0x0200 (NO_BACKSLASH_ESCAPES) and a NUL info byte",
+    "cometql.md 4.1; reference-observations.md S7",
+    harmful=False,
+)
+register_quirk(
+    "cometql_describe_bad_sequence",
+    "DESCRIBE of a table other than users_auth answers with a wrong sequence id (the client drops the link)",
+    "parity/cometql-4.09.jsonl ('DESCRIBE pipes')",
+)
+register_quirk(
+    "cometql_users_messages_delete_same_second",
+    "DELETE FROM users_messages keeps messages queued in the current second",
+    "cometql.md 9.5; reference-observations.md S8",
+)
+
+# Parser switches of emulator/wire/cometql.py.  Each quirk is on when its switch is off (the
+# faithful parse); the lenient profile turns off those whose switch is in the parser's LENIENT
+# preset.  ``split_multi_statements`` is an alternative to ``reject_multi_statements``, not a quirk.
+from emulator.wire.cometql import SWITCHES as _SQL_SWITCHES  # noqa: E402  (wire is the bottom layer)
+
+SQL_QUIRK_SWITCHES = {
+    "sql_raw_values": "unescape_strings",
+    "sql_backslash_lexing": "mysql_string_lexing",
+    "sql_quote_rewrite_stops_early": "full_quote_rewrite",
+    "sql_nul_ends_query": "keep_nul",
+    "sql_length_limits": "skip_length_check",
+    "sql_unknown_chars_skipped": "reject_unknown_chars",
+    "sql_minus_ignored": "signed_integers",
+    "sql_comments_rejected": "strip_comments",
+    "sql_two_word_keywords_one_space": "flexible_keywords",
+    "sql_backticks_names_only": "lenient_backticks",
+    "sql_names_case_sensitive": "fold_name_case",
+    "sql_set_strict_forms": "lenient_set",
+    "sql_transactions_rejected": "accept_transactions",
+    "sql_show_variables_needs_pattern": "lenient_show_variables",
+    "sql_one_select_variable": "lenient_select_variables",
+    "sql_desc_rejected": "accept_desc",
+    "sql_use_rejected": "accept_use",
+    "sql_multi_statements_merged": "reject_multi_statements",
+    "sql_limits_unreported": "enforce_limits",
+}
+for _quirk_name, _switch_name in SQL_QUIRK_SWITCHES.items():
+    _switch = _SQL_SWITCHES[_switch_name]
+    register_quirk(_quirk_name, _switch.description, _switch.spec, harmful=_switch.in_lenient_preset)
+
+
+def sql_options(profile: "Profile"):
+    """The CometQL parser options a profile implies."""
+    from emulator.wire.cometql import ParseOptions
+
+    return ParseOptions(**{switch: not profile.on(quirk) for quirk, switch in SQL_QUIRK_SWITCHES.items()})
+
+
 @dataclass(frozen=True)
 class Profile:
     """A named set of quirk states."""

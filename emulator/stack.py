@@ -22,6 +22,8 @@ import trio
 from emulator.clock import WallClock
 from emulator.comet.hub import QUEUE_EXPIRY, Hub
 from emulator.comet.server import CometServer
+from emulator.cometql.server import CometQLServer
+from emulator.cometql.tables import Executor
 from emulator.config import Config
 from emulator.journal import Journal
 from emulator.net.network import Network, OSNetwork
@@ -39,6 +41,7 @@ class Stack:
     journal: Journal
     hub: Hub
     comet: CometServer
+    cometql: CometQLServer
     nursery: trio.Nursery
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -65,14 +68,21 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
     hub = Hub(store, profile, password=config.password, clock=clock, journal=journal)
     comet = CometServer(hub, network, profile, journal, handshake_timeout=config.handshake_timeout,
                         node_name=config.node_name)
+    executor = Executor(hub, profile)
+    cometql = CometQLServer(executor, network, profile, journal, password=config.password,
+                            handshake_timeout=config.handshake_timeout)
+    executor.sessions_of = cometql.sessions_of
     try:
         async with trio.open_nursery() as nursery:
-            stack = Stack(config, network, profile, clock, store, journal, hub, comet, nursery)
+            stack = Stack(config, network, profile, clock, store, journal, hub, comet, cometql, nursery)
             await nursery.start(journal.run_flusher)
             nursery.start_soon(_housekeeping, hub)
             await nursery.start(comet.serve, config.host, config.ports["ws"])
             assert comet.listener is not None
             stack.ports["ws"] = comet.listener.endpoint.port
+            await nursery.start(cometql.serve, config.host, config.ports["cometql"])
+            assert cometql.listener is not None
+            stack.ports["cometql"] = cometql.listener.endpoint.port
             journal.record("stack", "ready", data=str(stack.ready_line()))
             try:
                 yield stack

@@ -63,6 +63,7 @@ class Tenant:
         self.dev_id = dev_id
         self.pipes: dict[str, dict[int, Connection]] = {}
         self.users: dict[int, dict[int, Connection]] = {}  # authorised connections per user id
+        self.messages = 0  # messages published / sent in this tenant (SHOW STATUS)
 
     def subscribers(self, pipe: str) -> list[Connection]:
         return list(self.pipes.get(pipe, {}).values())
@@ -263,6 +264,7 @@ class Hub:
         now = self.now()
         escaped = w.mysql_escape(msg.message) if self.profile.on("web_pipe2_mysql_escape") else msg.message
         tenant = self.tenant(conn.dev_id)
+        tenant.messages += 1
         targets = [c for c in tenant.subscribers(msg.pipe) if c is not conn]
         frame = w.pipe_message(msg.pipe, msg.event, escaped, now, sender)
         n = self._fan_out(targets, frame)
@@ -369,7 +371,9 @@ class Hub:
         self.stats["published"] += 1
         if self.journal.enabled:
             self.journal.record("comet", "publish", dev_id=dev_id, data=f"{pipe} {event} {message}")
-        n = self._fan_out(self.tenant(dev_id).subscribers(pipe), w.pipe_message(pipe, event, message, now))
+        tenant = self.tenant(dev_id)
+        tenant.messages += 1
+        n = self._fan_out(tenant.subscribers(pipe), w.pipe_message(pipe, event, message, now))
         self._store_history(dev_id, pipe, event, message, 0, now)
         return n
 
@@ -378,7 +382,9 @@ class Hub:
 
         Returns True when delivered live.
         """
-        conns = list(self.tenant(dev_id).users.get(user_id, {}).values())[:USER_CONNECTIONS]
+        tenant = self.tenant(dev_id)
+        tenant.messages += 1
+        conns = list(tenant.users.get(user_id, {}).values())[:USER_CONNECTIONS]
         if self.journal.enabled:
             self.journal.record("comet", "user_message", dev_id=dev_id, user_id=user_id,
                                 data=f"{event} {message} live={bool(conns)}")

@@ -1,0 +1,219 @@
+"""The CometQL listener: the MySQL client/server protocol on trio streams, CppComet style.
+
+Per connection: send the v10 greeting, read the HandshakeResponse (bounded time), check the
+password (``mysql_native_password`` against the server password; the user name picks the dev_id),
+check the database, then answer commands one packet at a time.  Packet bytes come from the sans-IO
+codec in ``emulator/wire/mysql.py``; statements run in :class:`emulator.cometql.tables.Executor`.
+
+Bad input never takes the listener down: a malformed or oversize packet, a wrong sequence id or
+garbage before the handshake gets an ERR where the protocol allows one and a clean close; other
+connections are unaffected.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import trio
+
+from emulator.cometql.tables import Executor, Result, Session, select_database
+from emulator.journal import Journal
+from emulator.net.network import Listener, Network
+from emulator.profiles import Profile
+from emulator.wire import mysql as m
+
+MAX_PACKET = 16 * 1024 * 1024
+LENIENT_VERSION = "5.5.2-" + m.SERVER_VERSION  # starts with a number, so every client can parse it
+
+
+class CometQLServer:
+    def __init__(self, executor: Executor, network: Network, profile: Profile, journal: Journal, *,
+                 password: str, handshake_timeout: float = 10.0) -> None:
+        self.executor = executor
+        self.network = network
+        self.profile = profile
+        self.journal = journal
+        self.password = password
+        self.handshake_timeout = handshake_timeout
+        self.listener: Listener | None = None
+        self.sessions: dict[int, Session] = {}
+        self._ids = itertools.count(1)
+
+    def sessions_of(self, dev_id: int) -> int:
+        return sum(1 for s in self.sessions.values() if s.dev_id == dev_id and s.authenticated)
+
+    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.listener = await self.network.listen("cometql", host, port)
+        try:
+            await self.network.serve(self.listener, self.handle, service="cometql", task_status=task_status)
+        finally:
+            await self.listener.aclose()
+
+    # -- one connection ----------------------------------------------------------------------------
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        conn_id = next(self._ids)
+        link = _Link(stream)
+        try:
+            session = await self._handshake(link, conn_id)
+            if session is None:
+                return
+            self.sessions[conn_id] = session
+            try:
+                await self._commands(link, session)
+            finally:
+                self.sessions.pop(conn_id, None)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError, EOFError):
+            pass
+        except m.ProtocolError as exc:
+            self.journal.record("cometql", "protocol_error", conn_id=conn_id, data=str(exc))
+            try:
+                await link.send([m.build_err(1, f"Protocol error: {exc}"[:200])], link.seq or 0)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+                pass
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await trio.aclose_forcefully(stream)
+                except Exception:  # pragma: no cover
+                    pass
+
+    async def _handshake(self, link: "_Link", conn_id: int) -> Session | None:
+        scramble = m.generate_scramble(nonzero=True)
+        caps = m.CAPABILITIES_CPPCOMET if self.profile.on("cometql_ssl_advertised") else m.CAPABILITIES_LENIENT
+        version = m.SERVER_VERSION if self.profile.on("cometql_version_string") else LENIENT_VERSION
+        await link.send([m.build_initial_handshake(connection_id=conn_id, scramble=scramble, capabilities=caps,
+                                                   server_version=version)], 0)
+        packet = None
+        with trio.move_on_after(self.handshake_timeout):
+            packet = await link.receive()
+        if packet is None:
+            self.journal.record("cometql", "handshake_timeout_or_eof", conn_id=conn_id)
+            return None
+        reply = packet.reply_sequence_id
+        if m.is_ssl_request(packet.payload):
+            # the original parses the SSLRequest as a full response and fails on the auth length
+            await self._refuse(link, reply, m.ERR_AUTH_BAD_LENGTH, conn_id, "ssl request")
+            return None
+        try:
+            response = m.parse_handshake_response(packet.payload)
+        except m.ProtocolError as exc:
+            await self._refuse(link, reply, m.ERR_AUTH_BAD_LENGTH, conn_id, f"bad handshake response: {exc}")
+            return None
+        result = m.check_auth(response, scramble, self.password,
+                              auth_switch=not self.profile.on("cometql_no_auth_switch"))
+        if result is m.AuthResult.AUTH_SWITCH:
+            scramble = m.generate_scramble(nonzero=True)
+            await link.send([m.build_auth_switch_request(scramble)], reply)
+            switched = None
+            with trio.move_on_after(self.handshake_timeout):
+                switched = await link.receive()
+            if switched is None:
+                return None
+            reply = switched.reply_sequence_id
+            result = m.check_auth_switch_response(switched.payload, scramble, self.password)
+        user = response.user
+        if result is m.AuthResult.BAD_LENGTH:
+            await self._refuse(link, reply, m.ERR_AUTH_BAD_LENGTH, conn_id, f"user={user!r}")
+            return None
+        if result is m.AuthResult.BAD_PASSWORD:
+            await self._refuse(link, reply, m.ERR_AUTH_FAILURE, conn_id, f"user={user!r}")
+            return None
+        session = Session(dev_id=m.dev_id_from_username(response.username),
+                          authenticated=result is m.AuthResult.AUTHENTICATED, conn_id=conn_id)
+        database = response.database_name
+        if session.authenticated and database and not select_database(session, database):
+            await self._refuse(link, reply, m.ERR_SELECT_DB, conn_id, f"database={database!r}")
+            return None
+        self.journal.record("cometql", "connect", dev_id=session.dev_id, conn_id=conn_id,
+                            data=f"user={user!r} authenticated={session.authenticated} db={database!r}")
+        await link.send([m.build_ok_constant()], reply)
+        return session
+
+    async def _refuse(self, link: "_Link", seq: int, error: tuple[int, str], conn_id: int, why: str) -> None:
+        self.journal.record("cometql", "auth_failed", conn_id=conn_id, data=f"{error[1]} ({why})")
+        await link.send([m.build_err(*error)], seq)
+
+    async def _commands(self, link: "_Link", session: Session) -> None:
+        journal = self.journal
+        while True:
+            packet = await link.receive()
+            if packet is None:
+                return
+            seq = packet.reply_sequence_id
+            if packet.sequence_id != 0:
+                await link.send([m.build_err(1, "Got packets out of order")], seq)
+                return
+            command = m.parse_command(packet.payload)
+            if isinstance(command, m.ComQuery):
+                text = command.text
+                if journal.enabled:
+                    journal.record("cometql", "query", direction="in", dev_id=session.dev_id,
+                                   conn_id=session.conn_id, data=text[:4096])
+                result = self.executor.execute(session, text)
+                if journal.enabled:
+                    journal.record("cometql", "answer", direction="out", dev_id=session.dev_id,
+                                   conn_id=session.conn_id, data=_summary(result))
+                await link.send(self._encode(result), seq if result.sequence_id is None else result.sequence_id)
+                if result.close:
+                    return
+            elif isinstance(command, m.ComPing):
+                await link.send([self._ok(0, 0)], seq)
+            elif isinstance(command, m.ComQuit):
+                await link.send([self._ok(0, 0)], seq)
+            elif isinstance(command, m.ComInitDb):
+                if select_database(session, command.database):
+                    await link.send([self._ok(0, 0)], seq)
+                else:
+                    await link.send([m.build_err(15, "Select database failure")], seq)
+            elif command.command == m.COM_FIELD_LIST:
+                await link.send([m.build_eof()], seq)
+            else:
+                journal.record("cometql", "unsupported_command", conn_id=session.conn_id, data=hex(command.command))
+                await link.send([m.build_err(2, f"Command 0x{command.command:02x} is not supported")], seq)
+
+    def _ok(self, affected: int, insert_id: int) -> bytes:
+        fd_bug = self.profile.on("cometql_lenenc_fd_bug")
+        if self.profile.on("cometql_ok_status_no_backslash_escapes"):
+            return m.build_ok(affected, insert_id, fd_bug=fd_bug)
+        return m.build_ok(affected, insert_id, status=m.SERVER_STATUS_AUTOCOMMIT, info=b"", fd_bug=fd_bug)
+
+    def _encode(self, result: Result) -> list[bytes]:
+        if result.kind == "rows":
+            return m.build_result_set(result.columns, result.rows)
+        if result.kind == "ok":
+            return [self._ok(result.affected, result.insert_id)]
+        if result.kind == "ok_constant":
+            return [m.build_ok_constant()]
+        return [m.build_err(result.code, result.message)]
+
+
+def _summary(result: Result) -> str:
+    if result.kind == "rows":
+        return f"rows {len(result.rows)} {result.columns}"
+    if result.kind == "err":
+        return f"err {result.code} {result.message}"
+    return f"{result.kind} {result.affected} {result.insert_id}"
+
+
+class _Link:
+    """A stream plus the packet reader: receive whole packets, send framed ones."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.reader = m.PacketReader(max_payload=MAX_PACKET)
+        self.seq: int | None = None
+
+    async def receive(self) -> m.Packet | None:
+        while True:
+            packet = self.reader.next_packet()
+            if packet is not None:
+                self.seq = packet.reply_sequence_id
+                return packet
+            data = await self.stream.receive_some(65536)
+            if not data:
+                self.reader.feed_eof()
+                return None
+            self.reader.feed(data)
+
+    async def send(self, payloads: list[bytes], first_sequence_id: int) -> None:
+        await self.stream.send_all(m.frame_packets(payloads, first_sequence_id))
