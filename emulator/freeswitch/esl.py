@@ -1,0 +1,235 @@
+"""The ESL listener (FreeSWITCH mod_event_socket, inbound mode) over the network seam.
+
+Per connection: ``auth/request``; ``auth <password>`` (a wrong one gets ``-ERR invalid`` and a
+disconnect notice, as FreeSWITCH does); then ``api``, ``bgapi`` (Job-UUID, ``BACKGROUND_JOB``
+event), ``event plain|json|xml ...``, ``nixevent``, ``noevents``, ``exit`` and a few accepted no-ops
+(``log``, ``nolog``, ``filter``, ``linger``, ``nolinger``).  ``api`` commands go to the bridge
+(``conference ...``) or are answered here (``status``, ``version``, ``uptime``, ``hostname``).
+
+Events come from the bridge's subscriber callback into a bounded per-connection queue drained by
+one writer task; a listener that stops reading is disconnected rather than allowed to hold memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid as _uuid
+from typing import Any, Callable
+
+import trio
+
+from emulator.journal import Journal
+from emulator.net.network import Listener, Network
+from emulator.wire import esl as e
+
+EVENT_QUEUE = 10000
+FS_VERSION = "1.6.20"
+
+
+def event_fields(event: Any) -> tuple[str, str, list[tuple[str, str]], str]:
+    """(name, subclass, headers, body) of a bridge event (duck-typed: ``headers`` list or dict)."""
+    headers = event.headers
+    items = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    lookup = dict(items)
+    name = getattr(event, "name", None) or lookup.get("Event-Name", "")
+    subclass = getattr(event, "subclass", None) or lookup.get("Event-Subclass", "")
+    return name, subclass or "", items, getattr(event, "body", "") or ""
+
+
+class EslServer:
+    def __init__(self, bridge: Any, network: Network, journal: Journal, *, password: str = "ClueCon",
+                 clock: Callable[[], float] = trio.current_time, hostname: str = "cometbench") -> None:
+        self.bridge = bridge
+        self.network = network
+        self.journal = journal
+        self.password = password
+        self.clock = clock
+        self.hostname = hostname
+        self.started = clock()
+        self.listener: Listener | None = None
+        self.connections = 0
+        self._ids = itertools.count(1)
+
+    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.listener = await self.network.listen("esl", host, port)
+        try:
+            await self.network.serve(self.listener, self.handle, service="esl", task_status=task_status)
+        finally:
+            await self.listener.aclose()
+
+    # -- api ---------------------------------------------------------------------------------------
+    def api(self, command: str) -> str:
+        word, _, rest = command.strip().partition(" ")
+        word = word.lower()
+        if word == "conference":
+            return self.bridge.api(command.strip())
+        if word == "status":
+            up = int(self.clock() - self.started)
+            days, rem = divmod(up, 86400)
+            hours, rem = divmod(rem, 3600)
+            minutes, seconds = divmod(rem, 60)
+            sessions = getattr(self.bridge, "session_count", lambda: 0)()
+            return (f"UP 0 years, {days} days, {hours} hours, {minutes} minutes, {seconds} seconds, "
+                    f"0 milliseconds, 0 microseconds\nFreeSWITCH (Version {FS_VERSION} cometbench) is ready\n"
+                    f"{sessions} session(s) since startup\n{sessions} session(s) - peak {sessions}, last 5min "
+                    f"{sessions} \n0 session(s) per Sec out of max 30, peak 0, last 5min 0 \n1000 session(s) max\n"
+                    "min idle cpu 0.00/99.00\nCurrent Stack Size/Max 240K/8192K\n")
+        if word == "version":
+            return f"FreeSWITCH Version {FS_VERSION} (cometbench emulator)\n"
+        if word == "uptime":
+            return f"{int(self.clock() - self.started)}\n"
+        if word == "hostname":
+            return self.hostname
+        return f"-ERR {word} Command not found!\n"
+
+    # -- one connection ----------------------------------------------------------------------------
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        conn_id = next(self._ids)
+        self.connections += 1
+        send, receive = trio.open_memory_channel[bytes | None](EVENT_QUEUE)
+        sub = e.Subscription()
+        state = {"unsubscribe": None, "closing": False}
+
+        def push(data: bytes | None) -> None:
+            try:
+                send.send_nowait(data)
+            except trio.WouldBlock:  # a listener that stopped reading
+                state["closing"] = True
+                send.close()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
+
+        def on_event(event: Any) -> None:
+            if not sub.active:
+                return
+            name, subclass, headers, body = event_fields(event)
+            if sub.matches(name, subclass):
+                push(e.EVENT_FORMATS[sub.format](headers, body))
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, stream, receive)
+                push(e.auth_request())
+                try:
+                    await self._reader(stream, conn_id, sub, state, push, on_event, nursery)
+                finally:
+                    if state["unsubscribe"] is not None:
+                        state["unsubscribe"]()
+                    send.close()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            pass
+        finally:
+            self.connections -= 1
+            with trio.CancelScope(shield=True):
+                try:
+                    await trio.aclose_forcefully(stream)
+                except Exception:  # pragma: no cover
+                    pass
+
+    async def _writer(self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel) -> None:
+        async for data in receive:
+            if data is None:
+                break
+            await stream.send_all(data)
+        await trio.aclose_forcefully(stream)
+
+    async def _reader(self, stream, conn_id, sub: e.Subscription, state, push, on_event, nursery) -> None:
+        parser = e.CommandParser()
+        authed = False
+        while True:
+            command = None
+            try:
+                command = parser.next_command()
+            except e.EslError as exc:
+                self.journal.record("esl", "bad_input", conn_id=conn_id, data=str(exc))
+                push(e.disconnect_notice())
+                push(None)
+                return
+            if command is None:
+                try:
+                    data = await stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                if not data:
+                    return
+                try:
+                    parser.feed(data)
+                except e.EslError as exc:
+                    self.journal.record("esl", "bad_input", conn_id=conn_id, data=str(exc))
+                    push(e.disconnect_notice())
+                    push(None)
+                    return
+                continue
+            if self.journal.enabled:
+                self.journal.record("esl", "command", direction="in", conn_id=conn_id,
+                                    data=command.line if not command.line.startswith("auth ") else "auth ***")
+            word = command.word
+            if not authed:
+                if word == "auth":
+                    if command.rest == self.password:
+                        authed = True
+                        push(e.command_reply("+OK accepted"))
+                        continue
+                    self.journal.record("esl", "auth_failed", conn_id=conn_id)
+                    push(e.command_reply("-ERR invalid"))
+                    push(e.disconnect_notice())
+                    push(None)
+                    return
+                if word == "exit":
+                    push(e.command_reply("+OK bye"))
+                    push(e.disconnect_notice())
+                    push(None)
+                    return
+                push(e.command_reply("-ERR command not found"))
+                continue
+            if word == "api":
+                body = self.api(command.rest)
+                push(e.api_response(body))
+            elif word == "bgapi":
+                job = str(_uuid.uuid4())
+                push(e.command_reply(f"+OK Job-UUID: {job}", [("Job-UUID", job)]))
+                nursery.start_soon(self._background, command.rest, job, on_event)
+            elif word == "event":
+                parsed = e.parse_event_command(command.rest)
+                if parsed is None:
+                    push(e.command_reply("-ERR invalid format"))
+                    continue
+                sub.format = parsed[0]
+                sub.add(parsed[1])
+                if state["unsubscribe"] is None:
+                    state["unsubscribe"] = self.bridge.subscribe(on_event)
+                push(e.command_reply(f"+OK event listener enabled {sub.format}"))
+            elif word == "nixevent":
+                for word_ in command.rest.split():
+                    sub.names.discard(word_.upper())
+                    sub.subclasses.discard(word_)
+                push(e.command_reply("+OK events nixed"))
+            elif word == "noevents":
+                sub.all, sub.names, sub.subclasses = False, set(), set()
+                push(e.command_reply("+OK no longer listening for events"))
+            elif word == "exit":
+                push(e.command_reply("+OK bye"))
+                push(e.disconnect_notice())
+                push(None)
+                return
+            elif word in ("log", "nolog", "filter", "linger", "nolinger", "divert_events", "myevents"):
+                push(e.command_reply("+OK"))
+            else:
+                push(e.command_reply("-ERR command not found"))
+
+    async def _background(self, command: str, job: str, on_event) -> None:
+        await trio.lowlevel.checkpoint()
+        body = self.api(command)
+        word, _, arg = command.partition(" ")
+        event = _JobEvent([("Event-Name", "BACKGROUND_JOB"), ("Core-UUID", "cometbench"),
+                           ("Job-UUID", job), ("Job-Command", word), ("Job-Command-Arg", arg)], body)
+        on_event(event)
+
+
+class _JobEvent:
+    name = "BACKGROUND_JOB"
+    subclass = ""
+
+    def __init__(self, headers: list[tuple[str, str]], body: str) -> None:
+        self.headers = headers
+        self.body = body
