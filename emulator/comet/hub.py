@@ -312,7 +312,8 @@ class Hub:
             self._send(conn, w.sys_error({"error": "[track_pipe_users] Invalid channel name. The channel should "
                                                    "start with track_", "user_id": -1}, self.now()))
             return
-        entries = [{"user_id": c.user_id, "uuid": c.uuid} for c in self.tenant(conn.dev_id).subscribers(pipe)]
+        # the real server's list prepends, so the newest subscriber comes first (reference capture: B, A)
+        entries = [{"user_id": c.user_id, "uuid": c.uuid} for c in reversed(self.tenant(conn.dev_id).subscribers(pipe))]
         self._send(conn, w.track_users_answer(entries, marker, self.now()))
 
     def _cmd_user_data(self, conn: Connection, body: str) -> None:
@@ -454,7 +455,8 @@ class Hub:
         return len(self.tenant(dev_id).pipes.get(pipe, {}))
 
     def users_in_pipe(self, dev_id: int, pipe: str) -> list[Connection]:
-        return self.tenant(dev_id).subscribers(pipe)
+        """Subscribers, newest first, as the real server lists them (reference-observations.md 2)."""
+        return list(reversed(self.tenant(dev_id).subscribers(pipe)))
 
     def users_time(self, dev_id: int, user_ids: list[int]) -> list[tuple[int, int]]:
         """(id, 0 if online / unix time of last disconnect / -1 if unknown) per requested id."""

@@ -37,6 +37,7 @@ from emulator.wire import comet as w
 from emulator.wire import http
 
 OUTBOX_FRAMES = 4096
+DRAIN_TIMEOUT = 2.0  # seconds a server-side close waits for queued frames to be written
 
 
 class _ServerFrames(FrameConnection):
@@ -66,6 +67,11 @@ class CometWebSocket(WebSocketConnection):
         await self._drop()  # the real server closes on Ping (1.3)
 
     async def _handle_message_event(self, event) -> None:  # type: ignore[override]
+        if event.frame_finished and not event.message_finished:
+            # a fragmented message: the real server accepts only FIN frames (spec 1.3)
+            self._message_parts = []
+            await self._drop()
+            return
         self._message_size += len(event.data)
         if self._message_size > self._max_message_size:
             self._message_parts = []
@@ -180,12 +186,14 @@ class CometServer:
             return
 
         send, receive = trio.open_memory_channel[str | None](OUTBOX_FRAMES)
-        state = {"conn": None, "closed": False}
+        state: dict = {"conn": None, "closed": False, "slow": False}
+        writer_scope = trio.CancelScope()
 
         def deliver(text: str) -> None:
             try:
                 send.send_nowait(text)
             except trio.WouldBlock:  # a client that stopped reading: close it, keep the others going
+                state["slow"] = True
                 conn = state["conn"]
                 if conn is not None:
                     hub.close_connection(conn, "slow consumer: outbox full")
@@ -193,8 +201,14 @@ class CometServer:
                 pass
 
         def drop() -> None:
+            """Server-side close: write what is queued (an error frame), then close TCP.
+
+            A client that does not read gets no grace: its writer is cancelled at once.
+            """
             state["closed"] = True
             send.close()
+            grace = 0.0 if state["slow"] else DRAIN_TIMEOUT
+            writer_scope.deadline = min(writer_scope.deadline, trio.current_time() + grace)
 
         def on_message(text: str) -> None:
             conn = state["conn"]
@@ -217,7 +231,8 @@ class CometServer:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ws._reader_task)
-                await self._writer(ws, receive)
+                with writer_scope:
+                    await self._writer(ws, receive)
                 nursery.cancel_scope.cancel()
         finally:
             hub.disconnect(conn, "closed")

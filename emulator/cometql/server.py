@@ -38,11 +38,13 @@ class CometQLServer:
         self.listener: Listener | None = None
         self.sessions: dict[int, Session] = {}
         self._ids = itertools.count(1)
+        self._started: float | None = None
 
     def sessions_of(self, dev_id: int) -> int:
         return sum(1 for s in self.sessions.values() if s.dev_id == dev_id and s.authenticated)
 
     async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self._started = trio.current_time()
         self.listener = await self.network.listen("cometql", host, port)
         try:
             await self.network.serve(self.listener, self.handle, service="cometql", task_status=task_status)
@@ -127,6 +129,7 @@ class CometQLServer:
         self.journal.record("cometql", "connect", dev_id=session.dev_id, conn_id=conn_id,
                             data=f"user={user!r} authenticated={session.authenticated} db={database!r}")
         await link.send([m.build_ok_constant()], reply)
+        link.scramble = scramble
         return session
 
     async def _refuse(self, link: "_Link", seq: int, error: tuple[int, str], conn_id: int, why: str) -> None:
@@ -167,9 +170,64 @@ class CometQLServer:
                     await link.send([m.build_err(15, "Select database failure")], seq)
             elif command.command == m.COM_FIELD_LIST:
                 await link.send([m.build_eof()], seq)
+            elif command.command == m.COM_SET_OPTION:  # the one command whose answer really is EOF
+                await link.send([m.build_eof()], seq)
+            elif command.command == m.COM_RESET_CONNECTION:
+                await link.send([self._ok(0, 0)], seq)
+            elif command.command == m.COM_STATISTICS:  # answered with a bare text string
+                await link.send([self._statistics().encode()], seq)
+            elif command.command == m.COM_CHANGE_USER:
+                if not await self._change_user(link, session, command.data, seq):
+                    return
             else:
                 journal.record("cometql", "unsupported_command", conn_id=session.conn_id, data=hex(command.command))
                 await link.send([m.build_err(2, f"Command 0x{command.command:02x} is not supported")], seq)
+
+    def _statistics(self) -> str:
+        hub = self.executor.hub
+        uptime = int(trio.current_time() - self._started) if self._started is not None else 0
+        return (f"Uptime: {uptime}  Threads: {len(self.sessions)}  Questions: {hub.stats['published']}  "
+                f"Slow queries: 0  Opens: 0  Open tables: 0  Queries per second avg: 0.000")
+
+    async def _change_user(self, link: "_Link", session: Session, data: bytes, seq: int) -> bool:
+        """COM_CHANGE_USER: authenticate again against the connection's scramble (spec 3 [REC]).
+
+        A 20-byte native token is checked directly; anything else gets an AuthSwitchRequest when the
+        profile allows it.  Success switches the dev_id (and database); failure is ERR 16 and a close.
+        """
+        try:
+            user, pos = m._cstring(data, 0, "user")  # noqa: SLF001 - same packet layout as the handshake
+            length = data[pos]
+            token = data[pos + 1:pos + 1 + length]
+            database, _ = m._cstring(data, pos + 1 + length, "database", to_end=True)
+        except (m.ProtocolError, IndexError):
+            await link.send([m.build_err(*m.ERR_AUTH_BAD_LENGTH)], seq)
+            return False
+        ok = len(token) == 20 and m.verify_native_password(link.scramble, token, self.password)
+        if not ok and len(token) != 20 and not self.profile.on("cometql_no_auth_switch"):
+            scramble = m.generate_scramble(nonzero=True)
+            await link.send([m.build_auth_switch_request(scramble)], seq)
+            packet = await link.receive()
+            if packet is None:
+                return False
+            seq = packet.reply_sequence_id
+            ok = m.check_auth_switch_response(packet.payload, scramble, self.password) is m.AuthResult.AUTHENTICATED
+            link.scramble = scramble
+        if not ok:
+            error = m.ERR_AUTH_FAILURE if len(token) == 20 else m.ERR_AUTH_BAD_LENGTH
+            await link.send([m.build_err(*error)], seq)
+            return False
+        session.dev_id = m.dev_id_from_username(user)
+        session.authenticated = True
+        session.database = ""
+        name = database.split(b"\0", 1)[0].decode("utf-8", "replace")
+        if name and not select_database(session, name):
+            await link.send([m.build_err(*m.ERR_SELECT_DB)], seq)
+            return False
+        self.journal.record("cometql", "change_user", dev_id=session.dev_id, conn_id=session.conn_id,
+                            data=f"user={user!r}")
+        await link.send([self._ok(0, 0)], seq)
+        return True
 
     def _ok(self, affected: int, insert_id: int) -> bytes:
         fd_bug = self.profile.on("cometql_lenenc_fd_bug")
@@ -202,6 +260,7 @@ class _Link:
         self.stream = stream
         self.reader = m.PacketReader(max_payload=MAX_PACKET)
         self.seq: int | None = None
+        self.scramble = b""
 
     async def receive(self) -> m.Packet | None:
         while True:

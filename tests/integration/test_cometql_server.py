@@ -141,8 +141,33 @@ async def test_other_commands(autojump_clock):
         await c.send(b"\x04users_auth\0", 0)  # COM_FIELD_LIST
         assert await c.read_packet() == (1, bytes.fromhex("fe00000200"))
         assert rows_of(await c.query("SHOW DATABASES")) == [["CometQL_v1"]]
+        await c.send(b"\x1b\x00\x00", 0)  # COM_SET_OPTION: EOF is the protocol's answer
+        assert (await c.read_packet())[1][0] == 0xFE
+        await c.send(b"\x1f", 0)  # COM_RESET_CONNECTION
+        assert (await c.read_packet())[1][0] == 0
+        await c.send(b"\x09", 0)  # COM_STATISTICS: a bare text string
+        assert (await c.read_packet())[1].startswith(b"Uptime: ")
         await c.send(b"\x01", 0)  # COM_QUIT: the original answers OK
         assert (await c.read_packet())[1][0] == 0
+
+
+async def test_change_user_reauthenticates_and_switches_tenant(autojump_clock):
+    from pymysql._auth import scramble_native_password
+    net = VirtualNetwork()
+    async with open_stack(config(), network=net) as stack:
+        c = await RawMySQL.open(net, stack.ports["cometql"])
+        g = await c.greeting()
+        token = scramble_native_password(PASSWORD.encode(), g["scramble"])
+        await c.send(c.response("1", token), 1)
+        await c.read_packet()
+        await c.send(b"\x11" + b"9\0" + bytes([20]) + token + b"CometQL_v1\0" + b"\x21\x00", 0)
+        assert (await c.read_packet())[1][0] == 0
+        await c.query("INSERT INTO users_auth (id, hash) VALUES (1, 'nine')")
+        assert stack.hub.get_hash(9, 1) == "nine"
+        bad = scramble_native_password(b"wrong", g["scramble"])
+        await c.send(b"\x11" + b"9\0" + bytes([20]) + bad + b"\0", 0)
+        assert err_of(await c.read_packet()) == (16, "Authentication failure")
+        assert await c.closed()
 
 
 async def test_bad_packets_get_a_clean_end_and_others_carry_on(autojump_clock):

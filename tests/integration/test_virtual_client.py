@@ -395,7 +395,7 @@ async def test_track_events_and_track_pipe_users(autojump_clock):
             answer = await a.get_track_pipe_users("track_room")
             assert a.sent_frames("track_pipe_users")[-1] == f"track_pipe_users\ntrack_room\n{answer.marker}"
             assert re.fullmatch(r"\d{10}", answer.marker) and answer.pipe == "_answer"
-            assert answer.data == [{"user_id": 1, "uuid": a.uuid}, {"user_id": 2, "uuid": b.uuid}]
+            assert answer.data == [{"user_id": 2, "uuid": b.uuid}, {"user_id": 1, "uuid": a.uuid}]  # newest first
             assert answer not in track.messages                # marker answers skip pipe subscriptions
             assert await a.get_track_pipe_users("web_room") is None   # refused client-side
 

@@ -359,8 +359,9 @@ def test_track_pipe_users_lists_connections():
     b.send("subscription\ntrack_ref5")
     a.take()
     a.send("track_pipe_users\ntrack_ref5\nM1")
-    assert a.frames == ['{"_info":"answer for track_pipe_users","data":[{"user_id":501,"uuid":'
-                        '"uuidA000000000000000000000000501"},{"user_id":0,"uuid":"uuidB000000000000000000000000502"}],'
+    # reference-observations.md section 4: newest subscriber first
+    assert a.frames == ['{"_info":"answer for track_pipe_users","data":[{"user_id":0,"uuid":'
+                        '"uuidB000000000000000000000000502"},{"user_id":501,"uuid":"uuidA000000000000000000000000501"}],'
                         '"event":"answer","marker":"M1","message_send_time":1700000000,"pipe":"_answer"}']
     a.frames.clear()
     a.send("track_pipe_users\nweb_x\nM1")
