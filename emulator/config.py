@@ -10,6 +10,7 @@ Example ``cometbench.toml``::
     state = "state/cometbench.sqlite"    # or ":memory:"
     profile = "cppcomet-4.09"            # or "lenient"
     journal = true
+    pipesalt = "0000000"                 # comet.ini [sip] pipesalt (salt of the callPipe hash)
 
     [ports]
     ws = 8087
@@ -17,6 +18,13 @@ Example ``cometbench.toml``::
 
     [quirks]                             # per-quirk overrides on top of the profile
     queue_ten_per_login = false
+
+    [[freeswitch]]                       # comet.ini [sip] freeswitch, one table per node
+    server = "127.0.0.1"                 # ESL host (Server=)
+    esl_port = 8021                      # Port=
+    esl_password = "ClueCon"             # Pwd=
+    ws_port = 7443                       # WSport= (default 7443)
+    ws_host = "127.0.0.1"                # WShost= (default: server)
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "directory": 8082,
     "control": 8088,
 }
-IMPLEMENTED_SERVICES = ("ws", "cometql")
+IMPLEMENTED_SERVICES = ("ws", "cometql", "directory")
 
 
 @dataclass
@@ -51,6 +59,10 @@ class Config:
     handshake_timeout: float = 10.0
     node_name: str = "n1"
     seed: int = 0
+    # comet.ini [sip]: FreeSWITCH nodes (keys of emulator.cometql.conference.FreeswitchNode); none means
+    # INSERT INTO conference answers ERR 500, as a CppComet without `[sip] freeswitch`
+    freeswitch: list[dict] = field(default_factory=list)
+    pipesalt: str = "0000000"  # the shipped comet.ini's value (the code default is "pipesalt")
 
     def free_ports(self) -> None:
         """Bind every service to port 0 (the OS picks)."""

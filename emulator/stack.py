@@ -20,8 +20,10 @@ from typing import AsyncIterator
 import trio
 
 from emulator.clock import WallClock
+from emulator.comet.directory import DirectoryServer
 from emulator.comet.hub import QUEUE_EXPIRY, Hub
 from emulator.comet.server import CometServer
+from emulator.cometql.conference import ConferenceService
 from emulator.cometql.server import CometQLServer
 from emulator.cometql.tables import Executor
 from emulator.config import Config
@@ -44,6 +46,8 @@ class Stack:
     cometql: CometQLServer
     nursery: trio.Nursery
     ports: dict[str, int] = field(default_factory=dict)
+    conference: ConferenceService | None = None   # its .xml_list is for the FreeSWITCH side to set
+    directory: DirectoryServer | None = None
 
     def ready_line(self) -> dict:
         """The JSON object ``cometbench serve`` prints once listening."""
@@ -68,13 +72,16 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
     hub = Hub(store, profile, password=config.password, clock=clock, journal=journal)
     comet = CometServer(hub, network, profile, journal, handshake_timeout=config.handshake_timeout,
                         node_name=config.node_name)
-    executor = Executor(hub, profile)
+    conference = ConferenceService(hub, config.freeswitch, pipesalt=config.pipesalt)
+    executor = Executor(hub, profile, conference=conference)
+    directory = DirectoryServer(store, network, journal, head_timeout=config.handshake_timeout)
     cometql = CometQLServer(executor, network, profile, journal, password=config.password,
                             handshake_timeout=config.handshake_timeout)
     executor.sessions_of = cometql.sessions_of
     try:
         async with trio.open_nursery() as nursery:
-            stack = Stack(config, network, profile, clock, store, journal, hub, comet, cometql, nursery)
+            stack = Stack(config, network, profile, clock, store, journal, hub, comet, cometql, nursery,
+                          conference=conference, directory=directory)
             await nursery.start(journal.run_flusher)
             nursery.start_soon(_housekeeping, hub)
             await nursery.start(comet.serve, config.host, config.ports["ws"])
@@ -83,6 +90,9 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
             await nursery.start(cometql.serve, config.host, config.ports["cometql"])
             assert cometql.listener is not None
             stack.ports["cometql"] = cometql.listener.endpoint.port
+            await nursery.start(directory.serve, config.host, config.ports["directory"])
+            assert directory.listener is not None
+            stack.ports["directory"] = directory.listener.endpoint.port
             journal.record("stack", "ready", data=str(stack.ready_line()))
             try:
                 yield stack

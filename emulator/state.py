@@ -11,6 +11,7 @@ pipe_history       pipe log: uuid, time, event, message, sender user_id, inserti
 pipes_settings     (dev_id, pipe) -> history length
 revoked_tokens     (dev_id, token)
 users_time         (dev_id, user_id) -> unix time of the last disconnect
+conference         (dev_id, name, user_id) -> invitation: caller_id, message, profile, stream, node, time
 =================  =====================================================================
 
 Every write is committed before the method returns (autocommit, WAL journal), so whatever a client
@@ -65,6 +66,9 @@ class StateStore:
                                     pk=("dev_id", "token"), if_not_exists=True)
         db["users_time"].create({"dev_id": int, "user_id": int, "time": int},
                                 pk=("dev_id", "user_id"), if_not_exists=True)
+        db["conference"].create(  # db.sql's `conference`
+            {"dev_id": int, "name": str, "user_id": int, "caller_id": int, "message": str, "profile": str,
+             "stream": str, "node": str, "time": int}, pk=("dev_id", "name", "user_id"), if_not_exists=True)
 
     def close(self) -> None:
         self._conn.close()
@@ -201,11 +205,34 @@ class StateStore:
         self._conn.execute("INSERT OR REPLACE INTO users_time (dev_id, user_id, time) VALUES (?,?,?)",
                            (dev_id, user_id, time))
 
+    # -- conference (invitations) ------------------------------------------------------------------
+    def replace_conference(self, dev_id: int, name: str, user_id: int, caller_id: int, message: str,
+                           profile: str, stream: str, node: str, time: int) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO conference (dev_id, name, user_id, caller_id, message, profile, stream, node, time)"
+            " VALUES (?,?,?,?,?,?,?,?,?)", (dev_id, name, user_id, caller_id, message, profile, stream, node, time))
+
+    def conference_rows(self, dev_id: int, name: str) -> list[dict]:
+        cols = ("user_id", "caller_id", "message", "profile", "stream", "node", "time")
+        rows = self._all(f"SELECT {', '.join(cols)} FROM conference WHERE dev_id=? AND name=? ORDER BY user_id",
+                         (dev_id, name))
+        return [dict(zip(cols, r)) for r in rows]
+
+    def conference_nodes(self, dev_id: int, name: str) -> list[str]:
+        return [r[0] for r in self._all("SELECT node FROM conference WHERE dev_id=? AND name=? GROUP BY node "
+                                        "ORDER BY node", (dev_id, name))]
+
+    def delete_conference(self, dev_id: int, name: str, user_id: int | None = None) -> int:
+        if user_id is None:
+            return self._conn.execute("DELETE FROM conference WHERE dev_id=? AND name=?", (dev_id, name)).rowcount
+        return self._conn.execute("DELETE FROM conference WHERE dev_id=? AND name=? AND user_id=?",
+                                  (dev_id, name, user_id)).rowcount
+
     # -- housekeeping ------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget everything (control plane and test resets)."""
         with self._conn:
             self._conn.execute("BEGIN")
             for table in ("users_auth", "users_data", "users_messages", "pipe_history", "pipes_settings",
-                          "revoked_tokens", "users_time"):
+                          "revoked_tokens", "users_time", "conference"):
                 self._conn.execute(f"DELETE FROM {table}")

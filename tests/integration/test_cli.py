@@ -44,7 +44,7 @@ def test_serve_ctrl_c(tmp_path):
 
 
 def test_config_file_and_flags(tmp_path):
-    (tmp_path / "cometbench.toml").write_text('profile = "lenient"\nstate = ":memory:"\n[ports]\nws = 0\ncometql = 0\n'
+    (tmp_path / "cometbench.toml").write_text('profile = "lenient"\nstate = ":memory:"\n[ports]\nws = 0\ncometql = 0\ndirectory = 0\n'
                                               '[quirks]\nshort_frame_truncation = true\n')
     proc, ready = _start("--ws-port", "0", cwd=tmp_path)
     try:

@@ -10,17 +10,19 @@ import pytest
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CORPUS = SHARED / "parity" / "cometql-4.09.jsonl"
 
-# Statements whose answer needs a FreeSWITCH node configured (the fake FreeSWITCH issue); they are
-# compared once the conference tables have a provider.
-NEEDS_FREESWITCH_PREFIXES = (
-    "INSERT INTO conference (name, user_id, caller_id, message, profile)VALUES('101'",
-    "SELECT * FROM conference WHERE name = '101'",
-)
+# The recorder's server had one FreeSWITCH node, 127.0.0.1 with WebSocket port 7443 (nothing listened
+# there; parity/README.md).  Configured the same way, the emulator answers the conference INSERT with
+# OK(1, 0) and the SELECT with the row whose node is "127.0.0.1:7443".  Without a node the INSERT is
+# ERR 500 (reference-observations.md section 2, config A).
+RECORDER_FREESWITCH = [{"server": "127.0.0.1", "ws_port": 7443}]
+CONFERENCE_INSERT = "INSERT INTO conference (name, user_id, caller_id, message, profile)VALUES('101'"
+CONFERENCE_SELECT = "SELECT * FROM conference WHERE name = '101'"
 
 
 def needs_freeswitch(record: dict) -> bool:
-    """The INSERT INTO conference and the SELECT that reads its row back."""
-    return record["sql"].startswith(NEEDS_FREESWITCH_PREFIXES) and (
+    """The conference INSERT and the SELECT reading its row back: the two answers that need
+    RECORDER_FREESWITCH configured (for a replay that does not configure it)."""
+    return record["sql"].startswith((CONFERENCE_INSERT, CONFERENCE_SELECT)) and (
         record["kind"] != "rows" or bool(record["rows"]))
 
 

@@ -1,7 +1,8 @@
 """Replay the real server's recorded CometQL answers against the faithful profile.
 
 ../shared/parity/cometql-4.09.jsonl holds 119 statements run in order on one connection against
-CppComet 4.09 (dev_id 15).  Each answer is compared: result columns and rows, OK counts, error
+CppComet 4.09 (dev_id 15), configured with one FreeSWITCH node (127.0.0.1, WebSocket port 7443), as
+the replay is.  Each answer is compared: result columns and rows, OK counts, error
 codes and messages, and the connection-closing cases.  Values that depend on time or counters
 (users_time times, SHOW STATUS messages, message UUIDs) are compared by shape only.
 """
@@ -13,11 +14,13 @@ import re
 import pytest
 
 from emulator.clock import ManualClock
+from emulator.cometql.conference import ConferenceService
 from emulator.cometql.tables import Executor, Session
 from emulator.comet.hub import Hub
 from emulator.profiles import get_profile
 from emulator.state import StateStore
-from tests.parity.conftest import SAME_SECOND_HISTORY, load_corpus, needs_freeswitch
+from tests.parity.conftest import (CONFERENCE_INSERT, CONFERENCE_SELECT, RECORDER_FREESWITCH, SAME_SECOND_HISTORY,
+                                   load_corpus)
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
@@ -48,13 +51,12 @@ def normalise(sql: str, answer: dict) -> dict:
 
 def test_every_recorded_answer_matches():
     hub = Hub(StateStore(), get_profile("cppcomet-4.09"), clock=ManualClock(1_795_725_000))
-    executor = Executor(hub, hub.profile, sessions_of=lambda dev: 1)
+    executor = Executor(hub, hub.profile, sessions_of=lambda dev: 1,
+                        conference=ConferenceService(hub, RECORDER_FREESWITCH))
     session = Session(dev_id=15, database="CometQL_v1")
     mismatches, compared = [], 0
     for record in load_corpus():
         sql = record["sql"]
-        if needs_freeswitch(record):
-            continue
         got = normalise(sql, answer_of(executor.execute(session, sql)))
         want = normalise(sql, record)
         compared += 1
@@ -66,7 +68,21 @@ def test_every_recorded_answer_matches():
         if got != want:
             mismatches.append(f"{sql!r}\n   real: {want}\n   ours: {got}")
     assert not mismatches, f"{len(mismatches)} of {compared} differ:\n" + "\n".join(mismatches)
-    assert compared == 117  # 119 recorded, 2 wait for the FreeSWITCH side
+    assert compared == 119
+
+
+def test_without_a_freeswitch_node_the_conference_insert_is_err_500():
+    """Config A of the reference run: no `[sip] freeswitch`, so the INSERT fails and nothing is stored."""
+    hub = Hub(StateStore(), get_profile("cppcomet-4.09"), clock=ManualClock(1_795_725_000))
+    for conference in (None, ConferenceService(hub, [])):
+        executor = Executor(hub, hub.profile, conference=conference)
+        session = Session(dev_id=15, database="CometQL_v1")
+        (insert,) = [r["sql"] for r in load_corpus() if r["sql"].startswith(CONFERENCE_INSERT)]
+        result = executor.execute(session, insert)
+        assert (result.kind, result.code, result.message) == (
+            "err", 500, "field in ini file not set option `host` in section `sip`")
+        select = executor.execute(session, CONFERENCE_SELECT)
+        assert select.kind == "rows" and select.rows == []
 
 
 def test_lenient_profile_fixes_the_harmful_answers():

@@ -1,0 +1,381 @@
+"""The comet server's ``[freeswitch]`` HTTP port: the directory that mod_xml_curl asks for SIP passwords.
+
+Spec: video-call-flow.md 2.6.4 (CppComet ``Freeswitch_connection.cpp``, ``get_directory_request``).
+FreeSWITCH sends ``GET /directory?...&user=000015123&domain=...`` for every REGISTER and INVITE it
+has to authenticate; the answer carries the user's ``users_auth`` hash as the SIP password.
+
+Two layers:
+
+* :func:`lookup_directory` — the pure rule ``(store, user) -> (status, body)``.  The fake
+  FreeSWITCH's SIP digest check calls it in-process (the bridge authenticates SIP through the same
+  lookup); :func:`directory_password` is the convenience form.
+* :class:`DirectoryServer` — the HTTP endpoint: a quart-trio app run by hypercorn's HTTP/1.1
+  machinery on streams taken from the project's network layer (``network.listen("directory", ...)``
+  + ``network.serve``), so it runs on OS sockets and on the virtual network alike, and every stream
+  passes through ``Network.wrap`` (link conditions).  Each accepted stream is handed to hypercorn's
+  trio ``TCPServer`` after a pre-read of the request head (see below).
+
+The real server decides on the raw request bytes, before any HTTP parsing: ``OPTIONS...`` gets
+``+OK``; ``GET /directory`` / ``GET /comet-server-com/directory`` the directory rules; any other
+``GET`` a logo page; anything else, and a malformed ``&user=`` value (not followed by ``&``, or 64
+characters or more), a close without an answer.  An ASGI app cannot close without answering, so
+the pre-read (:func:`classify`) makes that decision on the raw head and closes the stream itself;
+what the app answers is decided there too and passed in the ASGI scope.
+
+Deviations from the original (HTTP framing only; status codes and bodies are the original's):
+the status line reason is empty (``HTTP/1.1 404 ``, not ``HTTP/1.1 404 Error``: ASGI has no reason
+phrase); responses carry ``Content-Length`` (the original sends none and closes); a request hypercorn's
+HTTP parser rejects (no ``Host`` header, say) gets hypercorn's 400.  Every answer closes the
+connection (``Connection: close``), as the original does.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.utils import wrap_app
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from emulator.journal import Journal
+from emulator.net.network import Endpoint, Network, peer_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    from emulator.state import StateStore
+
+DOMAIN = "FSdefaultDomain"
+MAX_HEAD = 16 * 1024
+SCOPE_KEY = "cometbench.directory"   # (kind, user) from the pre-read, in the ASGI scope
+
+# Freeswitch_connection.cpp, verbatim (printf-style: user, password, user, user, user)
+DIRECTORY_XML = """<document type="freeswitch/xml">
+    <section name="directory">
+        <domain name="FSdefaultDomain">
+            <params>
+                <param name="dial-string" value="{presence_id=${dialed_user}@${dialed_domain}}${sofia_contact(${dialed_user}@${dialed_domain})}"/>
+            </params>
+            <groups>
+                <group name="default">
+                    <users>
+                        <user id="%s">
+                            <params>
+                                <param name="password" value="%s"/>
+                            </params>
+                            <variables>
+                                <variable name="toll_allow" value="domestic,international,local"/>
+                                <variable name="accountcode" value="%s"/>
+                                <variable name="user_context" value="default"/>
+                                <variable name="effective_caller_id_name" value="Extension %s"/>
+                                <variable name="effective_caller_id_number" value="%s"/>
+                                <variable name="outbound_caller_id_name" value="$${outbound_caller_name}"/>
+                                <variable name="outbound_caller_id_number" value="$${outbound_caller_id}"/>
+                                <variable name="callgroup" value="techsupport"/>
+                            </variables>
+                        </user>
+                    </users>
+                </group>
+            </groups>
+        </domain>
+    </section>
+</document>"""
+
+LOGO_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Star.Comet Server</title></head>
+<body><h1>Star.Comet Server</h1><p>FreeSWITCH directory endpoint (cometbench emulator of CppComet)</p></body></html>
+"""
+
+_COMMON_HEADERS = {
+    "Server": "Star.Comet Server",
+    "Comet-Server": "Star.Comet Server",
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET",
+    "Allow": "POST, GET",
+    "Access-Control-Allow-Headers": "origin, content-type, accept",
+    "Connection": "close",
+}
+_DIRECTORY_HEADERS = {**_COMMON_HEADERS, "Access-Control-Allow-Methods": "GET", "Allow": "GET"}
+CONTENT_TYPE = "text/html; charset=UTF-8"
+
+
+# --- the rules ---------------------------------------------------------------------------------------
+
+
+def _scan_digits(text: str, pos: int, width: int) -> tuple[int, int] | None:
+    """``sscanf`` ``%<width>d`` at ``pos``: (value, new pos) or None."""
+    while pos < len(text) and text[pos] in " \t\n\v\f\r":
+        pos += 1
+    limit = min(len(text), pos + width)
+    sign = 1
+    if pos < limit and text[pos] in ("+", "-"):
+        sign = -1 if text[pos] == "-" else 1
+        pos += 1
+    start = pos
+    while pos < limit and "0" <= text[pos] <= "9":
+        pos += 1
+    if pos == start:
+        return None
+    return sign * int(text[start:pos]), pos
+
+
+def split_sip_user(user: str) -> tuple[int, int] | None:
+    """``000015123`` -> (dev_id 15, user id 123): the first 6 digits, then up to 9 more."""
+    dev = _scan_digits(user, 0, 6)
+    if dev is None:
+        return None
+    uid = _scan_digits(user, dev[1], 9)
+    if uid is None:
+        return None
+    return dev[0], uid[0]
+
+
+def lookup_directory(store: "StateStore", user: str) -> tuple[int, str]:
+    """The directory answer for SIP user ``user``: ``(404, "")`` or ``(200, <document>)``.
+
+    Fewer than 7 characters, a user that does not parse as ``<6-digit dev_id><user id>``, or no
+    ``users_auth`` hash for it: 404.  Otherwise the FreeSWITCH XML document with the hash as the
+    password; the domain is always ``FSdefaultDomain`` and the values are inserted unescaped, as
+    the original does.  Invitations (the ``conference`` table) are not consulted.
+    """
+    if len(user.encode("utf-8", "surrogateescape")) < 7:
+        return 404, ""
+    ids = split_sip_user(user)
+    if ids is None or ids[1] <= 0 or ids[0] < 0:
+        return 404, ""
+    hash_ = store.get_hash(*ids)
+    if hash_ is None:
+        return 404, ""
+    return 200, DIRECTORY_XML % (user, hash_, user, user, user)
+
+
+def directory_password(store: "StateStore", user: str) -> str | None:
+    """The SIP password FreeSWITCH would get for ``user`` (None: the directory answers 404)."""
+    status, _ = lookup_directory(store, user)
+    if status != 200:
+        return None
+    ids = split_sip_user(user)
+    assert ids is not None
+    return store.get_hash(*ids)
+
+
+def directory_user(request_bytes: bytes) -> bytes | None:
+    """The ``&user=`` value the original reads from the raw request, or None: close, no answer.
+
+    It walks the buffer from ``&`` to ``&`` (a C string: it ends at the first NUL; two ``&`` in a row
+    end the walk); after each ``&`` that is followed by ``user=`` it copies the value up to the next
+    ``&`` into a 64-byte zeroed buffer.  A value with no ``&`` after it, an empty one or one of 64
+    bytes or more means "close".  No ``&user=`` at all gives ``b""`` (which then gets a 404).
+    """
+    data = request_bytes.split(b"\0", 1)[0]
+    buffer = bytearray(64)
+    p = 0
+    while True:
+        pos = data.find(b"&", p)
+        if pos < 0 or pos == p:  # str_find gave -1, or 0 (the loop condition ends on 0 too)
+            break
+        p = pos + 1
+        if data.startswith(b"user=", p):
+            p += 5
+            end = data.find(b"&", p)
+            length = end - p if end >= 0 else -1
+            if length <= 0 or length >= 64:
+                return None
+            buffer[:length] = data[p:p + length]
+    return bytes(buffer).split(b"\0", 1)[0]
+
+
+def classify(head: bytes) -> tuple[str, bytes | None]:
+    """What the original does with a request head: ``("options", None)``, ``("directory", user)``,
+    ``("page", None)`` or ``("close", None)`` (close without an answer)."""
+    if head.startswith(b"OPTIONS"):
+        return "options", None
+    if head.startswith((b"GET /directory", b"GET /comet-server-com/directory")):
+        user = directory_user(head)
+        return ("close", None) if user is None else ("directory", user)
+    if head.startswith(b"GET"):
+        return "page", None
+    return "close", None
+
+
+# --- the quart-trio app ------------------------------------------------------------------------------
+
+
+def _request_line(scope: dict) -> bytes:
+    """A request line rebuilt from an ASGI scope (when the app is driven without the pre-read)."""
+    target = scope.get("raw_path") or scope["path"].encode("latin-1")
+    query = scope.get("query_string", b"")
+    if query:
+        target += b"?" + query
+    return scope["method"].encode("ascii") + b" " + target + b" HTTP/1.1\r\n"
+
+
+def create_app(store: "StateStore", journal: Journal | None = None) -> QuartTrio:
+    journal = journal or Journal(enabled=False)
+    app = QuartTrio(__name__)
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "OPTIONS"], provide_automatic_options=False)
+    @app.route("/<path:path>", methods=["GET", "OPTIONS"], provide_automatic_options=False)
+    async def answer(path: str) -> Response:
+        kind, user = request.scope.get(SCOPE_KEY) or classify(_request_line(request.scope))
+        if kind == "options":
+            return Response("+OK\r\n", 200, headers=_COMMON_HEADERS, content_type=CONTENT_TYPE)
+        if kind == "directory":
+            assert user is not None
+            name = user.decode("utf-8", "surrogateescape")
+            status, body = lookup_directory(store, name)
+            journal.record("directory", "lookup", data=f"user={name!r} status={status}")
+            if status != 200:
+                return Response(b"", status, headers={"Connection": "close"})
+            return Response(body, 200, headers=_DIRECTORY_HEADERS, content_type=CONTENT_TYPE)
+        if kind == "page":
+            return Response(LOGO_PAGE, 200, headers=_COMMON_HEADERS, content_type=CONTENT_TYPE)
+        # "close": only reachable without the pre-read (e.g. quart's test client)
+        return Response(b"", 400, headers={"Connection": "close"})
+
+    return app
+
+
+def shielded_send(app: Any) -> Any:
+    """ASGI middleware: every ``send`` runs in a shielded cancel scope.
+
+    quart-trio cancels its per-request nursery as soon as the response is handed over; under
+    hypercorn 0.18 that cancellation can land inside ``send`` and the connection is never closed.
+    Shielding ``send`` (a short, bounded write into hypercorn's protocol) fixes it.
+    """
+
+    async def asgi(scope: dict, receive: Any, send: Any) -> None:
+        async def send_shielded(message: dict) -> None:
+            with trio.CancelScope(shield=True):
+                await send(message)
+
+        await app(scope, receive, send_shielded)
+
+    return asgi
+
+
+# --- the transport -----------------------------------------------------------------------------------
+
+
+class _PeerSocket:
+    """What hypercorn reads from ``stream.socket`` (family and addresses), for streams without one."""
+
+    family = socket.AF_INET
+
+    def __init__(self, peer: Endpoint, local: Endpoint):
+        self._peer, self._local = peer, local
+
+    def getpeername(self) -> tuple[str, int]:
+        return (self._peer.host, self._peer.port)
+
+    def getsockname(self) -> tuple[str, int]:
+        return (self._local.host, self._local.port)
+
+
+class _ConnectionStream(trio.abc.HalfCloseableStream):
+    """The accepted stream with the pre-read head put back in front, as hypercorn's TCPServer wants
+    it (``.socket``; no ``do_handshake``, so it is treated as plain TCP)."""
+
+    def __init__(self, inner: trio.abc.Stream, prefix: bytes, local: Endpoint):
+        self._inner = inner
+        self._prefix = prefix
+        self.socket = getattr(inner, "socket", None) or _PeerSocket(peer_of(inner), local)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        send_eof = getattr(self._inner, "send_eof", None)
+        if send_eof is None:
+            raise AttributeError("send_eof")  # TCPServer treats this as "nothing to do"
+        await send_eof()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _WithScope:
+    """Per-connection hypercorn app wrapper: adds the pre-read's decision to the HTTP scope."""
+
+    def __init__(self, app: Any, extra: tuple[str, bytes | None]):
+        self._app, self._extra = app, extra
+
+    async def __call__(self, scope: dict, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
+        if scope.get("type") == "http":
+            scope = {**scope, SCOPE_KEY: self._extra}
+        await self._app(scope, receive, send, sync_spawn, call_soon)
+
+
+class DirectoryServer:
+    """The ``[freeswitch]`` HTTP listener (default port 8082)."""
+
+    def __init__(self, store: "StateStore", network: Network, journal: Journal | None = None, *,
+                 head_timeout: float = 10.0) -> None:
+        self.store = store
+        self.network = network
+        self.journal = journal or Journal(enabled=False)
+        self.head_timeout = head_timeout
+        self.app = create_app(store, self.journal)
+        self.config = HypercornConfig()
+        self.config.include_server_header = False   # the app sends the original's Server header
+        self.config.include_date_header = False
+        self._asgi = wrap_app(shielded_send(self.app), self.config.wsgi_max_body_size, "asgi")
+        self._context = WorkerContext(None)
+        self.listener = None
+        self.requests = 0
+
+    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.listener = await self.network.listen("directory", host, port)
+        try:
+            await self.network.serve(self.listener, self.handle, service="directory", task_status=task_status)
+        finally:
+            await self.listener.aclose()
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        try:
+            head = await self._read_head(stream)
+            if head is None:
+                return
+            kind, user = classify(head)
+            self.requests += 1
+            if kind == "close":
+                self.journal.record("directory", "closed_without_answer", data=head[:200])
+                return
+            assert self.listener is not None
+            server = TCPServer(_WithScope(self._asgi, (kind, user)), self.config, self._context, {},
+                               _ConnectionStream(stream, head, self.listener.endpoint))  # type: ignore[arg-type]
+            await server.run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _read_head(self, stream: trio.abc.Stream) -> bytes | None:
+        """Everything received up to and including the end of the request head; None to just close."""
+        buffer = bytearray()
+        with trio.move_on_after(self.head_timeout):
+            while b"\r\n\r\n" not in buffer:
+                if len(buffer) > MAX_HEAD:
+                    return None
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return None
+                buffer += chunk
+            return bytes(buffer)
+        return None
