@@ -34,7 +34,7 @@ from tests.rawws import RawWS
 
 pytestmark = pytest.mark.compat
 
-SEED = ROOT.parent / "shared" / "seed" / "call-procedure.ru.md"
+from tests.paths import SEED  # noqa: E402
 DEV = 15
 USER = 123456     # the demo picks a random 0..999999
 TIMEOUT = 20

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+from tests.paths import SHARED  # noqa: E402
 CORPUS = SHARED / "parity" / "cometql-4.09.jsonl"
 
 # The recorder's server had one FreeSWITCH node, 127.0.0.1 with WebSocket port 7443 (nothing listened

@@ -17,7 +17,7 @@ from emulator.wire.cometql import (
     ShowTableStatus, ShowVariables, Transaction, UseDatabase, Value, parse,
 )
 
-PARITY = Path("/work/shared/parity/cometql-4.09.jsonl")
+from tests.paths import PARITY_CORPUS as PARITY  # noqa: E402
 SYNTAX = (3, "Syntax error in query")
 
 
