@@ -114,6 +114,21 @@ register_quirk(
     "cometql.md 9.5; reference-observations.md S8",
 )
 
+# --- FreeSWITCH 1.6 (the fake bridge) --------------------------------------------------------------
+register_quirk(
+    "fs_reply_without_plus",
+    "conference API replies have FreeSWITCH 1.6's form without '+' ('OK mute 7', 'Non-Existant ID 9', "
+    "hup prints nothing); off: the 1.8+ '+OK'/'-ERR' forms",
+    "video-call-flow.md 5.5, 8.4, 9.4",
+    harmful=False,
+)
+register_quirk(
+    "fs_ghost_until_media_timeout",
+    "a member whose browser vanished without a BYE stays in the conference (and in conference_members) "
+    "until the RTP timeout (rtp-timeout-sec 300), then leaves with MEDIA_TIMEOUT; off: it leaves at once",
+    "video-call-flow.md 6.1, 1.2, 9.1",
+)
+
 # Parser switches of emulator/wire/cometql.py.  Each quirk is on when its switch is off (the
 # faithful parse); the lenient profile turns off those whose switch is in the parser's LENIENT
 # preset.  ``split_multi_statements`` is an alternative to ``reject_multi_statements``, not a quirk.

@@ -1,0 +1,549 @@
+"""The SIP side of the fake FreeSWITCH: registrar, digest auth, dialplan, dialogs, transactions.
+
+What it models is mod_sofia's ``internal`` profile as the CppComet roles configure it
+(video-call-flow.md 1.2, 2.6, 2.7; real-video-client.md 4 and 6):
+
+* **REGISTER**: a 401 digest challenge (realm = the From host, ``challenge-realm auto_from``); the
+  digest user must equal the From user (``inbound-reg-force-matching-username``); the password is
+  the users_auth hash found through the comet server's directory lookup (unknown user: 403); the
+  200 echoes the request's Contact with ``;expires=`` (JsSIP ignores a 200 without it); several
+  bindings per address-of-record; bindings expire, and vanish when their WebSocket closes.
+* **INVITE**: 407 challenge, then the dialplan of ``dialplan/default.xml`` (``<dev>*<room>*audio``
+  and ``<dev>*<room>*<profile>``; anything else 404), ``100 Trying``, then ``answer``: a 200 with
+  a To tag, a Contact and an SDP answer (WebRTC for browsers, plain RTP/AVP for sipp), and the
+  channel joins conference ``<dev>*<room>-<domain>@<profile>``.  A full room is answered and then
+  hung up with BYE, as mod_conference does.
+* **In dialog**: ACK, BYE both ways (a kick/hup is a BYE to the caller's Contact), CANCEL (200 + 487),
+  re-INVITE (hold), OPTIONS; unknown dialogs get 481, unsupported methods 405.
+* **Transactions** (RFC 3261 17): retransmitted requests get the cached response again; over UDP
+  the 2xx to INVITE is retransmitted (T1 doubling up to T2) until the ACK comes, for at most
+  64*T1.  Reliable transports retransmit nothing.
+
+Everything here is synchronous and I/O-free apart from :meth:`Flow.send`; timers live in a heap
+processed by :meth:`SipCore.run`, driven by trio's clock (so a MockClock drives it too).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import re
+import uuid as _uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+import trio
+
+from emulator.freeswitch.conference import Bridge, Channel, Refusal
+from emulator.freeswitch.flow import Flow
+from emulator.freeswitch.media import QUALITY_PRESETS, LinkConditions, Quality, link_presets, media_start_delay
+from emulator.journal import Journal
+from emulator.wire import sdp as s
+from emulator.wire import sip
+
+T1, T2 = 0.5, 4.0
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, REGISTER, REFER, NOTIFY"
+SUPPORTED = "timer, path, replaces"
+USER_AGENT = "FreeSWITCH-mod_sofia/1.6.20 (cometbench)"
+DEFAULT_EXPIRES = 3600
+MAX_EXPIRES = 7200
+
+# dialplan/default.xml of the CppComet FreeSWITCH role (video-call-flow.md 1.2)
+AUDIO_EXTENSION = re.compile(r"^([0-9]{1,9}\*[0-9A-z\-_]+)\*audio$")
+CONFERENCE_EXTENSION = re.compile(r"^([0-9]{1,9}\*[0-9A-z\-_]+)\*([0-9A-z\-_]+)$")
+
+
+def route(destination: str, domain: str) -> tuple[str, str, bool] | None:
+    """(conference name, profile, audio only) for a dialled number, or None (404)."""
+    m = AUDIO_EXTENSION.match(destination)
+    if m:
+        return f"{m.group(1)}-{domain}", "audio", True
+    m = CONFERENCE_EXTENSION.match(destination)
+    if m:
+        return f"{m.group(1)}-{domain}", m.group(2), False
+    return None
+
+
+def plain_answer(offer: s.SessionDescription, host: str, port: int, rng: random.Random) -> bytes:
+    """An RTP/AVP answer for a non-WebRTC offer (sipp): PCMU if offered, else the first format."""
+    lines = ["v=0", f"o=FreeSWITCH {rng.randrange(1, 2**31)} {rng.randrange(1, 2**31)} IN IP4 {host}",
+             "s=FreeSWITCH", f"c=IN IP4 {host}", "t=0 0"]
+    accepted = False
+    for media in offer.media:
+        formats = list(media.formats)
+        if media.kind == "audio" and formats and not accepted:
+            pt = "0" if "0" in formats else "8" if "8" in formats else formats[0]
+            name = {"0": "PCMU/8000", "8": "PCMA/8000"}.get(pt)
+            lines.append(f"m=audio {port} RTP/AVP {pt}")
+            if name:
+                lines.append(f"a=rtpmap:{pt} {name}")
+            lines.append("a=sendrecv")
+            accepted = True
+        else:
+            lines.append(f"m={media.kind} 0 {media.proto} {formats[0] if formats else '0'}")
+    if not accepted:
+        raise s.SdpError("no acceptable audio stream", 488)
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def quality_of(offer: s.SessionDescription) -> Quality:
+    """The sender's quality from the offer's video b=AS cap (cometVideoApi.setBandwidth)."""
+    kbps = None
+    for media in offer.media:
+        if media.kind == "video":
+            kbps = media.bandwidths.get("AS")
+    if kbps is None:
+        return QUALITY_PRESETS["low"]
+    best = min(QUALITY_PRESETS.values(), key=lambda q: abs(q.video_kbps - kbps))
+    return Quality(best.width, best.height, best.fps, float(kbps), best.audio_kbps)
+
+
+@dataclass(eq=False)
+class Binding:
+    aor: str
+    contact: str          # the Contact header value as the client sent it (without expires)
+    uri: str
+    flow: Flow
+    expires_at: float
+    call_id: str
+
+
+@dataclass(eq=False)
+class Dialog:
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    invite: sip.SipRequest
+    flow: Flow
+    channel: Channel
+    conference: str
+    profile: str
+    state: str = "early"            # early -> confirmed -> terminated
+    member_id: int | None = None
+    local_cseq: int = 0
+    answer: bytes = b""
+    response: bytes = b""           # the 2xx, retransmitted over UDP until ACK
+    refused: Refusal | None = None
+    retransmit_at: float = 0.0
+    retransmit_interval: float = T1
+    retransmit_deadline: float = 0.0
+
+
+@dataclass(eq=False)
+class PendingInvite:
+    request: sip.SipRequest
+    flow: Flow
+    to_tag: str
+    branch: str
+    user: str
+    answer_at: float
+
+
+class SipCore:
+    def __init__(self, bridge: Bridge, password_for: Callable[[str], str | None], *, rng: random.Random,
+                 journal: Journal | None = None, host: str = "127.0.0.1", port: int = 7443,
+                 media_fingerprint: str = "00" + ":00" * 31, media_ip: str = "127.0.0.1", media_port: int = 16384,
+                 answer_delay: float = 0.0, link_for: Callable[[Flow], LinkConditions] | None = None,
+                 nonce_ttl: float = 60.0, clock: Callable[[], float] = trio.current_time) -> None:
+        self.bridge = bridge
+        self.password_for = password_for
+        self.rng = rng
+        self.journal = journal or Journal(enabled=False)
+        self.host, self.port = host, port
+        self.media_fingerprint = media_fingerprint
+        self.media_ip, self.media_port = media_ip, media_port
+        self.answer_delay = answer_delay
+        self.link_for = link_for or (lambda flow: link_presets().get("loopback", LinkConditions(0.1)))
+        self.clock = clock
+        self.nonces = sip.NonceManager.from_rng(rng, ttl=nonce_ttl)
+        self.bindings: dict[str, list[Binding]] = {}
+        self.dialogs: dict[tuple[str, str], Dialog] = {}
+        self.pending: dict[str, PendingInvite] = {}          # INVITE branch -> not yet answered
+        self.responses: dict[tuple[str, str], tuple[bytes, float]] = {}  # (branch, method) -> last response
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._wakeup = trio.Event()
+        self.stats = {"registers": 0, "invites": 0, "answered": 0, "byes": 0}
+
+    # -- time --------------------------------------------------------------------------------------
+    def _at(self, when: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._heap, (when, next(self._seq), fn))
+        self._wakeup.set()
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            now = self.clock()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, fn = heapq.heappop(self._heap)
+                fn()
+            self._wakeup = trio.Event()
+            if self._heap:
+                with trio.move_on_at(self._heap[0][0]):
+                    await self._wakeup.wait()
+            else:
+                await self._wakeup.wait()
+
+    # -- I/O entry points --------------------------------------------------------------------------
+    def _send(self, flow: Flow, message: sip.SipRequest | sip.SipResponse) -> bytes:
+        data = message.encode()
+        if self.journal.enabled:
+            self.journal.record("sip", "message", direction="out", conn_id=flow.id,
+                                data=f"{message.start_line} | {message.headers.get('Call-ID', '')}")
+        flow.send(data)
+        return data
+
+    def _respond(self, flow: Flow, request: sip.SipRequest, status: int, *, to_tag: str | None = None,
+                 headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> bytes:
+        extra = list(headers or [])
+        if status != 100 and not any(h[0] == "User-Agent" for h in extra):
+            extra.append(("User-Agent", USER_AGENT))
+        if to_tag is None and status != 100 and request.to_tag is None:
+            to_tag = sip.generate_tag(self.rng)
+        response = sip.make_response(request, status, to_tag=to_tag, headers=extra, body=body)
+        data = self._send(flow, response)
+        if request.method != "ACK" and status >= 200:
+            self.responses[(request.branch or "", request.method)] = (data, self.clock() + 32.0)
+            self._at(self.clock() + 32.0, lambda key=(request.branch or "", request.method): self._forget(key))
+        return data
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        entry = self.responses.get(key)
+        if entry is not None and entry[1] <= self.clock():
+            del self.responses[key]
+
+    def receive(self, flow: Flow, data: bytes) -> None:
+        """One SIP message from a transport."""
+        if sip.is_keepalive(data):
+            return
+        try:
+            message = sip.parse_message(data)
+        except sip.SipParseError as exc:
+            self.journal.record("sip", "bad_message", conn_id=flow.id, data=f"{exc} {data[:80]!r}")
+            return
+        if self.journal.enabled:
+            self.journal.record("sip", "message", direction="in", conn_id=flow.id,
+                                data=f"{message.start_line} | {message.headers.get('Call-ID', '')}")
+        try:
+            if isinstance(message, sip.SipResponse):
+                self._on_response(flow, message)
+            else:
+                self._on_request(flow, message)
+        except (sip.SipParseError, KeyError, ValueError) as exc:  # a request we cannot make sense of
+            self.journal.record("sip", "bad_request", conn_id=flow.id, data=str(exc))
+            if isinstance(message, sip.SipRequest) and message.method != "ACK":
+                try:
+                    self._respond(flow, message, 400)
+                except (KeyError, ValueError, sip.SipParseError):
+                    pass
+
+    def flow_closed(self, flow: Flow) -> None:
+        """A WebSocket/TCP connection ended: its registrations vanish, its calls lose signalling."""
+        flow.alive = False
+        for aor in list(self.bindings):
+            kept = [b for b in self.bindings[aor] if b.flow is not flow]
+            if kept:
+                self.bindings[aor] = kept
+            else:
+                del self.bindings[aor]
+        for branch, pending in list(self.pending.items()):
+            if pending.flow is flow:
+                del self.pending[branch]
+        for key, dialog in list(self.dialogs.items()):
+            if dialog.flow is flow and dialog.state != "terminated":
+                if dialog.member_id is not None:
+                    self.bridge.signalling_lost(dialog.member_id)
+                else:
+                    self._end(dialog, "NORMAL_CLEARING")
+        self.journal.record("sip", "flow_closed", conn_id=flow.id, data=f"{flow.transport} {flow.peer}")
+
+    # -- requests ----------------------------------------------------------------------------------
+    def _on_request(self, flow: Flow, request: sip.SipRequest) -> None:
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            if name not in request.headers:
+                raise sip.SipParseError(f"missing {name}")
+        if request.method != "ACK":
+            cached = self.responses.get((request.branch or "", request.method))
+            if cached is not None:  # a retransmission: answer it the same way again
+                flow.send(cached[0])
+                return
+        method = request.method
+        if method == "REGISTER":
+            self._register(flow, request)
+        elif method == "INVITE":
+            if request.to_tag:
+                self._reinvite(flow, request)
+            else:
+                self._invite(flow, request)
+        elif method == "ACK":
+            self._ack(flow, request)
+        elif method == "BYE":
+            self._bye(flow, request)
+        elif method == "CANCEL":
+            self._cancel(flow, request)
+        elif method == "OPTIONS":
+            self._respond(flow, request, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp"),
+                                                       ("Supported", SUPPORTED)])
+        elif request.to_tag and (request.call_id, request.to_tag) not in self.dialogs:
+            self._respond(flow, request, 481)
+        else:
+            self._respond(flow, request, 405, headers=[("Allow", ALLOW)])
+
+    def _authorize(self, flow: Flow, request: sip.SipRequest, header: str, challenge_header: str,
+                   status: int) -> str | None:
+        """The authenticated user, or None after sending a challenge / 403."""
+        realm = request.from_addr.uri.host
+        from_user = request.from_addr.uri.user or ""
+        credentials = request.headers.get(header)
+        now = self.clock()
+        stale = False
+        if credentials:
+            params = sip.parse_digest_params(credentials)
+            username = params.get("username", "")
+            nonce_state = self.nonces.check(params.get("nonce", ""), now)
+            if nonce_state is sip.NonceStatus.STALE:
+                stale = True
+            elif nonce_state is sip.NonceStatus.VALID:
+                password = self.password_for(username)
+                if password is None or username != from_user or not sip.verify_digest(params, request.method,
+                                                                                          password):
+                    self.journal.record("sip", "auth_failed", conn_id=flow.id,
+                                        data=f"{request.method} user={username!r} from={from_user!r}")
+                    self._respond(flow, request, 403)
+                    return None
+                return username
+        nonce = self.nonces.make(max(now, 0.0), self.rng)
+        self._respond(flow, request, status,
+                      headers=[(challenge_header, sip.make_digest_challenge(realm, nonce, stale=stale))])
+        return None
+
+    def _register(self, flow: Flow, request: sip.SipRequest) -> None:
+        self.stats["registers"] += 1
+        user = self._authorize(flow, request, "Authorization", "WWW-Authenticate", 401)
+        if user is None:
+            return
+        aor = f"{user}@{request.to_addr.uri.host}"
+        now = self.clock()
+        header_expires = request.headers.get("Expires")
+        bindings = self.bindings.setdefault(aor, [])
+        for contact in request.contacts:
+            value = contact.params.get("expires")
+            expires = int(value) if value and value.isdigit() else (
+                int(header_expires) if header_expires and header_expires.isdigit() else DEFAULT_EXPIRES)
+            expires = min(expires, MAX_EXPIRES)
+            uri = str(contact.uri)
+            bindings[:] = [b for b in bindings if b.uri != uri]
+            if expires > 0:
+                bindings.append(Binding(aor, _without_expires(str(contact)), uri, flow, now + expires,
+                                        request.call_id))
+                self._at(now + expires, lambda aor=aor, uri=uri: self._expire(aor, uri))
+        if not bindings:
+            self.bindings.pop(aor, None)
+        contacts = [(b.contact + f";expires={max(0, int(b.expires_at - now))}") for b in self.bindings.get(aor, [])]
+        headers = [("Contact", c) for c in contacts]
+        if header_expires is not None:
+            headers.append(("Expires", header_expires if header_expires == "0" else str(
+                min(int(header_expires), MAX_EXPIRES) if header_expires.isdigit() else DEFAULT_EXPIRES)))
+        self.journal.record("sip", "registered", conn_id=flow.id, data=f"{aor} bindings={len(contacts)}")
+        self._respond(flow, request, 200, headers=headers)
+
+    def _expire(self, aor: str, uri: str) -> None:
+        now = self.clock()
+        bindings = self.bindings.get(aor)
+        if not bindings:
+            return
+        bindings[:] = [b for b in bindings if not (b.uri == uri and b.expires_at <= now)]
+        if not bindings:
+            del self.bindings[aor]
+
+    def _invite(self, flow: Flow, request: sip.SipRequest) -> None:
+        branch = request.branch or ""
+        if branch in self.pending:
+            return  # retransmission while we wait to answer
+        self.stats["invites"] += 1
+        user = self._authorize(flow, request, "Proxy-Authorization", "Proxy-Authenticate", 407)
+        if user is None:
+            return
+        destination = request.parsed_uri.user or ""
+        routed = route(destination, self.bridge.domain)
+        if routed is None:
+            self.journal.record("sip", "no_route", conn_id=flow.id, data=destination)
+            self._respond(flow, request, 404)
+            return
+        self._respond(flow, request, 100)
+        pending = PendingInvite(request, flow, sip.generate_tag(self.rng), branch, user,
+                                self.clock() + self.answer_delay)
+        self.pending[branch] = pending
+        if self.answer_delay > 0:
+            self._at(pending.answer_at, lambda: self._answer(branch))
+        else:
+            self._answer(branch)
+
+    def _answer(self, branch: str) -> None:
+        pending = self.pending.pop(branch, None)
+        if pending is None or not pending.flow.alive:
+            return
+        request, flow = pending.request, pending.flow
+        conference, profile, audio_only = route(request.parsed_uri.user or "", self.bridge.domain)  # type: ignore[misc]
+        try:
+            offer = s.parse_sdp(request.body) if request.body else None
+            if offer is None:
+                raise s.SdpError("an INVITE without an offer is not supported", 488)
+            webrtc = offer.ice_ufrag is not None or any(m.ice_ufrag for m in offer.media)
+            if webrtc:
+                answer = s.build_webrtc_answer(
+                    offer, host_ip=self.media_ip, port=self.media_port, ice_ufrag=_token(self.rng, 8),
+                    ice_pwd=_token(self.rng, 24), fingerprint_sha256=self.media_fingerprint, rng=self.rng,
+                    audio_codecs=("PCMU", "GSM") if audio_only else ("opus", "PCMU"),
+                    allow_video=not audio_only).encode()
+            else:
+                answer = plain_answer(offer, self.media_ip, self.media_port, self.rng)
+        except (s.SdpError, ValueError) as exc:
+            self.journal.record("sip", "bad_sdp", conn_id=flow.id, data=str(exc))
+            self._respond(flow, request, 488, to_tag=pending.to_tag)
+            return
+        from_addr = request.from_addr
+        channel = Channel(uuid=str(_uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+                          caller_id_name=from_addr.display_name or pending.user,
+                          caller_id_number=pending.user, destination_number=request.parsed_uri.user or "",
+                          network_addr=flow.peer.host, username=pending.user,
+                          has_video=not audio_only and any(m.kind == "video" for m in offer.media),
+                          media_delay=media_start_delay(self.link_for(flow), quality_of(offer), self.rng))
+        dialog = Dialog(request.call_id, pending.to_tag, request.from_tag or "", request, flow, channel,
+                        conference, profile)
+        channel.hangup = lambda cause, d=dialog: self._server_bye(d, cause)
+        self.bridge.channel_create(channel)
+        self.bridge.channel_answer(channel)
+        contact = f"<sip:mod_sofia@{self.host}:{self.port};transport={flow.transport.lower()}>"
+        data = self._respond(flow, request, 200, to_tag=pending.to_tag,
+                             headers=[("Contact", contact), ("Allow", ALLOW), ("Supported", SUPPORTED),
+                                      ("Content-Type", "application/sdp")], body=answer)
+        dialog.response, dialog.answer = data, answer
+        self.dialogs[(dialog.call_id, dialog.local_tag)] = dialog
+        self.stats["answered"] += 1
+        if not flow.reliable:
+            now = self.clock()
+            dialog.retransmit_interval, dialog.retransmit_deadline = T1, now + 64 * T1
+            self._at(now + T1, lambda d=dialog: self._retransmit(d))
+        result = self.bridge.join(conference, profile, channel)
+        if isinstance(result, Refusal):
+            dialog.refused = result  # the BYE follows the ACK (or a short grace without one)
+            self._at(self.clock() + 2.0, lambda d=dialog: self._refuse(d))
+        else:
+            dialog.member_id = result.id
+
+    def _retransmit(self, dialog: Dialog) -> None:
+        if dialog.state != "early" or not dialog.flow.alive:
+            return
+        now = self.clock()
+        if now >= dialog.retransmit_deadline:  # Timer H: no ACK came; FreeSWITCH hangs up
+            self._server_bye(dialog, "RECOVERY_ON_TIMER_EXPIRE")
+            return
+        dialog.flow.send(dialog.response)
+        dialog.retransmit_interval = min(dialog.retransmit_interval * 2, T2)
+        self._at(now + dialog.retransmit_interval, lambda d=dialog: self._retransmit(d))
+
+    def _refuse(self, dialog: Dialog) -> None:
+        if dialog.refused is not None and dialog.state != "terminated":
+            self._server_bye(dialog, dialog.refused.cause)
+
+    def _find_dialog(self, request: sip.SipRequest) -> Dialog | None:
+        return self.dialogs.get((request.call_id, request.to_tag or ""))
+
+    def _ack(self, flow: Flow, request: sip.SipRequest) -> None:
+        dialog = self._find_dialog(request)
+        if dialog is None:
+            return  # the ACK of a non-2xx final response (absorbed) or of a dead dialog
+        if dialog.state == "early":
+            dialog.state = "confirmed"
+            if dialog.refused is not None:
+                self._server_bye(dialog, dialog.refused.cause)
+
+    def _bye(self, flow: Flow, request: sip.SipRequest) -> None:
+        dialog = self._find_dialog(request)
+        if dialog is None or dialog.state == "terminated":
+            self._respond(flow, request, 481)
+            return
+        self.stats["byes"] += 1
+        self._respond(flow, request, 200)
+        self._end(dialog, "NORMAL_CLEARING", leave=True)
+
+    def _end(self, dialog: Dialog, cause: str, *, leave: bool = True) -> None:
+        if dialog.state == "terminated":
+            return
+        dialog.state = "terminated"
+        self.dialogs.pop((dialog.call_id, dialog.local_tag), None)
+        if leave and dialog.member_id is not None:
+            self.bridge.leave(dialog.member_id, cause)
+        channel = dialog.channel
+        if channel.hangup_at is None:
+            channel.hangup_cause = cause
+            self.bridge.channel_hangup(channel, cause)
+            self.bridge.channel_destroy(channel)
+
+    def _server_bye(self, dialog: Dialog, cause: str) -> None:
+        """FreeSWITCH ends the call (kick, hup, media timeout, full room): BYE to the caller's Contact."""
+        if dialog.state == "terminated":
+            return
+        if dialog.flow.alive and dialog.invite.contacts:
+            dialog.local_cseq += 1
+            via = f"SIP/2.0/{dialog.flow.transport} {self.host}:{self.port};branch={sip.generate_branch(self.rng)}"
+            bye = sip.make_in_dialog_request(dialog.invite, "BYE", local_tag=dialog.local_tag,
+                                             cseq=dialog.local_cseq, via=via,
+                                             headers=[("Reason", f'Q.850;cause=16;text="{cause}"')])
+            self._send(dialog.flow, bye)
+        # the bridge already removed the member for kick/hup/timeouts; a refused one never joined
+        self._end(dialog, cause, leave=dialog.refused is None and dialog.member_id is not None
+                  and self.bridge.member(dialog.member_id) is not None)
+
+    def _cancel(self, flow: Flow, request: sip.SipRequest) -> None:
+        pending = self.pending.pop(request.branch or "", None)
+        if pending is None:
+            self._respond(flow, request, 481)
+            return
+        self._respond(flow, request, 200, to_tag=pending.to_tag)
+        self._respond(flow, pending.request, 487, to_tag=pending.to_tag)
+
+    def _reinvite(self, flow: Flow, request: sip.SipRequest) -> None:
+        dialog = self._find_dialog(request)
+        if dialog is None or dialog.state == "terminated":
+            self._respond(flow, request, 481)
+            return
+        try:
+            offer = s.parse_sdp(request.body)
+            hold = s.is_hold(offer)
+        except (s.SdpError, ValueError):
+            self._respond(flow, request, 488)
+            return
+        if dialog.member_id is not None:
+            member = self.bridge.member(dialog.member_id)
+            if member is not None and hasattr(self.bridge, "set_hold"):
+                self.bridge.set_hold(dialog.member_id, hold)
+        self.journal.record("sip", "reinvite", conn_id=flow.id, data=f"hold={hold}")
+        dialog.flow = flow
+        self._respond(flow, request, 200, headers=[("Contact", f"<sip:mod_sofia@{self.host}:{self.port}>"),
+                                                   ("Content-Type", "application/sdp")], body=dialog.answer)
+
+    def _on_response(self, flow: Flow, response: sip.SipResponse) -> None:
+        """Responses to our own requests (the client's 200 to a server BYE): nothing left to do."""
+        return
+
+    # -- inspection --------------------------------------------------------------------------------
+    def registrations(self, aor: str | None = None) -> list[Binding]:
+        if aor is not None:
+            return list(self.bindings.get(aor, []))
+        return [b for bs in self.bindings.values() for b in bs]
+
+    def snapshot(self) -> dict:
+        return {"registrations": len(self.registrations()), "dialogs": len(self.dialogs),
+                "pending": len(self.pending), **self.stats}
+
+
+def _token(rng: random.Random, n: int) -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def _without_expires(contact: str) -> str:
+    return re.sub(r";\s*expires=[0-9]*", "", contact)
