@@ -63,7 +63,8 @@ register_quirk(
 )
 register_quirk(
     "url_errors_v3_shape",
-    "URL errors 401/406 are sent in the v<4 shape (data as a JSON string, event_name, api_data)",
+    "URL errors 401/406/418 (found before the version is parsed) are sent in the v<4 shape "
+    "(data as a JSON string, event_name, api_data)",
     "comet-ws-protocol.md 2.2, 4.4",
     harmful=False,
 )

@@ -167,6 +167,11 @@ LISTED_TABLES = ("users_auth", "users_time", "users_messages", "pipes_messages",
                  "pipes_settings")
 
 
+def c_int(n: int) -> int:
+    """The value a C ``int`` holds after ``atoi``-style parsing: wrapped to 32 bits."""
+    return ((n + 2**31) % 2**32) - 2**31
+
+
 def valid_pipe(name: str) -> bool:
     return 3 <= len(name) <= MAX_NAME and valid_name_chars(name)
 
@@ -204,6 +209,9 @@ class Executor:
     def execute(self, session: Session, text: str) -> Result:
         if not session.authenticated:
             return err(403, "Access denied")
+        # bytes that are not UTF-8 (kept as lone surrogates by the decoder) become U+FFFD here, so
+        # everything downstream (SQLite, JSON frames, the journal) sees valid text
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         try:
             dev, text = q.split_cluster_prefix(text, DEV_INDEX_SIZE)
             if dev is not None:
@@ -294,7 +302,7 @@ class Executor:
     def _int_keys(values: list[q.Value], *, min_value: int) -> list[int]:
         out = []
         for v in values:
-            n = v.to_int()
+            n = c_int(v.to_int())
             if n >= min_value:
                 out.append(n)
         return out
@@ -420,7 +428,7 @@ class Executor:
             raise required("id")
         if "hash" not in v:
             raise required("hash")
-        uid = v["id"].to_int()
+        uid = c_int(v["id"].to_int())
         if uid <= 0:
             raise SqlError(*E_ID_NEGATIVE)
         hash_ = v["hash"].text
@@ -436,7 +444,7 @@ class Executor:
             raise required("id")
         if "data" not in v:
             raise required("data")
-        uid = v["id"].to_int()
+        uid = c_int(v["id"].to_int())
         if uid <= 0:
             raise SqlError(*E_ID_NEGATIVE)
         self.hub.set_user_data(dev, uid, v["data"].text)
@@ -446,7 +454,7 @@ class Executor:
         for column in ("id", "event", "message"):
             if column not in v:
                 raise required(column)
-        uid = v["id"].to_int()
+        uid = c_int(v["id"].to_int())
         if uid < 0:
             raise SqlError(*E_ID_NEGATIVE)
         event = v["event"].text
@@ -469,7 +477,7 @@ class Executor:
             raise required("name")
         name = v["name"].text
         check_pipe_for_insert(name)
-        length = v["length"].to_int() if "length" in v else 0
+        length = c_int(v["length"].to_int()) if "length" in v else 0
         self.hub.set_pipe_log_length(dev, name, length)
         return ok(1, 0)
 
@@ -483,7 +491,7 @@ class Executor:
         for column in ("name", "user_id", "message"):
             if column not in v:
                 raise required(column)
-        if v["user_id"].to_int() < 0:
+        if c_int(v["user_id"].to_int()) < 0:
             raise SqlError(*E_USER_ID_NEGATIVE)
         if self.conference is None:
             raise SqlError(*E_NO_FREESWITCH)

@@ -1,0 +1,382 @@
+"""Benchmark of the comet WebSocket service of one emulator process.
+
+Run:  .venv/bin/python tests/perf/bench_comet_ws.py [--connections 5000] [--subscribers 1000] [--messages 100]
+
+The emulator runs as a subprocess (``cometbench serve --free-ports --state :memory: --no-journal``,
+127.0.0.1 only); the load clients live in this process as raw trio sockets with a minimal
+hand-written WebSocket handshake and frame reader, so the client side stays light.
+
+Figures:
+
+(a) memory: the server's VmRSS (``/proc/<pid>/status``) before and after holding N concurrent
+    authorised (JWT) connections idle; KB per idle connection (target <= 25 KB);
+(b) connect rate: full connects per second during the ramp (TCP connect, upgrade, JWT check,
+    serverInfo received), with connect-latency percentiles, and an anonymous connect/close churn;
+(c) fan-out: one ``web_`` pipe with S subscribers (taken from the idle connections, so the server
+    still holds all N); one more client publishes M messages with ``web_pipe2`` one after the other;
+    per message, the time from the publisher's send to the LAST subscriber's receipt; p50/p99
+    (target p99 <= 50 ms).  The receipt time is taken in this process, so it includes the client
+    side's own reading of S sockets; the spread first->last receipt is printed too.
+
+Every step has a timeout and the whole run a deadline; the server is terminated on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import json
+import os
+import platform
+import resource
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jwt
+import trio
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+DEV = 1
+PASSWORD = "CometQLPassword"
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+MASK = b"\x00\x00\x00\x00"  # a valid mask; zero keeps client-side framing free
+DEADLINE = 600  # seconds for the whole benchmark
+
+warnings.filterwarnings("ignore", message="The HMAC key is")  # the server password is short, as in production
+
+
+# --- process helpers ----------------------------------------------------------------------------
+
+
+def raise_nofile(need: int) -> tuple[int, int]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = need if hard == resource.RLIM_INFINITY else min(max(need, soft), hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def version(dist: str) -> str:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return "?"
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the benchmark process dies, so no emulator outlives it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def start_server(gc_threshold: str | None) -> tuple[subprocess.Popen, int]:
+    serve = ["serve", "--free-ports", "--host", HOST, "--state", ":memory:", "--no-journal"]
+    if gc_threshold:
+        # diagnostic: the same CLI with the collector's thresholds changed first
+        code = (f"import gc, sys; gc.set_threshold({gc_threshold}); from bench.cli import main; "
+                f"sys.exit(main(sys.argv[1:]))")
+        cmd = [sys.executable, "-c", code, *serve]
+    else:
+        cmd = [str(Path(sys.executable).with_name("cometbench")), *serve]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, cwd=ROOT, text=True,
+                            start_new_session=True, preexec_fn=_die_with_parent)
+    line = proc.stdout.readline()  # type: ignore[union-attr]
+    try:
+        ready = json.loads(line)
+    except ValueError:
+        proc.kill()
+        raise SystemExit(f"emulator did not start: {line!r}")
+    assert ready.get("ready") and ready.get("host") == HOST, ready
+    return proc, int(ready["ws"])
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+# --- a minimal WebSocket client ---------------------------------------------------------------------
+
+
+def client_frame(text: str) -> bytes:
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        head = bytes([0x81, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x81, 0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head = bytes([0x81, 0x80 | 127]) + struct.pack("!Q", n)
+    return head + MASK + data  # XOR with a zero mask leaves the payload as is
+
+
+class Client:
+    __slots__ = ("stream", "buf")
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    async def frame(self) -> bytes | None:
+        """The next server frame's payload (server frames: FIN, unmasked, 7/16-bit length)."""
+        buf = self.buf
+        while True:
+            if len(buf) >= 2:
+                n, off = buf[1] & 0x7F, 2
+                if n == 126 and len(buf) >= 4:
+                    n, off = (buf[2] << 8) | buf[3], 4
+                if n != 126 and len(buf) >= off + n:
+                    payload = bytes(buf[off:off + n])
+                    del buf[:off + n]
+                    return payload
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                return None
+            buf += chunk
+
+    async def send(self, text: str) -> None:
+        await self.stream.send_all(client_frame(text))
+
+
+async def connect(port: int, key: str, user_id: int | str, uuid: str) -> tuple[Client, dict]:
+    stream = await trio.open_tcp_stream(HOST, port)
+    target = f"/ws/sesion={key}&myid={user_id}&devid={DEV}&v=4.08&uuid={uuid}&api=js"
+    await stream.send_all(f"GET {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\n"
+                          f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    c = Client(stream)
+    while b"\r\n\r\n" not in c.buf:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        c.buf += chunk
+    end = c.buf.index(b"\r\n\r\n") + 4
+    if not c.buf.startswith(b"HTTP/1.1 101 "):
+        raise ConnectionError(bytes(c.buf[:80]))
+    del c.buf[:end]
+    payload = await c.frame()
+    if payload is None:
+        raise ConnectionError("closed before serverInfo")
+    return c, json.loads(payload)
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
+    return s[k]
+
+
+# --- the phases --------------------------------------------------------------------------------------
+
+
+async def ramp(port: int, n: int, concurrency: int) -> tuple[list[Client], float, list[float]]:
+    tokens = [jwt.encode({"user_id": i + 1, "exp": 9_983_311_200}, f"{PASSWORD}{DEV}", algorithm="HS256")
+              for i in range(n)]
+    clients: list[Client | None] = [None] * n
+    latencies: list[float] = []
+    limiter = trio.CapacityLimiter(concurrency)
+
+    async def one(i: int) -> None:
+        async with limiter:
+            t0 = time.perf_counter()
+            c, info = await connect(port, tokens[i], i + 1, f"{i:032d}")
+            latencies.append(time.perf_counter() - t0)
+            if info.get("authorized") is not True:
+                raise AssertionError(f"connection {i} not authorised: {info}")
+            clients[i] = c
+
+    t0 = time.perf_counter()
+    with trio.fail_after(180):
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                nursery.start_soon(one, i)
+    elapsed = time.perf_counter() - t0
+    return [c for c in clients if c is not None], elapsed, latencies
+
+
+async def churn(port: int, n: int, concurrency: int) -> float:
+    """Anonymous connect -> serverInfo -> close, n times."""
+    limiter = trio.CapacityLimiter(concurrency)
+
+    async def one(i: int) -> None:
+        async with limiter:
+            c, info = await connect(port, "undefined", "undefined", f"c{i:031d}")
+            assert info.get("authorized") is False
+            await c.stream.aclose()
+
+    t0 = time.perf_counter()
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                nursery.start_soon(one, i)
+    return n / (time.perf_counter() - t0)
+
+
+async def fan_out(subscribers: list[Client], publisher: Client, messages: int, pid: int
+                  ) -> tuple[list[float], list[float], float]:
+    pipe = "web_bench"
+    n = len(subscribers)
+    first_seen: dict[int, float] = {}
+    last_seen: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    done: dict[int, trio.Event] = {}
+    counted = -1  # the last pipe_count answer
+
+    async def reader(c: Client) -> None:
+        while (payload := await c.frame()) is not None:
+            now = time.perf_counter()
+            i = payload.find(b'"data":"')
+            if i < 0:
+                continue
+            seq = int(payload[i + 8:payload.index(b'"', i + 8)])
+            counts[seq] = counts.get(seq, 0) + 1
+            first_seen.setdefault(seq, now)
+            if counts[seq] == n:
+                last_seen[seq] = now
+                done[seq].set()
+
+    async def answer_reader() -> None:
+        nonlocal counted
+        while (payload := await publisher.frame()) is not None:
+            if b'"user_in_pipe",' in payload:
+                counted = int(payload.split(b'"user_in_pipe",')[1].split(b"]")[0])
+
+    async with trio.open_nursery() as nursery:
+        for c in subscribers:
+            nursery.start_soon(reader, c)
+            await c.send(f"subscription\n{pipe}")
+        nursery.start_soon(answer_reader)
+        # the subscriptions are silent: probe with pipe_count until the server counts them all
+        with trio.fail_after(60):
+            while True:
+                await publisher.send(f"pipe_count\n{pipe}\n1234567890\n")
+                await trio.sleep(0.2)
+                if counted == n:
+                    break
+        latencies, spreads = [], []
+        cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
+        for seq in range(1, messages + 1):
+            done[seq] = trio.Event()
+            t0 = time.perf_counter()
+            await publisher.send(f"web_pipe2\n{pipe}\nev\n*\n{seq}")
+            with trio.fail_after(10):
+                await done[seq].wait()
+            latencies.append(last_seen[seq] - t0)
+            spreads.append(last_seen[seq] - first_seen[seq])
+            await trio.sleep(0.02)
+        server_cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - wall0)
+        nursery.cancel_scope.cancel()
+    return latencies, spreads, server_cpu
+
+
+async def main(args: argparse.Namespace) -> None:
+    print("== machine")
+    print(f"nproc: {os.cpu_count()} (usable: {len(os.sched_getaffinity(0))}), kernel: {platform.release()}, "
+          f"{platform.machine()}")
+    print(f"python {platform.python_version()}, trio {version('trio')}, trio-websocket {version('trio-websocket')}, "
+          f"wsproto {version('wsproto')}, PyJWT {version('PyJWT')}, cometbench {version('cometbench')}")
+    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "emulator", "bench"],
+                           capture_output=True, text=True).stdout.strip()
+    print(f"emulator commit {git.stdout.strip() or '?'}{' + uncommitted changes' if dirty else ''}")
+    print(f"RLIMIT_NOFILE (both processes): {resource.getrlimit(resource.RLIMIT_NOFILE)}")
+
+    proc, port = start_server(args.gc_threshold)
+    pid = proc.pid
+    try:
+        with trio.fail_after(DEADLINE):
+            print(f"emulator pid {pid}, ws 127.0.0.1:{port}, profile cppcomet-4.09, state :memory:, journal off"
+                  + (f", server gc.set_threshold({args.gc_threshold})" if args.gc_threshold else ""))
+
+            # warm-up: a few connections so that one-time allocations are not counted per connection
+            warm, _, _ = await ramp(port, 20, 10)
+            for c in warm:
+                await c.stream.aclose()
+            await trio.sleep(1.0)
+            before = rss_kb(pid)
+
+            print(f"\n== (a)+(b) {args.connections} concurrent authorised connections (JWT), "
+                  f"{args.concurrency} connecting at a time")
+            clients, elapsed, lat = await ramp(port, args.connections, args.concurrency)
+            await trio.sleep(2.0)
+            after = rss_kb(pid)
+            n = len(clients)
+            print(f"server VmRSS before: {before} KB, after {n} idle connections: {after} KB")
+            print(f"(a) KB per idle connection: {(after - before) / n:.1f} KB  (target <= 25 KB)")
+            print(f"(b) connects per second (ramp, JWT auth): {n / elapsed:.0f}/s  "
+                  f"({n} in {elapsed:.2f} s; connect->serverInfo p50 {pct(lat, 50) * 1000:.1f} ms, "
+                  f"p99 {pct(lat, 99) * 1000:.1f} ms)")
+            rate = await churn(port, args.churn, 50)
+            print(f"(b) anonymous connect/serverInfo/close churn: {rate:.0f}/s ({args.churn} connections, "
+                  f"50 at a time, {n} idle connections still held)")
+
+            s = args.subscribers
+            print(f"\n== (c) fan-out: 1 web_ pipe, {s} subscribers, {args.messages} web_pipe2 messages "
+                  f"sent one after the other ({n} connections held)")
+            subscribers, publisher = clients[:s], clients[s]
+            latencies, spreads, cpu = await fan_out(subscribers, publisher, args.messages, pid)
+            ms = [x * 1000 for x in latencies]
+            print(f"(c) send -> last subscriber receipt: p50 {pct(ms, 50):.1f} ms, p99 {pct(ms, 99):.1f} ms, "
+                  f"max {max(ms):.1f} ms, mean {statistics.mean(ms):.1f} ms  (target p99 <= 50 ms)")
+            slow = [round(x) for x in ms if x > 100]
+            print(f"    messages over 100 ms: {len(slow)}/{len(ms)} {slow if slow else ''}")
+            sp = [x * 1000 for x in spreads]
+            print(f"    first -> last receipt spread: p50 {pct(sp, 50):.1f} ms, p99 {pct(sp, 99):.1f} ms; "
+                  f"server CPU during the phase: {cpu * 100:.0f}% of one core")
+            print(f"    server VmRSS now: {rss_kb(pid)} KB")
+
+            for c in clients:
+                await c.stream.aclose()
+    finally:
+        stop_server(proc)
+    print(f"\nemulator exit code {proc.returncode}")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--connections", type=int, default=5000)
+    p.add_argument("--concurrency", type=int, default=200, help="connects in flight during the ramp")
+    p.add_argument("--churn", type=int, default=2000, help="anonymous connect/close cycles")
+    p.add_argument("--subscribers", type=int, default=1000)
+    p.add_argument("--messages", type=int, default=100)
+    p.add_argument("--gc-threshold", metavar="A,B,C",
+                   help="diagnostic: start the emulator with gc.set_threshold(A, B, C) (e.g. 100000,50,100)")
+    args = p.parse_args()
+    if args.subscribers >= args.connections:
+        p.error("--subscribers must be smaller than --connections (one more connection publishes)")
+    return args
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    # before spawning, so the emulator inherits it; each process holds one end of every connection
+    raise_nofile(arguments.connections + arguments.churn + 1024)
+    trio.run(main, arguments)
