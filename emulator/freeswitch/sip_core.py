@@ -188,10 +188,7 @@ class SipCore:
     # -- I/O entry points --------------------------------------------------------------------------
     def _send(self, flow: Flow, message: sip.SipRequest | sip.SipResponse) -> bytes:
         data = message.encode()
-        if self.journal.enabled:
-            self.journal.record("sip", "message", direction="out", conn_id=flow.id,
-                                data=f"{message.start_line} | {message.headers.get('Call-ID', '')}")
-        flow.send(data)
+        flow.send(data)  # the transport journals every message in and out
         return data
 
     def _respond(self, flow: Flow, request: sip.SipRequest, status: int, *, to_tag: str | None = None,
@@ -222,9 +219,6 @@ class SipCore:
         except sip.SipParseError as exc:
             self.journal.record("sip", "bad_message", conn_id=flow.id, data=f"{exc} {data[:80]!r}")
             return
-        if self.journal.enabled:
-            self.journal.record("sip", "message", direction="in", conn_id=flow.id,
-                                data=f"{message.start_line} | {message.headers.get('Call-ID', '')}")
         try:
             if isinstance(message, sip.SipResponse):
                 self._on_response(flow, message)

@@ -12,19 +12,28 @@ Every stream, accepted or connected, passes through :meth:`Network.wrap`, the si
 link conditions (latency, loss, partition, reset) will be applied per client and per protocol by
 the bench.  Today it records the stream's peer so services can report remote addresses.
 
+Datagrams (SIP over UDP) use the same seam: :meth:`Network.udp_socket` binds a
+:class:`DatagramEndpoint` (a trio UDP socket, or an in-memory endpoint that delivers to other virtual
+endpoints, loses datagrams sent to unbound addresses and drops on a full receive buffer, as UDP does),
+and every endpoint passes through :meth:`Network.wrap_datagram`, the datagram twin of ``wrap``.
+
 Never mix OS sockets with an autojumping clock: the clock jumps while bytes are in flight.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
+import logging
 import socket
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
 import trio
 import trio.testing
 
+log = logging.getLogger("cometbench.net")
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -45,6 +54,30 @@ class Listener(Protocol):
     async def aclose(self) -> None: ...
 
 
+#: The largest UDP payload over IPv4 (65535 - 8 byte UDP header - 20 byte IP header).
+MAX_DATAGRAM = 65507
+#: Receive buffer of a virtual UDP endpoint, in payload bytes (Linux's default rmem is 208 KiB).
+VIRTUAL_UDP_BUFFER = 256 * 1024
+
+
+class DatagramEndpoint(Protocol):
+    """What :meth:`Network.udp_socket` returns: a bound UDP endpoint.
+
+    ``recvfrom`` waits for the next datagram; ``sendto`` sends one (a datagram to an address
+    nobody has bound is silently lost; one over :data:`MAX_DATAGRAM` bytes raises ``OSError``
+    EMSGSIZE).  After ``aclose`` both raise :class:`trio.ClosedResourceError`, including a
+    ``recvfrom`` already waiting.
+    """
+
+    endpoint: Endpoint
+
+    async def recvfrom(self) -> tuple[bytes, Endpoint]: ...
+
+    async def sendto(self, data: bytes, destination: Endpoint) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Network:
     """Base class; see the module docstring."""
 
@@ -55,6 +88,20 @@ class Network:
 
     async def connect(self, host: str, port: int, *, client: str = "") -> trio.abc.Stream:
         raise NotImplementedError
+
+    async def udp_socket(self, service: str, host: str, port: int, *, client: str = "",
+                         buffer: int | None = None) -> DatagramEndpoint:
+        """Bind a UDP endpoint on ``host:port`` (port 0 picks a free one).
+
+        ``buffer`` is the receive buffer in bytes (``SO_RCVBUF`` on an OS socket; the queue bound
+        of a virtual endpoint, default :data:`VIRTUAL_UDP_BUFFER`).  ``client`` names the bench
+        client owning the endpoint, for per-client link conditions.
+        """
+        raise NotImplementedError
+
+    def wrap_datagram(self, endpoint: DatagramEndpoint, *, service: str, client: str = "") -> DatagramEndpoint:
+        """Hook for link conditions on datagrams, the twin of :meth:`wrap` (identity today)."""
+        return endpoint
 
     def wrap(self, stream: trio.abc.Stream, *, service: str, client: str, peer: Endpoint) -> trio.abc.Stream:
         """Hook for link conditions.  Sets ``stream.cometbench_peer`` for services to read."""
@@ -81,7 +128,20 @@ class Network:
                         await trio.sleep(0.05)
                         continue
                     raise
-                nursery.start_soon(handler, stream)
+                nursery.start_soon(_guarded, handler, stream, service)
+
+
+async def _guarded(handler, stream: trio.abc.Stream, service: str) -> None:
+    """Run one connection's handler; a bug in it closes that connection, never the listener."""
+    try:
+        await handler(stream)
+    except Exception:  # noqa: BLE001 - one connection's failure must not reach the service's nursery
+        log.exception("%s: connection handler failed; closing that connection", service)
+        with trio.CancelScope(shield=True):
+            try:
+                await trio.aclose_forcefully(stream)
+            except Exception:  # pragma: no cover - closing a broken stream
+                pass
 
 
 def peer_of(stream: trio.abc.Stream) -> Endpoint:
@@ -134,6 +194,50 @@ class OSNetwork(Network):
         stream = await trio.open_tcp_stream(host, port)
         return self.wrap(stream, service="", client=client, peer=Endpoint(host, port))
 
+    async def udp_socket(self, service: str, host: str, port: int, *, client: str = "",
+                         buffer: int | None = None) -> DatagramEndpoint:
+        sock = trio.socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            if buffer is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+            await sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return self.wrap_datagram(_OSDatagramEndpoint(sock), service=service, client=client)
+
+
+class _OSDatagramEndpoint:
+    def __init__(self, sock: trio.socket.SocketType):
+        self._sock = sock
+        host, port = sock.getsockname()[:2]
+        self.endpoint = Endpoint(host, port)
+        self._closed = False
+
+    async def recvfrom(self) -> tuple[bytes, Endpoint]:
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("UDP endpoint closed")
+        try:
+            data, address = await self._sock.recvfrom(65536)
+        except OSError:
+            if self._closed:
+                raise trio.ClosedResourceError("UDP endpoint closed") from None
+            raise
+        return data, Endpoint(address[0], address[1])
+
+    async def sendto(self, data: bytes, destination: Endpoint) -> None:
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("UDP endpoint closed")
+        await self._sock.sendto(data, (destination.host, destination.port))
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._sock.close()  # wakes a waiting recvfrom with ClosedResourceError
+        await trio.lowlevel.checkpoint()
+
 
 # --- in-memory network ----------------------------------------------------------------------------
 
@@ -164,6 +268,63 @@ class _VirtualListener:
         await self._receive.aclose()
 
 
+class _VirtualDatagramEndpoint:
+    """An in-memory UDP endpoint: a bounded receive queue, filled by other endpoints' ``sendto``."""
+
+    def __init__(self, network: "VirtualNetwork", endpoint: Endpoint, buffer: int):
+        self._network = network
+        self.endpoint = endpoint
+        self._buffer = buffer
+        self._queue: deque[tuple[bytes, Endpoint]] = deque()
+        self._queued_bytes = 0
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self.dropped = 0  # datagrams lost to a full receive buffer
+
+    def _deliver(self, data: bytes, source: Endpoint) -> None:
+        if self._closed:
+            return
+        if self._queued_bytes + len(data) > self._buffer:
+            self.dropped += 1  # a full kernel buffer drops, it never blocks the sender
+            return
+        self._queue.append((data, source))
+        self._queued_bytes += len(data)
+        self._lot.unpark()
+
+    async def recvfrom(self) -> tuple[bytes, Endpoint]:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("UDP endpoint closed")
+            if self._queue:
+                data, source = self._queue.popleft()
+                self._queued_bytes -= len(data)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return data, source
+            await self._lot.park()
+
+    async def sendto(self, data: bytes, destination: Endpoint) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._closed:
+            raise trio.ClosedResourceError("UDP endpoint closed")
+        if len(data) > MAX_DATAGRAM:
+            raise OSError(errno.EMSGSIZE, f"datagram of {len(data)} bytes is too long")
+        host = "127.0.0.1" if destination.host == "localhost" else destination.host
+        target = self._network._datagram_endpoints.get(Endpoint(host, destination.port))
+        if target is not None:  # else: lost, as UDP to a closed port is
+            target._deliver(bytes(data), self.endpoint)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._network._datagram_endpoints.get(self.endpoint) is self:
+                del self._network._datagram_endpoints[self.endpoint]
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+
 class VirtualNetwork(Network):
     """In-memory streams.  Hosts are names; ports are allocated like an OS would for port 0."""
 
@@ -173,6 +334,8 @@ class VirtualNetwork(Network):
         self._listeners: dict[Endpoint, _VirtualListener] = {}
         self._ports = itertools.count(20000)
         self._client_ports = itertools.count(40000)
+        self._datagram_endpoints: dict[Endpoint, _VirtualDatagramEndpoint] = {}
+        self._datagram_ports = itertools.count(20000)
 
     async def listen(self, service: str, host: str, port: int, *, backlog: int = 4096) -> Listener:
         if port == 0:
@@ -197,3 +360,19 @@ class VirtualNetwork(Network):
         client_peer = Endpoint(client or "127.0.0.1", next(self._client_ports))
         listener._offer(server_end, client_peer)
         return self.wrap(client_end, service="", client=client, peer=Endpoint(host, port))
+
+    async def udp_socket(self, service: str, host: str, port: int, *, client: str = "",
+                         buffer: int | None = None) -> DatagramEndpoint:
+        await trio.lowlevel.checkpoint()
+        if host == "localhost":
+            host = "127.0.0.1"
+        if port == 0:
+            port = next(self._datagram_ports)
+            while Endpoint(host, port) in self._datagram_endpoints:
+                port = next(self._datagram_ports)
+        endpoint = Endpoint(host, port)
+        if endpoint in self._datagram_endpoints:
+            raise OSError(errno.EADDRINUSE, f"address already in use: {endpoint} (udp)")
+        bound = _VirtualDatagramEndpoint(self, endpoint, VIRTUAL_UDP_BUFFER if buffer is None else buffer)
+        self._datagram_endpoints[endpoint] = bound
+        return self.wrap_datagram(bound, service=service, client=client)
