@@ -43,7 +43,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "directory": 8082,
     "control": 8088,
 }
-IMPLEMENTED_SERVICES = ("ws", "cometql", "directory")
+IMPLEMENTED_SERVICES = ("ws", "cometql", "directory", "sip_ws", "sip", "esl")
 
 
 @dataclass
@@ -63,6 +63,17 @@ class Config:
     # INSERT INTO conference answers ERR 500, as a CppComet without `[sip] freeswitch`
     freeswitch: list[dict] = field(default_factory=list)
     pipesalt: str = "0000000"  # the shipped comet.ini's value (the code default is "pipesalt")
+    # the fake FreeSWITCH node run in this process (SIP over WSS/WS/UDP/TCP, ESL, mod_conference)
+    freeswitch_emulated: bool = True     # when [[freeswitch]] is empty, it becomes the comet server's node
+    sip_public_host: str = ""            # serverName the sys_sipCall push advertises ("" = host)
+    sip_public_port: int = 0             # serverPort it advertises (0 = the bound sip_ws port)
+    sip_tls: bool = True                 # the real client always dials wss://; False serves plain ws
+    sip_answer_delay: float = 0.0        # seconds between 100 Trying and the 200 (0 = FreeSWITCH's answer)
+    esl_password: str = "ClueCon"
+    fs_domain: str = "FSdefaultDomain"
+    rtp_timeout: float = 300.0           # rtp-timeout-sec: how long a vanished member stays (ghost)
+    certs_dir: str = ""                  # "" = certs/ beside the state file, a temporary dir for :memory:
+    recordings_dir: str = ""             # "" = recordings/ beside the state file, or a temporary dir
 
     def free_ports(self) -> None:
         """Bind every service to port 0 (the OS picks)."""

@@ -13,20 +13,28 @@ outlives the scope.
 
 from __future__ import annotations
 
+import random
+import tempfile
 from contextlib import asynccontextmanager
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 import trio
 
 from emulator.clock import WallClock
-from emulator.comet.directory import DirectoryServer
+from emulator.comet.directory import DirectoryServer, directory_password
 from emulator.comet.hub import QUEUE_EXPIRY, Hub
 from emulator.comet.server import CometServer
-from emulator.cometql.conference import ConferenceService
+from emulator.cometql.conference import ConferenceService, FreeswitchNode
 from emulator.cometql.server import CometQLServer
 from emulator.cometql.tables import Executor
 from emulator.config import Config
+from emulator.freeswitch.conference import Bridge
+from emulator.freeswitch.esl import EslServer
+from emulator.freeswitch.sip_core import SipCore
+from emulator.freeswitch.sip_transport import SipTcpTransport, SipUdpTransport, SipWebSocketTransport
+from emulator.freeswitch.tls import Certificates, ensure_certificates
 from emulator.journal import Journal
 from emulator.net.network import Network, OSNetwork
 from emulator.profiles import Profile, get_profile
@@ -46,8 +54,12 @@ class Stack:
     cometql: CometQLServer
     nursery: trio.Nursery
     ports: dict[str, int] = field(default_factory=dict)
-    conference: ConferenceService | None = None   # its .xml_list is for the FreeSWITCH side to set
+    conference: ConferenceService | None = None
     directory: DirectoryServer | None = None
+    bridge: Bridge | None = None                  # the fake FreeSWITCH's mod_conference
+    sip: SipCore | None = None                    # its SIP side
+    esl: EslServer | None = None
+    certificates: Certificates | None = None
 
     def ready_line(self) -> dict:
         """The JSON object ``cometbench serve`` prints once listening."""
@@ -78,6 +90,8 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
     cometql = CometQLServer(executor, network, profile, journal, password=config.password,
                             handshake_timeout=config.handshake_timeout)
     executor.sessions_of = cometql.sessions_of
+    temp_dirs: list[tempfile.TemporaryDirectory] = []
+    stack: Stack | None = None
     try:
         async with trio.open_nursery() as nursery:
             stack = Stack(config, network, profile, clock, store, journal, hub, comet, cometql, nursery,
@@ -93,14 +107,71 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
             await nursery.start(directory.serve, config.host, config.ports["directory"])
             assert directory.listener is not None
             stack.ports["directory"] = directory.listener.endpoint.port
+            if config.freeswitch_emulated:
+                await _start_freeswitch(stack, temp_dirs)
             journal.record("stack", "ready", data=str(stack.ready_line()))
             try:
                 yield stack
             finally:
                 nursery.cancel_scope.cancel()
     finally:
+        if stack is not None and stack.bridge is not None:
+            stack.bridge.close()  # closes recordings still open
         journal.close()
         store.close()
+        for d in temp_dirs:
+            d.cleanup()
+
+
+def _data_dir(config: Config, setting: str, name: str, temp_dirs: list) -> Path:
+    if setting:
+        return Path(setting)
+    if config.state != ":memory:":
+        return Path(config.state).resolve().parent / name
+    temp = tempfile.TemporaryDirectory(prefix=f"cometbench-{name}-")
+    temp_dirs.append(temp)
+    return Path(temp.name)
+
+
+async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
+    """The fake FreeSWITCH node: mod_conference, SIP over WSS/WS + UDP/TCP, ESL; registered as the
+    comet server's ``[sip] freeswitch`` node unless nodes are configured explicitly."""
+    config, network, journal, nursery = stack.config, stack.network, stack.journal, stack.nursery
+    rng = random.Random(config.seed)
+    public_host = config.sip_public_host or config.host
+    certs = ensure_certificates(_data_dir(config, config.certs_dir, "certs", temp_dirs), [public_host])
+    bridge = Bridge(domain=config.fs_domain, clock=stack.clock, rng=random.Random(rng.getrandbits(64)),
+                    profile=stack.profile, recordings_dir=_data_dir(config, config.recordings_dir, "recordings",
+                                                                     temp_dirs),
+                    rtp_timeout=config.rtp_timeout, journal=journal, ipv4=config.host)
+    core = SipCore(bridge, lambda user: directory_password(stack.store, user), rng=random.Random(rng.getrandbits(64)),
+                   journal=journal, host=public_host, media_fingerprint=certs.media_fingerprint,
+                   media_ip=config.host if ":" not in config.host else "127.0.0.1",
+                   answer_delay=config.sip_answer_delay)
+    esl = EslServer(bridge, network, journal, password=config.esl_password)
+    stack.bridge, stack.sip, stack.esl, stack.certificates = bridge, core, esl, certs
+    await nursery.start(bridge.run)
+    await nursery.start(core.run)
+    ws = SipWebSocketTransport(core, network, journal,
+                               tls_context=certs.server_context() if config.sip_tls else None,
+                               handshake_timeout=config.handshake_timeout)
+    await nursery.start(ws.serve, config.host, config.ports["sip_ws"])
+    stack.ports["sip_ws"] = ws.listener.endpoint.port
+    core.port = config.sip_public_port or stack.ports["sip_ws"]
+    tcp = SipTcpTransport(core, network, journal)
+    await nursery.start(tcp.serve, config.host, config.ports["sip"])
+    sip_port = tcp.listener.endpoint.port
+    udp = SipUdpTransport(core, network, journal)
+    await nursery.start(udp.serve, config.host, sip_port)  # UDP and TCP share the number, as 5060
+    stack.ports["sip"] = sip_port
+    await nursery.start(esl.serve, config.host, config.ports["esl"])
+    stack.ports["esl"] = esl.listener.endpoint.port
+    conference = stack.conference
+    if conference is not None and not config.freeswitch:
+        node = FreeswitchNode(server=config.host, esl_port=stack.ports["esl"], esl_password=config.esl_password,
+                              ws_port=core.port, ws_host=public_host)
+        conference.nodes = [node]
+        conference.xml_list = lambda asked: bridge.api("conference xml_list") if asked.esl_id == node.esl_id else None
 
 
 async def _housekeeping(hub: Hub) -> None:
