@@ -31,6 +31,12 @@ def _serve_parser(sub) -> None:
     p.add_argument("--no-journal", action="store_true", help="do not record the journal")
     p.add_argument("--journal-path", help="journal file (default: beside the state file)")
     p.add_argument("--free-ports", action="store_true", help="bind every service to port 0")
+    p.add_argument("--sip-public-host", help="serverName the sys_sipCall push advertises (default: --host)")
+    p.add_argument("--sip-public-port", type=int, metavar="N", help="serverPort it advertises (default: sip_ws)")
+    p.add_argument("--no-sip-tls", action="store_true", help="serve SIP over plain ws:// instead of wss://")
+    p.add_argument("--no-freeswitch", action="store_true",
+                   help="do not run the fake FreeSWITCH node (INSERT INTO conference then answers ERR 500)")
+    p.add_argument("--esl-password", help="ESL password (default ClueCon)")
     for service in DEFAULT_PORTS:
         p.add_argument(f"--{service.replace('_', '-')}-port", type=int, metavar="N",
                        help=f"port of the {service} service (default {DEFAULT_PORTS[service]})")
@@ -45,6 +51,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
             setattr(cfg, name, value)
     if args.no_journal:
         cfg.journal = False
+    if args.no_sip_tls:
+        cfg.sip_tls = False
+    if args.no_freeswitch:
+        cfg.freeswitch_emulated = False
+    for name in ("sip_public_host", "sip_public_port", "esl_password"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(cfg, name, value)
     for item in args.quirk:
         name, _, state = item.partition("=")
         if state not in ("on", "off"):

@@ -78,3 +78,18 @@ def test_quirks_lists_every_quirk(capsys):
     out = capsys.readouterr().out
     for name, q in QUIRKS.items():
         assert name in out and q.spec in out
+
+
+def test_ready_line_names_every_service_and_no_freeswitch_drops_them():
+    proc, ready = _start("--free-ports", "--no-journal")
+    try:
+        assert {"ws", "cometql", "directory", "sip_ws", "sip", "esl"} <= set(ready)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    proc, ready = _start("--free-ports", "--no-journal", "--no-freeswitch")
+    try:
+        assert "sip_ws" not in ready and "esl" not in ready and ready["cometql"] > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
