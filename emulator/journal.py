@@ -65,6 +65,8 @@ class Journal:
             return
         if not isinstance(data, str):
             data = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else repr(data)
+        elif not data.isascii():  # lone surrogates (undecodable bytes) cannot be stored in SQLite
+            data = data.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         self._pending.append((self.run_id, self._now(), service, kind, direction, dev_id, user_id, conn_id, data))
         if len(self._pending) >= self._batch:
             self._wakeup.set()

@@ -13,6 +13,7 @@ connections are unaffected.
 from __future__ import annotations
 
 import itertools
+import logging
 
 import trio
 
@@ -21,6 +22,8 @@ from emulator.journal import Journal
 from emulator.net.network import Listener, Network
 from emulator.profiles import Profile
 from emulator.wire import mysql as m
+
+log = logging.getLogger("cometbench.cometql")
 
 MAX_PACKET = 8 * 1024 * 1024  # far above the 9000-byte query limit; larger headers close the link
 LENIENT_VERSION = "5.5.2-" + m.SERVER_VERSION  # starts with a number, so every client can parse it
@@ -152,7 +155,11 @@ class CometQLServer:
                 if journal.enabled:
                     journal.record("cometql", "query", direction="in", dev_id=session.dev_id,
                                    conn_id=session.conn_id, data=text[:4096])
-                result = self.executor.execute(session, text)
+                try:
+                    result = self.executor.execute(session, text)
+                except Exception:  # noqa: BLE001 - a bug in one statement must not end the session
+                    log.exception("cometql: statement failed: %r", text[:200])
+                    result = Result("err", code=500, message="internal server error")
                 if journal.enabled:
                     journal.record("cometql", "answer", direction="out", dev_id=session.dev_id,
                                    conn_id=session.conn_id, data=_summary(result))

@@ -13,6 +13,7 @@ no ``[sip] freeswitch`` configured.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time as _time
 from dataclasses import dataclass, field
@@ -167,6 +168,14 @@ LISTED_TABLES = ("users_auth", "users_time", "users_messages", "pipes_messages",
                  "pipes_settings")
 
 
+def valid_text(text: str) -> str:
+    """Text whose undecodable bytes (surrogate escapes) are U+FFFD, one per byte."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # lone surrogates that were not byte escapes
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def c_int(n: int) -> int:
     """The value a C ``int`` holds after ``atoi``-style parsing: wrapped to 32 bits."""
     return ((n + 2**31) % 2**32) - 2**31
@@ -201,6 +210,7 @@ class Executor:
         self.hub = hub
         self.profile = profile
         self.options = sql_options(profile)
+        self._parse_options = dataclasses.replace(self.options, skip_length_check=True)
         self.conference = conference
         self.sessions_of = sessions_of
         self.started = _time.monotonic() if started is None else started
@@ -209,14 +219,17 @@ class Executor:
     def execute(self, session: Session, text: str) -> Result:
         if not session.authenticated:
             return err(403, "Access denied")
-        # bytes that are not UTF-8 (kept as lone surrogates by the decoder) become U+FFFD here, so
-        # everything downstream (SQLite, JSON frames, the journal) sees valid text
-        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         try:
             dev, text = q.split_cluster_prefix(text, DEV_INDEX_SIZE)
             if dev is not None:
                 session.dev_id = dev
-            statements = q.parse(text, self.options)
+            if not self.options.keep_nul:
+                text = text.split("\x00", 1)[0]
+            if not self.options.skip_length_check:
+                q.check_length(text)  # on the raw bytes, as the real server counts them
+            # bytes that are not UTF-8 (lone surrogates from the decoder) become U+FFFD only now, so
+            # everything downstream (SQLite, JSON frames, the journal) sees valid text
+            statements = q.parse(valid_text(text), self._parse_options)
         except q.ParseError as exc:
             return err(exc.code, exc.message)
         if not statements:
