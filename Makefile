@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test quirks bench-ws clean
+.PHONY: setup serve test quirks bench-ws bench-cometql bench-sip clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -28,6 +28,12 @@ quirks: setup
 
 bench-ws: setup
 	$(BIN)/python tests/perf/bench_comet_ws.py
+
+bench-cometql: setup
+	$(BIN)/python tests/perf/bench_cometql.py
+
+bench-sip: setup
+	$(BIN)/python tests/perf/bench_sip.py
 
 clean:
 	rm -rf $(VENV) node_modules .hypothesis
