@@ -259,3 +259,38 @@ def test_garbage_and_unknown_dialogs():
     assert [r.status for r in phone.take()] == [481]
     phone.request("SUBSCRIBE", "sip:x@127.0.0.1")
     assert [r.status for r in phone.take()] == [405]
+
+
+def test_reinvite_for_hold_and_back():
+    core, bridge, _ = make_core()
+    phone = Phone(core)
+    _, ok = phone.invite()
+    phone.ack(ok)
+    member = bridge.members("15*101-FSdefaultDomain")[0]
+    held = CHROME_OFFER.replace("a=sendrecv", "a=sendonly").encode()
+    phone.cseq += 1
+    phone.request("INVITE", str(ok.contacts[0].uri), to_tag=ok.to_tag, body=held, content_type="application/sdp")
+    (reply,) = phone.take()
+    assert reply.status == 200 and reply.headers["Content-Type"] == "application/sdp"
+    assert member.hold is True
+    phone.cseq += 1
+    phone.request("INVITE", str(ok.contacts[0].uri), to_tag=ok.to_tag, body=CHROME_OFFER.encode(),
+                  content_type="application/sdp")
+    assert phone.take()[0].status == 200 and member.hold is False
+
+
+def test_huge_or_broken_sdp_is_refused_without_a_member():
+    core, bridge, _ = make_core()
+    for body in (b"v=0\r\n" + b"a=x:" + b"y" * 70000 + b"\r\n", b"not an sdp at all"):
+        phone = Phone(core)
+        uri = "sip:15*101*video@127.0.0.1"
+        phone.request("INVITE", uri, body=body, content_type="application/sdp")
+        (challenge,) = phone.take()
+        params = sip.parse_digest_params(challenge.headers["Proxy-Authenticate"])
+        phone.cseq += 1
+        auth = sip.make_digest_authorization(params, username=USER, password=HASH, method="INVITE", uri=uri,
+                                             cnonce="z")
+        phone.request("INVITE", uri, body=body, content_type="application/sdp", auth=("Proxy-Authorization", auth))
+        statuses = [r.status for r in phone.take()]
+        assert statuses[-1] in (400, 413, 488) and 200 not in statuses
+    assert bridge.conferences == {} and core.dialogs == {}
