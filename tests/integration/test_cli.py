@@ -20,6 +20,9 @@ def _start(*args, cwd=None):
     proc = subprocess.Popen([*CLI, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=cwd, env={**os.environ, "PYTHONPATH": os.getcwd()})
     line = proc.stdout.readline()
+    if not line:
+        proc.wait(timeout=10)
+        raise AssertionError(f"serve printed no ready line; stderr: {proc.stderr.read()}")
     return proc, json.loads(line)
 
 
@@ -44,7 +47,7 @@ def test_serve_ctrl_c(tmp_path):
 
 
 def test_config_file_and_flags(tmp_path):
-    (tmp_path / "cometbench.toml").write_text('profile = "lenient"\nstate = ":memory:"\n[ports]\nws = 0\ncometql = 0\ndirectory = 0\n'
+    (tmp_path / "cometbench.toml").write_text('profile = "lenient"\nstate = ":memory:"\n[ports]\nws = 0\ncometql = 0\ndirectory = 0\nsip_ws = 0\nsip = 0\nesl = 0\n'
                                               '[quirks]\nshort_frame_truncation = true\n')
     proc, ready = _start("--ws-port", "0", cwd=tmp_path)
     try:
