@@ -42,6 +42,7 @@ from hypercorn.utils import wrap_app
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from emulator.wire.cnum import scan_int
 from emulator.journal import Journal
 from emulator.net.network import Endpoint, Network, peer_of
 
@@ -105,29 +106,12 @@ CONTENT_TYPE = "text/html; charset=UTF-8"
 # --- the rules ---------------------------------------------------------------------------------------
 
 
-def _scan_digits(text: str, pos: int, width: int) -> tuple[int, int] | None:
-    """``sscanf`` ``%<width>d`` at ``pos``: (value, new pos) or None."""
-    while pos < len(text) and text[pos] in " \t\n\v\f\r":
-        pos += 1
-    limit = min(len(text), pos + width)
-    sign = 1
-    if pos < limit and text[pos] in ("+", "-"):
-        sign = -1 if text[pos] == "-" else 1
-        pos += 1
-    start = pos
-    while pos < limit and "0" <= text[pos] <= "9":
-        pos += 1
-    if pos == start:
-        return None
-    return sign * int(text[start:pos]), pos
-
-
 def split_sip_user(user: str) -> tuple[int, int] | None:
     """``000015123`` -> (dev_id 15, user id 123): the first 6 digits, then up to 9 more."""
-    dev = _scan_digits(user, 0, 6)
+    dev = scan_int(user, 0, 6)
     if dev is None:
         return None
-    uid = _scan_digits(user, dev[1], 9)
+    uid = scan_int(user, dev[1], 9)
     if uid is None:
         return None
     return dev[0], uid[0]

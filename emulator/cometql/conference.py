@@ -27,6 +27,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
+from emulator.wire.cnum import c_int, scan_int
 from emulator.cometql.tables import E_NO_FREESWITCH, E_USER_ID_NEGATIVE, SqlError
 from emulator.wire import comet as w
 from emulator.wire.cometql import leading_int
@@ -91,11 +92,6 @@ def nodes_from_config(entries: Iterable["dict | FreeswitchNode"]) -> list[Freesw
 # --- the pure rules ----------------------------------------------------------------------------------
 
 
-def c_int(n: int) -> int:
-    """Wrap to a C ``int`` (32-bit two's complement), as the original's integer conversions do."""
-    return ((n + 2**31) % 2**32) - 2**31
-
-
 def sip_number(dev_id: int, name: str, profile: str) -> str:
     """``<dev_id>*<name>*<profile>``, dev_id not padded (2.3.1)."""
     return f"{dev_id}*{name}*{profile}"
@@ -153,30 +149,13 @@ def valid_room(name: str) -> bool:
 # --- xml_list parsing (conference_members) ------------------------------------------------------------
 
 
-def _scan_int(text: str, pos: int, width: int | None) -> tuple[int, int] | None:
-    """One ``sscanf`` ``%d`` / ``%<width>d`` conversion at ``pos``: (value, new pos) or None."""
-    while pos < len(text) and text[pos] in " \t\n\v\f\r":
-        pos += 1
-    limit = len(text) if width is None else min(len(text), pos + width)
-    sign = 1
-    if pos < limit and text[pos] in "+-":
-        sign = -1 if text[pos] == "-" else 1
-        pos += 1
-    start = pos
-    while pos < limit and "0" <= text[pos] <= "9":
-        pos += 1
-    if pos == start:
-        return None
-    return c_int(sign * int(text[start:pos])), pos
-
-
 def scan_caller_id(text: str) -> tuple[int, int]:
     """``sscanf(caller_id_name, "%6d%d", &dev, &user)`` with both starting at 0: ``000015123`` ->
     (15, 123); a failed conversion leaves its variable (and the following ones) at 0."""
-    first = _scan_int(text, 0, 6)
+    first = scan_int(text, 0, 6)
     if first is None:
         return 0, 0
-    second = _scan_int(text, first[1], None)
+    second = scan_int(text, first[1], None)
     return first[0], 0 if second is None else second[0]
 
 

@@ -22,6 +22,7 @@ from typing import Callable, Protocol, Sequence
 from emulator.comet.hub import HISTORY_READ, Hub
 from emulator.profiles import Profile, sql_options
 from emulator.wire import cometql as q
+from emulator.wire.cnum import c_int
 from emulator.wire.comet import MAX_NAME, valid_name_chars
 from emulator.wire.mysql import SERVER_VERSION
 
@@ -174,11 +175,6 @@ def valid_text(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:  # lone surrogates that were not byte escapes
         return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-
-def c_int(n: int) -> int:
-    """The value a C ``int`` holds after ``atoi``-style parsing: wrapped to 32 bits."""
-    return ((n + 2**31) % 2**32) - 2**31
 
 
 def valid_pipe(name: str) -> bool:
