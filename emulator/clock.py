@@ -18,14 +18,14 @@ import trio
 class WallClock:
     def __init__(self, epoch: float | None = None, monotonic: Callable[[], float] | None = None) -> None:
         """``epoch``: the Unix time "now" maps to (``None``: the real time of day)."""
-        self._start = time.time() if epoch is None else epoch
+        self._epoch = epoch
         self._monotonic = monotonic or trio.current_time
         self._offset: float | None = None
 
     def now(self) -> float:
         mono = self._monotonic()
-        if self._offset is None:
-            self._offset = self._start - mono
+        if self._offset is None:  # bind at first use, to the time of day of that moment
+            self._offset = (time.time() if self._epoch is None else self._epoch) - mono
         return self._offset + mono
 
     def seconds(self) -> int:

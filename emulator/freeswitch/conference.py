@@ -91,6 +91,7 @@ from emulator.freeswitch.conference_profiles import (
 )
 from emulator.journal import Journal
 from emulator.profiles import Profile
+from emulator.wire.esl import url_encode
 
 # quirks registered in emulator/profiles.py
 QUIRK_PLUS = "fs_reply_without_plus"
@@ -178,7 +179,6 @@ REPLIES = {
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_URL_UNSAFE = set("\r\n \"#%&+:;<=>?@[\\]^`{|}")
 _CHANNEL_VAR = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -203,18 +203,6 @@ def _atoi(text: str | None) -> int:
     if value is None:
         return 0
     return value & 0xFFFFFFFF if value < 0 else value
-
-
-def url_encode(value: str) -> str:
-    """``switch_url_encode``: bytes outside printable ASCII and ``\\r\\n "#%&+:;<=>?@[\\]^`{|}`` as %XX."""
-    out = []
-    for byte in value.encode("utf-8"):
-        ch = chr(byte)
-        if byte < 32 or byte > 126 or ch in _URL_UNSAFE:
-            out.append(f"%{byte:02X}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 # --- data ----------------------------------------------------------------------------------------

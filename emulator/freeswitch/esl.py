@@ -22,7 +22,8 @@ from emulator.journal import Journal
 from emulator.net.network import Listener, Network
 from emulator.wire import esl as e
 
-EVENT_QUEUE = 10000
+EVENT_QUEUE = 100000   # mod_event_socket's queue: events beyond it are dropped ...
+MAX_LOST_EVENTS = 500  # ... and a listener that lost more than this is disconnected
 FS_VERSION = "1.6.20"
 
 
@@ -88,14 +89,18 @@ class EslServer:
         self.connections += 1
         send, receive = trio.open_memory_channel[bytes | None](EVENT_QUEUE)
         sub = e.Subscription()
-        state = {"unsubscribe": None, "closing": False}
+        state = {"unsubscribe": None, "closing": False, "lost": 0}
 
         def push(data: bytes | None) -> None:
             try:
                 send.send_nowait(data)
-            except trio.WouldBlock:  # a listener that stopped reading
-                state["closing"] = True
-                send.close()
+            except trio.WouldBlock:  # a listener that does not keep up: drop, then give up on it
+                state["lost"] += 1
+                if state["lost"] > MAX_LOST_EVENTS and not state["closing"]:
+                    state["closing"] = True
+                    self.journal.record("esl", "listener_dropped", conn_id=conn_id,
+                                        data=f"lost {state['lost']} events")
+                    send.close()
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
 

@@ -409,7 +409,7 @@ class SipCore:
         channel.hangup = lambda cause, d=dialog: self._server_bye(d, cause)
         self.bridge.channel_create(channel)
         self.bridge.channel_answer(channel)
-        contact = f"<sip:mod_sofia@{self.host}:{self.port};transport={flow.transport.lower()}>"
+        contact = f"<sip:mod_sofia@{self.host}:{self._local_port(flow)};transport={flow.transport.lower()}>"
         data = self._respond(flow, request, 200, to_tag=pending.to_tag,
                              headers=[("Contact", contact), ("Allow", ALLOW), ("Supported", SUPPORTED),
                                       ("Content-Type", "application/sdp")], body=answer)
@@ -482,7 +482,8 @@ class SipCore:
             return
         if dialog.flow.alive and dialog.invite.contacts:
             dialog.local_cseq += 1
-            via = f"SIP/2.0/{dialog.flow.transport} {self.host}:{self.port};branch={sip.generate_branch(self.rng)}"
+            via = (f"SIP/2.0/{dialog.flow.transport} {self.host}:{self._local_port(dialog.flow)};"
+                   f"branch={sip.generate_branch(self.rng)}")
             bye = sip.make_in_dialog_request(dialog.invite, "BYE", local_tag=dialog.local_tag,
                                              cseq=dialog.local_cseq, via=via,
                                              headers=[("Reason", f'Q.850;cause=16;text="{cause}"')])
@@ -516,12 +517,17 @@ class SipCore:
                 self.bridge.set_hold(dialog.member_id, hold)
         self.journal.record("sip", "reinvite", conn_id=flow.id, data=f"hold={hold}")
         dialog.flow = flow
-        self._respond(flow, request, 200, headers=[("Contact", f"<sip:mod_sofia@{self.host}:{self.port}>"),
+        contact = f"<sip:mod_sofia@{self.host}:{self._local_port(flow)};transport={flow.transport.lower()}>"
+        self._respond(flow, request, 200, headers=[("Contact", contact),
                                                    ("Content-Type", "application/sdp")], body=dialog.answer)
 
     def _on_response(self, flow: Flow, response: sip.SipResponse) -> None:
         """Responses to our own requests (the client's 200 to a server BYE): nothing left to do."""
         return
+
+    def _local_port(self, flow: Flow) -> int:
+        """Where this flow's peer reaches us: the advertised WSS port, or the UDP/TCP listener's."""
+        return self.port if flow.transport in ("WS", "WSS") else flow.local.port
 
     # -- inspection --------------------------------------------------------------------------------
     def registrations(self, aor: str | None = None) -> list[Binding]:

@@ -14,7 +14,6 @@ FreeSWITCH lays them out (spec video-call-flow.md 5.6, 5.8).
 from __future__ import annotations
 
 import json
-import urllib.parse
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
@@ -94,6 +93,22 @@ class CommandParser:
             return cmd
 
 
+# FreeSWITCH's switch_url_encode: only these and bytes outside printable ASCII are escaped
+_URL_UNSAFE = set("\r\n \"#%&+:;<=>?@[\\]^`{|}")
+
+
+def url_encode(value: str) -> str:
+    """``switch_url_encode``: bytes outside printable ASCII and ``\\r\\n "#%&+:;<=>?@[\\]^`{|}`` as %XX."""
+    out = []
+    for byte in value.encode("utf-8"):
+        ch = chr(byte)
+        if byte < 32 or byte > 126 or ch in _URL_UNSAFE:
+            out.append(f"%{byte:02X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 # --- server messages ------------------------------------------------------------------------------
 
 
@@ -122,7 +137,7 @@ def disconnect_notice() -> bytes:
 
 def event_plain(headers: list[tuple[str, str]], body: str = "") -> bytes:
     """``text/event-plain``: url-encoded ``Name: value`` lines, a blank line, then the event body."""
-    lines = [f"{k}: {urllib.parse.quote(str(v), safe='')}\n" for k, v in headers]
+    lines = [f"{k}: {url_encode(str(v))}\n" for k, v in headers]
     payload = "".join(lines)
     data = body.encode("utf-8")
     if data:
@@ -145,7 +160,7 @@ def event_json(headers: list[tuple[str, str]], body: str = "") -> bytes:
 def event_xml(headers: list[tuple[str, str]], body: str = "") -> bytes:
     parts = ["<event>\n  <headers>\n"]
     for k, v in headers:
-        parts.append(f"    <{k}>{escape(urllib.parse.quote(str(v), safe=''))}</{k}>\n")
+        parts.append(f"    <{k}>{escape(url_encode(str(v)))}</{k}>\n")
     parts.append("  </headers>\n")
     if body:
         parts.append(f"  <body>{escape(body)}</body>\n")
