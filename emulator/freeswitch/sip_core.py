@@ -16,8 +16,9 @@ What it models is mod_sofia's ``internal`` profile as the CppComet roles configu
 * **In dialog**: ACK, BYE both ways (a kick/hup is a BYE to the caller's Contact), CANCEL (200 + 487),
   re-INVITE (hold), OPTIONS; unknown dialogs get 481, unsupported methods 405.
 * **Transactions** (RFC 3261 17): retransmitted requests get the cached response again; over UDP
-  the 2xx to INVITE is retransmitted (T1 doubling up to T2) until the ACK comes, for at most
-  64*T1.  Reliable transports retransmit nothing.
+  the answers to INVITE (2xx and errors) are repeated (T1 doubling up to T2) until the ACK comes,
+  and our BYE until the client answers, for at most 64*T1 (Timers G/H, E/F).  Reliable transports
+  retransmit nothing.
 
 Everything here is synchronous and I/O-free apart from :meth:`Flow.send`; timers live in a heap
 processed by :meth:`SipCore.run`, driven by trio's clock (so a MockClock drives it too).
@@ -161,6 +162,7 @@ class SipCore:
         self.dialogs: dict[tuple[str, str], Dialog] = {}
         self.pending: dict[str, PendingInvite] = {}          # INVITE branch -> not yet answered
         self.responses: dict[tuple[str, str], tuple[bytes, float]] = {}  # (branch, method) -> last response
+        self.unacked: dict[str, bytes] = {}  # branch -> message repeated over UDP until answered
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._wakeup = trio.Event()
@@ -203,7 +205,24 @@ class SipCore:
         if request.method != "ACK" and status >= 200:
             self.responses[(request.branch or "", request.method)] = (data, self.clock() + 32.0)
             self._at(self.clock() + 32.0, lambda key=(request.branch or "", request.method): self._forget(key))
+        if request.method == "INVITE" and status >= 300 and not flow.reliable:
+            # Timer G: a final error to an INVITE over UDP is repeated until its ACK (Timer H: 64*T1)
+            branch = request.branch or ""
+            self.unacked[branch] = data
+            self._at(self.clock() + T1, lambda: self._repeat(flow, branch, data, T1, self.clock() + 64 * T1))
         return data
+
+    def _repeat(self, flow: Flow, key: str, data: bytes, interval: float, deadline: float) -> None:
+        """Timers G/H (error answers to INVITE) and E/F (our BYE) over UDP: T1 doubling up to T2."""
+        if self.unacked.get(key) is not data or not flow.alive:
+            return
+        now = self.clock()
+        if now >= deadline:
+            del self.unacked[key]
+            return
+        flow.send(data)
+        interval = min(interval * 2, T2)
+        self._at(now + interval, lambda: self._repeat(flow, key, data, interval, deadline))
 
     def _forget(self, key: tuple[str, str]) -> None:
         entry = self.responses.get(key)
@@ -446,6 +465,7 @@ class SipCore:
         return self.dialogs.get((request.call_id, request.to_tag or ""))
 
     def _ack(self, flow: Flow, request: sip.SipRequest) -> None:
+        self.unacked.pop(request.branch or "", None)  # the ACK of an error answer ends Timer G
         dialog = self._find_dialog(request)
         if dialog is None:
             return  # the ACK of a non-2xx final response (absorbed) or of a dead dialog
@@ -487,7 +507,11 @@ class SipCore:
             bye = sip.make_in_dialog_request(dialog.invite, "BYE", local_tag=dialog.local_tag,
                                              cseq=dialog.local_cseq, via=via,
                                              headers=[("Reason", f'Q.850;cause=16;text="{cause}"')])
-            self._send(dialog.flow, bye)
+            data = self._send(dialog.flow, bye)
+            if not dialog.flow.reliable:  # Timer E until the client answers (Timer F: 64*T1)
+                key, flow = bye.branch or "", dialog.flow
+                self.unacked[key] = data
+                self._at(self.clock() + T1, lambda: self._repeat(flow, key, data, T1, self.clock() + 64 * T1))
         # the bridge already removed the member for kick/hup/timeouts; a refused one never joined
         self._end(dialog, cause, leave=dialog.refused is None and dialog.member_id is not None
                   and self.bridge.member(dialog.member_id) is not None)
@@ -522,8 +546,8 @@ class SipCore:
                                                    ("Content-Type", "application/sdp")], body=dialog.answer)
 
     def _on_response(self, flow: Flow, response: sip.SipResponse) -> None:
-        """Responses to our own requests (the client's 200 to a server BYE): nothing left to do."""
-        return
+        """Responses to our own requests (the client's answer to a server BYE) stop their retransmission."""
+        self.unacked.pop(response.branch or "", None)
 
     def _local_port(self, flow: Flow) -> int:
         """Where this flow's peer reaches us: the advertised WSS port, or the UDP/TCP listener's."""

@@ -294,3 +294,37 @@ def test_huge_or_broken_sdp_is_refused_without_a_member():
         statuses = [r.status for r in phone.take()]
         assert statuses[-1] in (400, 413, 488) and 200 not in statuses
     assert bridge.conferences == {} and core.dialogs == {}
+
+
+def _run_due(core, clock, seconds):
+    clock["t"] += seconds
+    due = [fn for when, _, fn in list(core._heap) if when <= clock["t"]]
+    core._heap = [(w, n, f) for w, n, f in core._heap if w > clock["t"]]
+    for fn in due:
+        fn()
+
+
+def test_udp_error_answers_to_invite_repeat_until_ack_and_server_bye_until_answered():
+    core, bridge, clock = make_core()
+    phone = Phone(core, transport="UDP")
+    first = phone.request("INVITE", "sip:15*101*video@127.0.0.1", body=CHROME_OFFER.encode(),
+                          content_type="application/sdp")
+    (challenge,) = phone.take()
+    _run_due(core, clock, 0.5)
+    _run_due(core, clock, 1.0)
+    assert [r.status for r in phone.take()] == [407, 407]  # Timer G
+    phone.request("ACK", "sip:15*101*video@127.0.0.1", to_tag=challenge.to_tag, branch=first.branch)
+    _run_due(core, clock, 2.0)
+    assert phone.take() == []
+    # our BYE (a kick) is repeated until the client answers it
+    _, ok = phone.invite()
+    phone.ack(ok)
+    phone.take()
+    member = bridge.members("15*101-FSdefaultDomain")[0]
+    bridge.api(f"conference 15*101-FSdefaultDomain kick {member.id}")
+    (bye,) = phone.take()
+    _run_due(core, clock, 0.5)
+    assert [m.method for m in phone.take()] == ["BYE"]  # Timer E
+    core.receive(phone.flow, sip.make_response(bye, 200).encode())
+    _run_due(core, clock, 4.0)
+    assert phone.take() == []
