@@ -98,15 +98,9 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
                           conference=conference, directory=directory)
             await nursery.start(journal.run_flusher)
             nursery.start_soon(_housekeeping, hub)
-            await nursery.start(comet.serve, config.host, config.ports["ws"])
-            assert comet.listener is not None
-            stack.ports["ws"] = comet.listener.endpoint.port
-            await nursery.start(cometql.serve, config.host, config.ports["cometql"])
-            assert cometql.listener is not None
-            stack.ports["cometql"] = cometql.listener.endpoint.port
-            await nursery.start(directory.serve, config.host, config.ports["directory"])
-            assert directory.listener is not None
-            stack.ports["directory"] = directory.listener.endpoint.port
+            stack.ports["ws"] = await _serve(nursery, comet, config.host, config.ports["ws"])
+            stack.ports["cometql"] = await _serve(nursery, cometql, config.host, config.ports["cometql"])
+            stack.ports["directory"] = await _serve(nursery, directory, config.host, config.ports["directory"])
             if config.freeswitch_emulated:
                 await _start_freeswitch(stack, temp_dirs)
             journal.record("stack", "ready", data=str(stack.ready_line()))
@@ -121,6 +115,13 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
         store.close()
         for d in temp_dirs:
             d.cleanup()
+
+
+async def _serve(nursery: trio.Nursery, server, host: str, port: int) -> int:
+    """Start a listener-owning service in the nursery; the port it is bound to."""
+    await nursery.start(server.serve, host, port)
+    assert server.listener is not None
+    return server.listener.endpoint.port
 
 
 def _data_dir(config: Config, setting: str, name: str, temp_dirs: list) -> Path:
@@ -155,17 +156,13 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     ws = SipWebSocketTransport(core, network, journal,
                                tls_context=certs.server_context() if config.sip_tls else None,
                                handshake_timeout=config.handshake_timeout)
-    await nursery.start(ws.serve, config.host, config.ports["sip_ws"])
-    stack.ports["sip_ws"] = ws.listener.endpoint.port
+    stack.ports["sip_ws"] = await _serve(nursery, ws, config.host, config.ports["sip_ws"])
     core.port = config.sip_public_port or stack.ports["sip_ws"]
-    tcp = SipTcpTransport(core, network, journal)
-    await nursery.start(tcp.serve, config.host, config.ports["sip"])
-    sip_port = tcp.listener.endpoint.port
-    udp = SipUdpTransport(core, network, journal)
-    await nursery.start(udp.serve, config.host, sip_port)  # UDP and TCP share the number, as 5060
+    sip_port = await _serve(nursery, SipTcpTransport(core, network, journal), config.host, config.ports["sip"])
+    # UDP and TCP share the number, as 5060 does
+    await nursery.start(SipUdpTransport(core, network, journal).serve, config.host, sip_port)
     stack.ports["sip"] = sip_port
-    await nursery.start(esl.serve, config.host, config.ports["esl"])
-    stack.ports["esl"] = esl.listener.endpoint.port
+    stack.ports["esl"] = await _serve(nursery, esl, config.host, config.ports["esl"])
     conference = stack.conference
     if conference is not None and not config.freeswitch:
         node = FreeswitchNode(server=config.host, esl_port=stack.ports["esl"], esl_password=config.esl_password,
