@@ -37,6 +37,8 @@ def _serve_parser(sub) -> None:
     p.add_argument("--no-freeswitch", action="store_true",
                    help="do not run the fake FreeSWITCH node (INSERT INTO conference then answers ERR 500)")
     p.add_argument("--esl-password", help="ESL password (default ClueCon)")
+    p.add_argument("--media-link", help="link preset of fixtures/network_profiles.toml for the media model "
+                                        "(default loopback; dsl, 4g, 3g, bad-wifi, lan)")
     for service in DEFAULT_PORTS:
         p.add_argument(f"--{service.replace('_', '-')}-port", type=int, metavar="N",
                        help=f"port of the {service} service (default {DEFAULT_PORTS[service]})")
@@ -55,7 +57,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cfg.sip_tls = False
     if args.no_freeswitch:
         cfg.freeswitch_emulated = False
-    for name in ("sip_public_host", "sip_public_port", "esl_password"):
+    for name in ("sip_public_host", "sip_public_port", "esl_password", "media_link"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -129,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             from emulator.stack import build_profile
 
             build_profile(cfg)  # validate profile and quirk names before binding anything
+            from emulator.freeswitch.media import link_presets
+
+            if cfg.media_link not in link_presets():
+                raise ValueError(f"unknown --media-link {cfg.media_link!r}; known: {', '.join(sorted(link_presets()))}")
         except (ValueError, KeyError, OSError) as exc:
             print(f"cometbench: {exc}", file=sys.stderr)
             return 2

@@ -74,6 +74,8 @@ class Config:
     rtp_timeout: float = 300.0           # rtp-timeout-sec: how long a vanished member stays (ghost)
     certs_dir: str = ""                  # "" = certs/ beside the state file, a temporary dir for :memory:
     recordings_dir: str = ""             # "" = recordings/ beside the state file, or a temporary dir
+    conference_profiles: str = ""        # conference.conf.xml to load ("" = fixtures/conference.conf.xml)
+    media_link: str = "loopback"         # link preset (fixtures/network_profiles.toml) for the media model
 
     def free_ports(self) -> None:
         """Bind every service to port 0 (the OS picks)."""

@@ -31,7 +31,9 @@ from emulator.cometql.server import CometQLServer
 from emulator.cometql.tables import Executor
 from emulator.config import Config
 from emulator.freeswitch.conference import Bridge
+from emulator.freeswitch.conference_profiles import load_conference_profiles
 from emulator.freeswitch.esl import EslServer
+from emulator.freeswitch.media import link_presets
 from emulator.freeswitch.sip_core import SipCore
 from emulator.freeswitch.sip_transport import SipTcpTransport, SipUdpTransport, SipWebSocketTransport
 from emulator.freeswitch.tls import Certificates, ensure_certificates
@@ -141,14 +143,20 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     rng = random.Random(config.seed)
     public_host = config.sip_public_host or config.host
     certs = ensure_certificates(_data_dir(config, config.certs_dir, "certs", temp_dirs), [public_host])
-    bridge = Bridge(domain=config.fs_domain, clock=stack.clock, rng=random.Random(rng.getrandbits(64)),
+    profiles = load_conference_profiles(config.conference_profiles or None,
+                                        variables={"domain": config.fs_domain, "domain_name": config.fs_domain})
+    link_presets_ = link_presets()
+    if config.media_link not in link_presets_:
+        raise ValueError(f"unknown media_link {config.media_link!r}; known: {', '.join(sorted(link_presets_))}")
+    link = link_presets_[config.media_link]
+    bridge = Bridge(profiles, domain=config.fs_domain, clock=stack.clock, rng=random.Random(rng.getrandbits(64)),
                     profile=stack.profile, recordings_dir=_data_dir(config, config.recordings_dir, "recordings",
                                                                      temp_dirs),
                     rtp_timeout=config.rtp_timeout, journal=journal, ipv4=config.host)
     core = SipCore(bridge, lambda user: directory_password(stack.store, user), rng=random.Random(rng.getrandbits(64)),
                    journal=journal, host=public_host, media_fingerprint=certs.media_fingerprint,
                    media_ip=config.host if ":" not in config.host else "127.0.0.1",
-                   answer_delay=config.sip_answer_delay)
+                   answer_delay=config.sip_answer_delay, link_for=lambda flow: link)
     esl = EslServer(bridge, network, journal, password=config.esl_password)
     stack.bridge, stack.sip, stack.esl, stack.certificates = bridge, core, esl, certs
     await nursery.start(bridge.run)

@@ -174,3 +174,19 @@ def _config(**kw) -> Config:
     cfg = Config(**kw)
     cfg.free_ports()
     return cfg
+
+
+async def test_media_link_preset_sets_the_media_start_delay(autojump_clock):
+    delays = {}
+    for link in ("loopback", "3g"):
+        async with open_stack(_config(media_link=link), network=VirtualNetwork()) as stack:
+            db, browser, sys = await _comet_setup(stack)
+            async with trio.open_nursery() as nursery:
+                phone = await WssPhone.connect(stack, nursery)
+                uri = f"sip:{sys['sipNumber']}@127.0.0.1"
+                await phone.authed("INVITE", uri, 407, "Proxy-Authenticate", body=CHROME_OFFER.encode())
+                await phone.receive()
+                await phone.receive()
+                delays[link] = stack.bridge.members("15*101-FSdefaultDomain")[0].channel.media_delay
+                nursery.cancel_scope.cancel()
+    assert delays["loopback"] < 1.0 < 3.0 < delays["3g"] < 15.0

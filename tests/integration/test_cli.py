@@ -96,3 +96,8 @@ def test_ready_line_names_every_service_and_no_freeswitch_drops_them():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_unknown_media_link_is_refused(capsys):
+    assert main(["serve", "--media-link", "moon"]) == 2
+    assert "unknown --media-link" in capsys.readouterr().err
