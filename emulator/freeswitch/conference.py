@@ -1388,41 +1388,33 @@ class Bridge:
         self._update_floor(m.conference)
         return reply
 
-    def _m_unmute(self, m: Member, data: str | None, pending: list) -> str:
-        m.can_speak = True
-        reply = self._reply("ok", text=f"unmute {m.id}")
-        self._conference_event(m.conference, "unmute-member", member=m)
+    def _set_flag(self, m: Member, attr: str, value: bool, word: str) -> str:
+        """The plain flag commands: set the member flag, reply ``OK <word> <id>``, fire ``<word>-member``."""
+        setattr(m, attr, value)
+        reply = self._reply("ok", text=f"{word} {m.id}")
+        self._conference_event(m.conference, f"{word}-member", member=m)
         return reply
+
+    def _m_unmute(self, m: Member, data: str | None, pending: list) -> str:
+        return self._set_flag(m, "can_speak", True, "unmute")
 
     def _m_tmute(self, m: Member, data: str | None, pending: list) -> str:
         return self._m_mute(m, data, pending) if m.can_speak else self._m_unmute(m, data, pending)
 
     def _m_vmute(self, m: Member, data: str | None, pending: list) -> str:
-        m.can_be_seen = False
-        reply = self._reply("ok", text=f"vmute {m.id}")
-        self._conference_event(m.conference, "vmute-member", member=m)
-        return reply
+        return self._set_flag(m, "can_be_seen", False, "vmute")
 
     def _m_unvmute(self, m: Member, data: str | None, pending: list) -> str:
-        m.can_be_seen = True
-        reply = self._reply("ok", text=f"unvmute {m.id}")
-        self._conference_event(m.conference, "unvmute-member", member=m)
-        return reply
+        return self._set_flag(m, "can_be_seen", True, "unvmute")
 
     def _m_tvmute(self, m: Member, data: str | None, pending: list) -> str:
         return self._m_vmute(m, data, pending) if m.can_be_seen else self._m_unvmute(m, data, pending)
 
     def _m_deaf(self, m: Member, data: str | None, pending: list) -> str:
-        m.can_hear = False
-        reply = self._reply("ok", text=f"deaf {m.id}")
-        self._conference_event(m.conference, "deaf-member", member=m)
-        return reply
+        return self._set_flag(m, "can_hear", False, "deaf")
 
     def _m_undeaf(self, m: Member, data: str | None, pending: list) -> str:
-        m.can_hear = True
-        reply = self._reply("ok", text=f"undeaf {m.id}")
-        self._conference_event(m.conference, "undeaf-member", member=m)
-        return reply
+        return self._set_flag(m, "can_hear", True, "undeaf")
 
     def _m_kick(self, m: Member, data: str | None, pending: list) -> str:
         m.kicked = True

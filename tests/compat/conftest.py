@@ -55,3 +55,59 @@ def node_ws() -> str:
     """The ``node`` executable, once node and ``node_modules/ws`` are known to be there."""
     require_tool("node + npm package ws", node_ws_available, "run `npm install` at the repository root")
     return shutil.which("node")  # type: ignore[return-value]
+
+
+class JsonLinesProcess:
+    """A helper process (node script) driven by JSON lines: commands on stdin, events on stdout.
+
+    ``read`` runs in a nursery and collects events (an ``{"ev": "exited"}`` event marks the end);
+    ``wait_for`` waits until an event matches, failing with the events seen so far.
+    """
+
+    def __init__(self, process, name: str = "") -> None:
+        import trio
+
+        self.process = process
+        self.name = name
+        self.events: list[dict] = []
+        self._changed = trio.Event()
+
+    async def read(self) -> None:
+        import json
+
+        import trio
+
+        buffer = b""
+        assert self.process.stdout is not None
+        async for chunk in self.process.stdout:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    self.events.append(json.loads(line))
+            self._changed.set()
+            self._changed = trio.Event()
+        self.events.append({"ev": "exited"})
+        self._changed.set()
+
+    async def do(self, op: str, **fields) -> None:
+        import json
+
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all((json.dumps({"op": op, **fields}) + "\n").encode())
+
+    async def wait_for(self, predicate, what: str, timeout: float = 10.0) -> dict:
+        import json
+
+        import trio
+
+        with trio.move_on_after(timeout):
+            while True:
+                for e in self.events:
+                    if predicate(e):
+                        return e
+                if self.events and self.events[-1]["ev"] == "exited":
+                    break
+                await self._changed.wait()
+        raise AssertionError(f"{self.name}: timed out waiting for {what}; "
+                             f"events: {json.dumps(self.events, indent=1)[-6000:]}")

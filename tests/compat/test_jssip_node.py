@@ -26,7 +26,7 @@ import trio
 
 from emulator.config import Config
 from emulator.stack import open_stack
-from tests.compat.conftest import NODE_MODULES, require_tool
+from tests.compat.conftest import NODE_MODULES, JsonLinesProcess, require_tool
 
 pytestmark = pytest.mark.compat
 
@@ -72,42 +72,11 @@ def cseq(text: str) -> int:
     return int((header(text, "CSeq") or "0").split()[0])
 
 
-class JsSipNode:
+class JsSipNode(JsonLinesProcess):
     """One ``node jssip_node_client.mjs`` process: JSON commands in, JSON events out."""
 
-    def __init__(self, process: trio.Process):
-        self.process = process
-        self.events: list[dict] = []
-        self._changed = trio.Event()
-
-    async def read(self) -> None:
-        buffer = b""
-        assert self.process.stdout is not None
-        async for chunk in self.process.stdout:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    self.events.append(json.loads(line))
-            self._changed.set()
-            self._changed = trio.Event()
-        self.events.append({"ev": "exited"})
-        self._changed.set()
-
-    async def do(self, op: str, **fields) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send_all((json.dumps({"op": op, **fields}) + "\n").encode())
-
     async def wait_for(self, predicate, what: str, timeout: float = TIMEOUT) -> dict:
-        with trio.move_on_after(timeout):
-            while True:
-                for e in self.events:
-                    if predicate(e):
-                        return e
-                if self.events and self.events[-1]["ev"] == "exited":
-                    break
-                await self._changed.wait()
-        raise AssertionError(f"timed out waiting for {what}; events: {json.dumps(self.events, indent=1)[-6000:]}")
+        return await super().wait_for(predicate, what, timeout)
 
     async def wait_ua(self, name: str, timeout: float = TIMEOUT) -> dict:
         return await self.wait_for(lambda e: e["ev"] == "ua" and e["name"] == name, f"UA event {name!r}", timeout)

@@ -22,6 +22,7 @@ import trio
 
 from emulator.config import Config
 from emulator.stack import open_stack
+from tests.compat.conftest import JsonLinesProcess
 
 pytestmark = pytest.mark.compat
 
@@ -69,14 +70,8 @@ def test_reference_transcription_matches_the_recorded_lengths():
 # --- a node client --------------------------------------------------------------------------------
 
 
-class NodeClient:
+class NodeClient(JsonLinesProcess):
     """One ``node comet_ws_client.mjs`` process: JSON commands in, JSON events out."""
-
-    def __init__(self, process: trio.Process, name: str):
-        self.process = process
-        self.name = name
-        self.events: list[dict] = []
-        self._changed = trio.Event()
 
     @property
     def messages(self) -> list[dict]:
@@ -86,32 +81,8 @@ class NodeClient:
     def texts(self) -> list[str]:
         return [e["text"] for e in self.messages]
 
-    async def _read(self) -> None:
-        buffer = b""
-        assert self.process.stdout is not None
-        async for chunk in self.process.stdout:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    self.events.append(json.loads(line))
-            self._changed.set()
-            self._changed = trio.Event()
-        self.events.append({"ev": "exited"})
-        self._changed.set()
-
-    async def do(self, op: str, **fields) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send_all((json.dumps({"op": op, **fields}) + "\n").encode())
-
-    async def wait_for(self, predicate, what: str, timeout: float = TIMEOUT):
-        with trio.move_on_after(timeout):
-            while True:
-                for e in self.events:
-                    if predicate(e):
-                        return e
-                await self._changed.wait()
-        raise AssertionError(f"{self.name}: timed out waiting for {what}; events: {self.events}")
+    async def wait_for(self, predicate, what: str, timeout: float = TIMEOUT) -> dict:
+        return await super().wait_for(predicate, what, timeout)
 
     async def wait_messages(self, n: int, timeout: float = TIMEOUT) -> list[str]:
         await self.wait_for(lambda e: len(self.messages) >= n, f"{n} messages", timeout)
@@ -147,7 +118,7 @@ async def node_clients(node: str):
                 env={**os.environ, "COMET_CLIENT_DEADLINE_MS": "60000"})
             client = NodeClient(process, name)
             clients.append(client)
-            nursery.start_soon(client._read)
+            nursery.start_soon(client.read)
             await client.wait_event("ready")
             return client
 

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import resource
-import signal
 import statistics
 import struct
 import subprocess
@@ -41,8 +40,7 @@ from pathlib import Path
 import jwt
 import trio
 
-ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
+from emulator_process import HOST, ROOT, pct, start_emulator, stop_emulator  # noqa: E402
 DEV = 1
 PASSWORD = "CometQLPassword"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -82,45 +80,15 @@ def version(dist: str) -> str:
         return "?"
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the benchmark process dies, so no emulator outlives it."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def start_server(gc_threshold: str | None) -> tuple[subprocess.Popen, int]:
-    serve = ["serve", "--free-ports", "--host", HOST, "--state", ":memory:", "--no-journal"]
+    command = None
     if gc_threshold:
         # diagnostic: the same CLI with the collector's thresholds changed first
         code = (f"import gc, sys; gc.set_threshold({gc_threshold}); from bench.cli import main; "
                 f"sys.exit(main(sys.argv[1:]))")
-        cmd = [sys.executable, "-c", code, *serve]
-    else:
-        cmd = [str(Path(sys.executable).with_name("cometbench")), *serve]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, cwd=ROOT, text=True,
-                            start_new_session=True, preexec_fn=_die_with_parent)
-    line = proc.stdout.readline()  # type: ignore[union-attr]
-    try:
-        ready = json.loads(line)
-    except ValueError:
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    assert ready.get("ready") and ready.get("host") == HOST, ready
+        command = [sys.executable, "-c", code]
+    proc, ready = start_emulator(command=command)
     return proc, int(ready["ws"])
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 # --- a minimal WebSocket client ---------------------------------------------------------------------
@@ -188,10 +156,7 @@ async def connect(port: int, key: str, user_id: int | str, uuid: str) -> tuple[C
     return c, json.loads(payload)
 
 
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
-    return s[k]
+
 
 
 # --- the phases --------------------------------------------------------------------------------------
@@ -356,7 +321,7 @@ async def main(args: argparse.Namespace) -> None:
             for c in clients:
                 await c.stream.aclose()
     finally:
-        stop_server(proc)
+        stop_emulator(proc)
     print(f"\nemulator exit code {proc.returncode}")
 
 

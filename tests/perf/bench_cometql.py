@@ -51,8 +51,7 @@ from pathlib import Path
 import pymysql
 import pymysql.connections
 
-ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
+from emulator_process import HOST, pct, start_emulator, stop_emulator  # noqa: E402
 DEV = 1
 PASSWORD = "CometQLPassword"
 DEADLINE = 300  # seconds for the whole benchmark
@@ -76,34 +75,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_server(profile: str) -> tuple[subprocess.Popen, dict]:
-    cmd = [str(Path(sys.executable).with_name("cometbench")), "serve", "--free-ports", "--no-journal",
-           "--profile", profile, "--host", HOST, "--state", ":memory:"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            cwd=ROOT, text=True, start_new_session=True)
-    line = proc.stdout.readline()  # type: ignore[union-attr]
-    try:
-        ready = json.loads(line)
-    except ValueError:
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}") from None
-    assert ready.get("ready") and ready.get("host") == HOST and ready.get("profile") == profile, ready
+    proc, ready = start_emulator("--profile", profile, stderr=subprocess.DEVNULL)
+    assert ready.get("profile") == profile, ready
     return proc, ready
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
-    return s[k]
 
 
 # --- clients ------------------------------------------------------------------------------------
@@ -438,7 +412,7 @@ def main() -> None:
         else:
             rows.append(("(c) INSERT -> WS frame, lenient", f"{c['lost']} lost", "no frame arrived", ""))
     finally:
-        stop_server(proc)
+        stop_emulator(proc)
 
     proc, ready = start_server("cppcomet-4.09")
     try:
@@ -457,7 +431,7 @@ def main() -> None:
                          f"server {r['server_us']:.0f} us CPU/query, {r['server_cpu']:.0%} of a core; "
                          f"pymysql + version shim; target >= 5,000/s {'MET' if r['qps'] >= 5000 else 'NOT MET'}"))
     finally:
-        stop_server(proc)
+        stop_emulator(proc)
 
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)

@@ -47,11 +47,9 @@ import argparse
 import csv
 import glob
 import hashlib
-import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -62,9 +60,8 @@ from pathlib import Path
 import pymysql
 import trio
 
-ROOT = Path(__file__).resolve().parents[2]
+from emulator_process import HOST, ROOT, pct, start_emulator, stop_emulator  # noqa: E402
 SCENARIO = ROOT / "tests" / "compat" / "sipp" / "uac.xml"
-HOST = "127.0.0.1"
 DEV, USER = 15, 503
 SIP_USER = f"{DEV:06d}{USER}"
 HASH = "benchsip503"
@@ -77,53 +74,16 @@ TARGET_RATE, TARGET_P99_MS = 100, 20.0
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
-    return s[k]
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _die_with_parent() -> None:
-    """In the emulator: SIGTERM when the benchmark's main thread dies, so no emulator outlives it.
-    (sipp is bounded by its own -timeout instead, see run_step.)"""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def start_server(log: Path) -> tuple[subprocess.Popen, dict]:
-    cmd = [str(Path(sys.executable).with_name("cometbench")), "serve", "--free-ports", "--host", HOST,
-           "--state", ":memory:", "--no-journal", "--profile", "lenient"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log.open("wb"), cwd=ROOT, text=True,
-                            start_new_session=True, preexec_fn=_die_with_parent)
-    line = proc.stdout.readline()  # type: ignore[union-attr]
-    try:
-        ready = json.loads(line)
-    except ValueError:
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}; see {log}")
-    assert ready.get("ready") and ready.get("host") == HOST, ready
-    return proc, ready
+    return start_emulator("--profile", "lenient", stderr=log.open("wb"))
 
 
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+
 
 
 class VersionTolerantConnection(pymysql.connections.Connection):
@@ -484,7 +444,7 @@ async def bench(args: argparse.Namespace) -> int:
                         break
                 nursery.cancel_scope.cancel()
     finally:
-        stop_server(proc)
+        stop_emulator(proc)
 
     good = [r for r in results if r["failed"] == 0 and r["rc"] == 0 and not r["left"] and r["ok"] == r["calls"]
             and r["achieved"] >= 0.95 * r["rate"]]
