@@ -104,7 +104,7 @@ class Hub:
         return text
 
     def _send(self, conn: Connection, frame: dict) -> None:
-        if conn.open:
+        if conn.open:  # skip the encoding for a closed connection
             self._send_text(conn, self.encode(frame, conn.major))
 
     def _send_text(self, conn: Connection, text: str) -> None:

@@ -139,6 +139,7 @@ class PendingInvite:
     branch: str
     user: str
     answer_at: float
+    route: tuple[str, str, bool]     # (conference, profile, audio only) from the dialplan
 
 
 class SipCore:
@@ -386,7 +387,7 @@ class SipCore:
             return
         self._respond(flow, request, 100)
         pending = PendingInvite(request, flow, sip.generate_tag(self.rng), branch, user,
-                                self.clock() + self.answer_delay)
+                                self.clock() + self.answer_delay, routed)
         self.pending[branch] = pending
         if self.answer_delay > 0:
             self._at(pending.answer_at, lambda: self._answer(branch))
@@ -398,7 +399,7 @@ class SipCore:
         if pending is None or not pending.flow.alive:
             return
         request, flow = pending.request, pending.flow
-        conference, profile, audio_only = route(request.parsed_uri.user or "", self.bridge.domain)  # type: ignore[misc]
+        conference, profile, audio_only = pending.route
         try:
             offer = s.parse_sdp(request.body) if request.body else None
             if offer is None:

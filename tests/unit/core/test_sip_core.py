@@ -170,17 +170,7 @@ def test_kick_sends_bye_to_the_callers_contact():
 
 def test_unroutable_number_gets_404():
     core, _, _ = make_core()
-    phone = Phone(core)
-    uri = "sip:101@127.0.0.1"
-    phone.request("INVITE", uri, body=CHROME_OFFER.encode(), content_type="application/sdp")
-    (challenge,) = phone.take()
-    params = sip.parse_digest_params(challenge.headers["Proxy-Authenticate"])
-    phone.cseq += 1
-    auth = sip.make_digest_authorization(params, username=USER, password=HASH, method="INVITE", uri=uri,
-                                         cnonce="x")
-    phone.request("INVITE", uri, body=CHROME_OFFER.encode(), content_type="application/sdp",
-                  auth=("Proxy-Authorization", auth))
-    assert [r.status for r in phone.take()] == [404]
+    assert [r.status for r in Phone(core).invite("101")] == [404]
 
 
 async def test_cancel_before_the_answer(autojump_clock):
@@ -282,16 +272,7 @@ def test_reinvite_for_hold_and_back():
 def test_huge_or_broken_sdp_is_refused_without_a_member():
     core, bridge, _ = make_core()
     for body in (b"v=0\r\n" + b"a=x:" + b"y" * 70000 + b"\r\n", b"not an sdp at all"):
-        phone = Phone(core)
-        uri = "sip:15*101*video@127.0.0.1"
-        phone.request("INVITE", uri, body=body, content_type="application/sdp")
-        (challenge,) = phone.take()
-        params = sip.parse_digest_params(challenge.headers["Proxy-Authenticate"])
-        phone.cseq += 1
-        auth = sip.make_digest_authorization(params, username=USER, password=HASH, method="INVITE", uri=uri,
-                                             cnonce="z")
-        phone.request("INVITE", uri, body=body, content_type="application/sdp", auth=("Proxy-Authorization", auth))
-        statuses = [r.status for r in phone.take()]
+        statuses = [r.status for r in Phone(core).invite(body=body)]
         assert statuses[-1] in (400, 413, 488) and 200 not in statuses
     assert bridge.conferences == {} and core.dialogs == {}
 
