@@ -28,7 +28,7 @@ from pathlib import Path
 
 import trio
 
-from emulator.config import DEFAULT_PORTS, Config, ConfigError
+from emulator.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, Config, ConfigError
 from emulator.profiles import DEFAULT_PROFILE, PROFILE_NAMES, quirks_table
 
 DEFAULTS = Config()
@@ -104,8 +104,8 @@ def _config_arguments(p: argparse.ArgumentParser) -> None:
 def _serve_parser(sub) -> None:
     p = sub.add_parser(
         "serve", help="run the emulator until Ctrl-C / SIGTERM", formatter_class=HelpFormatter, epilog=EXAMPLES,
-        description="Run the emulated CppComet server and FreeSWITCH node.  Flags win over the config file, "
-                    "which wins over the defaults shown.  Once every service listens, one JSON line goes to "
+        description="Run the emulated CppComet server and FreeSWITCH node.  Flags win over the config file,\n"
+                    "which wins over the defaults shown.  Once every service listens, one JSON line goes to\n"
                     "stdout (the ready line); what is running is said on stderr.")
     _config_arguments(p)
     p.add_argument("--host", help=f"address every listener binds (default: {DEFAULTS.host})")
@@ -127,8 +127,9 @@ def _serve_parser(sub) -> None:
                    help=f"link preset of the media model: loopback, lan, dsl, 4g, 3g, bad-wifi "
                         f"(default: {DEFAULTS.media_link})")
     for service, default in DEFAULT_PORTS.items():
+        later = "" if service in IMPLEMENTED_SERVICES else "; reserved: the control plane is not built yet"
         p.add_argument(f"--{service.replace('_', '-')}-port", type=port_arg, metavar="N",
-                       help=f"port of the {service} service (default: {default})")
+                       help=f"port of the {service} service (default: {default}{later})")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log connections, logins, queries and commands on stderr as they happen; "
                         "-vv adds every frame and message")
@@ -137,9 +138,9 @@ def _serve_parser(sub) -> None:
 def _journal_parser(sub) -> None:
     p = sub.add_parser(
         "journal", help="print the entries of a journal file", formatter_class=HelpFormatter,
-        description="Print what a running or finished `cometbench serve` recorded: one line per entry "
-                    "(time, service, kind, direction, ids, data).  Without PATH the journal that serve writes "
-                    "with the same config is read.",
+        description="Print what a running or finished `cometbench serve` recorded: one line per entry\n"
+                    "(time, service, kind, direction, ids, data).  Without PATH the journal that serve writes\n"
+                    "with the same config (--config, --state, --journal-path) is read.",
         epilog="examples:\n  cometbench journal --state state/cb.sqlite --kind connect\n"
                "  cometbench journal state/journal.sqlite --service cometql --follow\n")
     p.add_argument("path", nargs="?", metavar="PATH", help="journal file (default: from the config, as serve finds it)")
@@ -156,8 +157,9 @@ def _journal_parser(sub) -> None:
 
 def build_parser() -> Parser:
     parser = Parser(prog="cometbench", formatter_class=HelpFormatter, epilog=EXAMPLES,
-                    description="An emulator of the CppComet comet server and FreeSWITCH for testing web "
-                                "video-call applications, and a bench for call scenarios.")
+                    description="An emulator of the CppComet comet server and FreeSWITCH for testing web video-call\n"
+                                "applications, and a bench for call scenarios.  `cometbench COMMAND --help` shows\n"
+                                "a command's options and their defaults.")
     parser.add_argument("--version", action="version", version=f"cometbench {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
