@@ -293,7 +293,8 @@ def ready_line(stack) -> dict:
 def describe(stack, source: Source) -> list[str]:
     """What is running, in sentences, for stderr."""
     cfg, profile, ports, host = stack.config, stack.profile.name, stack.ports, stack.config.host
-    lines = [f"cometbench {version()}: config from {source}"]
+    lines = [f"cometbench {version()}, " + (f"config file {source}" if source.path else
+                                             "no config file: built-in defaults and flags")]
     if profile.endswith("+custom"):
         base = profile[:-len("+custom")]
         switched = ", ".join(f"{k}={'on' if v else 'off'}" for k, v in sorted(cfg.quirks.items()))

@@ -80,7 +80,7 @@ def test_start_up_says_what_is_running(tmp_path):
     assert f"journal {state.with_name('journal.sqlite').resolve()}" in text
     assert f"SIP over wss://127.0.0.1:{ready['sip_ws']}" in text
     assert f"CA certificate {ca}" in text and f"NODE_EXTRA_CA_CERTS={ca}" in text
-    assert "profile cppcomet-4.09 " in text and "config from the defaults" in text
+    assert "profile cppcomet-4.09 " in text and "no config file: built-in defaults and flags" in text
 
 
 def test_memory_state_prints_the_temporary_ca_and_ws_without_tls():
@@ -110,7 +110,7 @@ def test_config_from_the_working_directory_is_named(tmp_path):
     serve = Serve("--free-ports", "--no-journal", cwd=tmp_path)
     _, err = serve.stop()
     assert serve.ready["profile"] == "lenient"
-    assert f"config from {(tmp_path / 'cometbench.toml').resolve()} (picked up from the working directory" in err
+    assert f"config file {(tmp_path / 'cometbench.toml').resolve()} (picked up from the working directory" in err
 
 
 def test_no_freeswitch_says_so():
