@@ -1,9 +1,11 @@
-# Two entry points a new user needs (see README.md): `make serve` and `make test`.
+# Entry points for a new user (see README.md): `make serve` and `make test`.  Every target that runs
+# something passes ARGS through, e.g. `make serve ARGS="--free-ports -v"`,
+# `make test ARGS="tests/unit -x"`, `make bench-ws ARGS="--connections 1000"`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test quirks bench-ws bench-cometql bench-sip clean
+.PHONY: setup serve test quirks journal bench-ws bench-cometql bench-sip bench-journal clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -24,16 +26,22 @@ test: setup
 	$(BIN)/pytest -q -p no:cacheprovider $(ARGS)
 
 quirks: setup
-	$(BIN)/cometbench quirks
+	$(BIN)/cometbench quirks $(ARGS)
+
+journal: setup
+	$(BIN)/cometbench journal $(ARGS)
 
 bench-ws: setup
-	$(BIN)/python tests/perf/bench_comet_ws.py
+	$(BIN)/python tests/perf/bench_comet_ws.py $(ARGS)
 
 bench-cometql: setup
-	$(BIN)/python tests/perf/bench_cometql.py
+	$(BIN)/python tests/perf/bench_cometql.py $(ARGS)
 
 bench-sip: setup
-	$(BIN)/python tests/perf/bench_sip.py
+	$(BIN)/python tests/perf/bench_sip.py $(ARGS)
+
+bench-journal: setup
+	$(BIN)/python tests/perf/bench_journal.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .hypothesis
+	rm -rf $(VENV) node_modules .hypothesis build dist *.egg-info

@@ -1,53 +1,217 @@
-"""The ``cometbench`` command.
+"""The ``cometbench`` command: run the emulator, list its quirks, read its journal.
 
-``cometbench serve``   start the emulator; the first stdout line is the JSON ready line
-``cometbench quirks``  list the fidelity quirks and their state in each profile
+Every mistake a user can make on the command line or in the config file is a *usage error*: one
+line on stderr starting with ``cometbench:`` that names the flag, file or key and says what would
+work, and exit status 2 -- never a traceback.  A service that cannot start (port in use, no
+permission) names the service and the port and exits with status 1.
+
+``serve`` prints exactly one JSON object on stdout once every service listens (the ready line;
+scripts read the ports from it) and says on stderr what is running: the profile, where the state,
+the journal and the generated CA certificate are, and whether SIP is served as ws or wss.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import gc
 import json
+import logging
 import signal
+import sqlite3
 import sys
+import time
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
-from emulator.config import DEFAULT_PORTS, Config
-from emulator.profiles import PROFILE_NAMES, quirks_table
+from emulator.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, Config, ConfigError
+from emulator.profiles import DEFAULT_PROFILE, PROFILE_NAMES, quirks_table
+
+DEFAULTS = Config()
+CONFIG_FILE = "cometbench.toml"
+
+EXAMPLES = """\
+examples:
+  cometbench serve                           the emulator on the real servers' ports (WebSocket 8087,
+                                             CometQL 3307, SIP/WSS 7443, SIP 5060, ESL 8021, directory 8082)
+  cometbench serve --free-ports              every service on a free port; read them from the ready line
+  cometbench serve --profile lenient         without the real server's harmful quirks
+  cometbench serve --quirk queue_ten_per_login=off
+  cometbench serve --state state/cb.sqlite   keep users, messages and the journal across restarts
+  cometbench serve -v                        log connections and requests on stderr as they happen
+  cometbench quirks                          every quirk, its state in each profile, where it is described
+  cometbench journal --kind query --follow   watch CometQL queries arrive (needs a journal file)
+"""
+
+
+class UsageError(Exception):
+    """A mistake of the user's: printed as ``cometbench: <message>``, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with this command's error format: ``cometbench: ...`` and a pointer to --help."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"cometbench: {message}\n(see `{self.prog} --help`)\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=110)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as package_version
+
+    try:
+        return package_version("cometbench")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def port_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: use 0-65535 (0 = any free port)")
+    return value
+
+
+def quirk_arg(text: str) -> tuple[str, bool]:
+    name, sep, state = text.partition("=")
+    if not sep or not name or state not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expects NAME=on|off, got {text!r} (`cometbench quirks` lists the names)")
+    return name, state == "on"
+
+
+# --- argument parsers ------------------------------------------------------------------------------
+
+
+def _config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH",
+                   help=f"TOML config file (default: ./{CONFIG_FILE} if it exists; README lists every key)")
+    p.add_argument("--state", metavar="PATH", help=f"state file, or :memory: to keep nothing (default: {DEFAULTS.state})")
+    p.add_argument("--journal-path", metavar="PATH",
+                   help="journal file (default: journal.sqlite beside the state file; in memory with :memory:)")
 
 
 def _serve_parser(sub) -> None:
-    p = sub.add_parser("serve", help="run the emulator until Ctrl-C / SIGTERM")
-    p.add_argument("--config", help="TOML file (default: ./cometbench.toml if present)")
-    p.add_argument("--host", help="address every listener binds (default 127.0.0.1)")
-    p.add_argument("--password", help="server password: CometQL login, JWT secret prefix")
-    p.add_argument("--state", help="state file, or :memory:")
-    p.add_argument("--profile", choices=PROFILE_NAMES, help="fidelity profile")
-    p.add_argument("--quirk", action="append", default=[], metavar="NAME=on|off",
-                   help="switch one quirk on top of the profile (repeatable)")
-    p.add_argument("--no-journal", action="store_true", help="do not record the journal")
-    p.add_argument("--journal-path", help="journal file (default: beside the state file)")
-    p.add_argument("--free-ports", action="store_true", help="bind every service to port 0")
-    p.add_argument("--sip-public-host", help="serverName the sys_sipCall push advertises (default: --host)")
-    p.add_argument("--sip-public-port", type=int, metavar="N", help="serverPort it advertises (default: sip_ws)")
-    p.add_argument("--no-sip-tls", action="store_true", help="serve SIP over plain ws:// instead of wss://")
+    p = sub.add_parser(
+        "serve", help="run the emulator until Ctrl-C / SIGTERM", formatter_class=HelpFormatter, epilog=EXAMPLES,
+        description="Run the emulated CppComet server and FreeSWITCH node.  Flags win over the config file,\n"
+                    "which wins over the defaults shown.  Once every service listens, one JSON line goes to\n"
+                    "stdout (the ready line); what is running is said on stderr.")
+    _config_arguments(p)
+    p.add_argument("--host", help=f"address every listener binds (default: {DEFAULTS.host})")
+    p.add_argument("--password", help=f"server password: CometQL login, JWT secret prefix (default: {DEFAULTS.password})")
+    p.add_argument("--profile", choices=PROFILE_NAMES, help=f"fidelity profile (default: {DEFAULT_PROFILE})")
+    p.add_argument("--quirk", action="append", default=[], metavar="NAME=on|off", type=quirk_arg,
+                   help="switch one quirk on top of the profile, which is then named <profile>+custom (repeatable)")
+    p.add_argument("--no-journal", action="store_true", help="do not record the journal (default: record it)")
+    p.add_argument("--free-ports", action="store_true", help="bind every service to a free port (port 0)")
+    p.add_argument("--sip-public-host", metavar="HOST",
+                   help="serverName the sys_sipCall push advertises (default: the --host value)")
+    p.add_argument("--sip-public-port", type=port_arg, metavar="N",
+                   help="serverPort it advertises (default: the bound sip_ws port)")
+    p.add_argument("--no-sip-tls", action="store_true", help="serve SIP over plain ws:// (default: wss://)")
     p.add_argument("--no-freeswitch", action="store_true",
-                   help="do not run the fake FreeSWITCH node (INSERT INTO conference then answers ERR 500)")
-    p.add_argument("--esl-password", help="ESL password (default ClueCon)")
-    p.add_argument("--media-link", help="link preset of fixtures/network_profiles.toml for the media model "
-                                        "(default loopback; dsl, 4g, 3g, bad-wifi, lan)")
-    for service in DEFAULT_PORTS:
-        p.add_argument(f"--{service.replace('_', '-')}-port", type=int, metavar="N",
-                       help=f"port of the {service} service (default {DEFAULT_PORTS[service]})")
+                   help="do not run the fake FreeSWITCH node (INSERT INTO conference then answers ERROR 500)")
+    p.add_argument("--esl-password", help=f"ESL password (default: {DEFAULTS.esl_password})")
+    p.add_argument("--media-link", metavar="PRESET",
+                   help=f"link preset of the media model: loopback, lan, dsl, 4g, 3g, bad-wifi "
+                        f"(default: {DEFAULTS.media_link})")
+    for service, default in DEFAULT_PORTS.items():
+        later = "" if service in IMPLEMENTED_SERVICES else "; reserved: the control plane is not built yet"
+        p.add_argument(f"--{service.replace('_', '-')}-port", type=port_arg, metavar="N",
+                       help=f"port of the {service} service (default: {default}{later})")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log connections, logins, queries and commands on stderr as they happen; "
+                        "-vv adds every frame and message")
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    path = args.config or ("cometbench.toml" if Path("cometbench.toml").exists() else None)
-    cfg = Config.from_toml(path) if path else Config()
-    for name in ("host", "password", "state", "profile", "journal_path"):
+def _journal_parser(sub) -> None:
+    p = sub.add_parser(
+        "journal", help="print the entries of a journal file", formatter_class=HelpFormatter,
+        description="Print what a running or finished `cometbench serve` recorded: one line per entry\n"
+                    "(time, service, kind, direction, ids, data).  Without PATH the journal that serve writes\n"
+                    "with the same config (--config, --state, --journal-path) is read.",
+        epilog="examples:\n  cometbench journal --state state/cb.sqlite --kind connect\n"
+               "  cometbench journal state/journal.sqlite --service cometql --follow\n")
+    p.add_argument("path", nargs="?", metavar="PATH", help="journal file (default: from the config, as serve finds it)")
+    _config_arguments(p)
+    p.add_argument("--kind", action="append", default=[], metavar="KIND",
+                   help="only entries of this kind, e.g. connect, query, frame (repeatable; README lists them)")
+    p.add_argument("--service", action="append", default=[], metavar="SERVICE",
+                   help="only entries of this service: comet, cometql, directory, sip, esl, freeswitch, "
+                        "conference, stack (repeatable)")
+    p.add_argument("--run", metavar="RUN_ID", help="entries of this run (default: the latest run; 'all' for every run)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new entries until Ctrl-C")
+    p.add_argument("--json", action="store_true", help="one JSON object per entry instead of text")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="cometbench", formatter_class=HelpFormatter, epilog=EXAMPLES,
+                    description="An emulator of the CppComet comet server and FreeSWITCH for testing web video-call\n"
+                                "applications, and a bench for call scenarios.  `cometbench COMMAND --help` shows\n"
+                                "a command's options and their defaults.")
+    parser.add_argument("--version", action="version", version=f"cometbench {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(sub)
+    sub.add_parser("quirks", help="list the fidelity quirks, their state in each profile and their docs",
+                   formatter_class=HelpFormatter)
+    _journal_parser(sub)
+    return parser
+
+
+# --- configuration ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """Where the configuration came from, for messages."""
+
+    path: str | None = None
+    found: bool = False  # picked up from the working directory, not named with --config
+
+    def __str__(self) -> str:
+        if self.path is None:
+            return "the defaults"
+        where = str(Path(self.path).resolve())
+        return f"{where} (picked up from the working directory; --config names another file)" if self.found else where
+
+
+def load_config(args: argparse.Namespace) -> tuple[Config, Source]:
+    source = Source(args.config)
+    if args.config is None and Path(CONFIG_FILE).is_file():
+        source = Source(CONFIG_FILE, found=True)
+    cfg = Config()
+    if source.path is not None:
+        try:
+            cfg = Config.from_toml(source.path)
+        except FileNotFoundError:
+            raise UsageError(f"config file not found: {source.path}") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read config file {source}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"config file {source} is not valid TOML: {exc}") from None
+        except ConfigError as exc:
+            raise UsageError(f"config file {source}: {exc}") from None
+    for name in ("state", "journal_path"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(cfg, name, value)
+    return cfg, source
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Config, Source]:
+    cfg, source = load_config(args)
+    for name in ("host", "password", "profile", "sip_public_host", "sip_public_port", "esl_password", "media_link"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -57,22 +221,48 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cfg.sip_tls = False
     if args.no_freeswitch:
         cfg.freeswitch_emulated = False
-    for name in ("sip_public_host", "sip_public_port", "esl_password", "media_link"):
-        value = getattr(args, name)
-        if value is not None:
-            setattr(cfg, name, value)
-    for item in args.quirk:
-        name, _, state = item.partition("=")
-        if state not in ("on", "off"):
-            raise SystemExit(f"--quirk expects NAME=on|off, got {item!r}")
-        cfg.quirks[name] = state == "on"
     if args.free_ports:
         cfg.free_ports()
     for service in DEFAULT_PORTS:
         port = getattr(args, f"{service}_port")
         if port is not None:
             cfg.ports[service] = port
-    return cfg
+    check_names(cfg, source, flag_quirks=[name for name, _ in args.quirk], media_link_flag=args.media_link is not None)
+    for name, state in args.quirk:
+        cfg.quirks[name] = state
+    return cfg, source
+
+
+def check_names(cfg: Config, source: Source, flag_quirks: list[str], media_link_flag: bool = False) -> None:
+    """Profile, quirk and media-link names, and the conference profiles file, before anything binds."""
+    import emulator.stack  # noqa: F401  (services register their quirks on import)
+    from emulator.freeswitch.media import link_presets
+    from emulator.profiles import QUIRKS
+
+    in_file = f" in {source}" if source.path else ""
+    if cfg.profile not in PROFILE_NAMES:
+        raise UsageError(f"unknown profile {cfg.profile!r}{in_file}; known: {', '.join(PROFILE_NAMES)}")
+    for name in [*flag_quirks, *cfg.quirks]:
+        if name not in QUIRKS:
+            where = " (--quirk)" if name in flag_quirks else f" in [quirks] of {source}"
+            close = difflib.get_close_matches(name, QUIRKS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else "."
+            raise UsageError(f"unknown quirk {name!r}{where}{hint} Known quirks: {', '.join(sorted(QUIRKS))} "
+                             "(`cometbench quirks` describes them)")
+    presets = link_presets()
+    if cfg.media_link not in presets:
+        what = "--media-link" if media_link_flag else f"media_link{in_file}"
+        raise UsageError(f"unknown {what} {cfg.media_link!r}; known: {', '.join(sorted(presets))}")
+    if cfg.freeswitch_emulated and cfg.conference_profiles:
+        from emulator.freeswitch.conference_profiles import load_conference_profiles
+
+        try:
+            load_conference_profiles(cfg.conference_profiles)
+        except Exception as exc:  # a missing or malformed XML file; the message says which
+            raise UsageError(f"conference_profiles {cfg.conference_profiles!r}{in_file} cannot be used: {exc}") from None
+
+
+# --- serve -----------------------------------------------------------------------------------------
 
 
 def tune_gc() -> None:
@@ -88,13 +278,68 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
-async def serve(cfg: Config) -> None:
+def ready_line(stack) -> dict:
+    """The stack's ready line plus what a script needs to connect: state, journal, SIP scheme, CA."""
+    cfg = stack.config
+    line = stack.ready_line()
+    line["state"] = cfg.state
+    line["journal"] = cfg.resolved_journal_path() if cfg.journal else None
+    if stack.certificates is not None:
+        line["sip_ws_scheme"] = "wss" if cfg.sip_tls else "ws"
+        line["ca_cert"] = str(stack.certificates.ca_cert)
+    return line
+
+
+def describe(stack, source: Source) -> list[str]:
+    """What is running, in sentences, for stderr."""
+    cfg, profile, ports, host = stack.config, stack.profile.name, stack.ports, stack.config.host
+    lines = [f"cometbench {version()}, " + (f"config file {source}" if source.path else
+                                             "no config file: built-in defaults and flags")]
+    if profile.endswith("+custom"):
+        base = profile[:-len("+custom")]
+        switched = ", ".join(f"{k}={'on' if v else 'off'}" for k, v in sorted(cfg.quirks.items()))
+        lines.append(f"profile {profile}: {base} with quirks switched by --quirk or [quirks] ({switched}); "
+                     "'+custom' marks a profile that is not a stock one")
+    else:
+        lines.append(f"profile {profile}" + (" (faithful to CppComet 4.09 and FreeSWITCH 1.6)"
+                                             if profile == DEFAULT_PROFILE else " (harmful quirks off)"))
+    if cfg.state == ":memory:":
+        lines.append("state in memory (:memory:): nothing is kept after exit; --state PATH keeps it")
+    else:
+        lines.append(f"state {Path(cfg.state).resolve()}")
+    journal = cfg.resolved_journal_path()
+    if not cfg.journal:
+        lines.append("journal off (--no-journal / journal = false)")
+    elif journal == ":memory:":
+        lines.append("journal in memory: gone after exit; --state PATH or --journal-path PATH writes a file")
+    else:
+        lines.append(f"journal {Path(journal).resolve()} (read it with `cometbench journal {journal}`)")
+    lines.append(f"comet WebSocket ws://{host}:{ports['ws']}, CometQL (MySQL protocol) {host}:{ports['cometql']}, "
+                 f"directory http://{host}:{ports['directory']}")
+    if stack.certificates is not None:
+        scheme = "wss" if cfg.sip_tls else "ws"
+        lines.append(f"SIP over {scheme}://{host}:{ports['sip_ws']} ({'TLS' if cfg.sip_tls else 'plain, no TLS'}), "
+                     f"SIP UDP+TCP {host}:{ports['sip']}, ESL {host}:{ports['esl']}")
+        ca = stack.certificates.ca_cert
+        lines.append(f"CA certificate {ca} (trust it in the browser, or NODE_EXTRA_CA_CERTS={ca} for node)"
+                     + (" -- a temporary folder, removed at exit" if not cfg.certs_dir and cfg.state == ":memory:"
+                        else ""))
+    else:
+        lines.append("fake FreeSWITCH off (--no-freeswitch): INSERT INTO conference answers ERROR 500")
+    lines.append("ready; Ctrl-C or SIGTERM stops it")
+    return lines
+
+
+async def serve(cfg: Config, source: Source | None = None) -> None:
     from emulator.stack import open_stack
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with open_stack(cfg) as stack:
             tune_gc()
-            print(json.dumps(stack.ready_line()), flush=True)
+            for line in describe(stack, source or Source()):
+                print(f"cometbench: {line}", file=sys.stderr)
+            sys.stderr.flush()
+            print(json.dumps(ready_line(stack)), flush=True)
             async for _ in signals:
                 print("cometbench: shutting down", file=sys.stderr, flush=True)
                 break
@@ -113,40 +358,152 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
+def start_failure(error: OSError) -> str:
+    """What to say when a service cannot start."""
+    from emulator.stack import BindError
+
+    if not isinstance(error, BindError):
+        return f"cannot start: {error}"
+    flag = f"--{error.service.split()[0].replace('_', '-')}-port N"
+    if error.errno == errno.EADDRINUSE:
+        why = (f"port {error.port} is already in use on {error.host} (another program, or another cometbench). "
+               f"Stop it, choose another port with {flag}, or use --free-ports to let the system pick every port")
+    elif error.errno == errno.EACCES:
+        why = (f"no permission to listen on port {error.port} (ports below 1024 need privileges); "
+               f"choose another with {flag} or use --free-ports")
+    elif error.errno == errno.EADDRNOTAVAIL:
+        why = f"{error.host} is not an address of this machine; check --host (default {DEFAULTS.host})"
+    else:
+        why = f"{error.error.strerror or error.error}; choose another port with {flag} or use --free-ports"
+    return f"cannot start the {error.service} service on {error.host}:{error.port}: {why}"
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    cfg, source = config_from_args(args)
+    if args.verbose:
+        logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+                            format="cometbench: %(asctime)s %(message)s")
+        logging.getLogger("cometbench").setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
+    try:
+        trio.run(serve, cfg, source)
+    except (OSError, BaseExceptionGroup) as exc:
+        error = _os_error(exc)
+        if error is None:
+            raise
+        print(f"cometbench: {start_failure(error)}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"cometbench: cannot open the state ({cfg.state}) or the journal ({cfg.resolved_journal_path()}): "
+              f"{exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- journal ---------------------------------------------------------------------------------------
+
+
+def journal_path(args: argparse.Namespace) -> Path:
+    if args.path:
+        path = Path(args.path)
+    else:
+        cfg, source = load_config(args)
+        resolved = cfg.resolved_journal_path()
+        if not cfg.journal:
+            raise UsageError(f"the journal is off in {source} (journal = false); nothing to read")
+        if resolved == ":memory:":
+            raise UsageError(
+                f"no journal file to read: with state ':memory:' ({source}) serve keeps the journal in memory, "
+                "gone when it stops.  Start serve with --state PATH (journal.sqlite beside it) or --journal-path "
+                "PATH, then read it with `cometbench journal PATH`")
+        path = Path(resolved)
+    if not path.is_file():
+        raise UsageError(f"no journal at {path}: `cometbench serve` has not written one there yet "
+                         "(is it running with this config, or was the path mistyped?)")
+    return path
+
+
+def format_entry(entry: dict) -> str:
+    t = entry["t"] or 0.0
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+    ids = " ".join(f"{name}={entry[column]}" for name, column in (("dev", "dev_id"), ("user", "user_id"),
+                                                                  ("conn", "conn_id"))
+                   if entry[column] is not None)
+    data = (entry["data"] or "").replace("\r", "\\r").replace("\n", "\\n")
+    parts = [stamp, entry["service"], entry["kind"], entry["direction"] or "", ids, data]
+    return "  ".join(p for p in parts if p)
+
+
+def read_journal(args: argparse.Namespace, out=None) -> int:
+    from emulator.journal import COLUMNS
+
+    out = out or sys.stdout
+    path = journal_path(args)
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("SELECT seq FROM entries LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        raise UsageError(f"{path} is not a cometbench journal ({exc})") from None
+    clauses, params = [], []
+    if args.run and args.run != "all":
+        clauses.append("run_id = ?")
+        params.append(args.run)
+    following_latest = False
+    if not args.run:
+        latest = conn.execute("SELECT run_id FROM runs ORDER BY started DESC, rowid DESC LIMIT 1").fetchone()
+        clauses.append("run_id = ?")
+        params.append(latest[0] if latest else "")
+        following_latest = True
+    for column, values in (("kind", args.kind), ("service", args.service)):
+        if values:
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    last = 0
+    try:
+        while True:
+            where = " AND ".join([*clauses, "seq > ?"])
+            rows = conn.execute(f"SELECT seq, {', '.join(COLUMNS)} FROM entries WHERE {where} ORDER BY seq",
+                                [*params, last]).fetchall()
+            for row in rows:
+                entry = dict(zip(("seq", *COLUMNS), row))
+                last = entry["seq"]
+                out.write((json.dumps(entry) if args.json else format_entry(entry)) + "\n")
+            out.flush()
+            if not args.follow:
+                return 0
+            if following_latest and not rows:  # a new serve run writing to the same file is followed too
+                newest = conn.execute("SELECT run_id FROM runs ORDER BY started DESC, rowid DESC LIMIT 1").fetchone()
+                if newest:
+                    params[0] = newest[0]
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `cometbench journal | head`
+        sys.stdout = None  # type: ignore[assignment]  (no flush at exit on the closed pipe)
+        return 0
+    finally:
+        conn.close()
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cometbench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _serve_parser(sub)
-    sub.add_parser("quirks", help="list the fidelity quirks")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "quirks":
-        import emulator.stack  # noqa: F401  (services register their quirks on import)
+    try:
+        if args.command == "quirks":
+            import emulator.stack  # noqa: F401  (services register their quirks on import)
 
-        print(quirks_table())
-        return 0
-    if args.command == "serve":
-        try:
-            cfg = config_from_args(args)
-            from emulator.stack import build_profile
-
-            build_profile(cfg)  # validate profile and quirk names before binding anything
-            from emulator.freeswitch.media import link_presets
-
-            if cfg.media_link not in link_presets():
-                raise ValueError(f"unknown --media-link {cfg.media_link!r}; known: {', '.join(sorted(link_presets()))}")
-        except (ValueError, KeyError, OSError) as exc:
-            print(f"cometbench: {exc}", file=sys.stderr)
-            return 2
-        try:
-            trio.run(serve, cfg)
-        except (OSError, BaseExceptionGroup) as exc:
-            error = _os_error(exc)
-            if error is None:
-                raise
-            print(f"cometbench: cannot start: {error}", file=sys.stderr)
-            return 1
-        return 0
+            print(quirks_table())
+            return 0
+        if args.command == "serve":
+            return run_serve(args)
+        if args.command == "journal":
+            return read_journal(args)
+    except UsageError as exc:
+        print(f"cometbench: {exc}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command!r}")
     return 2
 
 

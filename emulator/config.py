@@ -46,6 +46,30 @@ DEFAULT_PORTS: dict[str, int] = {
 IMPLEMENTED_SERVICES = ("ws", "cometql", "directory", "sip_ws", "sip", "esl")
 
 
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key and says what it needs."""
+
+
+def check_port(where: str, value: object) -> int:
+    """``value`` as a port number (0 = let the OS pick), or a :class:`ConfigError` naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(f"{where} must be a port number 0-65535 (0 = any free port), got {value!r}")
+    return value
+
+
+def _checked(key: str, value: object, default: object) -> object:
+    """``value`` for the key whose built-in default is ``default``, if it has the same kind."""
+    kinds = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             list: "a list of tables", dict: "a table"}
+    kind = type(default)
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise ConfigError(f"{key} must be {kinds.get(kind, kind.__name__)}, got {value!r}")
+    return value
+
+
 @dataclass
 class Config:
     host: str = "127.0.0.1"
@@ -101,15 +125,17 @@ class Config:
         for key, value in data.items():
             key = key.replace("-", "_")
             if key not in known:
-                raise ValueError(f"unknown configuration key {key!r}")
+                raise ConfigError(f"unknown configuration key {key!r}; known keys: {', '.join(sorted(known))}")
+            value = _checked(key, value, getattr(cfg, key))
             if key == "ports":
                 for service, port in value.items():
                     service = service.replace("-", "_")
                     if service not in DEFAULT_PORTS:
-                        raise ValueError(f"unknown service {service!r} in [ports]")
-                    cfg.ports[service] = int(port)
+                        raise ConfigError(f"unknown service {service!r} in [ports]; known: {', '.join(DEFAULT_PORTS)}")
+                    cfg.ports[service] = check_port(f"[ports] {service}", port)
             elif key == "quirks":
-                cfg.quirks = {k: bool(v) for k, v in value.items()}
+                cfg.quirks = {k: _checked(f"[quirks] {k}", v, True) for k, v in value.items()}
             else:
                 setattr(cfg, key, value)
+        check_port("sip_public_port", cfg.sip_public_port)
         return cfg

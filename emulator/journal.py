@@ -7,11 +7,19 @@ attribute check per call site.
 
 Schema (table ``entries``): seq, run_id, t (wall/virtual Unix time, float), service, kind,
 direction ("in"/"out"/""), dev_id, user_id, conn_id, data (text).  Table ``runs``: run_id, seed,
-profile, started, clock ("real"/"virtual").  Reports, replays and run diffs read these tables.
+profile, started, clock ("real"/"virtual").  Reports, replays and run diffs read these tables;
+``cometbench journal`` prints them.  Every kind that is recorded is listed in README.md (a test
+compares that list with the ``record`` calls of the code).
+
+Echo: when the logger ``cometbench.journal`` is enabled for INFO at construction (``cometbench serve
+-v``), every entry is also logged as it is recorded, even with the journal itself off: the traffic
+kinds of :data:`TRAFFIC_KINDS` at DEBUG (``-vv``), everything else at INFO.  Without it the cost is
+one attribute check per record.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time as _time
 import uuid as _uuid
@@ -22,13 +30,19 @@ import sqlite_utils
 import trio
 
 COLUMNS = ("run_id", "t", "service", "kind", "direction", "dev_id", "user_id", "conn_id", "data")
+LOGGER = logging.getLogger("cometbench.journal")
+TRAFFIC_KINDS = frozenset({"frame", "message", "event", "media"})  # one per frame or packet: -vv
+ECHO_DATA_LIMIT = 300  # characters of ``data`` an echoed entry shows
 
 
 class Journal:
     def __init__(self, path: str | Path = ":memory:", *, enabled: bool = True, seed: int = 0,
                  profile: str = "", clock: str = "real", now: Callable[[], float] | None = None,
                  batch: int = 2000) -> None:
-        self.enabled = enabled
+        self.stored = enabled
+        self._echo = LOGGER if LOGGER.isEnabledFor(logging.INFO) else None
+        # call sites skip work when nothing would be kept or shown (``if journal.enabled:``)
+        self.enabled = enabled or self._echo is not None
         self.path = str(path)
         self.run_id = _uuid.uuid4().hex[:12]
         self._now = now or _time.time
@@ -37,7 +51,7 @@ class Journal:
         self._wakeup = trio.Event()
         self.dropped = 0
         self.db: sqlite_utils.Database | None = None
-        if not enabled:
+        if not self.stored:
             return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +77,10 @@ class Journal:
                user_id: int | None = None, conn_id: int | None = None, data: Any = "") -> None:
         if not self.enabled:
             return
+        if self._echo is not None:
+            self._log(service, kind, direction, dev_id, user_id, conn_id, data)
+            if not self.stored:
+                return
         if not isinstance(data, str):
             data = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else repr(data)
         elif not data.isascii():  # lone surrogates (undecodable bytes) cannot be stored in SQLite
@@ -71,8 +89,21 @@ class Journal:
         if len(self._pending) >= self._batch:
             self._wakeup.set()
 
+    def _log(self, service: str, kind: str, direction: str, dev_id, user_id, conn_id, data: Any) -> None:
+        level = logging.DEBUG if kind in TRAFFIC_KINDS else logging.INFO
+        if not self._echo.isEnabledFor(level):
+            return
+        ids = " ".join(f"{name}={value}" for name, value in (("dev", dev_id), ("user", user_id), ("conn", conn_id))
+                       if value is not None)
+        if not isinstance(data, str):
+            data = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else repr(data)
+        text = data if len(data) <= ECHO_DATA_LIMIT else data[:ECHO_DATA_LIMIT] + f"... ({len(data)} chars)"
+        text = text.replace("\r", "\\r").replace("\n", "\\n")
+        self._echo.log(level, "%s %s%s%s%s", service, kind, f" {direction}" if direction else "",
+                       f" {ids}" if ids else "", f": {text}" if text else "")
+
     def flush(self) -> None:
-        if not self.enabled or not self._pending:
+        if not self.stored or not self._pending:
             return
         pending, self._pending = self._pending, []
         with self._conn:
@@ -94,7 +125,7 @@ class Journal:
 
     def entries(self, **where: Any) -> list[dict]:
         """Entries of this run, oldest first (flushes first).  ``where`` filters on columns."""
-        if not self.enabled:
+        if not self.stored:
             return []
         self.flush()
         clauses, params = ["run_id = ?"], [self.run_id]
@@ -108,6 +139,6 @@ class Journal:
         return [dict(zip(("seq", *COLUMNS), r)) for r in rows]
 
     def close(self) -> None:
-        if self.enabled:
+        if self.stored:
             self.flush()
             self._conn.close()

@@ -4,9 +4,12 @@ The default profile, ``cppcomet-4.09``, reproduces what the real CppComet 4.09 s
 FreeSWITCH 1.6) does on the wire, including the behaviours that hurt applications, because an app
 must survive what production does.  ``lenient`` turns the harmful quirks off.
 
-Every quirk has a name, a one-line description and a reference into ``../shared/spec``.  Code asks
-``profile.on("quirk_name")``; tests exercise every quirk in both states.  ``cometbench quirks``
-prints the table below.
+Every quirk has a name, a one-line description and the page of the project's docs that describes it
+(``docs/quirks/<area>.md#<name>``: comet, cometql, freeswitch).  Code asks ``profile.on("quirk_name")``;
+tests exercise every quirk in both states.  ``cometbench quirks`` prints the table below.
+
+A profile with quirks switched on top of it (``--quirk NAME=on|off``, ``[quirks]`` in the config) is
+named ``<profile>+custom``, so the ready line and the journal say that it is not a stock profile.
 """
 
 from __future__ import annotations
@@ -18,60 +21,61 @@ from dataclasses import dataclass, field
 class Quirk:
     name: str
     description: str
-    spec: str
+    spec: str      # where the project's docs describe it: docs/quirks/<area>.md#<name>
     harmful: bool  # True: the lenient profile turns it off
 
 
 QUIRKS: dict[str, Quirk] = {}
 
 
-def register_quirk(name: str, description: str, spec: str, *, harmful: bool = True) -> None:
-    QUIRKS[name] = Quirk(name, description, spec, harmful)
+def register_quirk(name: str, description: str, area: str, *, harmful: bool = True) -> None:
+    """Register a quirk described under the heading ``name`` of ``docs/quirks/<area>.md``."""
+    QUIRKS[name] = Quirk(name, description, f"docs/quirks/{area}.md#{name}", harmful)
 
 
 # --- comet WebSocket protocol -------------------------------------------------------------------
 register_quirk(
     "queue_ten_per_login",
     "only the 10 oldest queued personal messages are delivered at login; the rest are deleted",
-    "comet-ws-protocol.md 5.4; reference-observations.md S9",
+    "comet",
 )
 register_quirk(
     "web_pipe2_mysql_escape",
     "web_pipe2 data is MySQL-escaped before delivery (quotes arrive as \\\")",
-    "comet-ws-protocol.md 3.2; reference-observations.md S11",
+    "comet",
 )
 register_quirk(
     "short_frame_truncation",
     "a frame whose JSON is 123-125 bytes keeps only its first 122 bytes, NUL-padded (unparseable)",
-    "reference-observations.md S10, S18 (short_ws_message writes at most 122 chars)",
+    "comet",
 )
 register_quirk(
     "web_answer_counts_long_frames",
     "web_pipe2's number_messages counts only deliveries of frames of 126 bytes or more",
-    "reference-observations.md S11",
+    "comet",
 )
 register_quirk(
     "pipe_count_array",
     'pipe_count answers data ["user_in_pipe", N] instead of the documented {"user_in_pipe": N}',
-    "comet-ws-protocol.md 3.4",
+    "comet",
     harmful=False,
 )
 register_quirk(
     "private_subscription_bug",
     "an anonymous subscription list stops at the first private_* name",
-    "comet-ws-protocol.md 3.1",
+    "comet",
 )
 register_quirk(
     "url_errors_v3_shape",
     "URL errors 401/406/418 (found before the version is parsed) are sent in the v<4 shape "
     "(data as a JSON string, event_name, api_data)",
-    "comet-ws-protocol.md 2.2, 4.4",
+    "comet",
     harmful=False,
 )
 register_quirk(
     "user_status_online_epoch",
     "user_status for an online user answers 'now - 0', i.e. about the current unix time",
-    "comet-ws-protocol.md 3.8",
+    "comet",
 )
 
 
@@ -80,39 +84,39 @@ register_quirk(
     "cometql_version_string",
     "the greeting's server version 'CppComet community 4.09 ...' does not start with a number "
     "(pymysql cannot parse it)",
-    "reference-observations.md S2; cometql.md 2.1",
+    "cometql",
 )
 register_quirk(
     "cometql_ssl_advertised",
     "the greeting advertises CLIENT_SSL and CLIENT_COMPRESS without supporting them "
     "(TLS-preferring clients fail)",
-    "cometql.md 2.1; reference-observations.md S3",
+    "cometql",
 )
 register_quirk(
     "cometql_no_auth_switch",
     "a client that starts with another auth plugin gets 'authDataLen!=20' instead of an AuthSwitchRequest",
-    "cometql.md 2.2, 2.5",
+    "cometql",
 )
 register_quirk(
     "cometql_lenenc_fd_bug",
     "integers 65536..16777215 are length-encoded as 0xFD + 4 bytes (clients then read 2 warnings)",
-    "cometql.md 4.2",
+    "cometql",
 )
 register_quirk(
     "cometql_ok_status_no_backslash_escapes",
     "result OK packets carry status 0x0200 (NO_BACKSLASH_ESCAPES) and a NUL info byte",
-    "cometql.md 4.1; reference-observations.md S7",
+    "cometql",
     harmful=False,
 )
 register_quirk(
     "cometql_describe_bad_sequence",
     "DESCRIBE of a table other than users_auth answers with a wrong sequence id (the client drops the link)",
-    "parity/cometql-4.09.jsonl ('DESCRIBE pipes')",
+    "cometql",
 )
 register_quirk(
     "cometql_users_messages_delete_same_second",
     "DELETE FROM users_messages keeps messages queued in the current second",
-    "cometql.md 9.5; reference-observations.md S8",
+    "cometql",
 )
 
 # --- FreeSWITCH 1.6 (the fake bridge) --------------------------------------------------------------
@@ -120,14 +124,14 @@ register_quirk(
     "fs_reply_without_plus",
     "conference API replies have FreeSWITCH 1.6's form without '+' ('OK mute 7', 'Non-Existant ID 9', "
     "hup prints nothing); off: the 1.8+ '+OK'/'-ERR' forms",
-    "video-call-flow.md 5.5, 8.4, 9.4",
+    "freeswitch",
     harmful=False,
 )
 register_quirk(
     "fs_ghost_until_media_timeout",
     "a member whose browser vanished without a BYE stays in the conference (and in conference_members) "
     "until the RTP timeout (rtp-timeout-sec 300), then leaves with MEDIA_TIMEOUT; off: it leaves at once",
-    "video-call-flow.md 6.1, 1.2, 9.1",
+    "freeswitch",
 )
 
 # Parser switches of emulator/wire/cometql.py.  Each quirk is on when its switch is off (the
@@ -158,7 +162,7 @@ SQL_QUIRK_SWITCHES = {
 }
 for _quirk_name, _switch_name in SQL_QUIRK_SWITCHES.items():
     _switch = _SQL_SWITCHES[_switch_name]
-    register_quirk(_quirk_name, _switch.description, _switch.spec, harmful=_switch.in_lenient_preset)
+    register_quirk(_quirk_name, _switch.description, "cometql", harmful=_switch.in_lenient_preset)
 
 
 def sql_options(profile: "Profile"):
@@ -206,7 +210,7 @@ def quirks_table() -> str:
     """The text ``cometbench quirks`` prints."""
     faithful, lenient = get_profile("cppcomet-4.09"), get_profile("lenient")
     width = max(len(n) for n in QUIRKS)
-    lines = [f"{'quirk'.ljust(width)}  4.09  lenient  description (spec)"]
+    lines = [f"{'quirk'.ljust(width)}  4.09  lenient  description (where it is described)"]
     for name, q in sorted(QUIRKS.items()):
         lines.append(
             f"{name.ljust(width)}  {'on ' if faithful.on(name) else 'off'}   "

@@ -68,6 +68,17 @@ class Stack:
         return {"ready": True, "host": self.config.host, "profile": self.profile.name, **self.ports}
 
 
+class BindError(OSError):
+    """A service could not listen on its address: which service, which host and port, and why."""
+
+    def __init__(self, service: str, host: str, port: int, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error))
+        self.service, self.host, self.port, self.error = service, host, port, error
+
+    def __str__(self) -> str:
+        return f"{self.service} cannot listen on {self.host}:{self.port}: {self.error.strerror or self.error}"
+
+
 def build_profile(config: Config) -> Profile:
     profile = get_profile(config.profile)
     return profile.with_quirks(**config.quirks) if config.quirks else profile
@@ -100,9 +111,10 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
                           conference=conference, directory=directory)
             await nursery.start(journal.run_flusher)
             nursery.start_soon(_housekeeping, hub)
-            stack.ports["ws"] = await _serve(nursery, comet, config.host, config.ports["ws"])
-            stack.ports["cometql"] = await _serve(nursery, cometql, config.host, config.ports["cometql"])
-            stack.ports["directory"] = await _serve(nursery, directory, config.host, config.ports["directory"])
+            stack.ports["ws"] = await _serve(nursery, comet, config.host, config.ports["ws"], "ws")
+            stack.ports["cometql"] = await _serve(nursery, cometql, config.host, config.ports["cometql"], "cometql")
+            stack.ports["directory"] = await _serve(nursery, directory, config.host, config.ports["directory"],
+                                                    "directory")
             if config.freeswitch_emulated:
                 await _start_freeswitch(stack, temp_dirs)
             journal.record("stack", "ready", data=str(stack.ready_line()))
@@ -119,11 +131,19 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
             d.cleanup()
 
 
-async def _serve(nursery: trio.Nursery, server, host: str, port: int) -> int:
-    """Start a listener-owning service in the nursery; the port it is bound to."""
-    await nursery.start(server.serve, host, port)
+async def _serve(nursery: trio.Nursery, server, host: str, port: int, service: str) -> int:
+    """Start a listener-owning service in the nursery; the port it is bound to.  A failure to bind
+    (port in use, no permission, address not on this machine) is a :class:`BindError` naming it."""
+    await _start_listening(nursery, server.serve, host, port, service)
     assert server.listener is not None
     return server.listener.endpoint.port
+
+
+async def _start_listening(nursery: trio.Nursery, serve, host: str, port: int, service: str) -> None:
+    try:
+        await nursery.start(serve, host, port)
+    except OSError as exc:  # nursery.start raises what the task raised before it started
+        raise BindError(service, host, port, exc) from exc
 
 
 def _data_dir(config: Config, setting: str, name: str, temp_dirs: list) -> Path:
@@ -164,13 +184,14 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     ws = SipWebSocketTransport(core, network, journal,
                                tls_context=certs.server_context() if config.sip_tls else None,
                                handshake_timeout=config.handshake_timeout)
-    stack.ports["sip_ws"] = await _serve(nursery, ws, config.host, config.ports["sip_ws"])
+    stack.ports["sip_ws"] = await _serve(nursery, ws, config.host, config.ports["sip_ws"], "sip_ws")
     core.port = config.sip_public_port or stack.ports["sip_ws"]
-    sip_port = await _serve(nursery, SipTcpTransport(core, network, journal), config.host, config.ports["sip"])
+    sip_port = await _serve(nursery, SipTcpTransport(core, network, journal), config.host, config.ports["sip"],
+                            "sip (TCP)")
     # UDP and TCP share the number, as 5060 does
-    await nursery.start(SipUdpTransport(core, network, journal).serve, config.host, sip_port)
+    await _start_listening(nursery, SipUdpTransport(core, network, journal).serve, config.host, sip_port, "sip (UDP)")
     stack.ports["sip"] = sip_port
-    stack.ports["esl"] = await _serve(nursery, esl, config.host, config.ports["esl"])
+    stack.ports["esl"] = await _serve(nursery, esl, config.host, config.ports["esl"], "esl")
     conference = stack.conference
     if conference is not None and not config.freeswitch:
         node = FreeswitchNode(server=config.host, esl_port=stack.ports["esl"], esl_password=config.esl_password,

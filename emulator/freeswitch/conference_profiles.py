@@ -38,7 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "conference.conf.xml"
+from emulator.fixtures import path as fixture_path
+
+# installed with the package (fixtures/ is the package emulator.fixtures), so found from any folder
+DEFAULT_PATH = fixture_path("conference.conf.xml")
 
 DEFAULT_VARIABLES = {
     "domain": "FSdefaultDomain",

@@ -77,7 +77,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist, median
 
-DEFAULT_PROFILES_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "network_profiles.toml"
+from emulator.fixtures import path as fixture_path
+
+# installed with the package (fixtures/ is the package emulator.fixtures), so found from any folder
+DEFAULT_PROFILES_PATH = fixture_path("network_profiles.toml")
 
 # --- constants of the formula (see the module docstring) ---------------------------------------
 ICE_PACING = 0.05       # s between connectivity checks (Ta)

@@ -1,4 +1,4 @@
-"""Sans-IO CometQL lexer and parser (spec ``shared/spec/cometql.md`` sections 5-8, 10, 12).
+"""Sans-IO CometQL lexer and parser (the real server's grammar; its quirks: ``docs/quirks/cometql.md``).
 
 ``parse(query)`` turns the text of one COM_QUERY into a list of statement dataclasses
 (:class:`Select`, :class:`Insert`, :class:`Delete`, :class:`SelectVariable`, :class:`ShowTables`,
@@ -25,7 +25,9 @@ integer is a name/integer token) and its quote character.
 
 Every place where the faithful behaviour differs from a sensible one is a boolean field of
 :class:`ParseOptions` (default ``False`` = bug-compatible); :data:`SWITCHES` lists them with a
-one-line description and the spec section, for the profile/quirk registry.
+one-line description and their page in docs/quirks/cometql.md, for the profile/quirk registry.
+("spec N.M" below names a section of the project's private notes on the real server, kept for
+maintainers; everything a user needs is in docs/quirks/cometql.md.)
 """
 
 from __future__ import annotations
@@ -203,51 +205,72 @@ class Switch(NamedTuple):
     """Registry entry of one :class:`ParseOptions` field."""
 
     description: str  # the faithful quirk that the switch turns off
-    spec: str
+    spec: str         # docs/quirks/cometql.md#<quirk name> (the quirk registry of emulator/profiles.py)
     in_lenient_preset: bool
 
 
-#: switch name -> Switch(faithful quirk it turns off, spec section, part of LENIENT)
+#: switch name -> Switch(faithful quirk it turns off, where docs/quirks/cometql.md describes it, part of LENIENT)
 SWITCHES: dict[str, Switch] = {
     "unescape_strings": Switch(
-        "string values are delivered raw, escapes not decoded", "cometql.md 5.3", False),
+        "string values are delivered raw, escapes not decoded",
+        "docs/quirks/cometql.md#sql_raw_values", False),
     "mysql_string_lexing": Switch(
         "a backslash escapes only the delimiter, so 'C:\\\\', 'x' is one string",
-        "cometql.md 5.3, 5.4", False),
+        "docs/quirks/cometql.md#sql_backslash_lexing", False),
     "full_quote_rewrite": Switch(
-        "doubled quotes in the last 3 bytes are not rewritten", "cometql.md 5.4", False),
-    "keep_nul": Switch("the query ends at the first NUL byte (strlen)", "cometql.md 5.4, 7", False),
+        "doubled quotes in the last 3 bytes are not rewritten",
+        "docs/quirks/cometql.md#sql_quote_rewrite_stops_early", False),
+    "keep_nul": Switch(
+        "the query ends at the first NUL byte (strlen)",
+        "docs/quirks/cometql.md#sql_nul_ends_query", False),
     "skip_length_check": Switch(
-        "ERR 17 for <= 3 bytes, ERR 11 for >= 9000 bytes", "cometql.md 7, 13", False),
+        "ERR 17 for <= 3 bytes, ERR 11 for >= 9000 bytes",
+        "docs/quirks/cometql.md#sql_length_limits", False),
     "reject_unknown_chars": Switch(
-        "unknown characters are silently skipped (!=, -, ., stray quotes)", "cometql.md 5.1", False),
-    "signed_integers": Switch("-5 lexes as 5", "cometql.md 5.1", False),
-    "strip_comments": Switch("comments are not supported (syntax error)", "cometql.md 5.1", True),
+        "unknown characters are silently skipped (!=, -, ., stray quotes)",
+        "docs/quirks/cometql.md#sql_unknown_chars_skipped", False),
+    "signed_integers": Switch(
+        "-5 lexes as 5",
+        "docs/quirks/cometql.md#sql_minus_ignored", False),
+    "strip_comments": Switch(
+        "comments are not supported (syntax error)",
+        "docs/quirks/cometql.md#sql_comments_rejected", True),
     "flexible_keywords": Switch(
-        "ORDER BY / TABLE STATUS need exactly one space", "cometql.md 5.1", True),
-    "lenient_backticks": Switch("backticks quote only names and integers", "cometql.md 5.1", True),
+        "ORDER BY / TABLE STATUS need exactly one space",
+        "docs/quirks/cometql.md#sql_two_word_keywords_one_space", True),
+    "lenient_backticks": Switch(
+        "backticks quote only names and integers",
+        "docs/quirks/cometql.md#sql_backticks_names_only", True),
     "fold_name_case": Switch(
-        "table/column names are case-sensitive (lower-case only)", "cometql.md 5.2", False),
+        "table/column names are case-sensitive (lower-case only)",
+        "docs/quirks/cometql.md#sql_names_case_sensitive", False),
     "lenient_set": Switch(
         "only SET a b / SET @@a b / SET a b c; SET x = 1 is a syntax error",
-        "cometql.md 6.1, 10.6, 2.5", True),
+        "docs/quirks/cometql.md#sql_set_strict_forms", True),
     "accept_transactions": Switch(
-        "COMMIT/ROLLBACK/BEGIN/START TRANSACTION are syntax errors", "cometql.md 2.5", True),
+        "COMMIT/ROLLBACK/BEGIN/START TRANSACTION are syntax errors",
+        "docs/quirks/cometql.md#sql_transactions_rejected", True),
     "lenient_show_variables": Switch(
-        "SHOW VARIABLES needs LIKE with a non-name string", "cometql.md 6.1, 10.3", True),
+        "SHOW VARIABLES needs LIKE with a non-name string",
+        "docs/quirks/cometql.md#sql_show_variables_needs_pattern", True),
     "lenient_select_variables": Switch(
-        "SELECT takes exactly one plain @@variable", "cometql.md 10.4", True),
-    "accept_desc": Switch("DESC t is a syntax error", "cometql.md 6.1", True),
-    "accept_use": Switch("USE db as SQL text is a syntax error", "cometql.md 2.4", True),
+        "SELECT takes exactly one plain @@variable",
+        "docs/quirks/cometql.md#sql_one_select_variable", True),
+    "accept_desc": Switch(
+        "DESC t is a syntax error",
+        "docs/quirks/cometql.md#sql_desc_rejected", True),
+    "accept_use": Switch(
+        "USE db as SQL text is a syntax error",
+        "docs/quirks/cometql.md#sql_use_rejected", True),
     "split_multi_statements": Switch(
         "statements of one query are merged into one record (executed separately instead)",
-        "cometql.md 6.4", False),
+        "docs/quirks/cometql.md#sql_multi_statements_merged", False),
     "reject_multi_statements": Switch(
-        "statements of one query are merged into one record (ERR 3 instead)", "cometql.md 6.4",
-        True),
+        "statements of one query are merged into one record (ERR 3 instead)",
+        "docs/quirks/cometql.md#sql_multi_statements_merged", True),
     "enforce_limits": Switch(
         "too many conditions/values/columns are not reported (ERR 18-21 never sent)",
-        "cometql.md 8.2, 12, 18", True),
+        "docs/quirks/cometql.md#sql_limits_unreported", True),
 }
 
 FAITHFUL = ParseOptions()

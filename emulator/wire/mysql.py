@@ -1,7 +1,8 @@
 """Sans-IO MySQL client/server protocol, server side, as CppComet 4.09 speaks it.
 
-Spec: ``shared/spec/cometql.md`` sections 1-4 (quoted below as "spec 2.1" etc.) and the raw packets in
-``shared/spec/reference-observations.md`` section 2.  Nothing here touches a socket, a task or a
+What a client sees of it, quirks included, is in docs/quirks/cometql.md; "spec 2.1" etc. below name
+sections of the maintainers' notes on the real server that this module was built from, and the
+recorded answers in fixtures/parity/ check it.  Nothing here touches a socket, a task or a
 clock: bytes go in, typed objects come out, and the encoders turn values back into payloads.
 
 Layers:

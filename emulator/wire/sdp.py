@@ -6,10 +6,11 @@ RFC 8843 (BUNDLE), RFC 5888 (a=mid, a=group), RFC 8839 (ICE attributes, candidat
 end-of-candidates), RFC 8122 / RFC 5763 (a=fingerprint, a=setup: the answerer of an ``actpass``
 offer takes ``active``), RFC 5761 (rtcp-mux), RFC 8830 (msid), RFC 5576 (ssrc), RFC 4585
 (rtcp-fb), RFC 3551 (static payload types) and JSEP (RFC 8829) 5.3 for what Chrome expects of an
-answer.  Project facts: ``shared/spec/real-video-client.md`` 4.2 (what Chrome 156 offers through
-JsSIP 2.0.6) and 6.4 (the answer must pass ``setRemoteDescription``; CRLF line ends), and
-``shared/spec/video-call-flow.md`` 1.2 / 2.7 (the ``video`` profile answers OPUS+VP8, the ``audio``
-profile forces ``absolute_codec_string=PCMU,GSM`` and so has no video).
+answer.  Project facts (from the maintainers' notes on the real client; the browser compat test
+tests/compat/test_jssip_chromium.py checks them): what Chrome offers through JsSIP 2.0.6, that the
+answer must pass ``setRemoteDescription`` (CRLF line ends), and that the ``video`` conference
+profile answers OPUS+VP8 while the ``audio`` profile forces ``absolute_codec_string=PCMU,GSM`` and
+so has no video (fixtures/conference.conf.xml).
 
 Model: a :class:`SessionDescription` is the session-level lines plus a list of
 :class:`SdpMedia`; every section keeps its lines verbatim as ``(type, value)`` pairs, so a parsed

@@ -2,8 +2,8 @@
 
 Spec: RFC 3261 (SIP), RFC 2617 / RFC 7616 (HTTP digest, MD5 only), RFC 5626 section 3.5.1 (CRLF
 keep-alives), RFC 7118 (SIP over WebSocket: one SIP message per WebSocket message); the client
-behaviour we must parse is in ``shared/spec/real-video-client.md`` sections 4 and 6 and
-``shared/spec/video-call-flow.md`` sections 2.6, 2.7 and 5.1.  Nothing here touches a socket, a
+behaviour we must parse is that of JsSIP 2.0.6 in cometVideoApi.js (checked against the real
+library by tests/compat/test_jssip_node.py and test_jssip_chromium.py).  Nothing here touches a socket, a
 task, a clock or a global random generator: bytes go in, typed objects come out, and ``encode()``
 turns them back into bytes.  Randomness (tags, branches, nonces) comes from a ``random.Random``
 the caller passes in, and time (nonce expiry) from a number the caller passes in.

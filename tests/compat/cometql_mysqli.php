@@ -1,11 +1,11 @@
 <?php
-// PHP mysqli against the CometQL server, as the seed's auth.php uses it (tests/compat/test_cometql_clients.py).
+// PHP mysqli against the CometQL server, as the video-chat demo's auth.php uses it (tests/compat/test_cometql_clients.py).
 //
 //   php cometql_mysqli.php <port> <user_id> <user_key>
 //
 // Runs the common statements on one connection, then reconnects and reads the row back, and prints
-// one JSON object on stdout.  The users_auth INSERT is the seed's auth.php query text, unchanged
-// (shared/seed/call-procedure.ru.md):
+// one JSON object on stdout.  The users_auth INSERT has the text the video-chat demo's auth.php
+// sends (see tests/compat/demo_backend.php):
 //
 //   mysqli_query($link, "INSERT INTO users_auth (id, hash)VALUES('" . mysqli_real_escape_string( $link, $user_id ) . "', '" . mysqli_real_escape_string( $link, $user_key ) . "' );");
 //
@@ -60,7 +60,7 @@ $out["server_info"] = mysqli_get_server_info($link);
 $out["show_tables"] = run($link, "SHOW TABLES");
 $out["escaped_before"] = mysqli_real_escape_string($link, "it's");
 
-// --- the seed's auth.php statement, verbatim ---
+// --- the demo's auth.php statement ---
 $result = mysqli_query($link, "INSERT INTO users_auth (id, hash)VALUES('" . mysqli_real_escape_string( $link, $user_id ) . "', '" . mysqli_real_escape_string( $link, $user_key ) . "' );");
 $out["auth_insert"] = answer($link, $result);
 // after an INSERT the server's OK status decides how mysqli escapes (spec 4.1)

@@ -6,9 +6,10 @@
 //    "steps": ["SHOW TABLES", {"op": "reconnect"}, {"op": "ping"}, ...]}
 // A string step is a COM_QUERY.  {"op":"reconnect"} ends the connection (COM_QUIT) and opens a new one.
 // After an answer that the client library reports as fatal the script opens a new connection before
-// the next step, as the parity recorder did (shared/parity/README.md).
+// the next step, as the parity recorder did (fixtures/parity/README.md).
 //
-// Output: one JSON line per step, in the parity corpus format (shared/parity/README.md):
+// Output: one JSON line per step, with node mysql's own field names (tests/parity/conftest.py's
+// step_from_client turns them into the steps of fixtures/parity/cometql-4.09.jsonl):
 //   {"sql":..., "kind":"rows", "fields":[[name, type]...], "rows":[[string...]...]}
 //   {"sql":..., "kind":"ok", "affectedRows":n, "insertId":n, "serverStatus":n}
 //   {"sql":..., "kind":"error", "errno":n, "message":"...", "fatal":bool}     an ERR packet from the server

@@ -11,12 +11,12 @@ pymysql (``ssl_disabled=True``)   fails: version string (S2)                   w
 mysql-connector-python (pure)     fails: version string (S2)                   works
 PHP mysqli (``php-cli``)          works (spec 2.5), seed auth.php query        works
 node ``mysql`` 2.x                works (spec 2.5)                             works
-mariadb CLI ``--skip-ssl``        works, ``--table`` text = reference sec. 2   works
+mariadb CLI ``--skip-ssl``        works, ``--table`` text = recorded session   works
 mariadb CLI, default TLS          fails: ERROR 2026 TLS/SSL (S3)               works (no SSL advertised)
 ================================  ===========================================  ==========================
 
-References: shared/spec/cometql.md 2 (2.5 client table), 4, 10, 12 and
-shared/spec/reference-observations.md 2 and 5.  The emulator runs in-process over OS sockets on
+References: docs/quirks/cometql.md (the client table and the quirks) and the mariadb CLI session
+recorded against the real server (fixtures/parity/mariadb-cli-4.09.json).  The emulator runs in-process over OS sockets on
 127.0.0.1 (``open_stack``).  Every client call is bounded: driver timeouts plus ``trio.fail_after``
 (threads are abandoned on timeout), subprocesses are killed on timeout.
 """
@@ -37,10 +37,10 @@ import pytest
 import trio
 
 from emulator.config import Config
+from emulator.fixtures import path as fixture_path
 from emulator.cometql.tables import Session
 from emulator.stack import open_stack
 from tests.compat.conftest import NODE_MODULES, require_tool
-from tests.parity.conftest import SHARED
 from tests.rawws import RawWS
 
 pytestmark = pytest.mark.compat
@@ -48,7 +48,7 @@ pytestmark = pytest.mark.compat
 HERE = Path(__file__).parent
 PHP_SCRIPT = HERE / "cometql_mysqli.php"
 NODE_SCRIPT = HERE / "cometql_node_mysql.mjs"
-REFERENCE = SHARED / "spec" / "reference-observations.md"
+REFERENCE = fixture_path("parity", "mariadb-cli-4.09.json")
 
 PASSWORD = "CometQLPassword"
 DEV = 1
@@ -380,19 +380,11 @@ def mariadb_cli() -> str:
 
 
 def reference_cli_session() -> list[tuple[str, str]]:
-    """(statement, verbatim output) pairs of reference-observations.md section 2 (mariadb CLI, --table)."""
+    """(statement, verbatim output) pairs of the recorded mariadb CLI session (--table)."""
     if not REFERENCE.exists():
-        pytest.fail(f"reference observations missing: {REFERENCE}")
-    text = REFERENCE.read_text()
-    section = text[text.index("## 2. Step 3"):]
-    block = section[section.index("```\n") + 4:]
-    block = block[:block.index("```")]
-    pairs: list[tuple[str, str]] = []
-    for chunk in block.split("=== ")[1:]:
-        head, _, body = chunk.partition("\n")
-        statement = head[:head.index(";")]  # "SHOW TABLES;   (comment)" -> "SHOW TABLES"
-        pairs.append((statement, body.rstrip("\n")))
-    return pairs
+        pytest.fail(f"recorded CLI session missing: {REFERENCE}")
+    session = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    return [(step["statement"], "\n".join(step["output"])) for step in session["steps"]]
 
 
 async def mariadb_run(cli: str, port: int, sql: str, *extra: str, skip_ssl: bool = True
@@ -418,7 +410,7 @@ def cli_text(done: subprocess.CompletedProcess, sql: str) -> str:
 
 
 def test_reference_session_transcription():
-    """Guard for the parser above: the statements of reference-observations.md section 2."""
+    """Guard for the loader above: the statements of the recorded session."""
     statements = [s for s, _ in reference_cli_session()]
     assert statements[0] == "SHOW TABLES"
     assert statements[1] == statements[3] == "SELECT * FROM users_auth WHERE id = 1"
@@ -429,7 +421,7 @@ def test_reference_session_transcription():
 @BOTH
 async def test_mariadb_cli_skip_ssl_output_matches_the_reference_text(profile):
     """The whole reference session, one CLI run per statement (so every statement is also a reconnect),
-    output compared with the verbatim text of reference-observations.md section 2."""
+    output compared with the verbatim text of the recorded session."""
     cli = mariadb_cli()
     # the reference was recorded with "config A": no FreeSWITCH node, so INSERT INTO conference is ERR 500
     async with emulator(profile, freeswitch=False) as stack:

@@ -35,15 +35,16 @@ import pytest
 import trio
 
 from emulator.config import Config
+from emulator.fixtures import path as fixture_path
 from emulator.stack import open_stack
-from tests.compat.conftest import NODE_MODULES, ROOT, require_tool
+from tests.compat.conftest import NODE_MODULES, require_tool
 
 pytestmark = pytest.mark.compat
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-PAGE = ROOT / "fixtures" / "pages" / "jssip-call.html"
+PAGE = fixture_path("pages", "jssip-call.html")
 JSSIP2 = NODE_MODULES / "jssip2" / "dist" / "jssip.js"
 DEV, USER, HASH = 15, 503, "PassForUser503"
 SIP_USER = f"{DEV:06d}{USER}"

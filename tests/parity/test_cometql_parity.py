@@ -1,6 +1,6 @@
 """Replay the real server's recorded CometQL answers against the faithful profile.
 
-../shared/parity/cometql-4.09.jsonl holds 119 statements run in order on one connection against
+fixtures/parity/cometql-4.09.jsonl holds 119 statements run in order on one connection against
 CppComet 4.09 (dev_id 15), configured with one FreeSWITCH node (127.0.0.1, WebSocket port 7443), as
 the replay is.  Each answer is compared: result columns and rows, OK counts, error
 codes and messages, and the connection-closing cases.  Values that depend on time or counters
@@ -26,27 +26,28 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 
 def answer_of(result) -> dict:
+    """The executor's result as a step of the fixture's schema (without the statement)."""
     if result.kind == "rows":
-        return {"kind": "rows", "fields": [[c, 253] for c in result.columns], "rows": result.rows}
+        return {"reply": "result_set", "columns": [[c, 253] for c in result.columns], "rows": result.rows}
     if result.kind == "err":
         if result.sequence_id is not None:  # the client library drops the connection
-            return {"kind": "closed"}
-        return {"kind": "error", "errno": result.code, "message": result.message}
-    return {"kind": "ok", "affectedRows": result.affected, "insertId": result.insert_id,
-            "serverStatus": 2 if result.kind == "ok_constant" else 512}
+            return {"reply": "connection_lost"}
+        return {"reply": "error", "code": result.code, "text": result.message}
+    return {"reply": "ok", "affected_rows": result.affected, "insert_id": result.insert_id,
+            "server_status": 2 if result.kind == "ok_constant" else 512}
 
 
-def normalise(sql: str, answer: dict) -> dict:
-    answer = dict(answer)
-    answer.pop("fatal", None)
-    answer.pop("sql", None)
-    if answer["kind"] == "closed":
-        return {"kind": "closed"}
-    if answer["kind"] == "rows" and sql.startswith("SHOW STATUS"):
-        answer["rows"] = [[k, "<n>" if k == "messages" else v] for k, v in answer["rows"]]
-    if answer["kind"] == "rows" and "users_messages" in sql:
-        answer["rows"] = [["<uuid>" if UUID_RE.match(v) else v for v in row] for row in answer["rows"]]
-    return answer
+def normalise(sql: str, step: dict) -> dict:
+    step = dict(step)
+    for key in ("step", "statement", "client_drops_connection"):
+        step.pop(key, None)
+    if step["reply"] == "connection_lost":
+        return {"reply": "connection_lost"}
+    if step["reply"] == "result_set" and sql.startswith("SHOW STATUS"):
+        step["rows"] = [[k, "<n>" if k == "messages" else v] for k, v in step["rows"]]
+    if step["reply"] == "result_set" and "users_messages" in sql:
+        step["rows"] = [["<uuid>" if UUID_RE.match(v) else v for v in row] for row in step["rows"]]
+    return step
 
 
 def test_every_recorded_answer_matches():
@@ -56,11 +57,11 @@ def test_every_recorded_answer_matches():
     session = Session(dev_id=15, database="CometQL_v1")
     mismatches, compared = [], 0
     for record in load_corpus():
-        sql = record["sql"]
+        sql = record["statement"]
         got = normalise(sql, answer_of(executor.execute(session, sql)))
         want = normalise(sql, record)
         compared += 1
-        if sql == SAME_SECOND_HISTORY and want["rows"] and got["kind"] == "rows":
+        if sql == SAME_SECOND_HISTORY and want["rows"] and got["reply"] == "result_set":
             published = ["e1", "e2", "e3", "e4"]
             events = [row[1] for row in got["rows"]]
             if len(events) == len(want["rows"]) and events == sorted(events, key=published.index):
@@ -77,7 +78,7 @@ def test_without_a_freeswitch_node_the_conference_insert_is_err_500():
     for conference in (None, ConferenceService(hub, [])):
         executor = Executor(hub, hub.profile, conference=conference)
         session = Session(dev_id=15, database="CometQL_v1")
-        (insert,) = [r["sql"] for r in load_corpus() if r["sql"].startswith(CONFERENCE_INSERT)]
+        (insert,) = [r["statement"] for r in load_corpus() if r["statement"].startswith(CONFERENCE_INSERT)]
         result = executor.execute(session, insert)
         assert (result.kind, result.code, result.message) == (
             "err", 500, "field in ini file not set option `host` in section `sip`")

@@ -1,10 +1,11 @@
 """How much the journal costs: records per second and the flush time, in memory and on disk.
 
-Run: .venv/bin/python tests/perf/bench_journal.py
+Run: .venv/bin/python tests/perf/bench_journal.py [--records 200000]    (make bench-journal ARGS=...)
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,10 @@ def measure(path: str) -> tuple[float, float]:
 
 
 def main() -> None:
+    global N
+    parser = argparse.ArgumentParser(description="cost of the journal per record")
+    parser.add_argument("--records", type=int, default=N, help="records per measurement")
+    N = parser.parse_args().records
     off = Journal(enabled=False)
     start = time.perf_counter()
     for i in range(N):

@@ -1,8 +1,7 @@
-"""Unit tests of emulator.wire.cometql (spec cometql.md 5-8, 10, 12; parity corpus 4.09)."""
+"""Unit tests of emulator.wire.cometql (the grammar of docs/quirks/cometql.md; parity corpus 4.09)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from emulator.wire.cometql import (
     ShowTableStatus, ShowVariables, Transaction, UseDatabase, Value, parse,
 )
 
-from tests.paths import PARITY_CORPUS as PARITY  # noqa: E402
+from tests.parity.conftest import load_corpus
 SYNTAX = (3, "Syntax error in query")
 
 
@@ -51,9 +50,8 @@ def S(text: str, quote: str | None = "'") -> Value:
 
 
 def _parity_rows() -> list[dict]:
-    if not PARITY.exists():  # pragma: no cover - the corpus is part of the shared workspace
-        pytest.skip("parity corpus not available")
-    return [json.loads(line) for line in PARITY.read_text().splitlines() if line.strip()]
+    """The recorded statements (fixtures/parity/cometql-4.09.jsonl): ``sql`` and the error code, if any."""
+    return [{"sql": step["statement"], "errno": step.get("code")} for step in load_corpus()]
 
 
 _EXPECTED_KIND = {
