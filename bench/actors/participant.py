@@ -184,7 +184,7 @@ class Participant:
                  accept: str = "auto", decision_delay: float = 0.0, call_type: str = "video",
                  tab_election: float = START_TIMER_MS / 1000, fresh_connection: bool = True,
                  bandwidth: tuple[int, int] | None = None, journal: Any = None,
-                 page_url: str = "http://localhost/video-chat") -> None:
+                 page_url: str = "http://localhost/video-chat", callbacks: dict[str, Any] | None = None) -> None:
         if accept not in ("auto", "manual"):
             raise ValueError(f"accept must be 'auto' or 'manual', not {accept!r}")
         if decision_delay < 0:
@@ -211,6 +211,9 @@ class Participant:
         self.tab_election = tab_election
         self.bandwidth = bandwidth
         self.page_url = page_url
+        self.callbacks = dict(callbacks or {})   # more cometVideoApi callbacks (on_in, on_toggle_mute ...)
+        if {"on_call", "on_call_end"} & set(self.callbacks):
+            raise ValueError("on_call and on_call_end belong to the participant; observe them via video.callbacks")
         self.journal = journal if journal is not None else target.journal
         self.app = app or App(Backend(network, target.cometql_host, target.cometql_port, dev_id=target.dev_id,
                                       password=target.password, name=self.actor, fresh_connection=fresh_connection,
@@ -285,7 +288,7 @@ class Participant:
                                     secure=self.target.sip_secure, observer=self._observe)
                 if self.bandwidth is not None:
                     video.set_bandwidth(*self.bandwidth)
-                video.start(on_call=self._on_call, on_call_end=self._on_call_end)
+                video.start(on_call=self._on_call, on_call_end=self._on_call_end, **self.callbacks)
                 comet.start()
                 page = Page(number, comet, video, scope, trio.current_time())
                 self.pages.append(page)
@@ -471,10 +474,12 @@ class Participant:
         if self.target.bridge is None:
             self._mark("first_remote_frame", room=room, call=call, media="unobserved")
         elif "media_flowing" in marks:
-            self._mark("first_remote_frame", room=room, call=call, media="bridge")
+            self._mark("first_remote_frame", room=room, call=call, media="bridge",
+                       at=max(marks["video_attached"], marks["media_flowing"]))
 
-    def _mark(self, name: str, *, room: Any = "", call: CallState | None = None, **data: Any) -> None:
-        now = trio.current_time()
+    def _mark(self, name: str, *, room: Any = "", call: CallState | None = None, at: float | None = None,
+              **data: Any) -> None:
+        now = trio.current_time() if at is None else at
         join = self.current
         if join is not None:
             join.marks.setdefault(name, now)

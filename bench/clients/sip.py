@@ -349,6 +349,8 @@ class UserAgent:
             self._reconnect_timer.cancel()
         self.close_requested = True
         self.recover_attempts = 0
+        for transaction in list(self._transactions.values()):  # answers will not be read any more
+            self._drop_transaction(transaction)
         if self.transport_status != "disconnected":
             self._transport_requests.append("disconnect")
             self.transport_status = "disconnected"

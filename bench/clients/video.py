@@ -308,7 +308,7 @@ class VideoClient:
                 c.phone.stop()
             self.active = None
             if not self.quirks.on("second_out_after_auto_end"):
-                c.is_hungup = True
+                c.is_hungup = c.is_hangup = True
         self._observe("hangup", c)
         self._notify()
 
@@ -732,6 +732,7 @@ class VideoClient:
         if self.active is None:
             self._console("warn", 'the call is no longer active - peerconnection "addstream" event')
             return
+        self._observe("addstream", self.active)
         def attach() -> bool:
             active = self.active
             if active is None or not self._is_call_start(active.pipe):
