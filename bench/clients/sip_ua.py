@@ -154,8 +154,10 @@ class SipPhone:
         if self._connection_scope is not None:
             self._connection_scope.cancel()
 
-    def call(self, target: str, *, send_audio: bool = True, send_video: bool = True) -> Session:
-        """``ua.call(target)`` with a camera stream: the INVITE follows once ICE gathering is done."""
+    def call(self, target: str, *, send_audio: bool = True, send_video: bool = True,
+             offer: str | None = None) -> Session:
+        """``ua.call(target)`` with a camera stream: the INVITE follows once ICE gathering is done.
+        ``offer`` replaces the generated offer (a test sending a captured SDP)."""
         session = self.ua.call(target, trio.current_time())
         media = LocalMedia(random.Random(self._media_rng.getrandbits(64)), send_audio=send_audio,
                            send_video=send_video)
@@ -164,7 +166,7 @@ class SipPhone:
 
         async def gather() -> None:
             await trio.sleep(self.timings.ice_gathering)
-            self.ua.send_offer(session, media.offer(), trio.current_time())
+            self.ua.send_offer(session, offer if offer is not None else media.offer(), trio.current_time())
             self._pump()
 
         self._spawn(gather)
