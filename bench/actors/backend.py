@@ -169,20 +169,26 @@ class App:
     def wants_restore_after(self, status: Any) -> bool:
         return self.restore and status not in RESTORE_SKIPPED_STATUSES
 
-    async def restore_after_end(self, participant: "Participant", room: str, status: Any) -> None:
-        """onCallEnd with status != hangup: hang up (clears the stale call, sends out), then
-        re-INSERT and accept at once -- if the app still believes the user is in the room."""
+    def on_call_end(self, participant: "Participant", room: str, status: Any) -> bool:
+        """Run inside the page's onCallEnd.  With restore on and a status other than ``hangup`` /
+        ``start_accept``: ``hangup()`` at once (clears the stale call, sends out); True when the app
+        still believes the user is in ``room``, so a re-INSERT should follow (:meth:`rejoin`)."""
+        if not self.wants_restore_after(status):
+            return False
         participant.hangup()
+        return room in self.rooms_of(participant.user_id)
+
+    async def rejoin(self, participant: "Participant", room: str, why: str) -> None:
+        """Re-INSERT the user into ``room``; the page accepts the new call at once."""
         profile = self.rooms_of(participant.user_id).get(room)
         if profile is None:
             return
-        self.restores.append((trio.current_time(), participant.user_id, room, f"call end: {status}"))
+        self.restores.append((trio.current_time(), participant.user_id, room, why))
         await participant.join(room, profile=profile, restoring=True)
 
     async def restore_on_page_load(self, participant: "Participant") -> None:
         """A new page: re-INSERT the user into every room the app believes the user is in."""
         if not self.restore:
             return
-        for room, profile in self.rooms_of(participant.user_id).items():
-            self.restores.append((trio.current_time(), participant.user_id, room, "page load"))
-            await participant.join(room, profile=profile, restoring=True)
+        for room in self.rooms_of(participant.user_id):
+            await self.rejoin(participant, room, "page load")

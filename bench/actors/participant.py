@@ -431,8 +431,8 @@ class Participant:
         page = self.page
         call = page.video.calls.get(info["callInfo"]["sys"].get("callPipe")) if page is not None else None
         room = call.room if call is not None else (self.current.room if self.current is not None else "")
-        if self.app.wants_restore_after(status) and room:
-            self._nursery.start_soon(self.app.restore_after_end, self, room, status)
+        if room and self.app.on_call_end(self, room, status):   # the app's hangup() runs here, synchronously
+            self._nursery.start_soon(self.app.rejoin, self, room, f"call end: {status}")
 
     # -- marks -----------------------------------------------------------------------------------------
     def _observe(self, name: str, call: CallState | None, data: dict) -> None:

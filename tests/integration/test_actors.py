@@ -268,3 +268,24 @@ async def test_marks_vocabulary_is_documented():
 def test_target_needs_no_stack():
     target = Target("comet.example", 8087, "comet.example", 3307, 15)
     assert target.node == "comet.example:8087" and target.bridge is None
+
+
+async def test_same_seed_same_actor_timeline(autojump_clock):
+    """Two runs with one seed under the MockClock: the same marks at the same (relative) virtual
+    times, the same display names, the same first SIP messages."""
+
+    async def run(seed: int) -> tuple:
+        net = VirtualNetwork()
+        async with stack_and_target(net, seed=3) as (stack, target):
+            async with doctor_and_patient(target, net, seed=seed) as (doctor, patient):
+                t0 = trio.current_time()
+                await in_call(doctor, patient)
+                await patient.wait_mark("first_remote_frame")
+                await doctor.wait_mark("first_remote_frame")
+                return tuple((p.display_name, {k: round(v - t0, 9) for k, v in p.marks.items()},
+                              p.video.phone.ua.sent[0].encode(), p.video.phone.ua.sent[2].body)
+                             for p in (doctor, patient))
+
+    first, second, other = await run(11), await run(11), await run(12)
+    assert first == second
+    assert other[0][0] != first[0][0] and other[0][2] != first[0][2]
