@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test quirks bench-ws bench-cometql bench-sip clean
+.PHONY: setup serve test quirks bench-ws bench-cometql bench-sip bench-actors clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -34,6 +34,9 @@ bench-cometql: setup
 
 bench-sip: setup
 	$(BIN)/python tests/perf/bench_sip.py
+
+bench-actors: setup
+	$(BIN)/python tests/perf/bench_actors.py
 
 clean:
 	rm -rf $(VENV) node_modules .hypothesis
