@@ -289,3 +289,70 @@ async def test_same_seed_same_actor_timeline(autojump_clock):
     first, second, other = await run(11), await run(11), await run(12)
     assert first == second
     assert other[0][0] != first[0][0] and other[0][2] != first[0][2]
+
+
+async def test_registration_failure_ends_the_call_with_out(autojump_clock):
+    """The app re-authorised the user with another hash after the page loaded: the page's SIP password
+    (the serverInfo key) is stale, FreeSWITCH answers 403, the call ends as registration-failure."""
+    net = VirtualNetwork()
+    async with stack_and_target(net) as (stack, target):
+        async with doctor_and_patient(target, net) as (doctor, patient):
+            await doctor.open_page()
+            await patient.open_page()
+            await doctor.join(ROOM)
+            await doctor.wait_mark("media_self")
+            await patient.app.authorize(PATIENT, "AnotherHash")
+            await patient.join(ROOM)
+            end = await patient.video.wait_callback("on_call_end")
+            assert end["status"] == "registration-failure" and math.isnan(end["time"]) and end["fullTime"] > 0
+            await doctor.video.wait_callback("on_out")
+            assert [o["status"] for o in sent_events(patient, "out")] == ["hangup"]
+            assert members_of(stack, PATIENT) == [] and "registered" not in patient.marks
+
+
+async def test_hangup_before_the_answer_sends_cancel(autojump_clock):
+    net = VirtualNetwork()
+    async with stack_and_target(net, sip_answer_delay=5.0) as (stack, target):
+        async with doctor_and_patient(target, net) as (doctor, patient):
+            await patient.open_page()
+            await patient.join(ROOM)
+            t_accept = await patient.wait_mark("accept_call")
+            await patient.wait_mark("sip_invite_sent")
+            await trio.sleep(1)
+            patient.hangup()
+            end = await patient.video.wait_callback("on_call_end")
+            assert end["status"] == "hangup" and math.isnan(end["time"])
+            assert end["fullTime"] == pytest.approx((trio.current_time() - t_accept) * 1000, abs=1)
+            await trio.sleep(6)
+            ua = patient.video.phone.ua
+            assert [m.method for m in ua.sent if hasattr(m, "method")][-2:] == ["CANCEL", "ACK"]
+            assert [m.status for m in ua.received if getattr(m, "status", 0) >= 200][-2:] == [200, 487]
+            assert members_of(stack) == [] and stack.sip.snapshot()["dialogs"] == 0
+
+
+async def test_call_end_time_counts_from_call_start(autojump_clock):
+    net = VirtualNetwork()
+    async with stack_and_target(net) as (stack, target):
+        async with doctor_and_patient(target, net) as (doctor, patient):
+            await in_call(doctor, patient)
+            await trio.sleep(42)
+            patient.hangup()
+            end = await patient.video.wait_callback("on_call_end")
+            start = patient.marks["call_start"]
+            assert end["time"] == pytest.approx((trio.current_time() - start) * 1000, abs=1)
+            assert end["fullTime"] > end["time"]
+
+
+async def test_a_reinsert_during_the_call_takes_the_already_in_this_conference_branch(autojump_clock):
+    net = VirtualNetwork()
+    async with stack_and_target(net) as (stack, target):
+        async with doctor_and_patient(target, net) as (doctor, patient):
+            await in_call(doctor, patient)
+            await patient.join(ROOM)
+            await trio.sleep(3)
+            assert len(callbacks(patient, "on_call")) == 1
+            accepts = sent_events(patient, "accept")
+            assert [("type" in a, a["status"]) for a in accepts] == [(True, "start_accept"), (False, "start_accept")]
+            assert len(members_of(stack, PATIENT)) == 1 and patient.video.is_in_call()
+            # the doctor sees a second accept from the patient but onCallAccept fires once per call
+            assert len(callbacks(doctor, "on_call_accept")) == 1
