@@ -3,7 +3,8 @@
 A :class:`Participant` ties the actors together the way the demo app does (video-call-flow.md 2):
 
 * the **app** (:class:`~bench.actors.backend.App`) authorises the user and invites them into rooms
-  over CometQL;
+  over CometQL (its connections carry ``client="backend"``: the app server's own link, not the
+  browser's; the page's AJAX round trip to the app server is ``app_request_rtt``, 0 by default);
 * the **page** -- a :class:`~bench.clients.comet.CometClient` (CometServerApi.js 4.08, with its 1.2 s
   tab-election wait) and a :class:`~bench.clients.video.VideoClient` (cometVideoApi.js), which opens
   JsSIP user agents (:class:`~bench.clients.sip_ua.SipPhone`) towards the node named in the push;
@@ -178,17 +179,20 @@ class Join:
 class Participant:
     """A doctor or a patient: user id, display name, app, page, marks."""
 
-    def __init__(self, target: Target, network: Network, *, user_id: int, nursery: trio.Nursery,
+    def __init__(self, target: Target, network: Network, *, user_id: int, nursery: trio.Nursery | None = None,
                  role: str = "patient", actor: str | None = None, seed: int | str = 0, app: App | None = None,
                  quirks: ClientQuirks | None = None, timings: DeviceTimings | None = None,
                  accept: str = "auto", decision_delay: float = 0.0, call_type: str = "video",
                  tab_election: float = START_TIMER_MS / 1000, fresh_connection: bool = True,
                  bandwidth: tuple[int, int] | None = None, journal: Any = None,
-                 page_url: str = "http://localhost/video-chat", callbacks: dict[str, Any] | None = None) -> None:
+                 page_url: str = "http://localhost/video-chat", callbacks: dict[str, Any] | None = None,
+                 app_request_rtt: float = 0.0) -> None:
         if accept not in ("auto", "manual"):
             raise ValueError(f"accept must be 'auto' or 'manual', not {accept!r}")
         if decision_delay < 0:
             raise ValueError("decision_delay must be >= 0")
+        if app_request_rtt < 0:
+            raise ValueError("app_request_rtt must be >= 0")
         if call_type not in ("video", "audio"):
             raise ValueError(f"call_type must be 'video' or 'audio', not {call_type!r}")
         self.target = target
@@ -211,24 +215,31 @@ class Participant:
         self.tab_election = tab_election
         self.bandwidth = bandwidth
         self.page_url = page_url
+        self.app_request_rtt = app_request_rtt   # the page's AJAX round trip to the app server (L0)
         self.callbacks = dict(callbacks or {})   # more cometVideoApi callbacks (on_in, on_toggle_mute ...)
         if {"on_call", "on_call_end"} & set(self.callbacks):
             raise ValueError("on_call and on_call_end belong to the participant; observe them via video.callbacks")
         self.journal = journal if journal is not None else target.journal
         self.app = app or App(Backend(network, target.cometql_host, target.cometql_port, dev_id=target.dev_id,
-                                      password=target.password, name=self.actor, fresh_connection=fresh_connection,
+                                      password=target.password, name="backend", fresh_connection=fresh_connection,
                                       rng=random.Random(self.rng.getrandbits(64))))
         self.user_key: str | None = None
         self.page: Page | None = None
         self.pages: list[Page] = []
         self.joins: list[Join] = []
         self.current: Join | None = None
-        self._nursery = nursery
+        self._nursery_or_none = nursery
         self._restoring: set[str] = set()
         self._media_observer_remove = None
         if target.bridge is not None:
             self._media_observer_remove = target.bridge.add_media_observer(self._on_media)
         self.closed = False
+
+    @property
+    def _nursery(self) -> trio.Nursery:
+        if self._nursery_or_none is None:
+            raise RuntimeError("the participant has no nursery: use open_participant() or pass nursery=")
+        return self._nursery_or_none
 
     # -- identity --------------------------------------------------------------------------------
     @property
@@ -351,8 +362,12 @@ class Participant:
         if restoring:
             self._restoring.add(str(room))
         self._mark("backend_invite_start", room=room)
+        if self.app_request_rtt:   # the page's AJAX request to call.php travels to the app server
+            await trio.sleep(self.app_request_rtt / 2)
         await self.app.invite(str(room), self.user_id, profile=profile, message=message,
                               on_sent=lambda: self._mark("backend_insert_sent", room=room))
+        if self.app_request_rtt:   # ... and call.php's answer back to the page
+            await trio.sleep(self.app_request_rtt / 2)
         self._mark("backend_invite_ok", room=room)
 
     def accept(self) -> bool:
@@ -514,8 +529,9 @@ class Participant:
 async def open_participant(target: Target, network: Network, **kwargs: Any) -> AsyncIterator[Participant]:
     """A :class:`Participant` with its own nursery; leaving the block closes its tab (no goodbye)
     and cancels every task it started."""
+    participant = Participant(target, network, **kwargs)   # bad arguments fail here, outside the nursery
     async with trio.open_nursery() as nursery:
-        participant = Participant(target, network, nursery=nursery, **kwargs)
+        participant._nursery_or_none = nursery
         try:
             yield participant
         finally:

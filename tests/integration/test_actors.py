@@ -356,3 +356,36 @@ async def test_a_reinsert_during_the_call_takes_the_already_in_this_conference_b
             assert len(members_of(stack, PATIENT)) == 1 and patient.video.is_in_call()
             # the doctor sees a second accept from the patient but onCallAccept fires once per call
             assert len(callbacks(doctor, "on_call_accept")) == 1
+
+
+async def test_app_request_rtt_is_part_of_the_backend_invite(autojump_clock):
+    net = VirtualNetwork()
+    async with stack_and_target(net) as (stack, target):
+        async with doctor_and_patient(target, net, patient={"app_request_rtt": 0.2}) as (doctor, patient):
+            await patient.open_page()
+            await patient.join(ROOM)
+            marks = patient.marks
+            assert marks["backend_insert_sent"] - marks["backend_invite_start"] == pytest.approx(0.1)
+            assert patient.stages()["backend_invite"] == pytest.approx(200, abs=1)
+            assert any(e["conn_id"] is not None for e in stack.journal.entries(service="cometql", kind="connect"))
+    with pytest.raises(ValueError, match="app_request_rtt"):
+        async with open_participant(target, net, user_id=1, app_request_rtt=-1):
+            pass
+
+
+async def test_without_a_bridge_the_first_frame_falls_back_to_the_attach(autojump_clock):
+    """An external target: media cannot be observed, so first_remote_frame = video_attached and the
+    mark says so."""
+    import dataclasses
+
+    net = VirtualNetwork()
+    async with stack_and_target(net) as (stack, target):
+        external = dataclasses.replace(target, bridge=None)
+        async with doctor_and_patient(external, net) as (doctor, patient):
+            await in_call(doctor, patient)
+            await patient.wait_mark("first_remote_frame")
+            assert "media_flowing" not in patient.marks
+            assert patient.marks["first_remote_frame"] == patient.marks["video_attached"]
+            (frame,) = [m for m in journal_marks(stack, "patient") if m["mark"] == "first_remote_frame"]
+            assert frame["media"] == "unobserved"
+            assert "media" not in patient.stages() and "join_total" in patient.stages()
