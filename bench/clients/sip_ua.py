@@ -37,7 +37,7 @@ from typing import Any, Callable
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, wrap_client_stream
 
-from bench.clients.sip import Event, InvalidStateError, Session, UAConfig, UserAgent
+from bench.clients.sip import Event, Session, UAConfig, UserAgent
 from bench.clients.webrtc import DeviceTimings, LocalMedia
 from emulator.net.network import Network
 from emulator.wire import sdp as sdp_wire
@@ -315,7 +315,6 @@ class SipPhone:
         record = ConnectionRecord(trio.current_time())
         self.connections.append(record)
         stream: trio.abc.Stream | None = None
-        opened = False
         try:
             try:
                 with trio.fail_after(self.connect_timeout) if self.connect_timeout else trio.CancelScope():
@@ -336,7 +335,6 @@ class SipPhone:
                 if ws is None:
                     conn_nursery.cancel_scope.cancel()
                     return
-                opened = True
                 record.outcome = "open"
                 record.opened = trio.current_time()
                 send, receive = trio.open_memory_channel[object](math.inf)

@@ -12,7 +12,7 @@ import trio
 from bench.actors.participant import MARKS, STAGES, Target, open_participant, stage_values
 from bench.clients.webrtc import DeviceTimings
 from emulator.net.network import OSNetwork, VirtualNetwork
-from tests.actorkit import (CONF, DEV, DOCTOR, PATIENT, ROOM, callbacks, doctor_and_patient, in_call,
+from tests.actorkit import (DEV, DOCTOR, PATIENT, ROOM, callbacks, doctor_and_patient, in_call,
                             journal_marks, members_of, sent_events, stack_and_target)
 
 # the order in which one side's marks must occur (a chain; `subscribed` and the backend's OK are
