@@ -82,5 +82,8 @@ def sent_events(participant: Participant, event: str) -> list[dict]:
     return list(seen.values())
 
 
-async def settle(seconds: float) -> None:
-    await trio.sleep(seconds)
+async def until(predicate, timeout: float = 10.0, step: float = 0.01) -> None:
+    """Poll server-side state (real-time tests must not rely on fixed sleeps)."""
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(step)

@@ -14,7 +14,7 @@ from trio_websocket import wrap_server_stream
 from bench.clients.sip import UAConfig
 from bench.clients.sip_ua import SipPhone, client_ssl_context
 from emulator.net.network import OSNetwork, VirtualNetwork
-from tests.actorkit import CONF, stack_and_target
+from tests.actorkit import CONF, stack_and_target, until
 
 USER, HASH = "000015503", "PassForUser503"
 AOR = f"{USER}@127.0.0.1"
@@ -44,18 +44,15 @@ async def register_call_hold_bye(network) -> None:
             names = [e.name for _, e in phone.events_log]
             assert names.index("addstream") < names.index("accepted")   # onaddstream before SRD success
             assert phone.hold(session)
-            await trio.sleep(0.5)
-            assert member.hold
+            await until(lambda: member.hold)
+            await until(lambda: session.reinvite is None)   # the re-INVITE was answered
             assert phone.unhold(session)
-            await trio.sleep(0.5)
-            assert not member.hold
+            await until(lambda: not member.hold)
             phone.terminate(session)
             await phone.wait_event("ended")
-            await trio.sleep(0.5)
-            assert stack.bridge.conferences == {}
+            await until(lambda: stack.bridge.conferences == {})
             phone.stop()
-            await trio.sleep(0.5)
-            assert stack.sip.registrations() == []
+            await until(lambda: stack.sip.registrations() == [])
             nursery.cancel_scope.cancel()
 
 
