@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test quirks journal bench-ws bench-cometql bench-sip bench-journal clean
+.PHONY: setup serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -42,6 +42,9 @@ bench-sip: setup
 
 bench-journal: setup
 	$(BIN)/python tests/perf/bench_journal.py $(ARGS)
+
+bench-actors: setup
+	$(BIN)/python tests/perf/bench_actors.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .hypothesis build dist *.egg-info

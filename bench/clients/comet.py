@@ -479,6 +479,8 @@ class CometClient:
         self.close_timeout = close_timeout
         self.on_auth_success = on_auth_success
         self.on_auth_failure = on_auth_failure
+        # called with the text of every frame written to the socket (bench observers: marks)
+        self.on_frame_sent: Callable[[str], Any] | None = None
         self.options: dict[str, Any] = {"node": node, "user_key": user_key, "user_id": user_id,
                                         "dev_id": dev_id, "nostat": nostat, "wss": wss}
         # the uuid: the option if given, else 32 random chars, then stable (localStorage in a browser)
@@ -847,6 +849,8 @@ class CometClient:
         self.sent.append((trio.current_time(), text))
         self._outbox.send_nowait(text)
         self._notify()
+        if self.on_frame_sent is not None:
+            self.on_frame_sent(text)
         return True
 
     def _close_socket(self) -> None:

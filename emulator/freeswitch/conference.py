@@ -552,6 +552,7 @@ class Bridge:
         self._member_ids = member_ids if member_ids is not None else itertools.count(1)
         self._members: dict[int, Member] = {}
         self._subscribers: list[Callable[[Event], None]] = []
+        self._media_observers: list[Callable[[Member, bool], None]] = []
         self._heap: list[tuple[float, int, _Timer]] = []
         self._timer_seq = itertools.count()
         self._event_seq = itertools.count(1)
@@ -591,6 +592,21 @@ class Bridge:
             except ValueError:
                 pass
         return unsubscribe
+
+    def add_media_observer(self, callback: Callable[["Member", bool], None]) -> Callable[[], None]:
+        """Call ``callback(member, flowing)`` whenever a member's media starts (True) or stops (False).
+
+        A public hook for benches that time the join (FreeSWITCH itself fires no event for media);
+        returns the function that removes the observer."""
+        self._media_observers.append(callback)
+
+        def remove() -> None:
+            try:
+                self._media_observers.remove(callback)
+            except ValueError:
+                pass
+
+        return remove
 
     def session_count(self) -> int:
         """Channels seen since start (ESL ``status``)."""
@@ -1008,6 +1024,8 @@ class Bridge:
                 member.talk_timer = None
             self._stop_talking(member)
             self._start_rtp_timer(member)
+        for observer in list(self._media_observers):
+            observer(member, flowing)
 
     def _start_rtp_timer(self, member: Member) -> None:
         if member.rtp_timer is not None:

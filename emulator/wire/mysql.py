@@ -1,4 +1,5 @@
-"""Sans-IO MySQL client/server protocol, server side, as CppComet 4.09 speaks it.
+"""Sans-IO MySQL client/server protocol: the server side as CppComet 4.09 speaks it, and the client
+side the bench's CometQL client needs.
 
 What a client sees of it, quirks included, is in docs/quirks/cometql.md; "spec 2.1" etc. below name
 sections of the maintainers' notes on the real server that this module was built from, and the
@@ -21,6 +22,14 @@ Layers:
   :class:`ComPing`, :class:`ComQuit` or :class:`ComOther` (carrying the command byte).
 * **Encoders** — OK (both variants of spec 4.1), ERR (4.3), EOF, column definitions, text rows and
   whole text result sets (4.4), length-encoded integers/strings (4.2).
+* **Client side** — the reverse direction, written from the MySQL protocol documentation rather
+  than from our server so that it also works against a real MySQL or MariaDB server:
+  :func:`parse_initial_handshake` (any v10 greeting: auth data part 2 of ``max(13, len - 8)``
+  bytes, optional plugin name), :func:`build_handshake_response`, :func:`caching_sha2_token`,
+  :func:`parse_auth_switch_request`, :func:`parse_ok` / :func:`parse_err` / :func:`parse_eof`,
+  :func:`parse_column_definition`, :func:`parse_text_row` and :func:`build_command`.  They decode
+  the correct length encoding; CppComet's 0xFD bug (integers 65,536-16,777,215 written with four
+  bytes) is not undone, which only matters for affected-row counts that large.
 
 Faithful-by-default: wherever the real server is odd (status bytes ``00 02`` in result OKs, the
 trailing NUL info byte, the 0xFD length-encoding bug, scramble bytes that may be 0x00, SSL advertised
@@ -63,6 +72,12 @@ __all__ = [
     "build_column_count", "build_column_definition", "build_text_row", "build_result_set",
     # handshake error texts
     "ERR_AUTH_BAD_LENGTH", "ERR_AUTH_FAILURE", "ERR_SELECT_DB", "ERR_ACCESS_DENIED",
+    # client side
+    "CLIENT_CAPABILITIES", "Greeting", "parse_initial_handshake", "build_handshake_response",
+    "caching_sha2_token", "AuthSwitchRequest", "parse_auth_switch_request", "OkPacket", "ErrPacket",
+    "EofPacket", "parse_ok", "parse_err", "parse_eof", "is_ok_packet", "is_err_packet",
+    "is_eof_packet", "ColumnDefinition", "parse_column_definition", "parse_text_row",
+    "build_command",
 ]
 
 
@@ -886,3 +901,262 @@ def build_result_set(
         used += len(payload) + 4
     out.append(EOF_PAYLOAD)
     return out
+
+
+# =================================================================================================
+# Client side (the bench's CometQL client; MySQL protocol documentation, connection and text
+# protocol).  Every decoder raises MalformedPacket, and nothing else, for a payload it cannot read.
+# =================================================================================================
+
+#: What the bench client asks for: LONG_PASSWORD, FOUND_ROWS, LONG_FLAG, CONNECT_WITH_DB,
+#: PROTOCOL_41, TRANSACTIONS, SECURE_CONNECTION, MULTI_RESULTS and PLUGIN_AUTH -- the set PHP's
+#: mysqlnd sends without TLS.  Never SSL (CppComet advertises it without speaking it) or
+#: DEPRECATE_EOF (result sets then end with the classic EOF packets every server sends).
+CLIENT_CAPABILITIES = (CLIENT_LONG_PASSWORD | CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG
+                       | CLIENT_CONNECT_WITH_DB | CLIENT_PROTOCOL_41 | CLIENT_TRANSACTIONS
+                       | CLIENT_SECURE_CONNECTION | CLIENT_MULTI_RESULTS | CLIENT_PLUGIN_AUTH)
+
+SERVER_MORE_RESULTS_EXISTS = 0x0008
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """A decoded Initial Handshake v10 (server -> client)."""
+
+    protocol_version: int
+    server_version: str
+    connection_id: int
+    scramble: bytes          # auth plugin data, trailing NUL removed (20 bytes for the usual plugins)
+    capabilities: int
+    charset: int
+    status: int
+    auth_plugin: str | None  # None when the server did not send CLIENT_PLUGIN_AUTH
+
+
+def parse_initial_handshake(payload: bytes) -> Greeting:
+    """Decode an Initial Handshake v10.  The server version is read up to its NUL whatever it says
+    (CppComet's does not start with a digit); the capability upper half, status and auth data part
+    2 are optional as in the protocol (pre-4.1 servers stop after the lower capabilities)."""
+    data = bytes(payload)
+    if not data:
+        raise MalformedPacket("empty greeting")
+    if data[0] != 10:
+        raise MalformedPacket(f"unsupported protocol version {data[0]} in the greeting")
+    version, pos = _cstring(data, 1, "server version")
+    if len(data) < pos + 4 + 8 + 1 + 2:
+        raise MalformedPacket("greeting truncated")
+    connection_id = int.from_bytes(data[pos: pos + 4], "little")
+    part1 = data[pos + 4: pos + 12]
+    pos += 13  # part 1 and its filler byte
+    caps = int.from_bytes(data[pos: pos + 2], "little")
+    pos += 2
+    charset = status = 0
+    auth_len = 0
+    if len(data) >= pos + 16:
+        charset = data[pos]
+        status = int.from_bytes(data[pos + 1: pos + 3], "little")
+        caps |= int.from_bytes(data[pos + 3: pos + 5], "little") << 16
+        auth_len = data[pos + 5]
+        pos += 16  # charset, status, caps upper, auth length, 10 reserved bytes
+    part2 = b""
+    if caps & CLIENT_SECURE_CONNECTION and pos < len(data):
+        n = max(13, auth_len - 8)
+        if len(data) < pos + n:
+            raise MalformedPacket("greeting auth data truncated")
+        part2 = data[pos: pos + n]
+        pos += n
+    plugin: str | None = None
+    if caps & CLIENT_PLUGIN_AUTH and pos < len(data):
+        raw, pos = _cstring(data, pos, "auth plugin name", to_end=True)
+        plugin = raw.decode("latin-1")
+    scramble = part1 + part2
+    if part2 and scramble.endswith(b"\x00"):  # part 2 carries the scramble's NUL terminator
+        scramble = scramble[:-1]
+    return Greeting(10, version.decode("utf-8", "replace"), connection_id, scramble, caps, charset, status,
+                    plugin)
+
+
+def build_handshake_response(username: str, auth_response: bytes, *, database: str | None = None,
+                             auth_plugin: str | None = NATIVE_PASSWORD_PLUGIN,
+                             capabilities: int = CLIENT_CAPABILITIES, charset: int = CHARSET_UTF8_GENERAL_CI,
+                             max_packet_size: int = 1 << 24) -> bytes:
+    """A HandshakeResponse41 (client -> server, sequence id 1).  CONNECT_WITH_DB and PLUGIN_AUTH are
+    set or cleared to match ``database`` / ``auth_plugin``; the auth response uses the 1-byte length
+    of SECURE_CONNECTION (so it must be shorter than 256 bytes)."""
+    if len(auth_response) > 255:
+        raise ValueError("auth response too long for a 1-byte length")
+    caps = capabilities | CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION
+    caps = caps | CLIENT_CONNECT_WITH_DB if database is not None else caps & ~CLIENT_CONNECT_WITH_DB
+    caps = caps | CLIENT_PLUGIN_AUTH if auth_plugin is not None else caps & ~CLIENT_PLUGIN_AUTH
+    caps &= ~(CLIENT_SSL | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_CONNECT_ATTRS | CLIENT_DEPRECATE_EOF)
+    out = bytearray(struct.pack("<IIB", caps, max_packet_size, charset & 0xFF))
+    out += b"\x00" * 23
+    out += username.encode("utf-8") + b"\x00"
+    out += bytes((len(auth_response),)) + bytes(auth_response)
+    if database is not None:
+        out += database.encode("utf-8") + b"\x00"
+    if auth_plugin is not None:
+        out += auth_plugin.encode("ascii") + b"\x00"
+    return bytes(out)
+
+
+def caching_sha2_token(password: str | bytes, scramble: bytes) -> bytes:
+    """The caching_sha2_password fast-auth token: SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + nonce)."""
+    pw = _password_bytes(password)
+    if not pw:
+        return b""
+    h1 = hashlib.sha256(pw).digest()
+    h2 = hashlib.sha256(h1).digest()
+    h3 = hashlib.sha256(h2 + bytes(scramble)).digest()
+    return bytes(a ^ b for a, b in zip(h1, h3))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSwitchRequest:
+    plugin: str
+    data: bytes   # the new scramble, trailing NUL removed
+
+
+def parse_auth_switch_request(payload: bytes) -> AuthSwitchRequest:
+    """``FE plugin NUL data [NUL]`` (an old-style lone ``FE`` means mysql_old_password)."""
+    data = bytes(payload)
+    if not data or data[0] != 0xFE:
+        raise MalformedPacket("not an auth switch request")
+    if len(data) == 1:
+        return AuthSwitchRequest("mysql_old_password", b"")
+    raw, pos = _cstring(data, 1, "auth switch plugin name", to_end=True)
+    rest = data[pos:]
+    return AuthSwitchRequest(raw.decode("latin-1"), rest[:-1] if rest.endswith(b"\x00") else rest)
+
+
+@dataclass(frozen=True, slots=True)
+class OkPacket:
+    affected_rows: int
+    insert_id: int
+    status: int
+    warnings: int
+    info: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ErrPacket:
+    code: int
+    sqlstate: str   # "" when the server sent none (pre-4.1 form or handshake errors)
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class EofPacket:
+    warnings: int
+    status: int
+
+
+def is_ok_packet(payload: bytes) -> bool:
+    """An OK packet as the first packet of a response: ``00`` and at least the two lengths."""
+    return payload[:1] == b"\x00" and len(payload) >= 3
+
+
+def is_err_packet(payload: bytes) -> bool:
+    return payload[:1] == b"\xff"
+
+
+def is_eof_packet(payload: bytes) -> bool:
+    """An EOF packet: ``FE`` and shorter than 9 bytes (a longer ``FE`` starts a row value)."""
+    return payload[:1] == b"\xfe" and len(payload) < 9
+
+
+def parse_ok(payload: bytes) -> OkPacket:
+    """``00 | affected (lenenc) | insert id (lenenc) | status u16 | warnings u16 | info``."""
+    data = bytes(payload)
+    if not data or data[0] not in (0x00, 0xFE):
+        raise MalformedPacket("not an OK packet")
+    affected, pos = decode_lenenc_int(data, 1)
+    insert_id, pos = decode_lenenc_int(data, pos)
+    status = warnings = 0
+    if len(data) >= pos + 2:
+        status = int.from_bytes(data[pos: pos + 2], "little")
+        pos += 2
+    if len(data) >= pos + 2:
+        warnings = int.from_bytes(data[pos: pos + 2], "little")
+        pos += 2
+    return OkPacket(affected or 0, insert_id or 0, status, warnings, data[pos:])
+
+
+def parse_err(payload: bytes) -> ErrPacket:
+    """``FF | code u16 | ['#' sqlstate(5)] | message``."""
+    data = bytes(payload)
+    if len(data) < 3 or data[0] != 0xFF:
+        raise MalformedPacket("not an ERR packet")
+    code = int.from_bytes(data[1:3], "little")
+    rest = data[3:]
+    state = ""
+    if rest[:1] == b"#" and len(rest) >= 6:
+        state, rest = rest[1:6].decode("latin-1"), rest[6:]
+    return ErrPacket(code, state, rest.decode("utf-8", "replace"))
+
+
+def parse_eof(payload: bytes) -> EofPacket:
+    data = bytes(payload)
+    if not is_eof_packet(data):
+        raise MalformedPacket("not an EOF packet")
+    if len(data) >= 5:
+        return EofPacket(int.from_bytes(data[1:3], "little"), int.from_bytes(data[3:5], "little"))
+    return EofPacket(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnDefinition:
+    catalog: str
+    schema: str
+    table: str
+    org_table: str
+    name: str
+    org_name: str
+    charset: int
+    length: int
+    column_type: int
+    flags: int
+    decimals: int
+
+
+def _lenenc_bytes(data: bytes, pos: int, what: str) -> tuple[bytes | None, int]:
+    n, pos = decode_lenenc_int(data, pos)
+    if n is None:
+        return None, pos
+    if pos + n > len(data):
+        raise MalformedPacket(f"{what} truncated")
+    return data[pos: pos + n], pos + n
+
+
+def parse_column_definition(payload: bytes) -> ColumnDefinition:
+    """Column Definition 41."""
+    data = bytes(payload)
+    texts = []
+    pos = 0
+    for what in ("catalog", "schema", "table", "org_table", "name", "org_name"):
+        raw, pos = _lenenc_bytes(data, pos, f"column {what}")
+        texts.append((raw or b"").decode("utf-8", "replace"))
+    fixed, pos = decode_lenenc_int(data, pos)
+    if fixed is None or len(data) < pos + 10:
+        raise MalformedPacket("column definition truncated")
+    charset, length, column_type, flags, decimals = struct.unpack("<HIBHB", data[pos: pos + 10])
+    return ColumnDefinition(*texts, charset, length, column_type, flags, decimals)
+
+
+def parse_text_row(payload: bytes, column_count: int) -> tuple[bytes | None, ...]:
+    """A text-protocol row: ``column_count`` length-encoded strings, ``FB`` for NULL."""
+    data = bytes(payload)
+    values: list[bytes | None] = []
+    pos = 0
+    for i in range(column_count):
+        value, pos = _lenenc_bytes(data, pos, f"row value {i}")
+        values.append(value)
+    if pos != len(data):
+        raise MalformedPacket(f"row has {len(data) - pos} bytes after its {column_count} values")
+    return tuple(values)
+
+
+def build_command(command: int, argument: bytes | str = b"") -> bytes:
+    """A command-phase payload: the command byte and its argument (``COM_QUERY`` + SQL text...)."""
+    raw = argument.encode("utf-8") if isinstance(argument, str) else bytes(argument)
+    return bytes((command & 0xFF,)) + raw

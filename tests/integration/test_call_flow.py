@@ -13,8 +13,9 @@ import json
 import random
 
 import trio
-import trio_websocket
 
+from bench.clients.sip import UAConfig
+from bench.clients.sip_ua import SipPhone
 from emulator.config import Config
 from emulator.net.network import VirtualNetwork
 from emulator.stack import open_stack
@@ -27,55 +28,15 @@ DEV, USER, HASH = 15, 503, "PassForUser503"
 SIP_USER = f"{DEV:06d}{USER}"
 
 
-class WssPhone:
-    """Just enough of a JsSIP UA over a real TLS WebSocket to the emulator."""
+def wss_phone(stack, nursery, *, register: bool = True, seed: int = 1) -> SipPhone:
+    """The project's JsSIP-like phone (bench/clients/sip_ua.py) over a real TLS WebSocket."""
+    config = UAConfig(uri=f"sip:{SIP_USER}@127.0.0.1", password=HASH, register=register)
+    return SipPhone(stack.network, "127.0.0.1", stack.ports["sip_ws"], config, nursery=nursery,
+                    rng=random.Random(seed), name="browser", ssl_context=stack.certificates.client_context())
 
-    def __init__(self, ws, seed: int):
-        self.ws = ws
-        self.rng = random.Random(seed)
-        self.tag = sip.generate_tag(self.rng)
-        self.call_id = sip.generate_call_id(self.rng)
-        self.cseq = 1
-        self.contact = "<sip:v3vuq5sa@iusnucoqmctu.invalid;transport=ws>"
 
-    @classmethod
-    async def connect(cls, stack, nursery, seed=1):
-        raw = await stack.network.connect("127.0.0.1", stack.ports["sip_ws"])
-        tls = trio.SSLStream(raw, stack.certificates.client_context(), server_hostname="127.0.0.1")
-        ws = await trio_websocket.wrap_client_stream(nursery, tls, "127.0.0.1", "/", subprotocols=["sip"])
-        assert ws.subprotocol == "sip"
-        return cls(ws, seed)
-
-    async def send(self, method, uri, *, to_tag=None, auth=None, body=b"", branch=None):
-        headers = [("User-Agent", "JsSIP 2.0.6")]
-        if auth:
-            headers.append(auth)
-        user = uri.split(":", 1)[1].split("@")[0]
-        to = f"<sip:{SIP_USER if method == 'REGISTER' else user}@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
-        req = sip.make_request(method, uri, via=f"SIP/2.0/WSS iusnucoqmctu.invalid;branch="
-                               f"{branch or sip.generate_branch(self.rng)}",
-                               from_=f'"{SIP_USER}" <sip:{SIP_USER}@127.0.0.1>;tag={self.tag}', to=to,
-                               call_id=self.call_id, cseq=self.cseq, contact=self.contact, headers=headers,
-                               body=body, content_type="application/sdp" if body else None)
-        await self.ws.send_message(req.encode().decode())
-        return req
-
-    async def receive(self):
-        with trio.fail_after(10):
-            return sip.parse_message((await self.ws.get_message()).encode())
-
-    async def authed(self, method, uri, status, header, body=b""):
-        first = await self.send(method, uri, body=body)
-        challenge = await self.receive()
-        assert challenge.status == status, challenge.start_line
-        if method == "INVITE":
-            await self.send("ACK", uri, to_tag=challenge.to_tag, branch=first.branch)
-        params = sip.parse_digest_params(challenge.headers[header])
-        self.cseq += 1
-        auth = sip.make_digest_authorization(params, username=SIP_USER, password=HASH, method=method, uri=uri,
-                                             cnonce="c0ffee")
-        return await self.send(method, uri, body=body,
-                               auth=("Authorization" if status == 401 else "Proxy-Authorization", auth))
+def responses(phone: SipPhone, method: str) -> list[sip.SipResponse]:
+    return [m for m in phone.ua.received if isinstance(m, sip.SipResponse) and m.cseq.method == method]
 
 
 async def _comet_setup(stack):
@@ -102,18 +63,21 @@ async def test_the_seed_call_procedure_end_to_end(autojump_clock):
         assert sys["sipNumber"] == "15*101*video" and sys["conference"] == "true"
         assert sys["callPipe"].startswith("web_syscall_vA_")
         async with trio.open_nursery() as nursery:
-            phone = await WssPhone.connect(stack, nursery)
-            await phone.authed("REGISTER", "sip:127.0.0.1", 401, "WWW-Authenticate")
-            ok = await phone.receive()
-            assert ok.status == 200 and phone.contact in ok.headers["Contact"]
+            phone = wss_phone(stack, nursery)
+            phone.start()
+            await phone.wait_event("registered")
+            challenge, ok = responses(phone, "REGISTER")
+            assert challenge.status == 401
+            assert ok.status == 200 and phone.ua.contact_uri in ok.headers["Contact"]
             assert [b.aor for b in stack.sip.registrations()] == [f"{SIP_USER}@127.0.0.1"]
             uri = f"sip:{sys['sipNumber']}@{sys['serverName']}"
-            phone.call_id = sip.generate_call_id(phone.rng)
-            await phone.authed("INVITE", uri, 407, "Proxy-Authenticate", body=CHROME_OFFER.encode())
-            trying, answered = await phone.receive(), await phone.receive()
+            session = phone.call(uri, offer=CHROME_OFFER)
+            await phone.wait_event("confirmed")   # 407, INVITE with credentials, 100, 200, ACK
+            challenge, trying, answered = responses(phone, "INVITE")
+            assert challenge.status == 407
             assert (trying.status, answered.status) == (100, 200)
             assert b"a=fingerprint:sha-256 " + stack.certificates.media_fingerprint.encode() in answered.body
-            await phone.send("ACK", str(answered.contacts[0].uri), to_tag=answered.to_tag)
+            assert [m.method for m in phone.ua.sent if isinstance(m, sip.SipRequest)][-1] == "ACK"
 
             # the backend and an ESL client see the member
             members = rows_of(await db.query("SELECT * FROM conference_members WHERE name = '101'"))
@@ -122,14 +86,16 @@ async def test_the_seed_call_procedure_end_to_end(autojump_clock):
             await trio.sleep(30)  # the media model starts its media after the computed delay
             assert stack.bridge.members("15*101-FSdefaultDomain")[0].media == "flowing"
 
-            phone.cseq += 1
-            await phone.send("BYE", str(answered.contacts[0].uri), to_tag=answered.to_tag)
-            assert (await phone.receive()).status == 200
+            phone.terminate(session)
+            with trio.fail_after(10):
+                while not responses(phone, "BYE"):
+                    await trio.sleep(0.01)
+            assert responses(phone, "BYE")[0].status == 200
             assert stack.bridge.conferences == {}
             assert rows_of(await db.query("SELECT * FROM conference_members WHERE name = '101'")) == []
             kinds = {e["kind"] for e in stack.journal.entries(service="sip")}
             assert {"message"} <= kinds
-            await phone.ws.aclose()
+            phone.stop()
             nursery.cancel_scope.cancel()
 
 
@@ -137,13 +103,16 @@ async def test_websocket_dying_mid_invite_leaves_nothing(autojump_clock):
     async with open_stack(_config(sip_answer_delay=5.0), network=VirtualNetwork()) as stack:
         db, browser, sys = await _comet_setup(stack)
         async with trio.open_nursery() as nursery:
-            phone = await WssPhone.connect(stack, nursery)
-            await phone.authed("REGISTER", "sip:127.0.0.1", 401, "WWW-Authenticate")
-            await phone.receive()
+            phone = wss_phone(stack, nursery)
+            phone.start()
+            await phone.wait_event("registered")
             uri = f"sip:{sys['sipNumber']}@127.0.0.1"
-            await phone.authed("INVITE", uri, 407, "Proxy-Authenticate", body=CHROME_OFFER.encode())
-            assert (await phone.receive()).status == 100
-            await phone.ws._stream.aclose()  # the tab dies before the answer
+            phone.call(uri, offer=CHROME_OFFER)
+            with trio.fail_after(10):
+                while [r.status for r in responses(phone, "INVITE")] != [407, 100]:
+                    await trio.sleep(0.01)
+            assert responses(phone, "INVITE")[-1].status == 100
+            phone.close()  # the tab dies before the answer
             await trio.sleep(10)
             assert stack.sip.snapshot()["dialogs"] == 0 and stack.sip.pending == {}
             assert stack.sip.registrations() == [] and stack.bridge.conferences == {}
@@ -154,14 +123,13 @@ async def test_websocket_dying_in_the_call_leaves_a_ghost_until_the_media_timeou
     async with open_stack(_config(rtp_timeout=300.0), network=VirtualNetwork()) as stack:
         db, browser, sys = await _comet_setup(stack)
         async with trio.open_nursery() as nursery:
-            phone = await WssPhone.connect(stack, nursery)
+            phone = wss_phone(stack, nursery, register=False)
+            phone.start()
             uri = f"sip:{sys['sipNumber']}@127.0.0.1"
-            await phone.authed("INVITE", uri, 407, "Proxy-Authenticate", body=CHROME_OFFER.encode())
-            await phone.receive()
-            answered = await phone.receive()
-            await phone.send("ACK", str(answered.contacts[0].uri), to_tag=answered.to_tag)
+            phone.call(uri, offer=CHROME_OFFER)
+            await phone.wait_event("confirmed")  # answered and ACKed
             await trio.sleep(1)
-            await phone.ws._stream.aclose()  # page refresh: no BYE
+            phone.close()  # page refresh: no BYE
             await trio.sleep(60)
             assert len(stack.bridge.members("15*101-FSdefaultDomain")) == 1  # the ghost (faithful)
             assert len(rows_of(await db.query("SELECT * FROM conference_members WHERE name = '101'"))) == 1
@@ -182,11 +150,11 @@ async def test_media_link_preset_sets_the_media_start_delay(autojump_clock):
         async with open_stack(_config(media_link=link), network=VirtualNetwork()) as stack:
             db, browser, sys = await _comet_setup(stack)
             async with trio.open_nursery() as nursery:
-                phone = await WssPhone.connect(stack, nursery)
+                phone = wss_phone(stack, nursery, register=False)
+                phone.start()
                 uri = f"sip:{sys['sipNumber']}@127.0.0.1"
-                await phone.authed("INVITE", uri, 407, "Proxy-Authenticate", body=CHROME_OFFER.encode())
-                await phone.receive()
-                await phone.receive()
+                phone.call(uri, offer=CHROME_OFFER)
+                await phone.wait_event("answer")
                 delays[link] = stack.bridge.members("15*101-FSdefaultDomain")[0].channel.media_delay
                 nursery.cancel_scope.cancel()
     assert delays["loopback"] < 1.0 < 3.0 < delays["3g"] < 15.0
