@@ -99,7 +99,11 @@ def start_server(gc_threshold: str | None, journal: str | None = None) -> tuple[
         # diagnostic: the same CLI with the collector's thresholds changed first
         code = (f"import gc, sys; gc.set_threshold({gc_threshold}); from bench.cli import main; "
                 f"sys.exit(main(sys.argv[1:]))")
-        command = [sys.executable, "-c", code]
+        command = [sys.executable, "-P", "-c", code]
+    elif os.environ.get("PYTHONPATH"):
+        # --emulator-root: not this checkout's console script; -P keeps the working directory (this
+        # checkout) off sys.path
+        command = [sys.executable, "-P", "-m", "bench.cli"]
     return start_emulator(command=command, journal=journal)
 
 
@@ -357,17 +361,23 @@ async def wait_for_count(probe: Client, pipe: str, n: int, timeout: float = 60) 
             await trio.sleep(0.05)
 
 
-async def cometql_fan_out(ports: dict, pid: int, subscribers: int, inserts: int) -> dict:
-    ws, cql = int(ports["ws"]), int(ports["cometql"])
-    pipe = "web_cql"
-    clients = await anonymous_clients(ws, subscribers + 1, 100, "q")
+async def subscriber_worker(args: argparse.Namespace) -> None:
+    """The subscribers of (d), in their own process (``--worker``), so that the process timing the
+    INSERT's OK is not busy reading 1,000 sockets when the OK arrives.
+
+    Prints ``ready`` once the server counts every subscriber, then per published sequence number
+    ``<seq> <first receipt> <last receipt>`` (``time.perf_counter``: CLOCK_MONOTONIC, the same
+    clock in both processes) once every subscriber has it; on stdin's end a JSON summary of
+    frames missing, repeated or out of order.
+    """
+    pipe, n = args.pipe, args.subscribers
+    clients = await anonymous_clients(args.ws_port, n + 1, 100, "q")
     probe, subs = clients[0], clients[1:]
-    n = len(subs)
     expected = [1] * n          # the next sequence number each subscriber must see
-    problems: list[str] = []    # frames missing, repeated or out of order
+    problems: list[str] = []
     received: dict[int, int] = {}
-    last_seen: dict[int, float] = {}
-    done: dict[int, trio.Event] = {}
+    first_seen: dict[int, float] = {}
+    out = sys.stdout
 
     async def reader(k: int, c: Client) -> None:
         while (payload := await c.frame()) is not None:
@@ -381,61 +391,106 @@ async def cometql_fan_out(ports: dict, pid: int, subscribers: int, inserts: int)
             if seq != expected[k]:
                 problems.append(f"subscriber {k}: got {seq}, expected {expected[k]}")
             expected[k] = seq + 1
-            received[seq] = received.get(seq, 0) + 1
-            if received[seq] == n:
-                last_seen[seq] = now
-                done[seq].set()
+            count = received[seq] = received.get(seq, 0) + 1
+            if count == 1:
+                first_seen[seq] = now
+            if count == n:
+                out.write(f"{seq} {first_seen[seq]!r} {now!r}\n")
+                out.flush()
 
-    db = await MySQL.login(cql)
     async with trio.open_nursery() as nursery:
-        for k, c in enumerate(subs):
+        for c in subs:
             await c.send(f"subscription\n{pipe}")
         await wait_for_count(probe, pipe, n)
         for k, c in enumerate(subs):
             nursery.start_soon(reader, k, c)
+        out.write("ready\n")
+        out.flush()
+        await trio.wrap_file(sys.stdin).read()  # until the main process closes our stdin
+        await trio.sleep(0.2)  # anything delivered twice shows up by now
+        nursery.cancel_scope.cancel()
+    duplicates = sum(1 for count in received.values() if count > n)
+    out.write(json.dumps({"problems": problems[:20], "n_problems": len(problems), "duplicates": duplicates}) + "\n")
+    out.flush()
+
+
+class Lines:
+    """Lines from a trio receive stream."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    async def next(self) -> str:
+        while b"\n" not in self.buf:
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                raise ConnectionError("the subscriber worker ended")
+            self.buf += chunk
+        i = self.buf.index(b"\n")
+        line = bytes(self.buf[:i]).decode()
+        del self.buf[:i + 1]
+        return line
+
+
+async def cometql_fan_out(ports: dict, pid: int, subscribers: int, inserts: int) -> dict:
+    pipe = "web_cql"
+    worker = await trio.lowlevel.open_process(
+        [sys.executable, __file__, "--worker", "--ws-port", str(ports["ws"]), "--pipe", pipe,
+         "--subscribers", str(subscribers)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        lines = Lines(worker.stdout)
+        with trio.fail_after(180):
+            assert await lines.next() == "ready"
+        db = await MySQL.login(int(ports["cometql"]))
         for w in range(5):  # warm-up, not measured
             await db.execute(f"INSERT INTO pipes_messages (name, event, message) VALUES ('{pipe}', 'ev', 'm-{w}')")
         await trio.sleep(0.3)
-        after_ok, after_send = [], []
+        after_ok, after_send, spread = [], [], []
         cpu0 = cpu_seconds(pid)
         for seq in range(1, inserts + 1):
-            done[seq] = trio.Event()
             t0 = time.perf_counter()
             await db.execute(f"INSERT INTO pipes_messages (name, event, message) VALUES ('{pipe}', 'ev', 'm{seq}')")
             t_ok = time.perf_counter()
             with trio.fail_after(10):
-                await done[seq].wait()
-            after_ok.append(last_seen[seq] - t_ok)
-            after_send.append(last_seen[seq] - t0)
+                got, first, last = (await lines.next()).split()
+            assert int(got) == seq, (got, seq)
+            after_ok.append(float(last) - t_ok)
+            after_send.append(float(last) - t0)
+            spread.append(float(last) - float(first))
             await trio.sleep(0.02)
         cpu = cpu_seconds(pid) - cpu0
-        await trio.sleep(0.2)  # anything delivered twice would show up now
-        nursery.cancel_scope.cancel()
-    duplicates = sum(1 for seq, count in received.items() if count > n)
-    for c in clients:
-        await c.stream.aclose()
-    await db.stream.aclose()
-    return {"frames": n * inserts, "cpu": cpu, "after_ok": after_ok, "after_send": after_send,
-            "problems": problems, "duplicates": duplicates}
+        await db.stream.aclose()
+        await worker.stdin.aclose()
+        with trio.fail_after(30):
+            summary = json.loads(await lines.next())
+    finally:
+        with trio.CancelScope(shield=True):
+            if worker.returncode is None:
+                worker.kill()
+            await worker.wait()
+    return {"frames": subscribers * inserts, "cpu": cpu, "after_ok": after_ok, "after_send": after_send,
+            "spread": spread, **summary}
 
 
 def print_fan_out(label: str, r: dict) -> None:
     ok = [x * 1000 for x in r["after_ok"]]
     sent = [x * 1000 for x in r["after_send"]]
+    spread = [x * 1000 for x in r["spread"]]
     print(f"(d) {label}: server CPU per delivered frame: {r['cpu'] / r['frames'] * 1e6:.1f} us "
           f"({r['cpu']:.2f} s user+system for {r['frames']} frames)  (target <= 19 us)")
     print(f"    INSERT's OK -> last subscriber's receipt: p50 {pct(ok, 50):.1f} ms, p99 {pct(ok, 99):.1f} ms, "
           f"max {max(ok):.1f} ms  (target p99 <= 140 ms)")
-    print(f"    INSERT sent -> last subscriber's receipt: p50 {pct(sent, 50):.1f} ms, p99 {pct(sent, 99):.1f} ms")
-    bad = r["problems"][:5]
-    print(f"    frames missing/out of order: {len(r['problems'])}{' ' + str(bad) if bad else ''}, "
+    print(f"    INSERT sent -> last receipt: p50 {pct(sent, 50):.1f} ms, p99 {pct(sent, 99):.1f} ms; "
+          f"first -> last receipt: p50 {pct(spread, 50):.1f} ms, p99 {pct(spread, 99):.1f} ms")
+    print(f"    frames missing/out of order: {r['n_problems']}{' ' + str(r['problems'][:5]) if r['problems'] else ''}, "
           f"delivered twice: {r['duplicates']}")
 
 
 async def phase_d(args: argparse.Namespace) -> None:
     s, m = args.subscribers, args.inserts
-    print(f"\n== (d) CometQL fan-out: 1 web_ pipe, {s} WebSocket subscribers, {m} INSERT INTO pipes_messages "
-          f"one at a time (fresh emulator per run)")
+    print(f"\n== (d) CometQL fan-out: 1 web_ pipe, {s} WebSocket subscribers (in a separate process), "
+          f"{m} INSERT INTO pipes_messages one at a time (fresh emulator per run)")
     with tempfile.TemporaryDirectory(prefix="cometbench-bench-") as tmp:
         runs = [("journal off", None)] * args.runs + [("journal on", str(Path(tmp) / "journal.sqlite"))]
         for label, journal in runs:
@@ -445,7 +500,7 @@ async def phase_d(args: argparse.Namespace) -> None:
                     r = await cometql_fan_out(ready, proc.pid, s, m)
             finally:
                 stop_emulator(proc)
-            print_fan_out(label, r)
+            print_fan_out(f"{label}, load average {os.getloadavg()[0]:.2f}", r)
 
 
 # --- (e) per-connection garbage -----------------------------------------------------------------------
@@ -543,7 +598,8 @@ async def main(args: argparse.Namespace) -> None:
     git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "emulator", "bench"],
                            capture_output=True, text=True).stdout.strip()
-    print(f"emulator commit {git.stdout.strip() or '?'}{' + uncommitted changes' if dirty else ''}")
+    print(f"emulator commit {git.stdout.strip() or '?'}{' + uncommitted changes' if dirty else ''}"
+          + (f"; emulator run from {args.emulator_root}" if args.emulator_root else ""))
     print(f"RLIMIT_NOFILE (both processes): {resource.getrlimit(resource.RLIMIT_NOFILE)}")
     phases = set(args.phases.split(","))
     if "abc" in phases:
@@ -567,9 +623,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=10, help="(e) rounds of connections opened and closed")
     p.add_argument("--round-connections", type=int, default=3000, help="(e) connections per round")
     p.add_argument("--phases", default="abc,d,e", help="which phases to run: abc, d, e (comma-separated)")
+    p.add_argument("--emulator-root", metavar="DIR",
+                   help="run the emulator from another source tree (e.g. `git archive` of an older commit) "
+                        "for before/after figures")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # (d)'s subscriber process
+    p.add_argument("--ws-port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--pipe", help=argparse.SUPPRESS)
     p.add_argument("--gc-threshold", metavar="A,B,C",
                    help="diagnostic: start the emulator with gc.set_threshold(A, B, C) (e.g. 100000,50,100)")
     args = p.parse_args()
+    if args.worker:
+        return args
     if args.subscribers >= args.connections:
         p.error("--subscribers must be smaller than --connections (one more connection publishes)")
     return args
@@ -577,6 +641,14 @@ def parse_args() -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = parse_args()
+    if arguments.worker:
+        raise_nofile(arguments.subscribers + 1024)
+        trio.run(subscriber_worker, arguments)
+        sys.exit(0)
+    if arguments.emulator_root:
+        # the child emulator imports `emulator` and `bench` from there (PYTHONPATH wins over the
+        # editable install of this checkout)
+        os.environ["PYTHONPATH"] = str(Path(arguments.emulator_root).resolve())
     # before spawning, so the emulator inherits it; each process holds one end of every connection
     raise_nofile(max(arguments.connections + arguments.churn, arguments.round_connections * 2) + 1024)
     trio.run(main, arguments)
