@@ -155,12 +155,13 @@ class _Outbox:
     :data:`OUTBOX_FRAMES` waiting frames close the connection as a slow consumer.
     """
 
-    __slots__ = ("hub", "journal", "conn_id", "reason", "closed", "slow", "scope", "_try_send", "_frames",
-                 "_busy", "_lot")
+    __slots__ = ("hub", "journal", "stats", "conn_id", "reason", "closed", "slow", "scope", "_try_send",
+                 "_frames", "_busy", "_lot")
 
-    def __init__(self, hub: Hub, journal: Journal, try_send) -> None:
+    def __init__(self, hub: Hub, journal: Journal, stats: dict, try_send) -> None:
         self.hub = hub
         self.journal = journal
+        self.stats = stats
         self.conn_id: int | None = None   # the hub's Connection, once connected (no reference: no cycle)
         self.reason = ""                  # why the connection ended, when the transport knows it
         self.closed = False               # no more frames are accepted
@@ -193,6 +194,7 @@ class _Outbox:
             self._overflow()
             return
         frames.append(wire)
+        self.stats["queued_frames"] += 1
         if len(frames) == 1:
             self._lot.unpark()
 
@@ -261,7 +263,9 @@ class CometServer:
         self.handshake_timeout = handshake_timeout
         self.node_name = node_name
         self.listener: Listener | None = None
-        self.active = 0
+        self.active = 0  # connections being handled
+        #: frames that waited for a writer task because the socket would block (the slow path)
+        self.stats = {"queued_frames": 0}
 
     async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.listener = await self.network.listen("comet", host, port)
@@ -330,7 +334,7 @@ class CometServer:
             await stream.send_all(w.encode_server_frame(w.dumps(frame)) or b"")
             return
 
-        outbox = _Outbox(hub, self.journal, nonblocking_send(stream))
+        outbox = _Outbox(hub, self.journal, self.stats, nonblocking_send(stream))
         frames = _ServerFrames(ConnectionType.SERVER)
         ws = CometWebSocket(stream, frames, outbox.on_message, outbox.gone)
         if leftover:
