@@ -35,7 +35,10 @@ Memory: a closed connection must be freed by reference counting alone, because `
 serve`` runs the cyclic collector rarely (``bench/cli.py: tune_gc``).  So nothing here forms a
 reference cycle: the hub's Connection refers to the outbox (its ``deliver``/``drop``), the
 trio-websocket object refers to the outbox (its callbacks), and the outbox refers to neither; it
-finds the Connection by id when it needs it (an incoming command, an overflow).
+finds the Connection by id when it needs it (an incoming command, an overflow).  wsproto's one
+cycle (its frame parser is a generator that refers back to its owner) is broken when the
+connection ends (:meth:`_ServerFrames.release`).  tests/integration/test_comet_memory.py checks
+that thousands of closed connections leave no tracked object behind.
 """
 
 from __future__ import annotations

@@ -245,3 +245,14 @@ async def test_comet_websocket_reads_messages_and_reports_why_it_closed(data, re
     assert len(closed) == 1 and closed[0].startswith(reason) and ws.reason == closed[0]
     assert await client.receive_some(100) == b""  # closed, and not a byte written (no Pong, no Close)
     await listener.aclose()
+
+
+async def test_commands_behind_a_closing_frame_are_not_executed(env):
+    """The real server stops at the frame that closes the connection; so does the emulator."""
+    ws = await RawWS.open(OSNetwork(), env.port, path("a" * 32))
+    await ws.recv()
+    await ws.stream.send_all(frame(b"!", opcode=0x9) + frame("subscription\nweb_after_ping"))
+    assert await ws.closed_by_server()
+    await env.settle()
+    assert env.hub.pipe_users(DEV, "web_after_ping") == 0
+    assert not [e for e in env.stack.journal.entries(kind="frame", direction="in") if "web_after_ping" in e["data"]]
