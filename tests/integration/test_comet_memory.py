@@ -71,7 +71,7 @@ async def one_connection(stack, network, i: int, ending: str) -> None:
     assert '"authorized":true' in await ws.recv()
     await ws.send("subscription\nweb_room\ntrack_room\nuser_status_1")
     await ws.send("pipe_count\nweb_room\nmarker1\n")
-    await ws.recv()  # the count answer (the subscription itself is silent)
+    await ws.recv()  # a frame back: the count, or a presence event of another connection
     stack.hub.publish(DEV, "web_room", "ev", f"hello {i}")  # a fan-out to everyone still here
     if ending == "fin":
         await ws.aclose()
