@@ -76,8 +76,12 @@ class Stage:
             while not condition():
                 await trio.sleep(0.01)
 
-    async def publish(self, n: int, *, burst: int = 100, pause_at: dict | None = None) -> None:
+    async def publish(self, n: int, keep_up: list[list[int]], *, burst: int = 100,
+                      pause_at: dict | None = None) -> None:
         """Frames s0..s<n-1>, in bursts (the fan-out is synchronous; the clients read between bursts).
+
+        The well-behaved readers (what they got so far: ``keep_up``) are never left more than 1,000
+        frames behind, however loaded the machine, so only the misbehaving ones can overflow.
         ``pause_at``: {sequence number: async callable} run just before that frame is published."""
         for k in range(n):
             if pause_at and k in pause_at:
@@ -85,6 +89,9 @@ class Stage:
             self.hub.publish(DEV, PIPE, "ev", f"s{k}:{PAD}")
             if k % burst == burst - 1:
                 await trio.sleep(0.001)
+                with trio.fail_after(10):
+                    while any(len(got) < k - 1000 for got in keep_up):
+                        await trio.sleep(0.001)
 
     def subscribed(self, uuid: str) -> bool:
         return any(c.uuid == uuid for c in self.hub.users_in_pipe(DEV, PIPE))
@@ -114,7 +121,7 @@ async def test_a_subscriber_that_stops_reading_is_closed_and_the_others_get_ever
     async with trio.open_nursery() as nursery:
         for ws, into in zip(readers, got):
             nursery.start_soon(read_all, ws, into, n - 1)
-        await stage.publish(n)
+        await stage.publish(n, got)
     for i, into in enumerate(got):
         assert_exactly_once_in_order(into, n, f"reader {i}")
     # the stalled one was closed as a slow consumer, as before ...
@@ -154,7 +161,7 @@ async def test_a_subscriber_that_pauses_catches_up_in_order(stage):
         for ws, into in zip(readers, got):
             nursery.start_soon(read_all, ws, into, n - 1)
         nursery.start_soon(sluggish_reader)
-        await stage.publish(n, pause_at={4000: let_it_resume})
+        await stage.publish(n, got, pause_at={4000: let_it_resume})
     for i, into in enumerate(got):
         assert_exactly_once_in_order(into, n, f"reader {i}")
     assert_exactly_once_in_order(late, n, "the one that paused")
@@ -179,7 +186,7 @@ async def test_a_subscriber_vanishing_mid_write_does_not_disturb_the_others(stag
     async with trio.open_nursery() as nursery:
         for ws, into in zip(readers, got):
             nursery.start_soon(read_all, ws, into, n - 1)
-        await stage.publish(n, pause_at={2000: vanish})
+        await stage.publish(n, got, pause_at={2000: vanish})
     for i, into in enumerate(got):
         assert_exactly_once_in_order(into, n, f"reader {i}")
     await stage.until(lambda: not vanishing_conn.open)
@@ -230,7 +237,7 @@ async def test_a_subscriber_reconnecting_mid_fan_out_gets_nothing_twice(stage):
         for ws, into in zip(readers, got):
             nursery.start_soon(read_all, ws, into, n - 1)
         points = (1500, 3000, 4500)
-        await stage.publish(n, pause_at={k: again.reconnect for k in points})
+        await stage.publish(n, got, pause_at={k: again.reconnect for k in points})
     for i, into in enumerate(got):
         assert_exactly_once_in_order(into, n, f"reader {i}")
     sessions = again.sessions
