@@ -14,13 +14,19 @@ from emulator.wire import comet as w
 
 
 class FakeConn:
-    """A hub connection whose frames land in a list; ``drop`` is recorded."""
+    """A hub connection whose frames land in a list (texts in ``frames``, the bytes the transport
+    would write in ``wire``); ``drop`` is recorded."""
 
     def __init__(self, hub: Hub, url: str, **extra):
         self.frames: list[str] = []
+        self.wire: list[bytes | None] = []
         self.dropped = False
-        self.conn = hub.connect(w.parse_url(url), deliver=self.frames.append, drop=self._drop, **extra)
+        self.conn = hub.connect(w.parse_url(url), deliver=self._deliver, drop=self._drop, **extra)
         self.hub = hub
+
+    def _deliver(self, text: str, wire: bytes | None) -> None:
+        self.frames.append(text)
+        self.wire.append(wire)
 
     def _drop(self):
         self.dropped = True
@@ -34,6 +40,7 @@ class FakeConn:
     def take(self) -> list[dict]:
         out = self.json()
         self.frames.clear()
+        self.wire.clear()
         return out
 
 

@@ -4,9 +4,12 @@ The hub owns tenants (one per dev_id), their connections, pipes, presence, perso
 and pipe history.  Everything it does is synchronous: transports call :meth:`Hub.connect`,
 :meth:`Hub.command` and :meth:`Hub.disconnect`; the backend API (used by CometQL, scenarios, the
 control plane and tests) calls :meth:`Hub.publish`, :meth:`Hub.send_to_user` and friends.  Frames
-leave through each :class:`Connection`'s ``deliver`` callback, which the transport implements as a
-non-blocking enqueue; closing goes through ``drop``.  Time comes from a :class:`WallClock` built on
-trio's clock, so a MockClock drives it.
+leave through each :class:`Connection`'s ``deliver(text, wire)`` callback, which the transport
+implements without blocking (a write that fits, else an enqueue); closing goes through ``drop``.
+``wire`` is the frame's bytes on the wire (:func:`emulator.wire.comet.encode_server_frame`), built
+once per fan-out and shared by every recipient: server frames are unmasked, so a publish to 1,000
+subscribers costs one serialisation and one encoding, not 1,000.  Time comes from a
+:class:`WallClock` built on trio's clock, so a MockClock drives it.
 
 Tenancy: every lookup goes through ``self.tenant(dev_id)``; a connection only ever sees its own
 tenant's pipes, users, queues and data.
@@ -43,7 +46,9 @@ class Connection:
     authorized: bool
     uuid: str
     major: int
-    deliver: Callable[[str], None]
+    #: ``deliver(text, wire)``: the frame's JSON text (what the journal records) and its bytes on
+    #: the wire, or ``None`` for a frame over 65535 bytes, which is not sent (spec 1.3)
+    deliver: Callable[[str, bytes | None], None]
     drop: Callable[[], None]
     ip: str = ""
     user_agent: str = ""
@@ -105,34 +110,48 @@ class Hub:
 
     def _send(self, conn: Connection, frame: dict) -> None:
         if conn.open:  # skip the encoding for a closed connection
-            self._send_text(conn, self.encode(frame, conn.major))
+            text = self.encode(frame, conn.major)
+            self._send_text(conn, text, w.encode_server_frame(text))
 
-    def _send_text(self, conn: Connection, text: str) -> None:
+    def _send_text(self, conn: Connection, text: str, wire: bytes | None) -> None:
         if not conn.open:
             return
         self.stats["frames_out"] += 1
         if self.journal.enabled:
             self.journal.record("comet", "frame", direction="out", dev_id=conn.dev_id, user_id=conn.user_id,
                                 conn_id=conn.id, data=text)
-        conn.deliver(text)
+        conn.deliver(text, wire)
 
     def _fan_out(self, conns: list[Connection], frame: dict) -> int:
-        """Send one frame to many connections, serialising once per client major version."""
-        cache: dict[bool, str] = {}
+        """Send one frame to many connections, serialising and encoding once per client major version.
+
+        This loop is the delivery hot path (a publish to a pipe of 1,000 subscribers runs it 1,000
+        times), so it does per connection only what must be per connection: the open check, the
+        journal record and the ``deliver`` call.
+        """
+        cache: dict[bool, tuple[str, bytes | None]] = {}
+        journal = self.journal if self.journal.enabled else None
+        stats = self.stats
         n = 0
         for conn in conns:
             if not conn.open:
                 continue
             new = conn.major >= 4
-            text = cache.get(new)
-            if text is None:
-                text = cache[new] = self.encode(frame, conn.major)
-            self._send_text(conn, text)
+            encoded = cache.get(new)
+            if encoded is None:
+                text = self.encode(frame, conn.major)
+                encoded = cache[new] = (text, w.encode_server_frame(text))
+            text, wire = encoded
+            stats["frames_out"] += 1
+            if journal is not None:
+                journal.record("comet", "frame", direction="out", dev_id=conn.dev_id, user_id=conn.user_id,
+                               conn_id=conn.id, data=text)
+            conn.deliver(text, wire)
             n += 1
         return n
 
     # -- connection lifecycle ----------------------------------------------------------------------
-    def connect(self, params: w.UrlParams, *, deliver: Callable[[str], None], drop: Callable[[], None],
+    def connect(self, params: w.UrlParams, *, deliver: Callable[[str, bytes | None], None], drop: Callable[[], None],
                 ip: str = "", user_agent: str = "", origin: str = "", language: str = "") -> Connection:
         """Authenticate a new connection and send what the server sends on connect (2.4)."""
         result = _auth.authenticate(self.store, self.password, params.dev_id, params.user_id,

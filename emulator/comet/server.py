@@ -8,7 +8,8 @@ Per accepted stream:
    ``/comet-server/ws/`` and double-slash forms with a ``Sec-WebSocket-Key`` header upgrade; other
    requests get the plain HTTP answers; a ``/ws/`` request without the key is closed silently;
 3. write the real server's exact 101 response, then hand the stream to a trio-websocket
-   :class:`WebSocketConnection` driving wsproto's frame layer (the HTTP part is already done);
+   :class:`WebSocketConnection` driving wsproto's frame layer for the frames clients send (the
+   HTTP part is already done);
 4. URL errors get their error frame and a TCP close; otherwise the hub authenticates and owns the
    connection.
 
@@ -16,28 +17,49 @@ Where CppComet differs from RFC 6455, :class:`CometWebSocket` follows CppComet: 
 Close frame (a client Close frame, a protocol error, an oversize message or a server-side close
 all end in a plain TCP close, which the browser sees as an unclean close and reconnects, 7.3), a
 Ping closes the connection, binary frames are commands like text frames, and frames over 65535
-bytes are not delivered.  Incoming frames go straight to the hub (no queue); outgoing frames go
-through a bounded per-connection outbox written by one task, batching whatever has accumulated
-into one ``send_all``.  A connection whose outbox overflows (a client that stopped reading) is
-closed, so one slow client never holds up the others.
+bytes are not delivered.  Incoming frames go straight to the hub (no queue).  Every way a client
+leaves ends the same quiet way: one ``disconnect`` journal record naming the reason, no log line,
+no traceback.
+
+Outgoing frames do not go through trio-websocket (docs/decisions.md): the hub hands each
+connection's :class:`_Outbox` the frame's bytes, encoded once per publish and shared by all
+subscribers.  The outbox writes them to the socket at once, from inside the hub's fan-out, when
+nothing is queued before them and the socket takes them (:func:`emulator.net.network.nonblocking_send`);
+only when the socket would block do frames wait in the bounded outbox for the connection's writer
+task, which batches whatever has accumulated into one ``send_all``.  Frames of one connection
+therefore leave in the order the hub produced them, whichever path they take.  An outbox that
+overflows (a client that stopped reading) closes its connection, so one slow client never holds
+up the others.
+
+Memory: a closed connection must be freed by reference counting alone, because ``cometbench
+serve`` runs the cyclic collector rarely (``bench/cli.py: tune_gc``).  So nothing here forms a
+reference cycle: the hub's Connection refers to the outbox (its ``deliver``/``drop``), the
+trio-websocket object refers to the outbox (its callbacks), and the outbox refers to neither; it
+finds the Connection by id when it needs it (an incoming command, an overflow).  wsproto's one
+cycle (its frame parser is a generator that refers back to its owner) is broken when the
+connection ends (:meth:`_ServerFrames.release`).  tests/integration/test_comet_memory.py checks
+that thousands of closed connections leave no tracked object behind.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 import trio
 from trio_websocket import WebSocketConnection
-from wsproto.connection import Connection as FrameConnection, ConnectionType
-from wsproto.events import CloseConnection, Ping, TextMessage
+from wsproto.connection import Connection as FrameConnection, ConnectionState, ConnectionType
+from wsproto.events import CloseConnection, Ping
 
 from emulator.comet.hub import Hub
 from emulator.journal import Journal
-from emulator.net.network import Listener, Network, peer_of
+from emulator.net.network import Listener, Network, nonblocking_send, peer_of
 from emulator.profiles import Profile
 from emulator.wire import comet as w
 from emulator.wire import http
 
-OUTBOX_FRAMES = 4096
-DRAIN_TIMEOUT = 2.0  # seconds a server-side close waits for queued frames to be written
+OUTBOX_FRAMES = 4096  # frames queued for a connection whose socket would block, before it is closed
+WRITE_BATCH = 256     # frames the writer task joins into one send_all
+DRAIN_TIMEOUT = 2.0   # seconds a server-side close waits for queued frames to be written
 
 
 class _ServerFrames(FrameConnection):
@@ -45,37 +67,63 @@ class _ServerFrames(FrameConnection):
 
     client = False
 
+    def release(self) -> None:
+        """Break wsproto's one reference cycle once the connection is over.
+
+        wsproto's FrameProtocol keeps its frame parser as a generator (``_parse_more``) whose frame
+        refers back to the FrameProtocol; closing the generator lets reference counting free both.
+        """
+        self._proto._parse_more.close()
+
 
 class CometWebSocket(WebSocketConnection):
-    """A trio-websocket connection that closes the CppComet way (never a Close frame)."""
+    """A trio-websocket connection that reads client frames and closes the CppComet way.
 
-    def __init__(self, stream: trio.abc.Stream, on_message, on_closed) -> None:
-        super().__init__(stream, _ServerFrames(ConnectionType.SERVER), message_queue_size=0,
-                         max_message_size=w.MAX_FRAME, receive_buffer_size=65536)
+    It never sends anything: no Close frame (spec 1.3, 7.3), no Pong; server frames are written by
+    :class:`_Outbox`.  ``reason`` says why the connection ended, for the journal.
+
+    It overrides private methods of trio-websocket 0.12 (``_send``, ``_handle_*_event``,
+    ``_close_web_socket``) and runs its ``_reader_task``;
+    tests/integration/test_comet_quiet_close.py::test_trio_websocket_private_api_is_what_we_rely_on
+    fails loudly if an upgrade changes them.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, frames: _ServerFrames, on_message, on_closed) -> None:
+        super().__init__(stream, frames, message_queue_size=0, max_message_size=w.MAX_FRAME,
+                         receive_buffer_size=65536)
         self._on_message = on_message
         self._on_closed = on_closed
+        self.reason = ""
         self._open_handshake.set()
 
     async def _send(self, event) -> None:  # type: ignore[override]
+        # trio-websocket only sends on its own for a closing handshake (a protocol error's Close,
+        # an oversize message's 1009): CppComet closes TCP instead (spec 1.3, 7.3)
         if isinstance(event, CloseConnection):
-            # CppComet never answers or sends a Close frame: it closes TCP (spec 1.3, 7.3).
-            await self._drop()
+            await self._drop(self.reason or f"protocol error ({event.code})")
             return
-        await super()._send(event)
+        await self._drop(f"unexpected {type(event).__name__} to send")  # pragma: no cover - defensive
+
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:  # type: ignore[override]
+        if self._wsproto.state == ConnectionState.REMOTE_CLOSING:
+            reason = f"client Close frame ({event.code})"  # answered by a TCP close, never a Close frame
+        else:  # wsproto turns a frame it cannot parse into a CloseConnection event
+            reason = f"protocol error ({event.code}): {event.reason}"[:200]
+        await self._drop(reason)
 
     async def _handle_ping_event(self, event: Ping) -> None:  # type: ignore[override]
-        await self._drop()  # the real server closes on Ping (1.3)
+        await self._drop("client Ping")  # the real server closes on Ping (1.3)
 
     async def _handle_message_event(self, event) -> None:  # type: ignore[override]
         if event.frame_finished and not event.message_finished:
             # a fragmented message: the real server accepts only FIN frames (spec 1.3)
             self._message_parts = []
-            await self._drop()
+            await self._drop("fragmented frame")
             return
         self._message_size += len(event.data)
         if self._message_size > self._max_message_size:
             self._message_parts = []
-            await self._drop()
+            await self._drop("client frame over 65535 bytes")
             return
         self._message_parts.append(event.data)
         if event.message_finished:
@@ -88,21 +136,124 @@ class CometWebSocket(WebSocketConnection):
 
     async def _close_web_socket(self, code: int, reason: str | None = None) -> None:  # type: ignore[override]
         await super()._close_web_socket(code, reason)
-        self._on_closed()
+        self._on_closed(self.reason or "client closed the connection")
 
-    async def _drop(self) -> None:
+    async def _drop(self, reason: str) -> None:
         """Close TCP without any WebSocket closing handshake."""
+        if not self.reason:
+            self.reason = reason
         if self._close_reason is None:
             await self._close_web_socket(1006, "closed by server")
         self._reader_running = False
         await self._close_stream()
         self._close_handshake.set()
 
-    async def send_texts(self, texts: list[str]) -> None:
-        """Write several text frames with one ``send_all``."""
-        data = b"".join(self._wsproto.send(TextMessage(data=t)) for t in texts)
-        async with self._stream_lock:
-            await self._stream.send_all(data)
+
+class _Outbox:
+    """The write side of one comet connection: the hub's ``deliver`` and ``drop`` land here.
+
+    ``deliver`` writes the frame's bytes straight to the socket when nothing is queued and the
+    writer task is not in the middle of a ``send_all`` (so order is kept), and the socket takes
+    them; what does not fit waits in ``_frames`` for :meth:`run_writer`.  More than
+    :data:`OUTBOX_FRAMES` waiting frames close the connection as a slow consumer.
+    """
+
+    __slots__ = ("hub", "journal", "stats", "conn_id", "reason", "closed", "slow", "scope", "_try_send",
+                 "_frames", "_busy", "_lot")
+
+    def __init__(self, hub: Hub, journal: Journal, stats: dict, try_send) -> None:
+        self.hub = hub
+        self.journal = journal
+        self.stats = stats
+        self.conn_id: int | None = None   # the hub's Connection, once connected (no reference: no cycle)
+        self.reason = ""                  # why the connection ended, when the transport knows it
+        self.closed = False               # no more frames are accepted
+        self.slow = False                 # closed because the outbox overflowed
+        self.scope = trio.CancelScope()   # the writer task's; its deadline bounds a server-side drain
+        self._try_send = try_send         # the stream's non-blocking write, or None: always queue
+        self._frames: deque[bytes] = deque()  # bytes waiting for the writer; the first may be a frame's tail
+        self._busy = False                # the writer task is inside send_all
+        self._lot = trio.lowlevel.ParkingLot()  # where the writer waits for frames
+
+    # -- called by the hub (synchronous, never blocks) ---------------------------------------------
+    def deliver(self, text: str, wire: bytes | None) -> None:
+        if self.closed:
+            return
+        if wire is None:
+            self.journal.record("comet", "frame_dropped", conn_id=self.conn_id,
+                                data="server frame over 65535 bytes not sent")
+            return
+        frames = self._frames
+        if not frames and not self._busy and self._try_send is not None:
+            try:
+                written = self._try_send(wire)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.gone(f"write failed: {exc}"[:200])
+                return
+            if written == len(wire):
+                return
+            wire = wire[written:]
+        if len(frames) >= OUTBOX_FRAMES:
+            self._overflow()
+            return
+        frames.append(wire)
+        self.stats["queued_frames"] += 1
+        if len(frames) == 1:
+            self._lot.unpark()
+
+    def drop(self) -> None:
+        """Server-side close: write what is queued (an error frame), then close TCP.
+
+        A client that does not read gets no grace: its writer is cancelled at once.
+        """
+        self.closed = True
+        grace = 0.0 if self.slow else DRAIN_TIMEOUT
+        self.scope.deadline = min(self.scope.deadline, trio.current_time() + grace)
+        self._lot.unpark()
+
+    def _overflow(self) -> None:
+        self.slow = True  # a client that stopped reading: close it, keep the others going
+        conn = self.hub.connections.get(self.conn_id) if self.conn_id is not None else None
+        if conn is not None:
+            self.hub.close_connection(conn, "slow consumer: outbox full")
+
+    # -- called by the transport ---------------------------------------------------------------------
+    def on_message(self, text: str) -> None:
+        if self.closed:
+            return
+        conn = self.hub.connections.get(self.conn_id) if self.conn_id is not None else None
+        if conn is not None:
+            self.hub.command(conn, text)
+
+    def gone(self, reason: str) -> None:
+        """The client left (or its socket broke): nothing more can be written; stop the writer."""
+        if not self.reason:
+            self.reason = reason
+        self.closed = True
+        self._frames.clear()
+        self.scope.cancel()
+
+    async def run_writer(self, stream: trio.abc.Stream) -> None:
+        """The writer task: send what ``deliver`` could not write at once, in order, batching what
+        has accumulated into one ``send_all``; return when the connection is over (closed and
+        drained, the client gone, or the drain deadline of a server-side close passed)."""
+        frames = self._frames
+        with self.scope:
+            while True:
+                while not frames:
+                    if self.closed:
+                        return
+                    await self._lot.park()
+                n = min(len(frames), WRITE_BATCH)
+                data = frames.popleft() if n == 1 else b"".join([frames.popleft() for _ in range(n)])
+                self._busy = True
+                try:
+                    await stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    self.gone(f"write failed: {exc}"[:200])
+                    return
+                finally:
+                    self._busy = False
 
 
 class CometServer:
@@ -115,7 +266,9 @@ class CometServer:
         self.handshake_timeout = handshake_timeout
         self.node_name = node_name
         self.listener: Listener | None = None
-        self.active = 0
+        self.active = 0  # connections being handled
+        #: frames that waited for a writer task because the socket would block (the slow path)
+        self.stats = {"queued_frames": 0}
 
     async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.listener = await self.network.listen("comet", host, port)
@@ -180,81 +333,29 @@ class CometServer:
             code, text = params.error
             old_shape = self.profile.on("url_errors_v3_shape") and code in (401, 406, 418)
             frame = w.url_error_frame(code, text, hub.now(), old_shape=old_shape)
-            ws = CometWebSocket(stream, lambda t: None, lambda: None)
             self.journal.record("comet", "url_error", data=f"{code} {head.target[:200]}")
-            await ws.send_texts([w.dumps(frame)])
+            await stream.send_all(w.encode_server_frame(w.dumps(frame)) or b"")
             return
 
-        send, receive = trio.open_memory_channel[str | None](OUTBOX_FRAMES)
-        state: dict = {"conn": None, "closed": False, "slow": False}
-        writer_scope = trio.CancelScope()
-
-        def deliver(text: str) -> None:
-            try:
-                send.send_nowait(text)
-            except trio.WouldBlock:  # a client that stopped reading: close it, keep the others going
-                state["slow"] = True
-                conn = state["conn"]
-                if conn is not None:
-                    hub.close_connection(conn, "slow consumer: outbox full")
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                pass
-
-        def drop() -> None:
-            """Server-side close: write what is queued (an error frame), then close TCP.
-
-            A client that does not read gets no grace: its writer is cancelled at once.
-            """
-            state["closed"] = True
-            send.close()
-            grace = 0.0 if state["slow"] else DRAIN_TIMEOUT
-            writer_scope.deadline = min(writer_scope.deadline, trio.current_time() + grace)
-
-        def on_message(text: str) -> None:
-            conn = state["conn"]
-            if conn is not None:
-                hub.command(conn, text)
-
-        def on_closed() -> None:
-            state["closed"] = True
-            send.close()
-
-        ws = CometWebSocket(stream, on_message, on_closed)
+        outbox = _Outbox(hub, self.journal, self.stats, nonblocking_send(stream))
+        frames = _ServerFrames(ConnectionType.SERVER)
+        ws = CometWebSocket(stream, frames, outbox.on_message, outbox.gone)
         if leftover:
-            ws._wsproto.receive_data(leftover)
+            frames.receive_data(leftover)
         peer = peer_of(stream)
-        conn = hub.connect(params, deliver=deliver, drop=drop, ip=peer.host,
+        conn = hub.connect(params, deliver=outbox.deliver, drop=outbox.drop, ip=peer.host,
                            user_agent=head.header("User-Agent", exact=True) or "",
                            origin=head.header("Origin", exact=True) or head.header("origin", exact=True) or "",
                            language=head.header("Accept-Language", exact=True) or "")
-        state["conn"] = conn
+        outbox.conn_id = conn.id
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ws._reader_task)
-                with writer_scope:
-                    await self._writer(ws, receive)
+                await outbox.run_writer(stream)
                 nursery.cancel_scope.cancel()
         finally:
-            hub.disconnect(conn, "closed")
-
-    async def _writer(self, ws: CometWebSocket, receive: trio.MemoryReceiveChannel) -> None:
-        max_frame = w.MAX_FRAME
-        while True:
-            try:
-                first = await receive.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                return
-            batch = [first]
-            while len(batch) < 256:
-                try:
-                    batch.append(receive.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    break
-            texts = [t for t in batch if len(t) * 4 <= max_frame or len(t.encode()) <= max_frame]
-            if len(texts) != len(batch):
-                self.journal.record("comet", "frame_dropped", data="server frame over 65535 bytes not sent")
-            if texts:
-                await ws.send_texts(texts)
+            hub.disconnect(conn, outbox.reason or ws.reason or "closed")
+            frames.release()
 
 
 async def _quiet_close(stream: trio.abc.Stream) -> None:

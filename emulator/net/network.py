@@ -12,6 +12,12 @@ Every stream, accepted or connected, passes through :meth:`Network.wrap`, the si
 link conditions (latency, loss, partition, reset) will be applied per client and per protocol by
 the bench.  Today it records the stream's peer so services can report remote addresses.
 
+Streams that can take bytes without blocking say so through :func:`nonblocking_send`: a
+synchronous "write what fits now" for OS sockets and for virtual streams, so a transport can write
+from a non-async callback (the comet hub's fan-out) and fall back to ``send_all`` in a task when the
+peer is not reading.  Any other stream (a future link-condition wrapper, TLS) returns ``None`` and
+only gets ``send_all``.
+
 Datagrams (SIP over UDP) use the same seam: :meth:`Network.udp_socket` binds a
 :class:`DatagramEndpoint` (a trio UDP socket, or an in-memory endpoint that delivers to other virtual
 endpoints, loses datagrams sent to unbound addresses and drops on a full receive buffer, as UDP does),
@@ -25,10 +31,12 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import os
 import socket
+import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import trio
 import trio.testing
@@ -142,6 +150,36 @@ async def _guarded(handler, stream: trio.abc.Stream, service: str) -> None:
                 await trio.aclose_forcefully(stream)
             except Exception:  # pragma: no cover - closing a broken stream
                 pass
+
+
+def nonblocking_send(stream: trio.abc.Stream) -> Callable[[bytes], int] | None:
+    """A synchronous writer for ``stream``, or ``None`` when it has none.
+
+    The writer takes as many bytes of ``data`` as the stream accepts at once and returns how many
+    (0 when it would block, e.g. an OS socket whose send buffer is full); it raises
+    :class:`trio.ClosedResourceError` once the stream is closed and :class:`trio.BrokenResourceError`
+    when the peer has gone (reset, closed).  It never blocks and never yields, so it may be called
+    from synchronous code; the caller must not call it while a ``send_all`` on the same stream is
+    in progress (bytes would interleave).
+    """
+    if isinstance(stream, trio.SocketStream):
+        return _socket_writer(stream.socket)
+    return getattr(stream, "cometbench_try_send", None)
+
+
+def _socket_writer(sock: trio.socket.SocketType) -> Callable[[bytes], int]:
+    def try_send(data: bytes) -> int:
+        fd = sock.fileno()  # -1 once trio has closed the socket, so a reused number is never written
+        if fd < 0:
+            raise trio.ClosedResourceError("socket was already closed")
+        try:
+            return os.write(fd, data)  # trio sockets are non-blocking
+        except BlockingIOError:
+            return 0
+        except OSError as exc:  # EPIPE, ECONNRESET, ...
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+
+    return try_send
 
 
 def peer_of(stream: trio.abc.Stream) -> Endpoint:
@@ -325,6 +363,61 @@ class _VirtualDatagramEndpoint:
         await trio.lowlevel.checkpoint()
 
 
+def _one_way_pipe() -> tuple[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream, Callable[[bytes], int]]:
+    """``trio.testing.memory_stream_one_way_pair`` without its reference cycle, plus a sync writer.
+
+    trio's pair hooks closures onto the send stream that refer back to it, so a closed virtual
+    connection is only freed by the cyclic collector; here the hooks hold a weak reference.  The
+    data path is the same: every ``send_all`` pumps at once into the receive stream.
+    """
+    send = trio.testing.MemorySendStream()
+    receive = trio.testing.MemoryReceiveStream()
+    ref = weakref.ref(send)
+
+    def pump() -> None:
+        sender = ref()
+        if sender is not None:
+            trio.testing.memory_stream_pump(sender, receive)
+
+    async def pump_async() -> None:  # noqa: RUF029 - the hook must be async
+        pump()
+
+    send.send_all_hook = pump_async
+    send.close_hook = pump
+
+    def try_send(data: bytes) -> int:
+        sender = ref()
+        if sender is None:
+            raise trio.ClosedResourceError("virtual stream was closed")
+        try:
+            pending = sender.get_data_nowait()
+        except trio.WouldBlock:
+            pending = None  # open, nothing buffered (the usual case: send_all pumps at once)
+        else:
+            if not pending:
+                raise trio.ClosedResourceError("virtual stream was closed")
+        try:
+            if pending:
+                receive.put_data(pending)
+            receive.put_data(data)
+        except trio.ClosedResourceError:
+            raise trio.BrokenResourceError("the peer closed the virtual connection") from None
+        return len(data)
+
+    return send, receive, try_send
+
+
+def _virtual_stream_pair() -> tuple[trio.StapledStream, trio.StapledStream]:
+    """Two connected in-memory stream ends (as ``trio.testing.memory_stream_pair``), each with a
+    synchronous writer for :func:`nonblocking_send`."""
+    a_send, a_receive, a_try = _one_way_pipe()
+    b_send, b_receive, b_try = _one_way_pipe()
+    one, two = trio.StapledStream(a_send, b_receive), trio.StapledStream(b_send, a_receive)
+    one.cometbench_try_send = a_try  # type: ignore[attr-defined]
+    two.cometbench_try_send = b_try  # type: ignore[attr-defined]
+    return one, two
+
+
 class VirtualNetwork(Network):
     """In-memory streams.  Hosts are names; ports are allocated like an OS would for port 0."""
 
@@ -356,7 +449,7 @@ class VirtualNetwork(Network):
         listener = self._listeners.get(Endpoint(host, port))
         if listener is None:
             raise ConnectionRefusedError(f"nothing listens on {host}:{port} in the virtual network")
-        client_end, server_end = trio.testing.memory_stream_pair()
+        client_end, server_end = _virtual_stream_pair()
         client_peer = Endpoint(client or "127.0.0.1", next(self._client_ports))
         listener._offer(server_end, client_peer)
         return self.wrap(client_end, service="", client=client, peer=Endpoint(host, port))

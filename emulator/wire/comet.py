@@ -7,7 +7,10 @@ Three things live here, none of which touches a socket or a clock:
 * :func:`parse_command` — a client text frame to a typed command (section 3), with the exact
   argument rules of the real server;
 * the server frames of section 4.3 as dicts, and :func:`dumps` / :func:`for_client_version` to turn
-  them into the exact JSON text a client of a given major version receives (4.1, 4.4).
+  them into the exact JSON text a client of a given major version receives (4.1, 4.4);
+* :func:`encode_server_frame` — that text as the bytes of one WebSocket frame on the wire (1.3).
+  Server frames are unmasked, so one publish's bytes are the same for every subscriber: the hub
+  encodes once per fan-out and the transport writes the shared bytes.
 
 Error texts are the real server's, verbatim (4.5).
 """
@@ -369,3 +372,26 @@ def short_frame_quirk(text: str) -> str:
 
 def frame_length(text: str) -> int:
     return len(text.encode("utf-8"))
+
+
+# --- WebSocket framing of server frames (1.3) ------------------------------------------------------
+
+
+def encode_server_frame(text: str) -> bytes | None:
+    """The bytes of one server frame carrying ``text``, as the real server writes it (1.3).
+
+    Always a single final text frame (``0x81``), unmasked, with a 7-bit length under 126 bytes and
+    the 16-bit extended length up to 65535 bytes; the 64-bit form is never used because longer
+    payloads are not sent at all: ``None``.  Quirks that change the payload (the NUL padding of
+    ``short_frame_truncation``) are already in ``text``; the header states the full length either
+    way.  A character UTF-8 cannot encode (a lone surrogate, which only a programming error lets
+    through: CometQL and the WebSocket reader hand over valid text) is written as ``?`` rather than
+    failing a whole fan-out.
+    """
+    data = text.encode("utf-8", "replace")
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n <= MAX_FRAME:
+        return bytes((0x81, 126, n >> 8, n & 0xFF)) + data
+    return None

@@ -27,11 +27,13 @@ def die_with_parent() -> None:
         pass
 
 
-def start_emulator(*args: str, command: list[str] | None = None, stderr: int | IO | None = None
-                   ) -> tuple[subprocess.Popen, dict]:
+def start_emulator(*args: str, command: list[str] | None = None, stderr: int | IO | None = None,
+                   journal: str | None = None) -> tuple[subprocess.Popen, dict]:
     """``cometbench serve --free-ports --host 127.0.0.1 --state :memory: --no-journal <args>``;
-    returns the process and its ready line.  ``command`` replaces the ``cometbench`` executable."""
-    cmd = [*(command or [CLI]), "serve", "--free-ports", "--host", HOST, "--state", ":memory:", "--no-journal", *args]
+    returns the process and its ready line.  ``command`` replaces the ``cometbench`` executable;
+    ``journal`` (a file path) records the journal there instead of ``--no-journal``."""
+    journal_args = ["--no-journal"] if journal is None else ["--journal-path", journal]
+    cmd = [*(command or [CLI]), "serve", "--free-ports", "--host", HOST, "--state", ":memory:", *journal_args, *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, cwd=ROOT,
                             text=True, start_new_session=True, preexec_fn=die_with_parent)
     line = proc.stdout.readline()  # type: ignore[union-attr]

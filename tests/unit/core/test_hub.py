@@ -507,3 +507,48 @@ def test_old_clients_get_the_compat_shape():
     assert c.frames[0] == ('{"api_data":"for major_version < 4","authorized":true,"data":"k","event":"serverInfo",'
                            '"event_name":"serverInfo","message_send_time":1700000000,"pipe":"sys",'
                            '"server":"CppComet community 4.09 (AGPL license)"}')
+
+
+# --- delivery: one encoding per publish ----------------------------------------------------------
+
+
+def test_a_fan_out_hands_every_subscriber_the_same_frame_bytes():
+    """The frame is serialised and encoded once per client major version and the bytes object is
+    shared: the transport writes it as it is (server frames are unmasked)."""
+    hub = make_hub(short_frame_truncation=False)
+    new = [FakeConn(hub, url()) for _ in range(3)]
+    old = [FakeConn(hub, url(v="3.25")) for _ in range(2)]
+    for c in new + old:
+        c.send("subscription\nweb_room")
+        c.take()
+    assert hub.publish(1, "web_room", "ev", "hello") == 5
+    assert all(len(c.wire) == 1 for c in new + old)
+    assert new[0].wire[0] is new[1].wire[0] is new[2].wire[0]
+    assert old[0].wire[0] is old[1].wire[0] and old[0].wire[0] != new[0].wire[0]
+    for c in new + old:
+        assert c.wire[0] == w.encode_server_frame(c.frames[0])
+    assert json.loads(new[0].frames[0])["data"] == "hello" and json.loads(old[0].frames[0])["api_data"]
+
+
+def test_single_frames_carry_their_bytes_and_oversize_frames_none():
+    hub = make_hub()
+    c = FakeConn(hub, url())
+    assert c.wire == [w.encode_server_frame(c.frames[0])]  # serverInfo
+    c.send("subscription\nweb_big")
+    c.take()
+    hub.publish(1, "web_big", "ev", "z" * 70_000)
+    assert len(c.frames) == 1 and c.wire == [None]  # too long to send (1.3): the transport drops it
+
+
+def test_the_journal_records_every_frame_of_a_fan_out():
+    from emulator.journal import Journal
+
+    hub = make_hub()
+    hub.journal = Journal(enabled=True)
+    subs = [FakeConn(hub, url()) for _ in range(4)]
+    for c in subs:
+        c.send("subscription\nweb_j")
+    hub.publish(1, "web_j", "ev", "to all")
+    out = [e for e in hub.journal.entries(kind="frame", direction="out") if '"to all"' in e["data"]]
+    assert sorted(e["conn_id"] for e in out) == sorted(c.conn.id for c in subs)
+    assert {e["data"] for e in out} == {subs[0].frames[-1]}

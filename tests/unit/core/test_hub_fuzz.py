@@ -131,7 +131,7 @@ class Run:
     log: list[tuple[int, int, str]] = field(default_factory=list)  # (cause dev, receiver dev, text)
 
     def deliver_to(self, client: Client):
-        def deliver(text: str) -> None:
+        def deliver(text: str, wire: bytes | None) -> None:
             client.frames.append(text)
             assert self.current_dev is not None, "a frame was delivered outside any action"
             self.log.append((self.current_dev, client.spec[0], text))

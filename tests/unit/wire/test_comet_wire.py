@@ -128,3 +128,32 @@ def test_plain_http_answers():
     assert ask("GET /favicon.ico HTTP/1.1").startswith(b"HTTP/1.1 301 OK")
     assert ask("OPTIONS / HTTP/1.1").endswith(b"+OK")
     assert ask("POST /sesion=x HTTP/1.1").startswith(b"HTTP/1.1 404")
+
+
+# --- server frames on the wire (1.3) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 1, 122, 125, 126, 127, 1000, 65535])
+def test_encode_server_frame_matches_an_independent_framer(n):
+    """Byte for byte what wsproto (the framer the transport used before) writes for a server text frame."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import TextMessage
+
+    text = "é" * (n // 2) + "x" * (n % 2)
+    assert w.encode_server_frame(text) == Connection(ConnectionType.SERVER).send(TextMessage(data=text))
+
+
+def test_encode_server_frame_headers_and_the_size_limit():
+    assert w.encode_server_frame("hi") == b"\x81\x02hi"
+    assert w.encode_server_frame("x" * 126)[:4] == b"\x81\x7e\x00\x7e"
+    assert w.encode_server_frame("x" * 65535)[:4] == b"\x81\x7e\xff\xff"
+    assert w.encode_server_frame("x" * 65536) is None      # not sent at all: never the 64-bit form
+    assert w.encode_server_frame("é" * 32768) is None      # the limit is in bytes, not characters
+    assert w.encode_server_frame("a\ud800b") == b"\x81\x03a?b"  # a lone surrogate cannot fail a fan-out
+
+
+def test_encode_server_frame_of_a_truncated_short_frame_states_the_full_length():
+    """short_frame_truncation (S10, S18): NULs in place of the lost bytes, the header unchanged."""
+    text = w.short_frame_quirk("y" * 124)
+    frame = w.encode_server_frame(text)
+    assert frame[:2] == b"\x81\x7c" and frame[2:] == b"y" * 122 + b"\x00\x00"
