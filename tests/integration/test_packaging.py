@@ -1,6 +1,7 @@
 """cometbench installs anywhere: the wheel carries the fixtures, and ``cometbench serve`` runs from any folder.
 
-``fixtures/`` is installed as the package ``emulator.fixtures`` (pyproject.toml lists every package;
+``fixtures/`` is installed as the package ``emulator.fixtures`` and ``scenarios/`` as ``bench.pack``
+(pyproject.toml lists every package;
 automatic discovery cannot map that folder) and read through importlib.resources.  The last test
 builds the wheel from a copy of the repository, installs it into a new virtual environment whose
 dependencies come from this one (a ``.pth`` line, so nothing is downloaded and the editable install of
@@ -35,8 +36,10 @@ def test_every_package_of_the_source_tree_is_listed():
              for p in (ROOT / top).rglob("__init__.py") if "__pycache__" not in p.parts}
     found |= {"emulator." + ".".join(p.parent.relative_to(ROOT).parts)
               for p in (ROOT / "fixtures").rglob("__init__.py")}
+    found |= {"bench.pack" + "".join("." + part for part in p.parent.relative_to(ROOT / "scenarios").parts)
+              for p in (ROOT / "scenarios").rglob("__init__.py")}
     assert found == set(SETUPTOOLS["packages"])
-    assert SETUPTOOLS["package-dir"] == {"emulator.fixtures": "fixtures"}
+    assert SETUPTOOLS["package-dir"] == {"emulator.fixtures": "fixtures", "bench.pack": "scenarios"}
 
 
 def test_every_fixture_file_is_package_data():
