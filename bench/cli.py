@@ -619,15 +619,21 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
     run.log_file = log_path
     run.log_records = handler
     status = 0
+    # Ctrl-C stops the run with a report even when the shell started us with SIGINT ignored
+    # (a background job of a script): that is what --help and the report promise
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
     progress.begin(len(run.planned))
     try:
         run.execute()
     except KeyboardInterrupt:
         status = 130
-    except Exception as exc:  # noqa: BLE001 - a crash of the bench itself: the report says so
+    except BaseException as exc:  # noqa: BLE001 - a crash of the bench itself: the report says so
+        if isinstance(exc, SystemExit):
+            raise
         status = -1
-        crash = f"{type(exc).__name__}: {exc}"
+        crash = run.interruption or f"{type(exc).__name__}: {exc}"
     finally:
+        signal.signal(signal.SIGINT, previous_sigint)
         progress.close()
         root.removeHandler(handler)
         handler.close()
@@ -635,7 +641,7 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
     for line in summary_lines(report, str(run.report_path), (str(log_path), handler.error_count)):
         print(line, flush=True)
     if status == -1:
-        print(f"cometbench: the run crashed ({crash}); the report says which scenarios did not finish",
+        print(f"cometbench: the run stopped: {crash}; the report says which scenarios did not finish",
               file=sys.stderr)
         return 1
     if status == 130:

@@ -138,6 +138,10 @@ class Expectation:
     scenario_end: float | None = None
     result: str | None = None       # None: not judged; "" passed; else the failure
 
+    def where(self) -> str:
+        """``expectation declared in step '...': `` (nothing when declared outside every step)."""
+        return f"expectation declared in step {self.step!r}: " if self.step else ""
+
     def describe(self) -> str:
         what = self.event + _match_text(self.match)
         if self.at_most == 0:

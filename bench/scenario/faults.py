@@ -82,14 +82,21 @@ class Faults:
 
 
 class Link:
-    """One actor's links to the servers (``s.link(patient)``)."""
+    """One actor's links to the servers (``s.link(patient)``; ``s.link(patient, "sip")`` for one
+    protocol: comet, cometql, sip, media, directory, esl)."""
 
-    def __init__(self, scenario: "Scenario", actor: "Actor") -> None:
+    PROTOCOLS = ("*", "comet", "cometql", "sip", "media", "directory", "esl")
+
+    def __init__(self, scenario: "Scenario", actor: "Actor", protocol: str = "*") -> None:
+        if protocol not in self.PROTOCOLS:
+            raise ScenarioError(f"unknown protocol {protocol!r}; protocols: {', '.join(self.PROTOCOLS)}")
         self._s = scenario
         self.actor = actor
+        self.protocol = protocol
 
     def _needs(self, action: str) -> NotAvailable:
-        return NotAvailable(f"link({self.actor.name}).{action} {NEEDS_LINKS}")
+        which = "" if self.protocol == "*" else f", {self.protocol!r}"
+        return NotAvailable(f"link({self.actor.name}{which}).{action} {NEEDS_LINKS}")
 
     async def partition(self, seconds: float | None = None) -> None:
         """Everything the actor sends or receives is dropped (for ``seconds``, or until healed)."""
@@ -101,6 +108,10 @@ class Link:
 
     async def heal(self) -> None:
         raise self._needs("heal")
+
+    async def half_open(self) -> None:
+        """The actor's existing connections stop carrying anything, and neither end is told."""
+        raise self._needs("half_open")
 
     async def latency(self, ms: float, jitter_ms: float = 0.0) -> None:
         raise self._needs("latency")

@@ -91,6 +91,13 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """KeyboardInterrupt, alone or inside trio's exception groups (with nothing but cancellations)."""
+    leaves = _leaves(exc)
+    return any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves) and all(
+        isinstance(leaf, (KeyboardInterrupt, trio.Cancelled)) for leaf in leaves)
+
+
 def describe_exception(exc: BaseException, path: Path | None) -> str:
     """One line: what was raised, and where in the scenario file."""
     parts = []
@@ -170,8 +177,8 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
                 finally:
                     if completed:
                         failures = scenario.judge()
-                        result.failures = [f"{spec.name}: expectation declared in step {e.step!r}: "
-                                           f"{e.describe()} -- {e.result}" for e in failures]
+                        result.failures = [f"{spec.name}: {e.where()}{e.describe()} -- {e.result}"
+                                           for e in failures]
                     scenario.close()
                     actors.cancel_scope.cancel()
             scenario._journal("scenario", {"event": "end", "timed_out": timed_out,
@@ -295,13 +302,14 @@ class Run:
                         self.on_result(index, len(plan), result)
                     self.write()
             self.status = "complete"
-        except KeyboardInterrupt:
-            self.status, self.interruption = "interrupted", "SIGINT (Ctrl-C)"
-            self._mark_unfinished("interrupted by SIGINT (Ctrl-C) before it finished")
-            raise
         except BaseException as exc:
-            self.status, self.interruption = "interrupted", f"crash: {type(exc).__name__}: {exc}"
-            self._mark_unfinished(f"not finished: the run crashed ({type(exc).__name__}: {exc})")
+            if is_interrupt(exc):
+                self.status, self.interruption = "interrupted", "SIGINT (Ctrl-C)"
+                self._mark_unfinished("interrupted by SIGINT (Ctrl-C) before it finished")
+                raise KeyboardInterrupt from None
+            what = describe_exception(exc, None)
+            self.status, self.interruption = "interrupted", f"crash: {what}"
+            self._mark_unfinished(f"not finished: the run crashed ({what})")
             raise
         finally:
             self.finished = time.time()

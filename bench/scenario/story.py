@@ -336,7 +336,7 @@ class Scenario:
         for expectation in pending:
             expectation.result = expectation.judge(self.timeline, end_t)
             if expectation.result:
-                failed.append(f"step {expectation.step!r}: {expectation.describe()} -- {expectation.result}")
+                failed.append(f"{expectation.where()}{expectation.describe()} -- {expectation.result}")
         if failed:
             raise ScenarioFailure(f"{self.name}: " + "; ".join(failed))
 
@@ -403,11 +403,11 @@ class Scenario:
     # =============================================================================================
     # faults, links, the servers' view
     # =============================================================================================
-    def link(self, actor: Actor) -> Link:
-        """The actor's links (latency, loss, partition, reset, profile)."""
-        if actor.name not in self._actors or self._actors[actor.name] is not actor:
+    def link(self, actor: Actor, protocol: str = "*") -> Link:
+        """The actor's links (latency, loss, partition, reset, half-open, profile), all protocols or one."""
+        if not isinstance(actor, Actor) or self._actors.get(actor.name) is not actor:
             raise ScenarioError(f"{actor!r} is not an actor of this scenario")
-        return Link(self, actor)
+        return Link(self, actor, protocol)
 
     async def conference_members(self, room: str) -> list[str]:
         """``SELECT * FROM conference_members WHERE name = <room>`` as the app reads it: one actor

@@ -117,8 +117,11 @@ class Timeline:
         return found[0] if found else None
 
     def last(self, name: str, match: Mapping[str, Any] | None = None) -> Happening | None:
-        found = self.find(name, match)
-        return found[-1] if found else None
+        """The most recently recorded one (by arrival, whatever its ``t``)."""
+        for happening in reversed(self.happenings):
+            if happening.name == name and happening.matches(match or {}):
+                return happening
+        return None
 
     async def wait(self, predicate: Callable[[], Happening | None], deadline: float) -> Happening | None:
         """Wait until ``predicate()`` returns a happening or trio time reaches ``deadline``."""
