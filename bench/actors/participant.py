@@ -262,6 +262,7 @@ class Participant:
         self.current: Join | None = None
         self._nursery_or_none = nursery
         self._restoring: set[str] = set()
+        self._early_media: tuple[Join, int] | None = None   # media reported before the page had the 200 OK
         self._media_observer_remove = None
         # listeners(name, t, data): every mark, page event, other observation of the video client and
         # app callback (by its JavaScript name), as it happens (the scenario timeline's hook)
@@ -506,6 +507,11 @@ class Participant:
             self.current.call_key = call.call_key if call is not None else ""
         if name in MARKS:
             self._mark(name, room=room, call=call, **data)
+            early = self._early_media
+            if name == "answered" and early is not None:
+                self._early_media = None
+                if early[0] is self.current and "media_flowing" not in self.current.marks:
+                    self._mark("media_flowing", room=room, call=call, member=early[1], early=True)
         elif self.listeners:
             self._emit(name, trio.current_time(), {"room": room, "call": call.call_key if call is not None else "",
                                                    **data})
@@ -514,15 +520,23 @@ class Participant:
         self._notify()
 
     def _on_media(self, member: Any, flowing: bool) -> None:
-        """The bridge's media model: this participant's member started (or stopped) media."""
+        """The bridge's media model: this participant's member started (or stopped) media.
+
+        The model counts from the moment FreeSWITCH answered; a page slowed down by a busy machine
+        (real time, a join storm) may handle that 200 OK later than the model's delay.  Media
+        cannot flow before the browser has the answer, so media reported early is kept and marked
+        when the page's ``answered`` comes."""
         join = self.current
-        if not flowing or join is None or "answered" not in join.marks or "media_flowing" in join.marks:
+        if not flowing or join is None or "media_flowing" in join.marks:
             return
         channel = member.channel
         if channel.caller_id_name != self.sip_user:
             return
         call = self.page.video.active if self.page is not None else None
         if call is None or str(call.sys.get("sipNumber")) != channel.destination_number:
+            return
+        if "answered" not in join.marks:
+            self._early_media = (join, member.id)
             return
         self._mark("media_flowing", room=join.room, call=call, member=member.id)
         self._first_frame_check()

@@ -28,7 +28,7 @@ def test_the_pack_holds_the_part_a_stories_and_no_fake_ones():
     assert not names & PLANNED
     assert all(spec.error is None for spec in PACK), [spec.error for spec in PACK if spec.error]
     assert all(spec.summary for spec in PACK)
-    assert {spec.name for spec in PACK if not spec.default} == {"join_storm"}
+    assert {spec.name for spec in PACK if not spec.default} == {"join_storm", "jwt_revoked"}
     assert {spec.name for spec in PACK if len(spec.profiles) > 1} == {"refresh_mid_call"}
 
 

@@ -145,3 +145,18 @@ def test_the_schema_is_a_valid_json_schema():
 
     jsonschema.Draft202012Validator.check_schema(schema())
     assert schema()["properties"]["schema"]["const"] == "cometbench-report/1"
+
+
+def test_percentiles_are_the_packages_own():
+    import random
+
+    from bench.metrics import percentile_values
+
+    rng = random.Random(1)
+    for n in (1, 2, 7, 1000, 20000):
+        h = new_histogram()
+        for _ in range(n):
+            h.record_value(int(rng.lognormvariate(13, 1.5)))
+        ps = [1, 50, 90, 95, 99, 99.9, 100]
+        assert percentile_values(h, ps) == {p: h.get_value_at_percentile(p) for p in ps}
+    assert percentile_values(new_histogram(), [50]) == {50: 0}
