@@ -39,7 +39,7 @@ import trio.testing
 from bench.metrics import Metrics
 from bench.scenario.errors import ScenarioError, ScenarioFailure
 from bench.scenario.loader import ScenarioSpec
-from bench.scenario.network import apply_network
+from bench.scenario.network import apply_network, check_network
 from bench.scenario.story import Scenario
 
 __all__ = ["RunSettings", "ScenarioResult", "tell", "run_one", "Run", "scenario_seed", "VIRTUAL_EPOCH"]
@@ -117,7 +117,7 @@ def describe_exception(exc: BaseException, path: Path | None) -> str:
 
 async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE, network: str = "loopback",
                repetition: int = 0, metrics: Metrics | None = None, journal_path: str = ":memory:",
-               certs_dir: str = "", on_stack: Callable[[Any], Any] | None = None) -> ScenarioResult:
+               certs_dir: str = "") -> ScenarioResult:
     """Tell one story in the current trio run (see the module docstring)."""
     from emulator.config import Config, ConfigError
     from emulator.net.network import OSNetwork, VirtualNetwork
@@ -147,6 +147,10 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
             return finish(failed(f"unknown fidelity profile {name!r} (PROFILES of {spec.path.name}); known: "
                                  f"{', '.join(PROFILE_NAMES)}"))
     try:
+        check_network(network)
+    except ScenarioError as exc:
+        return finish(failed(str(exc)))
+    try:
         config = Config.from_dict({"seed": seed, "profile": profile, "journal_path": journal_path,
                                    "certs_dir": certs_dir, **spec.config})
     except ConfigError as exc:
@@ -159,8 +163,6 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
     try:
         async with open_stack(config, network=net, epoch=VIRTUAL_EPOCH if virtual else None) as stack:
             result.journal_run = stack.journal.run_id if stack.journal.stored else None
-            if on_stack is not None:
-                on_stack(stack)
             apply_network(net, network)
             async with trio.open_nursery() as actors:
                 scenario = Scenario(spec.name, seed=seed, stack=stack, network=net, nursery=actors,

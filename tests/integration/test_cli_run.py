@@ -208,3 +208,31 @@ def test_ctrl_c_leaves_the_journal_and_a_report_of_what_did_not_finish(tmp_path)
     conn.close()
     assert len(runs) == 2 and endless_entries > 1000      # the interrupted scenario's journal is there
     assert "interrupted: SIGINT (Ctrl-C)" in stdout and "1 passed, 1 interrupted, 1 not run" in stdout
+
+
+def test_on_a_terminal_the_progress_is_drawn_with_rich(tmp_path):
+    import pty
+
+    story = write(tmp_path, "quick", QUICK)
+    out = tmp_path / "run"
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
+    process = subprocess.Popen([*CLI, "run", str(story), "--report-dir", str(out)], stdout=slave,
+                               stderr=subprocess.PIPE, cwd=ROOT, env=env, text=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:          # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 0, stderr
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert "\x1b[" in text                                  # rich drew with escape sequences
+    assert "[1/1] quick: passed in" in text and "1 scenario run: 1 passed" in text
+    assert f"report: {out / 'report.json'}" in text and stderr == ""

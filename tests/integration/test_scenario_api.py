@@ -290,3 +290,37 @@ def test_not_available_is_a_scenario_error():
     from bench.scenario.errors import ScenarioError
 
     assert issubclass(NotAvailable, ScenarioError)
+
+
+def test_a_crash_of_the_bench_still_leaves_a_report_of_what_did_not_finish(tmp_path, monkeypatch):
+    import bench.scenario.runner as runner
+
+    story_file = tmp_path / "two.py"
+    story_file.write_text("async def story(s):\n    await s.meet('101')\n")
+    real_run_one, calls = runner.run_one, []
+
+    def flaky(spec, **kwargs):
+        calls.append(spec.name)
+        if len(calls) == 2:
+            raise RuntimeError("disk on fire")
+        return real_run_one(spec, **kwargs)
+
+    monkeypatch.setattr(runner, "run_one", flaky)
+    run = Run([load(story_file)], RunSettings(repeat=3), tmp_path / "run")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        run.execute()
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["status"] == "interrupted" and report["interruption"] == "crash: RuntimeError: disk on fire"
+    assert [s["status"] for s in report["scenarios"]] == ["passed", "interrupted", "not_run"]
+    assert report["scenarios"][1]["failure"] == "two: not finished: the run crashed (RuntimeError: disk on fire)"
+    assert report["journal_sha256"] is not None and report["finished"] is not None
+
+
+async def test_a_network_profile_that_needs_link_conditions_fails_the_scenario_before_it_starts(autojump_clock):
+    async def story(s):
+        raise AssertionError("never told")
+
+    result = await tell(spec_of(story), network="3g")
+    assert result.failure == ("story: network profile '3g' needs link conditions (the network seam's latency/loss/"
+                              "partition/reset: not merged yet); only 'loopback' runs today")
+    assert result.events == 0
