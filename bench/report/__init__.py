@@ -13,9 +13,9 @@ holds:
   ...), the stage percentiles in milliseconds, the status (``running`` while it runs, then
   ``complete`` or ``interrupted``), versions, profiles, network.
 
-The report is rewritten as scenarios finish (atomically: a temporary file renamed over it; at once
-after a failure, at most once a second otherwise), so a run killed at any point leaves one that
-says which scenarios finished.  Other formats (HTML, JUnit)
+The report is rewritten as scenarios finish (atomically: a temporary file renamed over it; between
+repetitions of one scenario at most once a second unless one failed), so a run killed at any point
+leaves one that says which scenarios finished.  Other formats (HTML, JUnit)
 belong beside this module.
 """
 

@@ -12,9 +12,9 @@
   equal seeds give equal timestamps), the real clock with OS sockets on 127.0.0.1 in real time.
 * :class:`Run` runs a list of scenarios (each ``repeat`` times) to a report directory: the
   journal of every scenario in ``journal.sqlite`` (one journal run per scenario run),
-  ``histograms.hlog`` and ``report.json``, rewritten after a scenario (at once after a failure,
-  at most once a second otherwise: ``--repeat 1000`` would spend its time rewriting) so a run that
-  is killed still says how far it got.  Ctrl-C (KeyboardInterrupt) stops it after writing the report with
+  ``histograms.hlog`` and ``report.json``, rewritten after each scenario (between repetitions of
+  one scenario at most once a second, unless one failed: ``--repeat 1000`` would spend its time
+  rewriting) so a run that is killed still says how far it got.  Ctrl-C (KeyboardInterrupt) stops it after writing the report with
   status ``interrupted`` and the unfinished scenarios named.
 
 Seeds: repetition 0 of every scenario uses the run's seed as it is (so ``--seed 7`` means 7 to the
@@ -276,7 +276,7 @@ class Run:
         self.journal_path = self.report_dir / "journal.sqlite"
         self.histograms_path = self.report_dir / "histograms.hlog"
         self.report_path = self.report_dir / "report.json"
-        self.write_interval = 1.0       # seconds between report rewrites (a failure is written at once)
+        self.write_interval = 1.0       # seconds between rewrites among repetitions of one scenario
         self._written = 0.0
 
     @property
@@ -305,7 +305,9 @@ class Run:
                     self.results[index] = result
                     if self.on_result is not None:
                         self.on_result(index, len(plan), result)
-                    if not result.passed or time.monotonic() - self._written >= self.write_interval:
+                    following = plan[index + 1][0] if index + 1 < len(plan) else None
+                    if (not result.passed or following is not spec
+                            or time.monotonic() - self._written >= self.write_interval):
                         self.write()
             self.status = "complete"
         except BaseException as exc:
