@@ -188,7 +188,8 @@ def _run_parser(sub) -> None:
                    help="seed of everything random (default 0); equal seeds give equal runs in virtual time")
     clock = p.add_mutually_exclusive_group()
     clock.add_argument("--virtual", dest="clock", action="store_const", const="virtual",
-                       help="in-memory network under a virtual clock: a 60-minute call takes seconds (default)")
+                       help="in-memory network under a virtual clock: calls run much faster than real time, "
+                            "and equal seeds give equal runs (default)")
     clock.add_argument("--real-time", dest="clock", action="store_const", const="real",
                        help="OS sockets on 127.0.0.1 and the real clock (stories take as long as they tell)")
     p.set_defaults(clock="virtual")
@@ -203,7 +204,8 @@ def _run_parser(sub) -> None:
     p.add_argument("--target", default="in-process", metavar="TARGET",
                    help="what the actors talk to (default in-process: a fresh emulator per scenario; "
                         "external targets are not merged yet)")
-    p.add_argument("--all", action="store_true", help="every scenario of the pack, load scenarios included")
+    p.add_argument("--all", action="store_true",
+                   help="every scenario of the pack, the long ones kept out of the default pack included")
     p.add_argument("--list", action="store_true", help="list the pack's scenarios and exit")
 
 
