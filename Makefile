@@ -1,11 +1,11 @@
-# Entry points for a new user (see README.md): `make serve` and `make test`.  Every target that runs
-# something passes ARGS through, e.g. `make serve ARGS="--free-ports -v"`,
-# `make test ARGS="tests/unit -x"`, `make bench-ws ARGS="--connections 1000"`.
+# Entry points for a new user (see README.md): `make run` (the scenario suite to a report) and
+# `make test`.  Every target that runs something passes ARGS through, e.g. `make run ARGS="--seed 7"`,
+# `make serve ARGS="--free-ports -v"`, `make test ARGS="tests/unit -x"`, `make bench-ws ARGS="--connections 1000"`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors clean
+.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# the scenario suite needs Python only (no node): the virtual environment is enough
+run: $(VENV)/.installed
+	$(BIN)/cometbench run $(ARGS)
 
 serve: setup
 	$(BIN)/cometbench serve $(ARGS)
@@ -45,6 +49,9 @@ bench-journal: setup
 
 bench-actors: setup
 	$(BIN)/python tests/perf/bench_actors.py $(ARGS)
+
+bench-scenarios: setup
+	$(BIN)/python tests/perf/bench_scenarios.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .hypothesis build dist *.egg-info

@@ -1,4 +1,4 @@
-"""The ``cometbench`` command: run the emulator, list its quirks, read its journal.
+"""The ``cometbench`` command: run the scenarios, run the emulator, list its quirks, read its journal.
 
 Every mistake a user can make on the command line or in the config file is a *usage error*: one
 line on stderr starting with ``cometbench:`` that names the flag, file or key and says what would
@@ -8,6 +8,11 @@ permission) names the service and the port and exits with status 1.
 ``serve`` prints exactly one JSON object on stdout once every service listens (the ready line;
 scripts read the ports from it) and says on stderr what is running: the profile, where the state,
 the journal and the generated CA certificate are, and whether SIP is served as ws or wss.
+
+``run`` tells the scenario pack's stories (or the ones named) against fresh in-process stacks and
+writes a run directory (journal, histograms, report.json); it shows its progress on stdout, ends
+with a summary and the report's path, and exits 0 only when every scenario passed (1 when one
+failed, 130 when Ctrl-C stopped it -- the report then says what did not finish).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ CONFIG_FILE = "cometbench.toml"
 
 EXAMPLES = """\
 examples:
+  cometbench run                             the default scenario pack in virtual time, to a report
+  cometbench run refresh_mid_call --seed 7   one scenario (see `cometbench run --list`)
   cometbench serve                           the emulator on the real servers' ports (WebSocket 8087,
                                              CometQL 3307, SIP/WSS 7443, SIP 5060, ESL 8021, directory 8082)
   cometbench serve --free-ports              every service on a free port; read them from the ready line
@@ -155,6 +162,53 @@ def _journal_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per entry instead of text")
 
 
+RUN_EXAMPLES = """\
+examples:
+  cometbench run                                 the default pack, virtual time, a report under reports/
+  cometbench run --list                          the scenarios and what each tells
+  cometbench run refresh_mid_call esl_kick       two scenarios of the pack
+  cometbench run my_story.py                     a scenario file of your own
+  cometbench run two_party_call --repeat 1000    the join-latency benchmark (percentiles in the report)
+  cometbench run --real-time join_storm          100 rooms at once on loopback sockets, real clock
+  cometbench run --profile lenient               without the real servers' harmful quirks
+"""
+
+
+def _run_parser(sub) -> None:
+    p = sub.add_parser(
+        "run", help="tell the scenarios (the default pack, or those named) and write a report",
+        formatter_class=HelpFormatter, epilog=RUN_EXAMPLES,
+        description="Run scenarios against fresh in-process emulators.  Each scenario is a story in scenarios/\n"
+                    "(or a .py file you name); every run writes a directory with the journal (journal.sqlite),\n"
+                    "the latency histograms (histograms.hlog) and report.json.  Exit status 0 only when every\n"
+                    "scenario passed.")
+    p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                   help="pack scenario names or scenario .py files (default: the default pack)")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of everything random (default 0); equal seeds give equal runs in virtual time")
+    clock = p.add_mutually_exclusive_group()
+    clock.add_argument("--virtual", dest="clock", action="store_const", const="virtual",
+                       help="in-memory network under a virtual clock: calls run much faster than real time, "
+                            "and equal seeds give equal runs (default)")
+    clock.add_argument("--real-time", dest="clock", action="store_const", const="real",
+                       help="OS sockets on 127.0.0.1 and the real clock (stories take as long as they tell)")
+    p.set_defaults(clock="virtual")
+    p.add_argument("--network", default="loopback", metavar="PROFILE",
+                   help="network profile of every actor's links (default loopback; the presets of "
+                        "fixtures/network_profiles.toml need link conditions, which are not merged yet)")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=DEFAULT_PROFILE,
+                   help=f"fidelity profile of the emulator (default: {DEFAULT_PROFILE})")
+    p.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times (default 1)")
+    p.add_argument("--report-dir", metavar="DIR",
+                   help="where the run directory goes (default: a new reports/<UTC time>-seed<N>/)")
+    p.add_argument("--target", default="in-process", metavar="TARGET",
+                   help="what the actors talk to (default in-process: a fresh emulator per scenario; "
+                        "external targets are not merged yet)")
+    p.add_argument("--all", action="store_true",
+                   help="every scenario of the pack, the long ones kept out of the default pack included")
+    p.add_argument("--list", action="store_true", help="list the pack's scenarios and exit")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="cometbench", formatter_class=HelpFormatter, epilog=EXAMPLES,
                     description="An emulator of the CppComet comet server and FreeSWITCH for testing web video-call\n"
@@ -162,6 +216,7 @@ def build_parser() -> Parser:
                                 "a command's options and their defaults.")
     parser.add_argument("--version", action="version", version=f"cometbench {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _run_parser(sub)
     _serve_parser(sub)
     sub.add_parser("quirks", help="list the fidelity quirks, their state in each profile and their docs",
                    formatter_class=HelpFormatter)
@@ -484,6 +539,135 @@ def read_journal(args: argparse.Namespace, out=None) -> int:
         conn.close()
 
 
+# --- run -------------------------------------------------------------------------------------------
+
+
+def default_report_dir(seed: int, root: Path = Path("reports")) -> Path:
+    """reports/<UTC time>-seed<N>/, with -2, -3 ... if that exists already."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    base = root / f"{stamp}-seed{seed}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def list_scenarios(out=None) -> int:
+    from bench.scenario.loader import pack
+
+    out = out or sys.stdout
+    specs = pack()
+    width = max(len(spec.name) for spec in specs)
+    for spec in specs:
+        where = "" if spec.default else " (not in the default pack)"
+        text = spec.error or spec.summary
+        out.write(f"{spec.name.ljust(width)}  {text}{where}\n")
+    return 0
+
+
+def run_scenarios(args: argparse.Namespace) -> int:
+    from bench.scenario.errors import NotAvailable, ScenarioError
+    from bench.scenario.loader import UnknownScenario, default_pack, pack, resolve
+    from bench.scenario.network import check_network
+
+    if args.list:
+        return list_scenarios()
+    if args.repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, got {args.repeat}")
+    try:
+        check_network(args.network)
+    except NotAvailable as exc:
+        raise UsageError(f"--network: {exc}") from None
+    except ScenarioError as exc:
+        raise UsageError(f"--network: {exc}") from None
+    if args.target != "in-process":
+        raise UsageError(f"--target {args.target!r}: external targets are not merged yet; only 'in-process' "
+                         "(a fresh emulator per scenario) runs today")
+    if args.scenarios and args.all:
+        raise UsageError("name scenarios or use --all, not both")
+    try:
+        specs = resolve(args.scenarios) if args.scenarios else (pack() if args.all else default_pack())
+    except UnknownScenario as exc:
+        raise UsageError(str(exc)) from None
+    if args.report_dir:
+        report_dir = Path(args.report_dir)
+        if (report_dir / "report.json").exists() or (report_dir / "journal.sqlite").exists():
+            raise UsageError(f"{report_dir} already holds a run (report.json / journal.sqlite); "
+                             "choose another --report-dir or remove it")
+        if report_dir.exists() and not report_dir.is_dir():
+            raise UsageError(f"--report-dir {report_dir} is a file, not a directory")
+    else:
+        report_dir = default_report_dir(args.seed)
+    return execute_run(specs, args, report_dir)
+
+
+def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
+    from bench.scenario.progress import make_progress, summary_lines
+    from bench.scenario.runner import Run, RunSettings
+
+    settings = RunSettings(seed=args.seed, clock=args.clock, network=args.network, profile=args.profile,
+                           repeat=args.repeat, target=args.target)
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the report directory {report_dir}: {exc.strerror or exc}") from None
+    log_path = report_dir / "emulator.log"
+    handler = _LogCounter(log_path)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    progress = make_progress()
+    run = Run(specs, settings, report_dir, on_start=progress.on_start, on_result=progress.on_result)
+    run.log_file = log_path
+    run.log_records = handler
+    status = 0
+    # Ctrl-C stops the run with a report even when the shell started us with SIGINT ignored
+    # (a background job of a script): that is what --help and the report promise
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    progress.begin(len(run.planned))
+    try:
+        run.execute()
+    except KeyboardInterrupt:
+        status = 130
+    except BaseException as exc:  # noqa: BLE001 - a crash of the bench itself: the report says so
+        if isinstance(exc, SystemExit):
+            raise
+        status = -1
+        crash = run.interruption or f"{type(exc).__name__}: {exc}"
+    finally:
+        signal.signal(signal.SIGINT, previous_sigint)
+        progress.close()
+        root.removeHandler(handler)
+        handler.close()
+    report = json.loads(run.report_path.read_text(encoding="utf-8"))
+    for line in summary_lines(report, str(run.report_path), (str(log_path), handler.error_count)):
+        print(line, flush=True)
+    if status == -1:
+        print(f"cometbench: the run stopped: {crash}; the report says which scenarios did not finish",
+              file=sys.stderr)
+        return 1
+    if status == 130:
+        print("cometbench: interrupted (Ctrl-C); the report says which scenarios did not finish", file=sys.stderr)
+        return 130
+    return 0 if report["summary"]["passed"] == report["summary"]["scenarios"] else 1
+
+
+class _LogCounter(logging.FileHandler):
+    """The emulator's own log records of a run (warnings and worse) go to DIR/emulator.log, not
+    the terminal; the summary says how many errors there were."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", delay=True)
+        self.setLevel(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        self.error_count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            self.error_count += 1
+        super().emit(record)
+
+
 # --- main ------------------------------------------------------------------------------------------
 
 
@@ -498,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "serve":
             return run_serve(args)
+        if args.command == "run":
+            return run_scenarios(args)
         if args.command == "journal":
             return read_journal(args)
     except UsageError as exc:

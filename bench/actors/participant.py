@@ -26,6 +26,13 @@ and in the journal (service ``bench``, kind ``mark``, data a compact JSON object
 ``room``, ``call`` (the callKey), ``mark`` and ``t``).  The vocabulary and the stage intervals built
 from it are in :data:`MARKS` / :data:`STAGES` and docs/stages.md.
 
+Listeners (:attr:`Participant.listeners`, ``listener(name, t, data)``) hear everything above as it
+happens -- marks, page events, the video client's other observations (``received`` for each
+callPipe event, ``session_ended``, ``rejoin_ignored`` ...) and every app callback under its
+JavaScript name (``onCall``, ``onCallStart``, ``onOut`` ...): the scenario timeline is built from
+them (``bench/scenario``).  :meth:`Participant.join` takes ``at``, the intended moment of the click
+when a schedule fixes it; ``join_total`` then counts from that moment.
+
 Randomness: one ``random.Random`` per participant seeded from ``(seed, actor name)``, from which
 every client's generator is drawn in a fixed order, and a seeded Faker for the display name.  Time:
 trio's clock only.  Every task lives in the nursery of :func:`open_participant`.
@@ -49,7 +56,8 @@ from bench.clients.video import CallState, VideoClient
 from bench.clients.webrtc import DeviceTimings
 from emulator.net.network import Network
 
-__all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "stage_values", "actor_rng"]
+__all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "stage_values", "actor_rng",
+           "JS_CALLBACKS", "callback_data"]
 
 #: Every mark, in the order a join normally produces them (docs/stages.md).
 MARKS = (
@@ -96,6 +104,30 @@ STAGES: dict[str, tuple[str, str]] = {
     "first_remote_frame": ("call_start", "first_remote_frame"),
     "join_total": ("backend_invite_start", "first_remote_frame"),
 }
+
+
+#: cometVideoApi's callback names (video.py's Python names -> the JavaScript option names the seed uses).
+JS_CALLBACKS = {"on_call": "onCall", "on_call_accept": "onCallAccept", "on_call_start": "onCallStart",
+                "on_call_end": "onCallEnd", "on_out": "onOut", "on_in": "onIn", "toggle_mute": "toggleMute",
+                "on_toggle_mute": "onToggleMute", "toggle_hold": "toggleHold"}
+
+
+def callback_data(arg: dict) -> dict:
+    """The scalar fields of a callback's argument (status, user_id, isMute, time, fullTime, ...),
+    plus the room of its callInfo: what a timeline keeps of it."""
+    out: dict[str, Any] = {}
+    for key, value in arg.items():
+        if isinstance(value, float) and value != value:
+            out[key] = None          # NaN (onCallEnd's time of a call that never started)
+        elif isinstance(value, (str, int, float, bool)) or value is None:
+            out[key] = value
+    info = arg.get("callInfo")
+    if isinstance(info, dict):
+        sys = info.get("sys") if "sys" in info else (info.get("data") or {}).get("sys")
+        if isinstance(sys, dict):
+            out["room"] = str(sys.get("conference_name", ""))
+            out["call"] = str(sys.get("callKey", ""))
+    return out
 
 
 def stage_values(marks: dict[str, float]) -> dict[str, float]:
@@ -230,7 +262,11 @@ class Participant:
         self.current: Join | None = None
         self._nursery_or_none = nursery
         self._restoring: set[str] = set()
+        self._early_media: tuple[Join, int] | None = None   # media reported before the page had the 200 OK
         self._media_observer_remove = None
+        # listeners(name, t, data): every mark, page event, other observation of the video client and
+        # app callback (by its JavaScript name), as it happens (the scenario timeline's hook)
+        self.listeners: list[Any] = []
         if target.bridge is not None:
             self._media_observer_remove = target.bridge.add_media_observer(self._on_media)
         self.closed = False
@@ -299,6 +335,7 @@ class Participant:
                                     secure=self.target.sip_secure, observer=self._observe)
                 if self.bandwidth is not None:
                     video.set_bandwidth(*self.bandwidth)
+                video.listeners.append(self._on_callback)
                 video.start(on_call=self._on_call, on_call_end=self._on_call_end, **self.callbacks)
                 comet.start()
                 page = Page(number, comet, video, scope, trio.current_time())
@@ -353,15 +390,24 @@ class Participant:
             self._media_observer_remove = None
 
     # -- call operations -------------------------------------------------------------------------
-    async def join(self, room: str, *, profile: str = "video", message: str = "{}", restoring: bool = False) -> None:
+    async def join(self, room: str, *, profile: str = "video", message: str = "{}", restoring: bool = False,
+                   at: float | None = None) -> None:
         """The user clicks Join: the app invites the user into ``room`` (call.php's INSERT).  The
-        call itself proceeds in the page; wait for it with :meth:`wait_call_start`."""
-        join = Join(str(room), trio.current_time(), restoring=restoring)
+        call itself proceeds in the page; wait for it with :meth:`wait_call_start`.
+
+        ``at``: the intended moment of the click (trio time) when a schedule fixes it (a storm, a
+        repeated run): the call waits until then, and ``backend_invite_start`` -- where ``join_total``
+        starts -- is that moment even if this task only gets to run later, so a busy bench counts its
+        own lateness instead of hiding it (no coordinated omission)."""
+        if at is not None and at > trio.current_time():
+            await trio.sleep_until(at)
+        started = trio.current_time() if at is None else at
+        join = Join(str(room), started, restoring=restoring)
         self.joins.append(join)
         self.current = join
         if restoring:
             self._restoring.add(str(room))
-        self._mark("backend_invite_start", room=room)
+        self._mark("backend_invite_start", room=room, at=started, **({"restoring": True} if restoring else {}))
         if self.app_request_rtt:   # the page's AJAX request to call.php travels to the app server
             await trio.sleep(self.app_request_rtt / 2)
         await self.app.invite(str(room), self.user_id, profile=profile, message=message,
@@ -461,20 +507,36 @@ class Participant:
             self.current.call_key = call.call_key if call is not None else ""
         if name in MARKS:
             self._mark(name, room=room, call=call, **data)
+            early = self._early_media
+            if name == "answered" and early is not None:
+                self._early_media = None
+                if early[0] is self.current and "media_flowing" not in self.current.marks:
+                    self._mark("media_flowing", room=room, call=call, member=early[1], early=True)
+        elif self.listeners:
+            self._emit(name, trio.current_time(), {"room": room, "call": call.call_key if call is not None else "",
+                                                   **data})
         if name == "video_attached":
             self._first_frame_check()
         self._notify()
 
     def _on_media(self, member: Any, flowing: bool) -> None:
-        """The bridge's media model: this participant's member started (or stopped) media."""
+        """The bridge's media model: this participant's member started (or stopped) media.
+
+        The model counts from the moment FreeSWITCH answered; a page slowed down by a busy machine
+        (real time, a join storm) may handle that 200 OK later than the model's delay.  Media
+        cannot flow before the browser has the answer, so media reported early is kept and marked
+        when the page's ``answered`` comes."""
         join = self.current
-        if not flowing or join is None or "answered" not in join.marks or "media_flowing" in join.marks:
+        if not flowing or join is None or "media_flowing" in join.marks:
             return
         channel = member.channel
         if channel.caller_id_name != self.sip_user:
             return
         call = self.page.video.active if self.page is not None else None
         if call is None or str(call.sys.get("sipNumber")) != channel.destination_number:
+            return
+        if "answered" not in join.marks:
+            self._early_media = (join, member.id)
             return
         self._mark("media_flowing", room=join.room, call=call, member=member.id)
         self._first_frame_check()
@@ -498,6 +560,9 @@ class Participant:
         join = self.current
         if join is not None:
             join.marks.setdefault(name, now)
+        if self.listeners:
+            self._emit(name, now, {"room": str(room), "call": call.call_key if call is not None else
+                                   (join.call_key if join is not None else ""), **data})
         if self.journal is not None and getattr(self.journal, "enabled", False):
             record = {"actor": self.actor, "room": str(room), "call": call.call_key if call is not None else
                       (join.call_key if join is not None else ""), "mark": name, "t": round(now, 6)}
@@ -508,10 +573,21 @@ class Participant:
 
     def _mark_event(self, name: str) -> None:
         """A page-level event (refresh, tab closed, offline): journal only, not a join mark."""
+        if self.listeners:
+            self._emit(name, trio.current_time(), {})
         if self.journal is not None and getattr(self.journal, "enabled", False):
             record = {"actor": self.actor, "mark": name, "t": round(trio.current_time(), 6)}
             self.journal.record("bench", "mark", dev_id=self.target.dev_id, user_id=self.user_id,
                                 data=json.dumps(record, separators=(",", ":"), sort_keys=True))
+
+    def _on_callback(self, name: str, arg: dict) -> None:
+        """An app callback of the page fired (the video client's listener)."""
+        if self.listeners:
+            self._emit(JS_CALLBACKS.get(name, name), trio.current_time(), callback_data(arg))
+
+    def _emit(self, name: str, t: float, data: dict) -> None:
+        for listener in list(self.listeners):
+            listener(name, t, data)
 
     def _changed(self) -> trio.Event:
         if not hasattr(self, "_change_event"):

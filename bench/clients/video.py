@@ -45,7 +45,11 @@ An observer callback (``observer(name, call, data)``) is told every moment the l
 video-call-flow.md section 7 need (``push_received``, ``on_call``, ``subscribed``, ``accept_call``,
 ``gum1``, ``ua_created``, ``sip_connected``, ``registered``, ``gum2``, ``sip_invite_sent``,
 ``answered``, ``media_self``, ``call_start``, ``video_attached``, ``call_end`` ...); the participant
-actor turns them into journal marks (docs/stages.md).
+actor turns them into journal marks (docs/stages.md).  It is also told ``received`` (data ``event``,
+``user_id`` and the payload's status/type/callKey/isMute/isHold) for every callPipe event the page's
+handler takes, once per logical event.  :attr:`VideoClient.listeners` are told every app callback as
+it fires (``on_call`` ... ``toggle_hold``), whether or not the page defined it: the scenario
+timeline (``bench/scenario``) hears the page through these two hooks.
 
 Timers are trio tasks in the page's nursery and read trio's clock; the only randomness is the comet
 client's and the SIP phones' seeded generators.  Deviations: callbacks that raise propagate (the
@@ -197,6 +201,9 @@ class VideoClient:
         self.phones: list[SipPhone] = []          # every UA this page created
         self.console: list[tuple[float, str, str]] = []
         self.callbacks: list[tuple[float, str, dict]] = []   # every app callback fired, in order
+        # listeners(name, arg): told of every app callback as it fires, defined by the page or not
+        # (the scenario timeline's hook; they must not call back into the client)
+        self.listeners: list[Callable[[str, dict], Any]] = []
         self._scopes: set[trio.CancelScope] = set()
         self._dialled: set[int] = set()           # ids of UAs whose registered already dialled
         self.closed = False
@@ -450,6 +457,8 @@ class VideoClient:
         self._ping_update(pipe)
         name = event.event
         data = event.data if isinstance(event.data, dict) else {}
+        self._observe("received", call, event=name, user_id=event.user_id,
+                      **{k: v for k, v in data.items() if k in ("status", "type", "callKey", "isMute", "isHold")})
         active = self.active
         if name == "out":
             if not _truthy(call.sys.get("conference")):
@@ -800,6 +809,8 @@ class VideoClient:
 
     def _fire(self, name: str, callback: Callback | None, arg: dict) -> None:
         self.callbacks.append((trio.current_time(), name, arg))
+        for listener in self.listeners:
+            listener(name, arg)
         if callback is not None:
             callback(arg)
         self._notify()

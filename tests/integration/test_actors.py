@@ -392,3 +392,25 @@ async def test_without_a_bridge_the_first_frame_falls_back_to_the_attach(autojum
             (frame,) = [m for m in journal_marks(stack, "patient") if m["mark"] == "first_remote_frame"]
             assert frame["media"] == "unobserved"
             assert "media" not in patient.stages() and "join_total" in patient.stages()
+
+
+async def test_media_reported_before_the_page_has_the_answer_is_marked_with_the_answer(autojump_clock):
+    """On a busy machine the media model (which counts from FreeSWITCH's answer) may report a member's
+    media before the page has handled the 200 OK; it is kept and marked when the answer arrives."""
+    from types import SimpleNamespace
+
+    net = VirtualNetwork()
+    async with stack_and_target(net, sip_answer_delay=1.0) as (stack, target):
+        async with doctor_and_patient(target, net) as (doctor, patient):
+            await doctor.open_page()
+            await doctor.join(ROOM)
+            await doctor.wait_mark("sip_invite_sent")
+            number = str(doctor.video.active.sys.get("sipNumber"))
+            early = SimpleNamespace(id=99, channel=SimpleNamespace(caller_id_name=doctor.sip_user,
+                                                                   destination_number=number))
+            doctor._on_media(early, True)
+            assert "media_flowing" not in doctor.marks
+            answered = await doctor.wait_mark("answered")
+            assert doctor.marks["media_flowing"] == answered
+            (mark,) = [m for m in journal_marks(stack, "doctor") if m["mark"] == "media_flowing"]
+            assert mark["member"] == 99 and mark["early"] is True

@@ -1,10 +1,11 @@
 """cometbench installs anywhere: the wheel carries the fixtures, and ``cometbench serve`` runs from any folder.
 
-``fixtures/`` is installed as the package ``emulator.fixtures`` (pyproject.toml lists every package;
-automatic discovery cannot map that folder) and read through importlib.resources.  The last test
-builds the wheel from a copy of the repository, installs it into a new virtual environment whose
-dependencies come from this one (a ``.pth`` line, so nothing is downloaded and the editable install of
-the source tree is not visible), and runs ``cometbench serve --free-ports`` from an empty folder.
+``fixtures/`` is installed as the package ``emulator.fixtures`` and ``scenarios/`` (the scenario pack)
+as ``bench.pack`` (pyproject.toml lists every package; automatic discovery cannot map those folders),
+and both are read through importlib.resources.  The last test builds the wheel from a copy of the
+repository, installs it into a new virtual environment whose dependencies come from this one (a
+``.pth`` line, so nothing is downloaded and the editable install of the source tree is not visible),
+and runs ``cometbench serve --free-ports`` and a scenario of the pack from an empty folder.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def test_every_package_of_the_source_tree_is_listed():
              for p in (ROOT / top).rglob("__init__.py") if "__pycache__" not in p.parts}
     found |= {"emulator." + ".".join(p.parent.relative_to(ROOT).parts)
               for p in (ROOT / "fixtures").rglob("__init__.py")}
+    found |= {"bench.pack" + "".join("." + part for part in p.parent.relative_to(ROOT / "scenarios").parts)
+              for p in (ROOT / "scenarios").rglob("__init__.py")}
     assert found == set(SETUPTOOLS["packages"])
-    assert SETUPTOOLS["package-dir"] == {"emulator.fixtures": "fixtures"}
+    assert SETUPTOOLS["package-dir"] == {"emulator.fixtures": "fixtures", "bench.pack": "scenarios"}
 
 
 def test_every_fixture_file_is_package_data():
@@ -108,3 +111,13 @@ def test_built_wheel_serves_from_another_folder(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert list(elsewhere.iterdir()) == []  # with --state :memory: nothing is written to the working folder
+
+    # the scenario pack and the report schema ship too: a story of the pack runs from the wheel
+    ran = subprocess.run([str(venv / "bin" / "cometbench"), "run", "hangup_rejoin", "--report-dir", "out"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    schema_path = subprocess.run([str(py), "-c", "import bench.report as r, importlib.resources as i; "
+                                                 "print(i.files(r).joinpath('report.schema.json'))"],
+                                 capture_output=True, text=True, cwd=elsewhere, env=env, timeout=60)
+    assert Path(schema_path.stdout.strip()).is_relative_to(venv) and Path(schema_path.stdout.strip()).is_file()
+    assert json.loads((elsewhere / "out" / "report.json").read_text())["scenarios"][0]["passed"] is True

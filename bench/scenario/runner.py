@@ -1,0 +1,342 @@
+"""Running scenarios: one story against one fresh stack, and a whole run to a report directory.
+
+* :func:`tell` runs one story **inside the current trio run** (the pytest plugin uses it under
+  pytest-trio's clock): a fresh in-process stack from a config (the run's seed, the fidelity
+  profile, the scenario's ``CONFIG``), the in-memory network when the clock is a ``MockClock`` and
+  loopback OS sockets otherwise, a :class:`~bench.scenario.story.Scenario` with a doctor and a
+  patient, the story, then the judgement of its expectations.  It never raises for a story's
+  failure: it returns a :class:`ScenarioResult` whose ``failure`` names the scenario, the step and
+  the cause.  Only KeyboardInterrupt (and trio's own cancellation) go through.
+* :func:`run_one` is :func:`tell` in a trio run of its own: ``trio.run(..., clock=MockClock(
+  autojump_threshold=0))`` in virtual time (the journal's clock then starts at a fixed epoch, so
+  equal seeds give equal timestamps), the real clock with OS sockets on 127.0.0.1 in real time.
+* :class:`Run` runs a list of scenarios (each ``repeat`` times) to a report directory: the
+  journal of every scenario in ``journal.sqlite`` (one journal run per scenario run),
+  ``histograms.hlog`` and ``report.json``, rewritten after each scenario (between repetitions of
+  one scenario at most once a second, unless one failed: ``--repeat 1000`` would spend its time
+  rewriting) so a run that is killed still says how far it got.  Ctrl-C (KeyboardInterrupt) stops it after writing the report with
+  status ``interrupted`` and the unfinished scenarios named.
+
+Seeds: repetition 0 of every scenario uses the run's seed as it is (so ``--seed 7`` means 7 to the
+stack and the actors); repetition ``i`` uses a seed derived from ``(seed, i)``, so repeated runs
+vary the way different seeds do while staying reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import trio
+import trio.testing
+
+from bench.metrics import Metrics
+from bench.scenario.errors import ScenarioError, ScenarioFailure
+from bench.scenario.loader import ScenarioSpec
+from bench.scenario.network import apply_network, check_network
+from bench.scenario.story import Scenario
+
+__all__ = ["RunSettings", "ScenarioResult", "tell", "run_one", "Run", "scenario_seed", "VIRTUAL_EPOCH"]
+
+VIRTUAL_EPOCH = 1_700_000_000.0      # the Unix time virtual runs start at (2023-11-14T22:13:20Z)
+DEFAULT_PROFILE = "cppcomet-4.09"
+
+
+@dataclass
+class RunSettings:
+    seed: int = 0
+    clock: str = "virtual"               # virtual | real
+    network: str = "loopback"
+    profile: str = DEFAULT_PROFILE
+    repeat: int = 1
+    target: str = "in-process"
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    passed: bool = False
+    status: str = "not_run"              # passed | failed | interrupted | not_run
+    duration_ms: float = 0.0             # wall time the scenario took to run
+    simulated_ms: float = 0.0            # trio-clock time of the story (= wall in real time)
+    failure: str | None = None
+    failures: list[str] = field(default_factory=list)
+    step: str | None = None
+    seed: int = 0
+    profile: str = DEFAULT_PROFILE
+    network: str = "loopback"
+    repetition: int = 0
+    journal_run: str | None = None
+    expectations: int = 0
+    events: int = 0
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def scenario_seed(seed: int, repetition: int) -> int:
+    if repetition == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{seed}/{repetition}".encode()).digest()[:6], "big")
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """KeyboardInterrupt, alone or inside trio's exception groups (with nothing but cancellations)."""
+    leaves = _leaves(exc)
+    return any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves) and all(
+        isinstance(leaf, (KeyboardInterrupt, trio.Cancelled)) for leaf in leaves)
+
+
+def describe_exception(exc: BaseException, path: Path | None) -> str:
+    """One line: what was raised, and where in the scenario file."""
+    parts = []
+    for leaf in _leaves(exc):
+        if isinstance(leaf, ScenarioFailure):
+            parts.append(leaf.cause)
+            continue
+        text = f"{type(leaf).__name__}: {leaf}" if not isinstance(leaf, ScenarioError) else str(leaf)
+        if path is not None:
+            frames = [f for f in traceback.extract_tb(leaf.__traceback__) if Path(f.filename) == Path(path)]
+            if frames:
+                text += f" (at {Path(path).name} line {frames[-1].lineno})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE, network: str = "loopback",
+               repetition: int = 0, metrics: Metrics | None = None, journal_path: str = ":memory:",
+               certs_dir: str = "") -> ScenarioResult:
+    """Tell one story in the current trio run (see the module docstring)."""
+    from emulator.config import Config, ConfigError
+    from emulator.net.network import OSNetwork, VirtualNetwork
+    from emulator.profiles import PROFILE_NAMES
+    from emulator.stack import open_stack
+
+    virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+    result = ScenarioResult(spec.name, seed=seed, profile=profile, network=network, repetition=repetition)
+    wall0, t0 = time.perf_counter(), trio.current_time()
+
+    def failed(cause: str, step: str | None = None) -> ScenarioResult:
+        result.status, result.passed, result.step = "failed", False, step
+        where = f"step {step!r}: " if step else ""
+        result.failure = f"{spec.name}: {where}{cause}"
+        result.failures = result.failures or [result.failure]
+        return result
+
+    def finish(r: ScenarioResult) -> ScenarioResult:
+        r.duration_ms = round((time.perf_counter() - wall0) * 1000.0, 3)
+        r.simulated_ms = round((trio.current_time() - t0) * 1000.0, 3)
+        return r
+
+    if spec.error or spec.story is None:
+        return finish(failed(spec.error or "no story"))
+    for name in (profile, *spec.profiles):
+        if name not in PROFILE_NAMES:
+            return finish(failed(f"unknown fidelity profile {name!r} (PROFILES of {spec.path.name}); known: "
+                                 f"{', '.join(PROFILE_NAMES)}"))
+    try:
+        check_network(network)
+    except ScenarioError as exc:
+        return finish(failed(str(exc)))
+    try:
+        config = Config.from_dict({"seed": seed, "profile": profile, "journal_path": journal_path,
+                                   "certs_dir": certs_dir, **spec.config})
+    except ConfigError as exc:
+        return finish(failed(f"CONFIG of {spec.path.name}: {exc}"))
+    config.free_ports()
+    net = VirtualNetwork() if virtual else OSNetwork()
+    scenario: Scenario | None = None
+    story_error: BaseException | None = None
+    timed_out = False
+    try:
+        async with open_stack(config, network=net, epoch=VIRTUAL_EPOCH if virtual else None) as stack:
+            result.journal_run = stack.journal.run_id if stack.journal.stored else None
+            apply_network(net, network)
+            async with trio.open_nursery() as actors:
+                scenario = Scenario(spec.name, seed=seed, stack=stack, network=net, nursery=actors,
+                                    profile=profile, network_profile=network, clock="virtual" if virtual else "real",
+                                    actor_options=spec.actors)
+                completed = False
+                try:
+                    with trio.move_on_after(spec.timeout) as scope:
+                        await spec.story(scenario)
+                        await scenario.settle()
+                    timed_out = scope.cancelled_caught
+                    completed = not timed_out
+                except Exception as exc:  # noqa: BLE001 - a story's failure is reported, never raised
+                    story_error = exc
+                finally:
+                    if completed:
+                        failures = scenario.judge()
+                        result.failures = [f"{spec.name}: {e.where()}{e.describe()} -- {e.result}"
+                                           for e in failures]
+                    scenario.close()
+                    actors.cancel_scope.cancel()
+            scenario._journal("scenario", {"event": "end", "timed_out": timed_out,
+                                           "failed": bool(story_error or result.failures)})
+    except Exception as exc:  # noqa: BLE001 - an actor's task or the stack failed: that scenario fails
+        step = scenario.failed_step or scenario.current_step if scenario is not None else None
+        return finish(failed(f"the stack or an actor's task failed: {describe_exception(exc, spec.path)}", step))
+    finally:
+        if scenario is not None:
+            result.events = len(scenario.timeline)
+            result.expectations = len(scenario.expectations)
+            if metrics is not None:
+                _record_metrics(metrics, scenario, spec.name, network)
+    if timed_out:
+        step = scenario.failed_step or scenario.current_step if scenario is not None else None
+        return finish(failed(f"timed out after {spec.timeout:g} s (TIMEOUT of {spec.path.name})", step))
+    if story_error is not None:
+        step = scenario.failed_step if scenario is not None else None
+        return finish(failed(describe_exception(story_error, spec.path), step))
+    if result.failures:
+        result.status, result.passed = "failed", False
+        more = len(result.failures) - 1
+        result.failure = result.failures[0] + (f" (and {more} more expectation{'s' if more > 1 else ''} failed)"
+                                               if more else "")
+        return finish(result)
+    result.status, result.passed = "passed", True
+    return finish(result)
+
+
+def _record_metrics(metrics: Metrics, scenario: Scenario, name: str, network: str) -> None:
+    from bench.actors.participant import stage_values
+
+    for actor in scenario.actors.values():
+        for join in actor.participant.joins:
+            metrics.add_stages(stage_values(join.marks), scenario=name, network=network)
+    for stage, ms in scenario.measures:
+        metrics.add(stage, ms, scenario=name, network=network)
+
+
+@contextmanager
+def deterministic_scheduling(seed: int | str) -> Iterator[None]:
+    """Within the block, trio runs the tasks that are ready at the same moment in an order that
+    depends only on ``seed``.
+
+    trio picks that order itself (a batch is reversed or not by a module-level generator, and
+    batches are partly collected from sets); in virtual time many tasks are ready at the same
+    instant, so two runs with one seed would interleave differently.  trio's Hypothesis support has
+    the switch that sorts each batch by task creation and shuffles it with a seeded generator; it is
+    private to trio, hence the reach into ``trio._core._run``.  (The same switch is being added to
+    the emulator with its seeded ids; this one is the scenario runner's until they meet.)
+    """
+    import trio._core._run as trio_run
+
+    saved_flag, saved_state = trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()
+    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True
+    trio_run._r.seed(f"{seed}:trio-scheduler")
+    try:
+        yield
+    finally:
+        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag
+        trio_run._r.setstate(saved_state)
+
+
+def run_one(spec: ScenarioSpec, *, clock: str = "virtual", **kwargs: Any) -> ScenarioResult:
+    """:func:`tell` in a trio run of its own (virtual: a MockClock that jumps whenever all tasks
+    sleep, and a scheduling order fixed by the seed)."""
+    if clock not in ("virtual", "real"):
+        raise ValueError(f"clock must be 'virtual' or 'real', not {clock!r}")
+    if clock == "virtual":
+        with deterministic_scheduling(kwargs.get("seed", 0)):
+            return trio.run(lambda: tell(spec, **kwargs), clock=trio.testing.MockClock(autojump_threshold=0))
+    return trio.run(lambda: tell(spec, **kwargs))
+
+
+class Run:
+    """A run of scenarios to a report directory (see the module docstring)."""
+
+    def __init__(self, specs: list[ScenarioSpec], settings: RunSettings, report_dir: str | Path, *,
+                 on_start: Callable[[int, int, ScenarioSpec, int], Any] | None = None,
+                 on_result: Callable[[int, int, ScenarioResult], Any] | None = None) -> None:
+        self.specs = specs
+        self.settings = settings
+        self.report_dir = Path(report_dir)
+        self.on_start = on_start
+        self.on_result = on_result
+        self.metrics = Metrics()
+        self.results: list[ScenarioResult] = []
+        self.status = "running"
+        self.interruption: str | None = None
+        self.started = time.time()
+        self.finished: float | None = None
+        self.journal_path = self.report_dir / "journal.sqlite"
+        self.histograms_path = self.report_dir / "histograms.hlog"
+        self.report_path = self.report_dir / "report.json"
+        self.write_interval = 1.0       # seconds between rewrites among repetitions of one scenario
+        self._written = 0.0
+
+    @property
+    def planned(self) -> list[tuple[ScenarioSpec, int]]:
+        return [(spec, i) for spec in self.specs for i in range(self.settings.repeat)]
+
+    def execute(self) -> str:
+        """Run everything; the final status (``complete`` or ``interrupted``).  KeyboardInterrupt is
+        turned into status ``interrupted``; any other exception also writes the report, then goes on."""
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        plan = self.planned
+        self.results = [ScenarioResult(spec.name, seed=scenario_seed(self.settings.seed, i), repetition=i,
+                                       profile=self.settings.profile, network=self.settings.network)
+                        for spec, i in plan]
+        self.write()
+        try:
+            with tempfile.TemporaryDirectory(prefix="cometbench-run-certs-") as certs:
+                for index, (spec, repetition) in enumerate(plan):
+                    if self.on_start is not None:
+                        self.on_start(index, len(plan), spec, repetition)
+                    self.results[index].status = "running"
+                    result = run_one(spec, clock=self.settings.clock, seed=scenario_seed(self.settings.seed, repetition),
+                                     profile=self.settings.profile, network=self.settings.network,
+                                     repetition=repetition, metrics=self.metrics,
+                                     journal_path=str(self.journal_path), certs_dir=certs)
+                    self.results[index] = result
+                    if self.on_result is not None:
+                        self.on_result(index, len(plan), result)
+                    following = plan[index + 1][0] if index + 1 < len(plan) else None
+                    if (not result.passed or following is not spec
+                            or time.monotonic() - self._written >= self.write_interval):
+                        self.write()
+            self.status = "complete"
+        except BaseException as exc:
+            if is_interrupt(exc):
+                self.status, self.interruption = "interrupted", "SIGINT (Ctrl-C)"
+                self._mark_unfinished("interrupted by SIGINT (Ctrl-C) before it finished")
+                raise KeyboardInterrupt from None
+            what = describe_exception(exc, None)
+            self.status, self.interruption = "interrupted", f"crash: {what}"
+            self._mark_unfinished(f"not finished: the run crashed ({what})")
+            raise
+        finally:
+            self.finished = time.time()
+            self.write(final=True)
+        return self.status
+
+    def _mark_unfinished(self, why: str) -> None:
+        for result in self.results:
+            if result.status == "running":
+                result.status, result.passed = "interrupted", False
+                result.failure = f"{result.name}: {why}"
+            elif result.status == "not_run":
+                result.failure = f"{result.name}: not run: {why}"
+
+    def write(self, *, final: bool = False) -> None:
+        """report.json (and the histograms, and on the final write the journal's digest)."""
+        from bench.report import build_report, write_json
+
+        self.metrics.write_log(self.histograms_path, start=self.started, end=self.finished or time.time())
+        report = build_report(self, final=final)
+        write_json(self.report_path, report)
+        self._written = time.monotonic()
