@@ -83,6 +83,7 @@ class Config:
     handshake_timeout: float = 10.0
     node_name: str = "n1"
     seed: int = 0
+    epoch: float = 1_767_225_600.0       # virtual time only: the Unix time a run starts at (2026-01-01)
     # comet.ini [sip]: FreeSWITCH nodes (keys of emulator.cometql.conference.FreeswitchNode); none means
     # INSERT INTO conference answers ERR 500, as a CppComet without `[sip] freeswitch`
     freeswitch: list[dict] = field(default_factory=list)

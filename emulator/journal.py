@@ -38,13 +38,13 @@ ECHO_DATA_LIMIT = 300  # characters of ``data`` an echoed entry shows
 class Journal:
     def __init__(self, path: str | Path = ":memory:", *, enabled: bool = True, seed: int = 0,
                  profile: str = "", clock: str = "real", now: Callable[[], float] | None = None,
-                 batch: int = 2000) -> None:
+                 batch: int = 2000, run_id: str | None = None) -> None:
         self.stored = enabled
         self._echo = LOGGER if LOGGER.isEnabledFor(logging.INFO) else None
         # call sites skip work when nothing would be kept or shown (``if journal.enabled:``)
         self.enabled = enabled or self._echo is not None
         self.path = str(path)
-        self.run_id = _uuid.uuid4().hex[:12]
+        self.run_id = run_id or _uuid.uuid4().hex[:12]   # a virtual run passes a seeded one
         self._now = now or _time.time
         self._pending: list[tuple] = []
         self._batch = batch

@@ -82,6 +82,8 @@ class Hub:
         self._ids = itertools.count(1)
         self.stats = {"connects": 0, "disconnects": 0, "frames_in": 0, "frames_out": 0, "published": 0}
         self._short_frames = profile.on("short_frame_truncation")
+        #: ids of history entries, queued messages and minted JWT hashes (a seeded one in virtual time)
+        self.new_uuid: Callable[[], str] = lambda: str(_uuid.uuid1())
 
     # -- helpers ---------------------------------------------------------------------------------
     def tenant(self, dev_id: int) -> Tenant:
@@ -136,7 +138,7 @@ class Hub:
                 ip: str = "", user_agent: str = "", origin: str = "", language: str = "") -> Connection:
         """Authenticate a new connection and send what the server sends on connect (2.4)."""
         result = _auth.authenticate(self.store, self.password, params.dev_id, params.user_id,
-                                    params.user_key, self.clock.now())
+                                    params.user_key, self.clock.now(), new_uuid=self.new_uuid)
         conn = Connection(self.next_id(), params.dev_id, params.user_id if result.authorized else 0,
                           result.authorized, params.uuid, params.major, deliver, drop, ip=ip,
                           user_agent=user_agent[:250], origin=origin[:250], language=language[:64],
@@ -361,7 +363,7 @@ class Hub:
         else:
             keep = self.store.pipe_log_length(dev_id, pipe) or 0
         if keep > 0:
-            self.store.append_history(dev_id, pipe, str(_uuid.uuid1()), now, event or "undefined", message,
+            self.store.append_history(dev_id, pipe, self.new_uuid(), now, event or "undefined", message,
                                       user_id, keep)
 
     # -- backend API (CometQL, scenarios, control plane, tests) --------------------------------------
@@ -394,7 +396,7 @@ class Hub:
         if conns:
             self._fan_out(conns, w.personal_message(event, message))
             return True
-        self.store.queue_message(dev_id, user_id, str(_uuid.uuid1()), self.now(), event, message)
+        self.store.queue_message(dev_id, user_id, self.new_uuid(), self.now(), event, message)
         return False
 
     def push_to_user(self, dev_id: int, user_id: int, frame: dict) -> int:

@@ -9,8 +9,9 @@ Two kinds of network share one interface:
   seed gives the same timeline.  Only in-process clients can reach it.
 
 Every stream, accepted or connected, passes through :meth:`Network.wrap`, the single place where
-link conditions (latency, loss, partition, reset) will be applied per client and per protocol by
-the bench.  Today it records the stream's peer so services can report remote addresses.
+link conditions (latency, loss, partition, reset) are applied per client and per protocol: it
+records the stream's peer so services can report remote addresses, and when the network has a link
+table (``network.links``, :class:`emulator.net.links.Links`) it hands the stream to it.
 
 Datagrams (SIP over UDP) use the same seam: :meth:`Network.udp_socket` binds a
 :class:`DatagramEndpoint` (a trio UDP socket, or an in-memory endpoint that delivers to other virtual
@@ -82,6 +83,9 @@ class Network:
     """Base class; see the module docstring."""
 
     kind = "abstract"
+    #: The link conditions of this network (:class:`emulator.net.links.Links`), or None: no conditions
+    #: and no wrapping at all.  ``open_stack`` gives the network one when it has none.
+    links = None
 
     async def listen(self, service: str, host: str, port: int, *, backlog: int = 4096) -> Listener:
         raise NotImplementedError
@@ -100,7 +104,9 @@ class Network:
         raise NotImplementedError
 
     def wrap_datagram(self, endpoint: DatagramEndpoint, *, service: str, client: str = "") -> DatagramEndpoint:
-        """Hook for link conditions on datagrams, the twin of :meth:`wrap` (identity today)."""
+        """Hook for link conditions on datagrams, the twin of :meth:`wrap`."""
+        if self.links is not None:
+            return self.links.wrap_datagram(endpoint, service=service, client=client)
         return endpoint
 
     def wrap(self, stream: trio.abc.Stream, *, service: str, client: str, peer: Endpoint) -> trio.abc.Stream:
@@ -109,6 +115,8 @@ class Network:
             stream.cometbench_peer = peer  # type: ignore[attr-defined]
         except AttributeError:  # pragma: no cover - streams with __slots__
             pass
+        if self.links is not None:
+            return self.links.wrap_stream(stream, service=service, client=client, peer=peer)
         return stream
 
     async def serve(self, listener: Listener, handler, *, service: str,
@@ -359,6 +367,8 @@ class VirtualNetwork(Network):
         client_end, server_end = trio.testing.memory_stream_pair()
         client_peer = Endpoint(client or "127.0.0.1", next(self._client_ports))
         listener._offer(server_end, client_peer)
+        client_end.cometbench_local = client_peer  # type: ignore[attr-defined]  # links pair the two ends
+        client_end.cometbench_service = listener._service  # type: ignore[attr-defined]
         return self.wrap(client_end, service="", client=client, peer=Endpoint(host, port))
 
     async def udp_socket(self, service: str, host: str, port: int, *, client: str = "",
