@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import random
 import uuid as _uuid
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
-__all__ = ["Ids"]
+__all__ = ["Ids", "deterministic_scheduling"]
 
 _GREGORIAN_OFFSET = 0x01B21DD213814000   # 100-ns intervals from 1582-10-15 to 1970-01-01
 
@@ -45,3 +46,28 @@ class Ids:
 
     def randbytes(self, n: int) -> bytes:
         return self.rng.randbytes(n)
+
+
+@contextmanager
+def deterministic_scheduling(seed: int | str) -> Iterator[None]:
+    """Within the block, trio runs ready tasks in an order that depends only on ``seed``.
+
+    trio runs the tasks that are ready at the same moment in an order of its choosing: a batch is
+    reversed or not by a module-level generator, and the batch itself is collected partly from sets,
+    whose order follows memory addresses.  In virtual time many tasks are ready at the same virtual
+    instant, so two runs with the same seed would interleave differently and their journals would
+    differ.  trio's own Hypothesis integration has the cure: sort each batch by task creation order,
+    then shuffle it with a seeded generator.  This switches that mode on and seeds the generator for
+    one virtual run (``trio.run`` inside the block) and puts both back afterwards.  It reaches into
+    ``trio._core._run`` because trio exposes the switch only to Hypothesis.
+    """
+    import trio._core._run as trio_run   # noqa: PLC0415 - the switch is private to trio
+
+    saved_flag, saved_state = trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()
+    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True
+    trio_run._r.seed(f"{seed}:trio-scheduler")
+    try:
+        yield
+    finally:
+        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag
+        trio_run._r.setstate(saved_state)

@@ -19,6 +19,8 @@ one attribute check per record.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sqlite3
 import time as _time
@@ -137,6 +139,22 @@ class Journal:
         rows = self._conn.execute(
             f"SELECT seq, {', '.join(COLUMNS)} FROM entries WHERE {' AND '.join(clauses)} ORDER BY seq", params)
         return [dict(zip(("seq", *COLUMNS), r)) for r in rows]
+
+    def sha256(self) -> str:
+        """SHA-256 of this run's entries in seq order: for each entry, the JSON array ``[seq, run_id,
+        t, service, kind, direction, dev_id, user_id, conn_id, data]`` (compact separators, floats as
+        Python writes them) and a newline.  Nothing is left out, so two virtual runs with the same seed
+        compare equal only if their journals are the same byte for byte.  (Journal off: the hash of
+        nothing.)"""
+        h = hashlib.sha256()
+        if self.stored:
+            self.flush()
+            rows = self._conn.execute(f"SELECT seq, {', '.join(COLUMNS)} FROM entries WHERE run_id = ? ORDER BY seq",
+                                      (self.run_id,))
+            for row in rows:
+                h.update(json.dumps(list(row), separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+                h.update(b"\n")
+        return h.hexdigest()
 
     def close(self) -> None:
         if self.stored:

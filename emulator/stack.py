@@ -45,6 +45,7 @@ from emulator.config import Config
 from emulator.freeswitch.conference import Bridge
 from emulator.freeswitch.conference_profiles import load_conference_profiles
 from emulator.freeswitch.esl import EslServer
+from emulator.freeswitch.flow import restart_ids as restart_flow_ids
 from emulator.freeswitch.media import link_presets
 from emulator.freeswitch.media_link import MediaLinks
 from emulator.freeswitch.sip_core import SipCore
@@ -158,6 +159,8 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
     clock = WallClock(epoch)
     # virtual time: every identifier comes from the seed and the clock (a real run keeps real UUIDs)
     ids = Ids(random.Random(f"{config.seed}:ids"), clock.now) if virtual else None
+    if virtual:
+        restart_flow_ids()
     store = StateStore(config.state)
     journal = Journal(config.resolved_journal_path(), enabled=config.journal, seed=config.seed,
                       profile=profile.name, clock="virtual" if virtual else "real",

@@ -77,7 +77,8 @@ another link's draws.  Times are trio's clock, so under ``MockClock`` a partitio
 costs nothing.
 
 Profiles: :func:`load_profiles` reads ``fixtures/network_profiles.toml`` (the media model's presets
-share the file): loopback, lan, wifi, dsl, 4g, 3g, bad-wifi, lossy and call-drop.
+share the file; the ``[network.*]`` tables are the network layer's own): loopback, lan, dsl, 4g, 3g,
+bad-wifi, wifi, lossy and call-drop.
 """
 
 from __future__ import annotations
@@ -191,8 +192,9 @@ def load_profiles(path: str | Path | None = None) -> dict[str, Link]:
     read through importlib.resources so an installed copy finds it)."""
     with open(Path(path) if path is not None else _profiles_path(), "rb") as fh:
         data = tomllib.load(fh)
-    return {name: Link.from_table(table, f"network profile {name!r}") for name, table in data.items()
-            if isinstance(table, dict)}
+    tables = {name: table for name, table in data.items() if isinstance(table, dict) and name != "network"}
+    tables.update({name: table for name, table in data.get("network", {}).items() if isinstance(table, dict)})
+    return {name: Link.from_table(table, f"network profile {name!r}") for name, table in tables.items()}
 
 
 def _profiles() -> dict[str, Link]:
