@@ -101,11 +101,11 @@ def parse_target(text: str) -> TargetSpec:
         if key not in ("ws", "cometql", "dev_id", "password", "ca"):
             raise CallSetupError(f"target: unknown key {key!r}; known: ws, cometql, dev_id, password, ca, insecure")
         fields_[key] = value.strip()
+    addresses = {name: _hostport(name, fields_[name]) for name in ("ws", "cometql") if name in fields_}
     for required in ("ws", "cometql"):
-        if required not in fields_:
+        if required not in addresses:
             raise CallSetupError(f"target: {required}=HOST:PORT is required (e.g. ws=127.0.0.1:8087,cometql=127.0.0.1:3307)")
-    ws_host, ws_port = _hostport("ws", fields_["ws"])
-    ql_host, ql_port = _hostport("cometql", fields_["cometql"])
+    (ws_host, ws_port), (ql_host, ql_port) = addresses["ws"], addresses["cometql"]
     dev_text = fields_.get("dev_id", "15")
     if not dev_text.isdigit() or not 0 < int(dev_text) < 1_000_000:
         raise CallSetupError(f"target dev_id={dev_text!r}: expected a number 1-999999")

@@ -146,7 +146,7 @@ class Faults:
         command = f"conference {name} kick {member}"
         self._record("kick", f"{name} {member} via={via}")
         if via == "api":
-            return stack.bridge.api(command)
+            return stack.bridge.api(command).strip()
         if via != "esl":
             raise FaultError(f"via must be 'esl' or 'api', not {via!r}")
         async with await EslClient.connect(stack.network, stack.config.host, stack.ports["esl"],

@@ -819,29 +819,37 @@ class Links:
         """Run ``action`` (one of :data:`ACTIONS`, with its arguments) ``t`` seconds after
         :meth:`run` started; with ``duration``, undo it that many seconds later (a rule is put back
         as it was, a partition heals).  Needs :meth:`run`."""
+        self._validate(action, args, duration, kwargs)
         if self.t0 is None:
             raise LinkError("schedule changes with at() only while Links.run() is running; use after()")
+        if not isinstance(t, (int, float)) or t != t:
+            raise LinkError(f"the time of a scheduled change must be a number of seconds, got {t!r}")
         self._schedule(self.t0 + t, action, args, duration, kwargs)
 
     def after(self, delay: float, action: str, *args: Any, duration: float | None = None, **kwargs: Any) -> None:
         """Like :meth:`at`, ``delay`` seconds from now."""
+        self._validate(action, args, duration, kwargs)
+        if not isinstance(delay, (int, float)) or delay != delay or delay < 0:
+            raise LinkError(f"a delay must be a number of seconds >= 0, got {delay!r}")
         self._schedule(trio.current_time() + delay, action, args, duration, kwargs)
 
-    def _schedule(self, when: float, action: str, args: tuple, duration: float | None, kwargs: dict) -> None:
+    def _validate(self, action: str, args: tuple, duration: float | None, kwargs: dict) -> None:
         if action not in self.ACTIONS:
             raise LinkError(f"unknown link action {action!r}; known: {', '.join(self.ACTIONS)}")
         if duration is not None and (math.isnan(duration) or duration < 0):
             raise LinkError(f"duration must be >= 0 seconds, got {duration!r}")
         if duration is not None and action in ("heal", "half_open", "reset", "clear"):
             raise LinkError(f"{action} cannot be undone: give no duration")
-        if math.isnan(when):
-            raise LinkError("the time of a scheduled change must be a number")
-        client = _check_client(kwargs.get("client", "*"))
-        protocol = _check_protocol(kwargs.get("protocol", "*"))
+        _check_client(kwargs.get("client", "*"))
+        _check_protocol(kwargs.get("protocol", "*"))
         if action == "set":
             self._resolve(args[0] if args else kwargs["link"])
         if action == "update":
             self._check_fields({k: v for k, v in kwargs.items() if k not in ("client", "protocol")})
+
+    def _schedule(self, when: float, action: str, args: tuple, duration: float | None, kwargs: dict) -> None:
+        client = kwargs.get("client", "*")
+        protocol = kwargs.get("protocol", "*")
 
         def apply() -> None:
             previous = self._rules.get((client, protocol))
@@ -1009,9 +1017,9 @@ class Links:
         while entries and entries[0][2] is not None and entries[0][2] <= now:
             entries.popleft()
         client, protocol = conn.client, conn.protocol
-        if not self._rules and not self._partitions and not entries:
-            return _IMMEDIATE
         ready = conn.ready_server if server else conn.ready_client
+        if not self._rules and not self._partitions and not entries and ready is not None and ready <= now:
+            return _IMMEDIATE
         if self.partitioned(client, protocol) or ready is None:
             self._watch_abort(conn, half)
             return None
