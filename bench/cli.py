@@ -99,6 +99,25 @@ def port_arg(text: str) -> int:
     return value
 
 
+def node_arg(text: str) -> dict:
+    """``server=HOST,esl_port=N[,...]``: one [[freeswitch]] entry."""
+    known = ("server", "esl_port", "esl_password", "ws_port", "ws_host")
+    entry: dict = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        if not sep or key not in known:
+            raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE with a key of {', '.join(known)}")
+        if key in ("esl_port", "ws_port"):
+            try:
+                value = port_arg(value)
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(f"{key}: {exc}") from None
+        entry[key] = value
+    if "server" not in entry or "esl_port" not in entry:
+        raise argparse.ArgumentTypeError(f"{text!r} needs server=HOST and esl_port=N")
+    return entry
+
+
 def quirk_arg(text: str) -> tuple[str, bool]:
     name, sep, state = text.partition("=")
     if not sep or not name or state not in ("on", "off"):
@@ -137,7 +156,17 @@ def _serve_parser(sub) -> None:
                    help="serverPort it advertises (default: the bound sip_ws port)")
     p.add_argument("--no-sip-tls", action="store_true", help="serve SIP over plain ws:// (default: wss://)")
     p.add_argument("--no-freeswitch", action="store_true",
-                   help="do not run the fake FreeSWITCH node (INSERT INTO conference then answers ERROR 500)")
+                   help="do not run the fake FreeSWITCH node (INSERT INTO conference then answers ERROR 500, "
+                        "unless --freeswitch-node names an external one)")
+    p.add_argument("--freeswitch-node", action="append", default=[], metavar="SPEC", type=node_arg,
+                   help="an external FreeSWITCH node for the comet side (a [[freeswitch]] entry): "
+                        "server=HOST,esl_port=N[,esl_password=P][,ws_port=N][,ws_host=HOST] (repeatable)")
+    p.add_argument("--freeswitch-only", action="store_true",
+                   help="run the fake FreeSWITCH alone, as the FreeSWITCH node of another comet server "
+                        "(needs --directory-url)")
+    p.add_argument("--directory-url", metavar="URL",
+                   help="where the fake FreeSWITCH looks SIP passwords up: the comet server's directory endpoint, "
+                        "e.g. http://127.0.0.1:8082 (default: the in-process comet side)")
     p.add_argument("--esl-password", help=f"ESL password (default: {DEFAULTS.esl_password})")
     p.add_argument("--media-link", metavar="PRESET",
                    help=f"link preset of the media model: loopback, lan, dsl, 4g, 3g, bad-wifi "
@@ -306,6 +335,17 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Source]:
         cfg.sip_tls = False
     if args.no_freeswitch:
         cfg.freeswitch_emulated = False
+    if args.freeswitch_only:
+        cfg.comet_emulated = False
+    if args.directory_url is not None:
+        cfg.directory_url = args.directory_url
+    if args.freeswitch_node:
+        cfg.freeswitch = list(args.freeswitch_node)
+    try:
+        cfg.check_parts()
+    except ConfigError as exc:
+        flags = " (--freeswitch-only, --no-freeswitch, --directory-url)"
+        raise UsageError(f"{exc}{flags}") from None
     if args.free_ports:
         cfg.free_ports()
     for service in DEFAULT_PORTS:
@@ -399,8 +439,14 @@ def describe(stack, source: Source) -> list[str]:
         lines.append("journal in memory: gone after exit; --state PATH or --journal-path PATH writes a file")
     else:
         lines.append(f"journal {Path(journal).resolve()} (read it with `cometbench journal {journal}`)")
-    lines.append(f"comet WebSocket ws://{host}:{ports['ws']}, CometQL (MySQL protocol) {host}:{ports['cometql']}, "
-                 f"directory http://{host}:{ports['directory']}")
+    if "ws" in ports:
+        lines.append(f"comet WebSocket ws://{host}:{ports['ws']}, CometQL (MySQL protocol) {host}:{ports['cometql']}, "
+                     f"directory http://{host}:{ports['directory']}")
+        for node in cfg.freeswitch:
+            lines.append(f"FreeSWITCH node {node.get('server')}: ESL port {node.get('esl_port')}, browsers dial "
+                         f"wss://{node.get('ws_host') or node.get('server')}:{node.get('ws_port', 7443)}")
+    else:
+        lines.append(f"FreeSWITCH only (no comet side): SIP passwords from {cfg.directory_url}")
     if stack.certificates is not None:
         scheme = "wss" if cfg.sip_tls else "ws"
         lines.append(f"SIP over {scheme}://{host}:{ports['sip_ws']} ({'TLS' if cfg.sip_tls else 'plain, no TLS'}), "
@@ -409,7 +455,7 @@ def describe(stack, source: Source) -> list[str]:
         lines.append(f"CA certificate {ca} (trust it in the browser, or NODE_EXTRA_CA_CERTS={ca} for node)"
                      + (" -- a temporary folder, removed at exit" if not cfg.certs_dir and cfg.state == ":memory:"
                         else ""))
-    else:
+    elif not cfg.freeswitch:
         lines.append("fake FreeSWITCH off (--no-freeswitch): INSERT INTO conference answers ERROR 500")
     lines.append("ready; Ctrl-C or SIGTERM stops it")
     return lines

@@ -85,7 +85,11 @@ class Faults:
     async def restart_comet(self, *, downtime: float = 0.0) -> None:
         """Restart the comet server (see the module docstring); returns once it listens again."""
         self._record("restart_comet", f"downtime={downtime:g}s")
+        if self.stack.esl_links is not None:
+            await self.stack.esl_links.close()   # the process's ESL connections die with it
         await self._restart(COMET_SERVICES, downtime)
+        if self.stack.esl_links is not None:
+            self.stack.esl_links.comet_restarted()
         conference = self.stack.conference
         link = getattr(conference, "xml_list", None) if conference is not None else None
         if hasattr(link, "comet_restarted"):

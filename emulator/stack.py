@@ -39,11 +39,13 @@ from emulator.comet.hub import QUEUE_EXPIRY, Hub
 from emulator.comet.server import CometServer
 from emulator.ids import Ids
 from emulator.cometql.conference import ConferenceService, FreeswitchNode
+from emulator.cometql.esl_links import EslLinks
 from emulator.cometql.server import CometQLServer
 from emulator.cometql.tables import Executor
 from emulator.config import Config
 from emulator.freeswitch.conference import Bridge
 from emulator.freeswitch.conference_profiles import load_conference_profiles
+from emulator.freeswitch.directory_client import DirectoryClient, parse_directory_url
 from emulator.freeswitch.esl import EslServer
 from emulator.freeswitch.flow import restart_ids as restart_flow_ids
 from emulator.freeswitch.media import link_presets
@@ -123,6 +125,7 @@ class Stack:
     media_links: MediaLinks | None = None         # the bridge's media paths on those links
     ids: Ids | None = None
     faults: Any = None                            # emulator.faults.Faults
+    esl_links: EslLinks | None = None             # the comet side's ESL links to external FreeSWITCH nodes
 
     def ready_line(self) -> dict:
         """The JSON object ``cometbench serve`` prints once listening."""
@@ -148,6 +151,7 @@ def build_profile(config: Config) -> Profile:
 @asynccontextmanager
 async def open_stack(config: Config, *, network: Network | None = None, epoch: float | None = None
                      ) -> AsyncIterator[Stack]:
+    config.check_parts()
     network = network or OSNetwork()
     virtual = network.kind == "virtual"
     if network.links is None:
@@ -188,11 +192,17 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
                           conference=conference, directory=directory, links=links, ids=ids)
             await nursery.start(journal.run_flusher)
             await nursery.start(links.run)
-            nursery.start_soon(_housekeeping, hub)
-            stack.ports["ws"] = await _serve(stack, comet, config.host, config.ports["ws"], "ws")
-            stack.ports["cometql"] = await _serve(stack, cometql, config.host, config.ports["cometql"], "cometql")
-            stack.ports["directory"] = await _serve(stack, directory, config.host, config.ports["directory"],
-                                                    "directory")
+            if config.comet_emulated:
+                nursery.start_soon(_housekeeping, hub)
+                stack.ports["ws"] = await _serve(stack, comet, config.host, config.ports["ws"], "ws")
+                stack.ports["cometql"] = await _serve(stack, cometql, config.host, config.ports["cometql"],
+                                                      "cometql")
+                stack.ports["directory"] = await _serve(stack, directory, config.host, config.ports["directory"],
+                                                        "directory")
+                if config.freeswitch:   # external FreeSWITCH nodes: conference_members asks them over ESL
+                    stack.esl_links = EslLinks(conference.nodes, network, journal, profile)
+                    conference.xml_list = stack.esl_links.xml_list
+                    cometql.prepare_members = stack.esl_links.prefetch
             if config.freeswitch_emulated:
                 await _start_freeswitch(stack, temp_dirs)
             from emulator.faults import Faults   # the fault controls sit on top of the stack
@@ -204,6 +214,9 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
             finally:
                 nursery.cancel_scope.cancel()
     finally:
+        if stack is not None and stack.esl_links is not None:
+            with trio.CancelScope(shield=True):
+                await stack.esl_links.close()
         if stack is not None and stack.media_links is not None:
             stack.media_links.close()
         if stack is not None and stack.bridge is not None:
@@ -265,11 +278,16 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
                                                                      temp_dirs),
                     rtp_timeout=config.rtp_timeout, journal=journal, ipv4=config.host)
     media_links = MediaLinks(links, bridge, default=link, client_of=client_of)
+    lookup = None
+    if config.directory_url:   # mod_xml_curl over HTTP to a comet server's directory endpoint
+        directory_client = DirectoryClient(parse_directory_url(config.directory_url), network, journal,
+                                           domain=config.fs_domain)
+        lookup = directory_client.password
     core = SipCore(bridge, lambda user: directory_password(stack.store, user), rng=random.Random(rng.getrandbits(64)),
                    journal=journal, host=public_host, media_fingerprint=certs.media_fingerprint,
                    media_ip=config.host if ":" not in config.host else "127.0.0.1",
                    answer_delay=config.sip_answer_delay, link_for=media_links.conditions_for,
-                   client_of=client_of, keeps_media=media_links.keeps_media)
+                   client_of=client_of, keeps_media=media_links.keeps_media, password_lookup=lookup)
     esl = EslServer(bridge, network, journal, password=config.esl_password)
     if stack.ids is not None:
         esl.new_uuid = stack.ids.uuid4
@@ -292,7 +310,7 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     stack.ports["sip"] = sip_port
     stack.ports["esl"] = await _serve(stack, esl, config.host, config.ports["esl"], "esl")
     conference = stack.conference
-    if conference is not None and not config.freeswitch:
+    if conference is not None and not config.freeswitch and config.comet_emulated:
         node = FreeswitchNode(server=config.host, esl_port=stack.ports["esl"], esl_password=config.esl_password,
                               ws_port=core.port, ws_host=public_host)
         conference.nodes = [node]

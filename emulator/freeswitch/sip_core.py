@@ -32,7 +32,7 @@ import random
 import re
 import uuid as _uuid
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 import trio
 
@@ -149,7 +149,8 @@ class SipCore:
                  answer_delay: float = 0.0, link_for: Callable[[Flow], LinkConditions] | None = None,
                  nonce_ttl: float = 60.0, clock: Callable[[], float] = trio.current_time,
                  client_of: Callable[[Flow], str] | None = None,
-                 keeps_media: Callable[[Dialog], bool] | None = None) -> None:
+                 keeps_media: Callable[[Dialog], bool] | None = None,
+                 password_lookup: Callable[..., Awaitable[str | None]] | None = None) -> None:
         self.bridge = bridge
         self.password_for = password_for
         self.rng = rng
@@ -164,6 +165,12 @@ class SipCore:
         # True when a dialog's media does not depend on its SIP connection (the browser's peer
         # connection is tracked by the media link glue): a closed flow then leaves the media alone
         self.keeps_media = keeps_media
+        # an asynchronous directory (mod_xml_curl over HTTP, emulator/freeswitch/directory_client.py):
+        # ``await password_lookup(user, method=..., realm=..., ip=...)``; used instead of password_for
+        # when given.  The request waits for the answer and is then handled again.
+        self.password_lookup = password_lookup
+        self._looked_up: dict[tuple[int, int], str | None] = {}
+        self._nursery: trio.Nursery | None = None
         self.clock = clock
         self.nonces = sip.NonceManager.from_rng(rng, ttl=nonce_ttl)
         self.bindings: dict[str, list[Binding]] = {}
@@ -182,18 +189,20 @@ class SipCore:
         self._wakeup.set()
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            now = self.clock()
-            while self._heap and self._heap[0][0] <= now:
-                _, _, fn = heapq.heappop(self._heap)
-                fn()
-            self._wakeup = trio.Event()
-            if self._heap:
-                with trio.move_on_at(self._heap[0][0]):
+        async with trio.open_nursery() as nursery:   # directory lookups run here
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                now = self.clock()
+                while self._heap and self._heap[0][0] <= now:
+                    _, _, fn = heapq.heappop(self._heap)
+                    fn()
+                self._wakeup = trio.Event()
+                if self._heap:
+                    with trio.move_on_at(self._heap[0][0]):
+                        await self._wakeup.wait()
+                else:
                     await self._wakeup.wait()
-            else:
-                await self._wakeup.wait()
 
     # -- I/O entry points --------------------------------------------------------------------------
     def _send(self, flow: Flow, message: sip.SipRequest | sip.SipResponse) -> bytes:
@@ -327,7 +336,14 @@ class SipCore:
             if nonce_state is sip.NonceStatus.STALE:
                 stale = True
             elif nonce_state is sip.NonceStatus.VALID:
-                password = self.password_for(username)
+                if self.password_lookup is not None:
+                    key = (flow.id, id(request))
+                    if key not in self._looked_up:
+                        self._start_lookup(flow, request, username, realm, key)
+                        return None          # handled again once the directory has answered
+                    password = self._looked_up.pop(key)
+                else:
+                    password = self.password_for(username)
                 if password is None or username != from_user or not sip.verify_digest(params, request.method,
                                                                                           password):
                     self.journal.record("sip", "auth_failed", conn_id=flow.id,
@@ -339,6 +355,25 @@ class SipCore:
         self._respond(flow, request, status,
                       headers=[(challenge_header, sip.make_digest_challenge(realm, nonce, stale=stale))])
         return None
+
+    def _start_lookup(self, flow: Flow, request: sip.SipRequest, username: str, realm: str,
+                      key: tuple[int, int]) -> None:
+        async def lookup() -> None:
+            assert self.password_lookup is not None
+            password = await self.password_lookup(username, method=request.method, realm=realm, ip=flow.peer.host)
+            if not flow.alive:
+                return
+            self._looked_up[key] = password
+            try:
+                self._on_request(flow, request)
+            except (sip.SipParseError, KeyError, ValueError) as exc:
+                self.journal.record("sip", "bad_request", conn_id=flow.id, data=str(exc))
+            finally:
+                self._looked_up.pop(key, None)
+
+        if self._nursery is None:
+            raise RuntimeError("SipCore.run() must be running for directory lookups")
+        self._nursery.start_soon(lookup)
 
     def _register(self, flow: Flow, request: sip.SipRequest) -> None:
         self.stats["registers"] += 1
