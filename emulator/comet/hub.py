@@ -273,7 +273,7 @@ class Hub:
         if self.profile.on("web_answer_counts_long_frames"):
             # the real writer reports success (0) only on its long-frame path (>= 126 bytes)
             long = {new: w.frame_length(w.dumps(w.for_client_version(frame, 4 if new else 3))) >= 126
-                    for new in (True, False)}
+                    for new in {c.major >= 4 for c in targets}}
             n = sum(1 for c in targets if c.open and long[c.major >= 4])
         self._store_history(conn.dev_id, msg.pipe, msg.event, msg.message, sender, now)
         self._send(conn, w.web_answer(msg.pipe, escaped, n, now))

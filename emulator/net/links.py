@@ -272,7 +272,7 @@ class _Half:
     entries it has delivered past.
     """
 
-    __slots__ = ("sent", "entries", "free_at", "last", "lot", "fin_at", "fin_sent_at", "fin", "watched")
+    __slots__ = ("sent", "entries", "free_at", "last", "lot", "fin_at", "fin_sent_at", "fin", "watched", "messages")
 
     def __init__(self) -> None:
         self.sent = 0
@@ -284,13 +284,15 @@ class _Half:
         self.fin_at: float | None = None   # when the close arrives (None while stalled)
         self.fin_sent_at = 0.0
         self.watched = False        # a give-up check is scheduled for its stalled writes
+        #: whole WebSocket messages of the message shortcut: [deliver_at, kind, payload, sent_at]
+        self.messages: deque[list] = deque()
 
 
 class _Conn:
     """A connection as the link table sees it: its client and protocol, its two directions, its ends."""
 
     __slots__ = ("links", "id", "client", "protocol", "c2s", "s2c", "ends", "state", "opened", "ready_client",
-                 "ready_server", "key", "reset_at_heal", "__weakref__")
+                 "ready_server", "key", "reset_at_heal", "message_offer", "__weakref__")
 
     def __init__(self, links: "Links", key: Any, client: str, protocol: str, now: float) -> None:
         self.links = links
@@ -305,6 +307,7 @@ class _Conn:
         self.ready_client: float | None = now   # when the client may send (SYN handshake done)
         self.ready_server: float | None = now
         self.reset_at_heal = False
+        self.message_offer = False   # the client asked for the message shortcut (see MessageChannel)
 
     def halves(self):
         return (self.c2s, self.s2c)
@@ -363,6 +366,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
         self._eof = False
         self._reset: str | None = None
         self._closed = False
+        self._closed_messages = False
         self.cometbench_peer = getattr(inner, "cometbench_peer", None)
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -401,6 +405,13 @@ class LinkStream(trio.abc.HalfCloseableStream):
         if at is _IMMEDIATE:
             return
         half.entries.append([start, start + nbytes, at, trio.current_time()])
+
+    @property
+    def cometbench_messages(self) -> "MessageChannel | None":
+        """The message shortcut of this connection (virtual network only), or None (see MessageChannel)."""
+        if not self._links.message_shortcut or getattr(self.transport_stream, "socket", None) is not None:
+            return None
+        return MessageChannel(self)
 
     @property
     def cometbench_try_send(self) -> Callable[[bytes], int] | None:
@@ -534,6 +545,100 @@ class LinkStream(trio.abc.HalfCloseableStream):
         await self.transport_stream.aclose()
 
 
+class MessageChannel:
+    """Whole WebSocket messages between the two ends of one in-memory connection, instead of frames.
+
+    On the virtual network both ends of a comet WebSocket are in this process, so after the HTTP
+    upgrade (which still goes over the bytes) the virtual browser and the server can hand each other
+    whole messages, skipping masking, framing and parsing on both sides (``CometServerApi.js``'s
+    traffic in a long call is mostly heartbeat frames).  The client offers it (:meth:`offer`) before
+    it sends the upgrade request; the server takes it when it sees the offer.  Each message is timed
+    like the frame it stands for: ``wire_len`` bytes (payload, header and mask) go through the link's
+    latency, jitter, loss, bandwidth and partitions; resets, half-open hangs and closes behave as on the
+    bytes.  ``kind`` is ``"text"`` or ``"close"`` (a Close frame; payload = the code).
+    """
+
+    __slots__ = ("_end",)
+
+    def __init__(self, end: "LinkStream") -> None:
+        self._end = end
+
+    def offer(self) -> None:
+        self._end._conn.message_offer = True
+
+    @property
+    def offered(self) -> bool:
+        return self._end._conn.message_offer
+
+    def send(self, kind: str, payload: Any, wire_len: int) -> None:
+        """Send one message now (never blocks).  Raises like ``send_all`` on a reset or closed end."""
+        end = self._end
+        end._check()
+        if end._closed_messages:
+            raise trio.ClosedResourceError("the message channel was closed")
+        conn = end._conn
+        if conn.state == "half-open":
+            return
+        half = end._out
+        at = end._links._arrival(conn, half, wire_len, server=end._server)
+        now = trio.current_time()
+        if at is _IMMEDIATE:
+            at = now
+        half.sent += wire_len
+        half.messages.append([at, kind, payload, now])
+        half.lot.unpark_all()
+
+    async def receive(self) -> tuple[str, Any] | None:
+        """The next message when it arrives; None at the end (the other end closed)."""
+        end = self._end
+        half = end._in
+        await trio.lowlevel.checkpoint()
+        while True:
+            end._check()
+            if end._closed_messages:
+                return None
+            if end._conn.state == "half-open":
+                half.messages.clear()
+                await half.lot.park()
+                continue
+            messages = half.messages
+            if messages:
+                head = messages[0]
+                if head[0] is not None and head[0] <= trio.current_time():
+                    messages.popleft()
+                    return head[1], head[2]
+                await end._wait(half, head[0])
+                continue
+            if half.fin:
+                if half.fin_at is None or half.fin_at > trio.current_time():
+                    await end._wait(half, half.fin_at)
+                    continue
+                return None
+            await half.lot.park()
+
+    def receive_nowait(self) -> tuple[str, Any] | None:
+        """The next message if one has arrived, else None (no checkpoint)."""
+        end = self._end
+        half = end._in
+        if end._reset is not None or end._closed or end._conn.state != "open":
+            return None
+        messages = half.messages
+        if messages and messages[0][0] is not None and messages[0][0] <= trio.current_time():
+            head = messages.popleft()
+            return head[1], head[2]
+        return None
+
+    def close(self) -> None:
+        """This end closes (the FIN follows the messages already sent); its own receive ends too."""
+        end = self._end
+        if end._closed_messages:
+            return
+        end._closed_messages = True
+        if not end._closed and end._reset is None and end._conn.state == "open":
+            end._links._fin(end._conn, end._out)
+        end._in.lot.unpark_all()
+
+
 class _Immediate:
     pass
 
@@ -607,8 +712,11 @@ class Links:
     ``seed`` seeds every link's generator (with the client and protocol names).  ``profiles`` are the
     named links :meth:`set` accepts (default: ``fixtures/network_profiles.toml``)."""
 
-    def __init__(self, *, seed: int | str = 0, profiles: dict[str, Link] | None = None) -> None:
+    def __init__(self, *, seed: int | str = 0, profiles: dict[str, Link] | None = None,
+                 message_shortcut: bool = True) -> None:
         self.seed = seed
+        #: offer the comet WebSocket's message shortcut on virtual streams (MessageChannel)
+        self.message_shortcut = message_shortcut
         self._profiles = profiles
         self._rules: dict[tuple[str, str], Link] = {}
         self._partitions: set[tuple[str, str]] = set()
@@ -708,9 +816,12 @@ class Links:
                     for entry in half.entries:
                         if entry[2] is not None and entry[2] > now:
                             entry[2] = None
+                    for message in half.messages:
+                        if message[0] is not None and message[0] > now:
+                            message[0] = None
                     if half.fin and half.fin_at is not None and half.fin_at > now:
                         half.fin_at = None
-                    if any(e[2] is None for e in half.entries):
+                    if any(e[2] is None for e in half.entries) or any(m[0] is None for m in half.messages):
                         self._watch_abort(conn, half)
         self._changed("partition", client, protocol)
         if duration is not None:
@@ -750,6 +861,11 @@ class Links:
                     retry = _next_retransmission(entry[3], link.rto, max(now, ready))
                     at = max(retry + link.one_way, half.last)
                     entry[2] = half.last = at
+            for message in half.messages:
+                if message[0] is None:
+                    retry = _next_retransmission(message[3], link.rto, max(now, ready))
+                    at = max(retry + link.one_way, half.last)
+                    message[0] = half.last = at
             if half.fin and half.fin_at is None:
                 retry = _next_retransmission(half.fin_sent_at, link.rto, max(now, ready))
                 half.fin_at = max(retry + link.one_way, half.last)
@@ -1054,11 +1170,13 @@ class Links:
         half.fin = True
         now = trio.current_time()
         half.fin_sent_at = now
-        if not self._rules and not self._partitions and not half.entries:
+        if not self._rules and not self._partitions and not half.entries and half.last <= now:
             half.fin_at = now
+            half.lot.unpark_all()
             return
         if self.partitioned(conn.client, conn.protocol):
             half.fin_at = None
+            half.lot.unpark_all()
             return
         link = self.link(conn.client, conn.protocol)
         half.fin_at = max(half.last, now + link.one_way)
@@ -1071,7 +1189,8 @@ class Links:
             return
         half.watched = True
         link = self.link(conn.client, conn.protocol)
-        first = min((e[3] for e in half.entries if e[2] is None), default=trio.current_time())
+        first = min([e[3] for e in half.entries if e[2] is None] + [m[3] for m in half.messages if m[0] is None],
+                    default=trio.current_time())
         ref = weakref.ref(conn)
 
         def check() -> None:
@@ -1079,10 +1198,10 @@ class Links:
             conn = ref()
             if conn is None or conn.state == "reset":
                 return
-            stalled = [e for e in half.entries if e[2] is None]
+            stalled = [e[3] for e in half.entries if e[2] is None] + [m[3] for m in half.messages if m[0] is None]
             if not stalled:
                 return
-            if min(e[3] for e in stalled) > first:   # newer stalled writes: their own deadline
+            if min(stalled) > first:   # newer stalled writes: their own deadline
                 self._watch_abort(conn, half)
                 return
             for end in conn.live_ends():
