@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors clean
+.PHONY: setup serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-calls clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -45,6 +45,9 @@ bench-journal: setup
 
 bench-actors: setup
 	$(BIN)/python tests/perf/bench_actors.py $(ARGS)
+
+bench-calls: setup
+	$(BIN)/python tests/perf/bench_calls.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .hypothesis build dist *.egg-info

@@ -260,7 +260,8 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     config, network, journal, nursery = stack.config, stack.network, stack.journal, stack.nursery
     rng = random.Random(config.seed)
     public_host = config.sip_public_host or config.host
-    certs = ensure_certificates(_data_dir(config, config.certs_dir, "certs", temp_dirs), [public_host])
+    certs = ensure_certificates(_data_dir(config, config.certs_dir, "certs", temp_dirs), [public_host],
+                                fixed_lengths=network.kind == "virtual")
     links = stack.links
     assert links is not None
 

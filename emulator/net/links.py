@@ -580,8 +580,8 @@ class MessageChannel:
         if conn.state == "half-open":
             return
         half = end._out
-        at = end._links._arrival(conn, half, wire_len, server=end._server)
         now = trio.current_time()
+        at = end._links._arrival(conn, half, wire_len, server=end._server, now=now)
         if at is _IMMEDIATE:
             at = now
         half.sent += wire_len
@@ -1126,9 +1126,10 @@ class Links:
         if conn.ready_client is None and conn.state != "reset":
             conn.reset("connection timed out (no answer to SYN)")
 
-    def _arrival(self, conn: _Conn, half: _Half, nbytes: int, *, server: bool) -> Any:
+    def _arrival(self, conn: _Conn, half: _Half, nbytes: int, *, server: bool, now: float | None = None) -> Any:
         """When ``nbytes`` written now arrive: a time, None (stalled), or _IMMEDIATE."""
-        now = trio.current_time()
+        if now is None:
+            now = trio.current_time()
         entries = half.entries
         while entries and entries[0][2] is not None and entries[0][2] <= now:
             entries.popleft()
