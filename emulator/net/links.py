@@ -1091,6 +1091,10 @@ class Links:
             if client and key[1]:
                 self._client_ports[key] = client
         conn = self._pairing.pop(key, None) if key[1] else None
+        if conn is not None:
+            waiting = conn.live_ends()
+            if len(waiting) != 1 or waiting[0]._server == server or waiting[0]._closed:
+                conn = None   # a stale entry (a reused port whose other end never came): do not pair
         if conn is None:
             conn = _Conn(self, key, client_name, protocol, now)
             self._start(conn, now)
