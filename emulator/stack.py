@@ -157,16 +157,19 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
                    journal=journal, host=public_host, media_fingerprint=certs.media_fingerprint,
                    media_ip=config.host if ":" not in config.host else "127.0.0.1",
                    answer_delay=config.sip_answer_delay, link_for=lambda flow: link)
-    esl = EslServer(bridge, network, journal, password=config.esl_password)
+    esl = EslServer(bridge, network, journal, password=config.esl_password,
+                    auth_timeout=config.esl_auth_timeout, idle_timeout=config.esl_idle_timeout)
     stack.bridge, stack.sip, stack.esl, stack.certificates = bridge, core, esl, certs
     await nursery.start(bridge.run)
     await nursery.start(core.run)
     ws = SipWebSocketTransport(core, network, journal,
                                tls_context=certs.server_context() if config.sip_tls else None,
-                               handshake_timeout=config.handshake_timeout)
+                               handshake_timeout=config.handshake_timeout, idle_timeout=config.sip_ws_idle_timeout)
     stack.ports["sip_ws"] = await _serve(nursery, ws, config.host, config.ports["sip_ws"])
     core.port = config.sip_public_port or stack.ports["sip_ws"]
-    sip_port = await _serve(nursery, SipTcpTransport(core, network, journal), config.host, config.ports["sip"])
+    tcp = SipTcpTransport(core, network, journal, head_timeout=config.sip_tcp_head_timeout,
+                          idle_timeout=config.sip_tcp_idle_timeout)
+    sip_port = await _serve(nursery, tcp, config.host, config.ports["sip"])
     # UDP and TCP share the number, as 5060 does
     await nursery.start(SipUdpTransport(core, network, journal).serve, config.host, sip_port)
     stack.ports["sip"] = sip_port

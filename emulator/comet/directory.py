@@ -20,7 +20,10 @@ The real server decides on the raw request bytes, before any HTTP parsing: ``OPT
 ``GET`` a logo page; anything else, and a malformed ``&user=`` value (not followed by ``&``, or 64
 characters or more), a close without an answer.  An ASGI app cannot close without answering, so
 the pre-read (:func:`classify`) makes that decision on the raw head and closes the stream itself;
-what the app answers is decided there too and passed in the ASGI scope.
+what the app answers is decided there too and passed in the ASGI scope.  Like the original, it
+answers from the head alone and never reads a body (:func:`head_without_body`), so a truncated or
+invalid body changes nothing.  The head must arrive within ``head_timeout`` seconds of the connect
+(a slowloris trickling bytes is closed then) and may not exceed 16 KiB.
 
 Deviations from the original (HTTP framing only; status codes and bodies are the original's):
 the status line reason is empty (``HTTP/1.1 404 ``, not ``HTTP/1.1 404 Error``: ASGI has no reason
@@ -41,10 +44,12 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 from quart import Response, request
 from quart_trio import QuartTrio
+from quart.routing import QuartMap
+from werkzeug.routing.exceptions import NoMatch
 
 from emulator.wire.cnum import scan_int
 from emulator.journal import Journal
-from emulator.net.network import Endpoint, Network, peer_of
+from emulator.net.network import Endpoint, Network, is_peer_gone, peer_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from emulator.state import StateStore
@@ -197,9 +202,57 @@ def _request_line(scope: dict) -> bytes:
     return scope["method"].encode("ascii") + b" " + target + b" HTTP/1.1\r\n"
 
 
+class _CatchAllMatcher:
+    """URL matching for the directory's routes: exact static paths, and one ``/<path:path>`` rule
+    that takes every other path.
+
+    werkzeug's own matcher defines a recursive inner function on every match, which is a reference
+    cycle per request: garbage only the cyclic collector frees.  The directory answers every path
+    with one view, so this small matcher (the same interface: ``add``, ``update``, ``match``) does
+    the job without leaving anything behind.
+    """
+
+    def __init__(self, merge_slashes: bool) -> None:
+        self.merge_slashes = merge_slashes
+        self._static: dict[str, Any] = {}
+        self._any: Any = None
+
+    def add(self, rule: Any) -> None:
+        if rule.rule == "/<path:path>":
+            self._any = rule
+        elif "<" not in rule.rule:
+            self._static[rule.rule] = rule
+        else:  # pragma: no cover - a route this matcher was not written for
+            raise ValueError(f"the directory's URL matcher cannot serve {rule.rule!r}")
+
+    def update(self) -> None:
+        pass
+
+    def match(self, domain: str, path: str, method: str, websocket: bool) -> tuple[Any, dict]:
+        rule = self._static.get(path or "/")
+        values: dict = dict(rule.defaults or {}) if rule is not None else {}
+        if rule is None and self._any is not None:
+            rule, values = self._any, {"path": path[1:]}
+        if rule is None or rule.websocket != websocket:
+            raise NoMatch(set(), rule is not None)
+        if rule.methods is not None and method not in rule.methods:
+            raise NoMatch(set(rule.methods), False)
+        return rule, values
+
+
+class _CatchAllMap(QuartMap):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._matcher = _CatchAllMatcher(self._matcher.merge_slashes)  # type: ignore[assignment]
+
+
+class _DirectoryApp(QuartTrio):
+    url_map_class = _CatchAllMap
+
+
 def create_app(store: "StateStore", journal: Journal | None = None) -> QuartTrio:
     journal = journal or Journal(enabled=False)
-    app = QuartTrio(__name__)
+    app = _DirectoryApp(__name__, static_folder=None)  # no static files: every path is the one view
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
 
@@ -261,13 +314,37 @@ class _PeerSocket:
         return (self._local.host, self._local.port)
 
 
+_BODY_FRAMING = (b"content-length", b"transfer-encoding")
+
+
+def head_without_body(head: bytes) -> bytes:
+    """The request head without Content-Length / Transfer-Encoding lines.
+
+    The original reads only the request head and answers from it; a body is never read.  Handing
+    hypercorn a head that announces no body keeps it that way: a truncated body, an invalid chunk
+    or a client that half-closes mid-body cannot change or delay the answer.  Bytes that follow
+    the head reach hypercorn as the start of a next request, which it never parses (every answer
+    closes the connection).
+    """
+    lines = head.split(b"\r\n")
+    kept = [line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() not in _BODY_FRAMING]
+    return b"\r\n".join(lines[:1] + kept)
+
+
 class _ConnectionStream(trio.abc.HalfCloseableStream):
     """The accepted stream with the pre-read head put back in front, as hypercorn's TCPServer wants
-    it (``.socket``; no ``do_handshake``, so it is treated as plain TCP)."""
+    it (``.socket``; no ``do_handshake``, so it is treated as plain TCP).
+
+    Sends are serialised: hypercorn 0.18 can call ``send_eof`` (closing after the app's answer)
+    while another task writes its own error answer, and a trio stream raises
+    ``BusyResourceError`` for two writers.  After ``send_eof`` a write fails as a closed stream.
+    """
 
     def __init__(self, inner: trio.abc.Stream, prefix: bytes, local: Endpoint):
         self._inner = inner
         self._prefix = prefix
+        self._send_lock = trio.Lock()
+        self._eof_sent = False
         self.socket = getattr(inner, "socket", None) or _PeerSocket(peer_of(inner), local)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -278,7 +355,10 @@ class _ConnectionStream(trio.abc.HalfCloseableStream):
         return await self._inner.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._inner.send_all(data)
+        async with self._send_lock:
+            if self._eof_sent:
+                raise trio.ClosedResourceError("the answer is complete")
+            await self._inner.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._inner.wait_send_all_might_not_block()
@@ -287,7 +367,10 @@ class _ConnectionStream(trio.abc.HalfCloseableStream):
         send_eof = getattr(self._inner, "send_eof", None)
         if send_eof is None:
             raise AttributeError("send_eof")  # TCPServer treats this as "nothing to do"
-        await send_eof()
+        async with self._send_lock:
+            if not self._eof_sent:
+                self._eof_sent = True
+                await send_eof()
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -342,10 +425,17 @@ class DirectoryServer:
                 return
             assert self.listener is not None
             server = TCPServer(_WithScope(self._asgi, (kind, user)), self.config, self._context, {},
-                               _ConnectionStream(stream, head, self.listener.endpoint))  # type: ignore[arg-type]
-            await server.run()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
-            pass
+                               _ConnectionStream(stream, head_without_body(head),
+                                                 self.listener.endpoint))  # type: ignore[arg-type]
+            try:
+                await server.run()
+            finally:
+                # TCPServer -> its protocol -> a bound method of the TCPServer: cut the cycle so the
+                # connection's objects go with reference counting
+                server.protocol = None  # type: ignore[assignment]
+        except Exception as exc:
+            if not is_peer_gone(exc):
+                raise
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()

@@ -238,6 +238,7 @@ class SipCore:
             message = sip.parse_message(data)
         except sip.SipParseError as exc:
             self.journal.record("sip", "bad_message", conn_id=flow.id, data=f"{exc} {data[:80]!r}")
+            self.answer_malformed(flow, data, exc.status, exc.reason)
             return
         try:
             if isinstance(message, sip.SipResponse):
@@ -251,6 +252,18 @@ class SipCore:
                     self._respond(flow, message, 400)
                 except (KeyError, ValueError, sip.SipParseError):
                     pass
+
+    def answer_malformed(self, flow: Flow, data: bytes, status: int = 400, reason: str | None = None) -> bool:
+        """Answer a request that does not parse, as sofia's nta does: ``400`` (or the parser's
+        413/505/513, or 408 for a message cut off by a timeout) whenever its top Via is usable and
+        it is not an ACK.  Transports call it for what they cannot frame (a bad head on TCP); the
+        response is not journaled beyond the outgoing ``message`` record.  True if one was sent."""
+        response = sip.error_response(data, status, reason, to_tag=sip.generate_tag(self.rng),
+                                      headers=[("User-Agent", USER_AGENT)])
+        if response is None:
+            return False
+        flow.send(response)
+        return True
 
     def flow_closed(self, flow: Flow) -> None:
         """A WebSocket/TCP connection ended: its registrations vanish, its calls lose signalling."""

@@ -77,7 +77,8 @@ from wsproto import ConnectionType, WSConnection
 
 from emulator.freeswitch.flow import Flow
 from emulator.journal import Journal
-from emulator.net.network import MAX_DATAGRAM, DatagramEndpoint, Endpoint, Listener, Network, peer_of
+from emulator.net.network import MAX_DATAGRAM, DatagramEndpoint, Endpoint, Listener, Network, is_peer_gone, peer_of
+from emulator.net.timeouts import ReadDeadline
 from emulator.wire.sip import MAX_BODY_BYTES, MAX_HEADER_BYTES, SipParseError, SipStreamParser, is_keepalive
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,14 @@ UDP_MAX_FLOWS = 4096
 HANDSHAKE_TIMEOUT = 10.0
 #: Seconds a graceful server-side close waits for the queued messages and the close handshake.
 CLOSE_TIMEOUT = 2.0
+#: SIP over TCP: seconds from a message's first byte to its end, and from accept to the first message.
+HEAD_TIMEOUT = 10.0
+#: SIP over TCP: seconds a connection may stay quiet both ways (nta's TPTAG_IDLE of 30 minutes).
+TCP_IDLE_TIMEOUT = 1800.0
 
 SERVICE = "sip"
+#: WebSocket close codes that mean the client broke the protocol (journaled as ``bad_stream``).
+_BAD_STREAM_CODES = (1002, 1003, 1007, 1009)
 
 
 class SipCoreLike(Protocol):
@@ -143,14 +150,17 @@ def _local_of(stream: trio.abc.Stream, default: Endpoint) -> Endpoint:
         stream = inner
 
 
-_NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError, ConnectionClosed)
-
-
 def _is_network_error(exc: BaseException) -> bool:
     """A peer going away (possibly wrapped in exception groups by nurseries): not worth a log line."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_network_error(e) for e in exc.exceptions)
-    return isinstance(exc, _NETWORK_ERRORS)
+    return is_peer_gone(exc, (ConnectionClosed,))
+
+
+def _dropped(data: bytes) -> None:
+    """What a closed connection's flow sends through (the core may keep the flow, e.g. a ghost's)."""
+
+
+def _nothing() -> None:
+    pass
 
 
 async def _quiet_close(stream: trio.abc.Stream) -> None:
@@ -210,6 +220,7 @@ class _Connection:
         self.scope = trio.CancelScope()
         self.flow: Flow | None = None
         self.overflowed = False
+        self.deadline: ReadDeadline | None = None  # the writer reports sends to it (idle clock)
 
     def make_flow(self, kind: str, peer: Endpoint, local: Endpoint) -> Flow:
         self.flow = Flow(kind, peer, local, send_bytes=self.put, close=self.close)
@@ -238,6 +249,16 @@ class _Connection:
         """Graceful close requested by the core: the writer drains the outbox, then closes."""
         self.send_channel.close()
 
+    def release(self) -> None:
+        """The connection is over: unhook the flow from it.  The flow's ``send_bytes``/``close`` are
+        bound methods of this object and it holds the flow, a reference cycle; cutting it here
+        lets reference counting free the connection at once (no wait for the cyclic collector)."""
+        flow = self.flow
+        if flow is not None:
+            flow.send_bytes, flow.close = _dropped, _nothing
+            self.flow = None
+        self.send_channel.close()
+
 
 # --- SIP over WebSocket ---------------------------------------------------------------------------
 
@@ -248,11 +269,12 @@ class SipWebSocketTransport(_Base):
     def __init__(self, core: SipCoreLike, network: Network, journal: Journal, *,
                  tls_context: ssl.SSLContext | None, max_message: int = 65536,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, outbox_size: int = OUTBOX_MESSAGES,
-                 require_subprotocol: bool = False) -> None:
+                 require_subprotocol: bool = False, idle_timeout: float = 0.0) -> None:
         super().__init__(core, network, journal)
         self.tls_context = tls_context
         self.max_message = max_message
         self.handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout  # after the upgrade; 0 = never, as sofia's WS transport
         self.outbox_size = outbox_size
         self.require_subprotocol = require_subprotocol
         self.kind = "WSS" if tls_context is not None else "WS"
@@ -290,6 +312,7 @@ class SipWebSocketTransport(_Base):
             self.active -= 1
             if conn.flow is not None:
                 self._flow_closed(conn.flow)
+            conn.release()
             with trio.CancelScope(shield=True):
                 await _quiet_close(stream)
 
@@ -355,19 +378,28 @@ class SipWebSocketTransport(_Base):
         self.journal.record(SERVICE, "ws_open", conn_id=flow.id,
                             data=f"{self.kind} {peer} path={request.path} subprotocol={subprotocol}")
         nursery.start_soon(self._writer, ws, conn)
-        while True:
-            try:
-                message = await ws.get_message()
-            except ConnectionClosed:
-                break
-            data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
-            if is_keepalive(data):
-                continue
-            if not self._deliver(flow, data):
-                break
+        idle = ReadDeadline(idle=self.idle_timeout)
+        conn.deadline = idle
+        with idle.scope:
+            while True:
+                try:
+                    message = await ws.get_message()
+                except ConnectionClosed:
+                    break
+                idle.received(pending=False)
+                data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+                if is_keepalive(data):
+                    continue
+                if not self._deliver(flow, data):
+                    break
+        if idle.expired:
+            self.journal.record(SERVICE, "idle_timeout", conn_id=flow.id, data=f"{peer} {self.idle_timeout:g} s")
+            return
         reason = ws.closed
-        if reason is not None and reason.code == 1009:
-            self.journal.record(SERVICE, "bad_stream", conn_id=flow.id, data=f"{peer} {reason.reason}")
+        if reason is not None and reason.code in _BAD_STREAM_CODES:
+            # a protocol error, invalid UTF-8 in a text frame (1007), an oversize message (1009)
+            self.journal.record(SERVICE, "bad_stream", conn_id=flow.id,
+                                data=f"{peer} {reason.code} {reason.reason}"[:300])
 
     async def _writer(self, ws: WebSocketConnection, conn: _Connection) -> None:
         try:
@@ -378,6 +410,8 @@ class SipWebSocketTransport(_Base):
                     await ws.send_message(data)
                 else:
                     await ws.send_message(text)
+                if conn.deadline is not None:
+                    conn.deadline.sent()
             # the core called flow.close(): everything queued is written; close the WebSocket
             with trio.move_on_after(CLOSE_TIMEOUT):
                 await ws.aclose(1000)
@@ -390,18 +424,21 @@ class SipWebSocketTransport(_Base):
 
 
 class SipTcpTransport(_Base):
-    """SIP over TCP, RFC 3261 18.3 framing, RFC 5626 CRLF keep-alives."""
+    """SIP over TCP, RFC 3261 18.3 framing, RFC 5626 CRLF keep-alives, head and idle timeouts."""
 
     kind = "TCP"
 
     def __init__(self, core: SipCoreLike, network: Network, journal: Journal, *,
                  outbox_size: int = OUTBOX_MESSAGES, answer_pings: bool = True,
-                 max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+                 max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES,
+                 head_timeout: float = HEAD_TIMEOUT, idle_timeout: float = TCP_IDLE_TIMEOUT) -> None:
         super().__init__(core, network, journal)
         self.outbox_size = outbox_size
         self.answer_pings = answer_pings
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
+        self.head_timeout = head_timeout
+        self.idle_timeout = idle_timeout
         self.listener: Listener | None = None
         self.active = 0
 
@@ -418,50 +455,83 @@ class SipTcpTransport(_Base):
         conn = _Connection(self, self.outbox_size)
         flow = conn.make_flow("TCP", peer_of(stream),
                               _local_of(stream, self.listener.endpoint if self.listener else Endpoint("?", 0)))
+        # the first message must arrive as soon as any message must be complete; then sofia's idle rule
+        conn.deadline = ReadDeadline(start=self.head_timeout, head=self.head_timeout, idle=self.idle_timeout)
         try:
             with conn.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._writer, stream, conn)
-                    await self._reader(stream, conn, flow)
-                    nursery.cancel_scope.cancel()
+                    if await self._reader(stream, conn, flow, conn.deadline):
+                        # a last answer (400, 408) is queued: let the writer send it, then close
+                        conn.close()
+                        nursery.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
+                    else:
+                        nursery.cancel_scope.cancel()
         except Exception as exc:
             self._connection_error(exc, flow.peer, flow)
         finally:
             self.active -= 1
             self._flow_closed(flow)
+            conn.release()
             with trio.CancelScope(shield=True):
                 await _quiet_close(stream)
 
-    async def _reader(self, stream: trio.abc.Stream, conn: _Connection, flow: Flow) -> None:
+    async def _reader(self, stream: trio.abc.Stream, conn: _Connection, flow: Flow, deadline: ReadDeadline) -> bool:
+        """Read and deliver messages until EOF, an error or a timeout.  True if a final answer was
+        queued that should be written before the connection closes."""
         parser = SipStreamParser(max_header_bytes=self.max_header_bytes, max_body_bytes=self.max_body_bytes)
         raw = bytearray()  # mirrors the parser's buffer, so the core gets each message's exact bytes
-        try:
-            while True:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    parser.feed_eof()
-                    return
-                raw += chunk
-                parser.receive_data(chunk)
+        started = False
+        with deadline.scope:
+            try:
                 while True:
-                    before, pings = parser.buffered, parser.pings
-                    message = parser.next_message()
-                    consumed = before - parser.buffered
-                    if self.answer_pings:
-                        for _ in range(parser.pings - pings):
-                            conn.put_raw(b"\r\n")  # RFC 5626 3.5.1: CRLFCRLF ping, CRLF pong
-                    if message is None:
-                        del raw[:consumed]  # keep-alive CR/LFs only
-                        break
-                    data = bytes(raw[:consumed]).lstrip(b"\r\n")
-                    del raw[:consumed]
-                    if not self._deliver(flow, data):
-                        return
-        except SipParseError as exc:
-            self.journal.record(SERVICE, "bad_stream", conn_id=flow.id, data=f"{flow.peer} {exc}"[:300])
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        parser.feed_eof()  # raises if the peer stopped inside a message
+                        return False
+                    raw += chunk
+                    parser.receive_data(chunk)
+                    while True:
+                        before, pings = parser.buffered, parser.pings
+                        message = parser.next_message()
+                        consumed = before - parser.buffered
+                        if self.answer_pings:
+                            for _ in range(parser.pings - pings):
+                                conn.put_raw(b"\r\n")  # RFC 5626 3.5.1: CRLFCRLF ping, CRLF pong
+                        if message is None:
+                            del raw[:consumed]  # keep-alive CR/LFs only
+                            break
+                        data = bytes(raw[:consumed]).lstrip(b"\r\n")
+                        del raw[:consumed]
+                        if not started:
+                            started = True
+                            deadline.settle()
+                        if not self._deliver(flow, data):
+                            return False
+                    deadline.received(pending=parser.buffered > 0)
+            except SipParseError as exc:
+                # sofia answers what it cannot parse when the Via allows (then stops reading)
+                self.journal.record(SERVICE, "bad_stream", conn_id=flow.id, data=f"{flow.peer} {exc}"[:300])
+                return self._answer_malformed(flow, bytes(raw), exc.status, exc.reason)
+        pending = parser.buffered > 0
+        self.journal.record(SERVICE, "head_timeout" if pending else "idle_timeout", conn_id=flow.id,
+                            data=f"{flow.peer} {len(raw)} bytes pending" if pending else str(flow.peer))
+        return pending and self._answer_malformed(flow, bytes(raw), 408, None)
+
+    def _answer_malformed(self, flow: Flow, data: bytes, status: int, reason: str | None) -> bool:
+        answer = getattr(self.core, "answer_malformed", None)
+        if answer is None:
+            return False
+        try:
+            return bool(answer(flow, data, status, reason))
+        except Exception as exc:  # noqa: BLE001 - the core's bug must not hide the close
+            log.exception("SIP core failed answering a malformed message from %s", flow.peer)
+            self.journal.record(SERVICE, "core_error", conn_id=flow.id, data=f"{type(exc).__name__}: {exc}")
+            return False
 
     async def _writer(self, stream: trio.abc.Stream, conn: _Connection) -> None:
         receive = conn.receive_channel
+        deadline = conn.deadline
         while True:
             try:
                 batch = [await receive.receive()]
@@ -473,6 +543,8 @@ class SipTcpTransport(_Base):
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
             await stream.send_all(b"".join(batch))
+            if deadline is not None:
+                deadline.sent()
         conn.scope.cancel()
 
 

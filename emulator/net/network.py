@@ -131,12 +131,28 @@ class Network:
                 nursery.start_soon(_guarded, handler, stream, service)
 
 
+#: What a peer going away (or a stream already closed under us) raises inside a handler.
+PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
+
+
+def is_peer_gone(exc: BaseException, extra: tuple[type[BaseException], ...] = ()) -> bool:
+    """Whether ``exc`` (possibly an exception group from a per-connection nursery) only says that the
+    peer went away: an ordinary end of a connection, not worth a log line."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_peer_gone(e, extra) for e in exc.exceptions)
+    return isinstance(exc, PEER_GONE + extra)
+
+
 async def _guarded(handler, stream: trio.abc.Stream, service: str) -> None:
-    """Run one connection's handler; a bug in it closes that connection, never the listener."""
+    """Run one connection's handler; a bug in it closes that connection, never the listener.
+
+    A peer that vanished is not a bug: it ends the connection without a log line.
+    """
     try:
         await handler(stream)
-    except Exception:  # noqa: BLE001 - one connection's failure must not reach the service's nursery
-        log.exception("%s: connection handler failed; closing that connection", service)
+    except Exception as exc:  # noqa: BLE001 - one connection's failure must not reach the service's nursery
+        if not is_peer_gone(exc):
+            log.exception("%s: connection handler failed; closing that connection", service)
         with trio.CancelScope(shield=True):
             try:
                 await trio.aclose_forcefully(stream)

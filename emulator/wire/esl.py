@@ -50,6 +50,11 @@ class CommandParser:
         self._pending: Command | None = None
         self._body_len = 0
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned in a command (blank lines between commands count)."""
+        return len(self._buf) + (1 if self._pending is not None else 0)
+
     def feed(self, data: bytes) -> None:
         self._buf += data
         if len(self._buf) > self.max_size and self._pending is None and b"\n\n" not in self._buf:
