@@ -92,6 +92,8 @@ UDP_OUTBOX = 4096
 UDP_MAX_FLOWS = 4096
 #: Seconds a WS connection may take for TLS + HTTP upgrade together.
 HANDSHAKE_TIMEOUT = 10.0
+#: Largest HTTP upgrade request head accepted on the SIP WebSocket port.
+MAX_UPGRADE_HEAD = 16 * 1024
 #: Seconds a graceful server-side close waits for the queued messages and the close handshake.
 CLOSE_TIMEOUT = 2.0
 #: SIP over TCP: seconds from a message's first byte to its end, and from accept to the first message.
@@ -168,6 +170,62 @@ async def _quiet_close(stream: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(stream)
     except Exception:  # pragma: no cover - closing a dead stream
         pass
+
+
+async def _read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
+    """The HTTP request head of a WebSocket upgrade, and what followed it in the same reads.
+
+    wsproto's server handshake drops bytes that arrive in the same read as the request (a client
+    that sends its first frame without waiting for the 101 would lose it), so the transport reads
+    the head itself and replays it, then the rest, to trio-websocket (:class:`_Replay`).
+    ``(b"", b"")`` when the peer closed or sent something that is not an HTTP head.
+    """
+    buffer = bytearray()
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            return bytes(buffer[:end + 4]), bytes(buffer[end + 4:])
+        if len(buffer) > MAX_UPGRADE_HEAD or (buffer and not buffer[:1].isalpha()):
+            return b"", b""
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return b"", b""
+        buffer += chunk
+
+
+class _Replay(trio.abc.Stream):
+    """A stream whose first read returns ``head``; later reads wait for :meth:`release` (the 101 is
+    out), then return ``rest``, then the inner stream's bytes."""
+
+    def __init__(self, inner: trio.abc.Stream, head: bytes, rest: bytes) -> None:
+        self._inner = inner
+        self._head = head
+        self._rest = rest
+        self._released = trio.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._head:
+            await trio.lowlevel.checkpoint()
+            chunk, self._head = self._head, b""
+            return chunk
+        await self._released.wait()
+        if self._rest:
+            n = len(self._rest) if max_bytes is None else max_bytes
+            chunk, self._rest = self._rest[:n], self._rest[n:]
+            return chunk
+        return await self._inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class _Base:
@@ -332,7 +390,16 @@ class SipWebSocketTransport(_Base):
 
     async def _run(self, nursery: trio.Nursery, stream: trio.abc.Stream, conn: _Connection,
                    peer: Endpoint, local: Endpoint, deadline: float) -> None:
-        ws = WebSocketConnection(stream, WSConnection(ConnectionType.SERVER), message_queue_size=1,
+        head = None
+        with trio.move_on_at(deadline):
+            head = await _read_head(stream)
+        if head is None or not head[0]:
+            kind = "handshake_timeout" if head is None else "bad_handshake"
+            self.journal.record(SERVICE, kind, data=f"{peer} " + ("during HTTP upgrade" if head is None
+                                                                  else "no WebSocket upgrade request"))
+            return
+        replay = _Replay(stream, *head)
+        ws = WebSocketConnection(replay, WSConnection(ConnectionType.SERVER), message_queue_size=1,
                                  max_message_size=self.max_message, receive_buffer_size=65536)
         handshake = trio.CancelScope(deadline=deadline)
         reader_done = False
@@ -373,6 +440,7 @@ class SipWebSocketTransport(_Base):
         if accept_scope.cancelled_caught:
             self.journal.record(SERVICE, "handshake_timeout", data=f"{peer} writing the 101")
             return
+        replay.release()  # frames that came with the request go to the WebSocket layer now
 
         flow = conn.make_flow(self.kind, peer, local)
         self.journal.record(SERVICE, "ws_open", conn_id=flow.id,
