@@ -318,14 +318,14 @@ _BODY_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 def head_without_body(head: bytes) -> bytes:
-    """The request head without Content-Length / Transfer-Encoding lines.
+    """The request head (up to its blank line) without Content-Length / Transfer-Encoding lines.
 
     The original reads only the request head and answers from it; a body is never read.  Handing
     hypercorn a head that announces no body keeps it that way: a truncated body, an invalid chunk
     or a client that half-closes mid-body cannot change or delay the answer.  Bytes that follow
-    the head reach hypercorn as the start of a next request, which it never parses (every answer
-    closes the connection).
+    the head are read and dropped (:class:`_ConnectionStream`): every answer closes the connection.
     """
+    head = head[:head.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in head else head
     lines = head.split(b"\r\n")
     kept = [line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() not in _BODY_FRAMING]
     return b"\r\n".join(lines[:1] + kept)
@@ -352,7 +352,11 @@ class _ConnectionStream(trio.abc.HalfCloseableStream):
             data, self._prefix = self._prefix, b""
             await trio.lowlevel.checkpoint()
             return data
-        return await self._inner.receive_some(max_bytes)
+        # after the head: read (so the close is a FIN, not a reset over unread bytes) and drop
+        # everything but the end of the stream; the answer depends on the head alone
+        while await self._inner.receive_some(max_bytes):
+            pass
+        return b""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         async with self._send_lock:

@@ -79,6 +79,7 @@ from emulator.freeswitch.flow import Flow
 from emulator.journal import Journal
 from emulator.net.network import MAX_DATAGRAM, DatagramEndpoint, Endpoint, Listener, Network, is_peer_gone, peer_of
 from emulator.net.timeouts import ReadDeadline
+from emulator.net.websocket import release_frame_parser
 from emulator.wire.sip import MAX_BODY_BYTES, MAX_HEADER_BYTES, SipParseError, SipStreamParser, is_keepalive
 
 log = logging.getLogger(__name__)
@@ -401,6 +402,13 @@ class SipWebSocketTransport(_Base):
         replay = _Replay(stream, *head)
         ws = WebSocketConnection(replay, WSConnection(ConnectionType.SERVER), message_queue_size=1,
                                  max_message_size=self.max_message, receive_buffer_size=65536)
+        try:
+            await self._serve_websocket(nursery, ws, replay, conn, peer, local, deadline)
+        finally:
+            release_frame_parser(ws)
+
+    async def _serve_websocket(self, nursery: trio.Nursery, ws: WebSocketConnection, replay: "_Replay",
+                               conn: _Connection, peer: Endpoint, local: Endpoint, deadline: float) -> None:
         handshake = trio.CancelScope(deadline=deadline)
         reader_done = False
 

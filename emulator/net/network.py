@@ -26,6 +26,7 @@ import errno
 import itertools
 import logging
 import socket
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
@@ -341,6 +342,41 @@ class _VirtualDatagramEndpoint:
         await trio.lowlevel.checkpoint()
 
 
+class _Pump:
+    """Moves bytes from a MemorySendStream to its MemoryReceiveStream (``trio.testing``'s pump).
+
+    trio's ``memory_stream_one_way_pair`` hooks closures that reference the send stream onto the
+    send stream itself: a reference cycle per direction, per connection.  The pump holds the send
+    stream weakly, so a closed virtual connection is freed by reference counting.
+    """
+
+    __slots__ = ("_send", "_receive", "__weakref__")
+
+    def __init__(self, send: trio.testing.MemorySendStream, receive: trio.testing.MemoryReceiveStream) -> None:
+        self._send = weakref.ref(send)
+        self._receive = receive
+
+    def __call__(self) -> None:
+        send = self._send()
+        if send is not None:
+            trio.testing.memory_stream_pump(send, self._receive)
+
+    async def pump(self) -> None:
+        self()
+
+
+def _memory_stream_pair() -> tuple[trio.StapledStream, trio.StapledStream]:
+    """Two connected in-memory stream ends, as ``trio.testing.memory_stream_pair`` but cycle-free."""
+    ends = []
+    for _ in range(2):
+        send, receive = trio.testing.MemorySendStream(), trio.testing.MemoryReceiveStream()
+        pump = _Pump(send, receive)
+        send.send_all_hook, send.close_hook = pump.pump, pump
+        ends.append((send, receive))
+    (a_send, b_receive), (b_send, a_receive) = ends
+    return trio.StapledStream(a_send, a_receive), trio.StapledStream(b_send, b_receive)
+
+
 class VirtualNetwork(Network):
     """In-memory streams.  Hosts are names; ports are allocated like an OS would for port 0."""
 
@@ -372,7 +408,7 @@ class VirtualNetwork(Network):
         listener = self._listeners.get(Endpoint(host, port))
         if listener is None:
             raise ConnectionRefusedError(f"nothing listens on {host}:{port} in the virtual network")
-        client_end, server_end = trio.testing.memory_stream_pair()
+        client_end, server_end = _memory_stream_pair()
         client_peer = Endpoint(client or "127.0.0.1", next(self._client_ports))
         listener._offer(server_end, client_peer)
         return self.wrap(client_end, service="", client=client, peer=Endpoint(host, port))

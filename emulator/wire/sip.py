@@ -56,6 +56,7 @@ Design decisions where the RFCs leave room:
 
 from __future__ import annotations
 
+import copy
 import enum
 import hashlib
 import hmac
@@ -1094,14 +1095,19 @@ class SipStreamParser:
         return msg
 
     def _fail(self, err: SipParseError) -> None:
-        self._error = err
+        # keep a copy without a traceback: the raised error's traceback holds this parser's frames,
+        # and a parser holding it would be a reference cycle
+        self._error = copy.copy(err)
         self._buf.clear()
         self._pending = None
-        raise err
+        try:
+            raise err
+        finally:
+            del err  # this frame is in err's traceback: do not let it hold err too
 
     def _check_alive(self) -> None:
         if self._error is not None:
-            raise self._error
+            raise copy.copy(self._error)
 
 
 # =================================================================================================
