@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test quirks bench-ws bench-cometql bench-sip clean
+.PHONY: setup serve test quirks bench-ws bench-cometql bench-sip fuzz clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -34,6 +34,11 @@ bench-cometql: setup
 
 bench-sip: setup
 	$(BIN)/python tests/perf/bench_sip.py
+
+# about an hour: hypothesis fuzz tests in the long profile, the live-socket fuzzer, the mutation
+# campaign (>= 1,000,000 inputs per protocol); ARGS="--live-minutes 5" etc. (tests/fuzz/run.py)
+fuzz: setup
+	$(BIN)/python -m tests.fuzz.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .hypothesis

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from emulator.net.network import Endpoint, Network
+from emulator.net.network import Endpoint, Network, release_ssl_stream
 from tests.rawmysql import RawMySQL
 from tests.rawws import KEY, RawWS
 
@@ -136,6 +136,7 @@ async def probe_sip_ws(p: Ports) -> None:
         assert answer.startswith(b"SIP/2.0 200 OK\r\n"), answer[:200]
     finally:
         await ws.aclose()
+        release_ssl_stream(ws.stream)
 
 
 async def probe_sip_tcp(p: Ports) -> None:

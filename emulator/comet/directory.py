@@ -48,8 +48,9 @@ from quart.routing import QuartMap
 from werkzeug.routing.exceptions import NoMatch
 
 from emulator.wire.cnum import scan_int
+from emulator.wire.http import strict_head_problem
 from emulator.journal import Journal
-from emulator.net.network import Endpoint, Network, is_peer_gone, peer_of
+from emulator.net.network import Endpoint, Network, forget_traceback, is_peer_gone, peer_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from emulator.state import StateStore
@@ -106,6 +107,8 @@ _COMMON_HEADERS = {
 }
 _DIRECTORY_HEADERS = {**_COMMON_HEADERS, "Access-Control-Allow-Methods": "GET", "Allow": "GET"}
 CONTENT_TYPE = "text/html; charset=UTF-8"
+#: hypercorn's answer to a request h11 rejects, byte for byte (sent by the pre-read instead)
+BAD_REQUEST = b"HTTP/1.1 400 \r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
 # --- the rules ---------------------------------------------------------------------------------------
@@ -427,10 +430,15 @@ class DirectoryServer:
             if kind == "close":
                 self.journal.record("directory", "closed_without_answer", data=head[:200])
                 return
+            prefix = head_without_body(head)
+            problem = strict_head_problem(prefix)
+            if problem:  # what hypercorn would answer, without h11's reference cycle (wire/http.py)
+                self.journal.record("directory", "bad_request", data=f"{problem} {head[:120]!r}"[:300])
+                await stream.send_all(BAD_REQUEST)
+                return
             assert self.listener is not None
             server = TCPServer(_WithScope(self._asgi, (kind, user)), self.config, self._context, {},
-                               _ConnectionStream(stream, head_without_body(head),
-                                                 self.listener.endpoint))  # type: ignore[arg-type]
+                               _ConnectionStream(stream, prefix, self.listener.endpoint))  # type: ignore[arg-type]
             try:
                 await server.run()
             finally:
@@ -440,6 +448,7 @@ class DirectoryServer:
         except Exception as exc:
             if not is_peer_gone(exc):
                 raise
+            forget_traceback(exc)
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()

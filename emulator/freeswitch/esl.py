@@ -27,7 +27,7 @@ from typing import Any, Callable
 import trio
 
 from emulator.journal import Journal
-from emulator.net.network import Listener, Network, is_peer_gone
+from emulator.net.network import Listener, Network, forget_traceback, is_peer_gone
 from emulator.net.timeouts import ReadDeadline
 from emulator.wire import esl as e
 
@@ -144,6 +144,7 @@ class EslServer:
         except Exception as exc:
             if not is_peer_gone(exc):
                 raise
+            forget_traceback(exc)
         finally:
             self.connections -= 1
             with trio.CancelScope(shield=True):
@@ -157,7 +158,10 @@ class EslServer:
         async for data in receive:
             if data is None:
                 break
-            await stream.send_all(data)
+            try:
+                await stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+                break  # the listener went away; caught here so no exception group is made of it
             deadline.sent()
         await trio.aclose_forcefully(stream)
 
@@ -175,7 +179,10 @@ class EslServer:
                 push(None)
                 return
             if command is None:
-                data = await stream.receive_some(65536)
+                try:
+                    data = await stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+                    return
                 if not data:
                     return
                 try:

@@ -509,6 +509,7 @@ class SipCore:
             channel.hangup_cause = cause
             self.bridge.channel_hangup(channel, cause)
             self.bridge.channel_destroy(channel)
+        channel.hangup = _ended  # it closed over the dialog, which holds the channel: no cycle left
 
     def _server_bye(self, dialog: Dialog, cause: str) -> None:
         """FreeSWITCH ends the call (kick, hup, media timeout, full room): BYE to the caller's Contact."""
@@ -576,6 +577,10 @@ class SipCore:
     def snapshot(self) -> dict:
         return {"registrations": len(self.registrations()), "dialogs": len(self.dialogs),
                 "pending": len(self.pending), **self.stats}
+
+
+def _ended(cause: str) -> None:
+    """A finished dialog's channel hangup: nothing left to do."""
 
 
 def _token(rng: random.Random, n: int) -> str:

@@ -74,12 +74,15 @@ from typing import Protocol
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from emulator.freeswitch.flow import Flow
 from emulator.journal import Journal
-from emulator.net.network import MAX_DATAGRAM, DatagramEndpoint, Endpoint, Listener, Network, is_peer_gone, peer_of
+from emulator.net.network import (MAX_DATAGRAM, DatagramEndpoint, Endpoint, Listener, Network, forget_traceback,
+                                  is_peer_gone, peer_of, release_ssl_stream)
 from emulator.net.timeouts import ReadDeadline
 from emulator.net.websocket import release_frame_parser
+from emulator.wire import http
 from emulator.wire.sip import MAX_BODY_BYTES, MAX_HEADER_BYTES, SipParseError, SipStreamParser, is_keepalive
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,12 @@ HEAD_TIMEOUT = 10.0
 TCP_IDLE_TIMEOUT = 1800.0
 
 SERVICE = "sip"
+#: The answer to an upgrade request we refuse before wsproto sees it.
+_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
+                b"Connection: close\r\n\r\nBad Request\n")
+#: What wsproto raises (beyond its own protocol errors, which trio-websocket handles) on bytes it
+#: cannot take: decoding errors in headers, bad values.
+_WSPROTO_INPUT_ERRORS = (UnicodeError, ValueError, LocalProtocolError, RemoteProtocolError)
 #: WebSocket close codes that mean the client broke the protocol (journaled as ``bad_stream``).
 _BAD_STREAM_CODES = (1002, 1003, 1007, 1009)
 
@@ -151,6 +160,12 @@ def _local_of(stream: trio.abc.Stream, default: Endpoint) -> Endpoint:
         if inner is None:
             return default
         stream = inner
+
+
+#: What a stream raises when the peer reset the connection or the stream is already closed.  Caught
+#: where it happens, so it never travels through a nursery: an exception group that mixes it with
+#: the Cancelled of a sibling task leaves a reference cycle of tracebacks and frames behind.
+_PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
 
 
 def _is_network_error(exc: BaseException) -> bool:
@@ -242,11 +257,11 @@ class _Base:
     def _connection_error(self, exc: Exception, peer: Endpoint, flow: Flow | None) -> None:
         """The per-connection boundary: a peer that went away is normal; anything else is logged,
         journaled, and ends only this connection."""
-        if _is_network_error(exc):
-            return
-        log.error("SIP %s connection from %s failed", self.kind, peer, exc_info=exc)
-        self.journal.record(SERVICE, "error", conn_id=flow.id if flow else None,
-                            data=f"{peer} {type(exc).__name__}: {exc}"[:300])
+        if not _is_network_error(exc):
+            log.error("SIP %s connection from %s failed", self.kind, peer, exc_info=exc)
+            self.journal.record(SERVICE, "error", conn_id=flow.id if flow else None,
+                                data=f"{peer} {type(exc).__name__}: {exc}"[:300])
+        forget_traceback(exc)
 
     def _deliver(self, flow: Flow, data: bytes) -> bool:
         """Hand one message to the core; False if the core raised (the caller drops the flow)."""
@@ -354,12 +369,14 @@ class SipWebSocketTransport(_Base):
         local = _local_of(stream, self.listener.endpoint if self.listener else Endpoint("?", 0))
         conn = _Connection(self, self.outbox_size)
         deadline = trio.current_time() + self.handshake_timeout
+        tls: trio.SSLStream | None = None
         try:
             with conn.scope:
                 ws_stream: trio.abc.Stream = stream
                 if self.tls_context is not None:
-                    tls = await self._tls_handshake(stream, peer, deadline)
-                    if tls is None:
+                    # https_compatible: a browser may drop TCP without close_notify; a normal close
+                    tls = trio.SSLStream(stream, self.tls_context, server_side=True, https_compatible=True)
+                    if not await self._tls_handshake(tls, peer, deadline):
                         return
                     ws_stream = tls
                 async with trio.open_nursery() as nursery:
@@ -374,20 +391,18 @@ class SipWebSocketTransport(_Base):
             conn.release()
             with trio.CancelScope(shield=True):
                 await _quiet_close(stream)
+            release_ssl_stream(tls)
 
-    async def _tls_handshake(self, stream: trio.abc.Stream, peer: Endpoint,
-                             deadline: float) -> trio.SSLStream | None:
-        # https_compatible: a browser may drop TCP without close_notify; that is a normal close
-        tls = trio.SSLStream(stream, self.tls_context, server_side=True, https_compatible=True)
+    async def _tls_handshake(self, tls: trio.SSLStream, peer: Endpoint, deadline: float) -> bool:
         with trio.move_on_at(deadline):
             try:
                 await tls.do_handshake()
-                return tls
+                return True
             except trio.BrokenResourceError as exc:
                 self.journal.record(SERVICE, "tls_failed", data=f"{peer} {exc.__cause__!r}"[:300])
-                return None
+                return False
         self.journal.record(SERVICE, "handshake_timeout", data=f"{peer} during TLS")
-        return None
+        return False
 
     async def _run(self, nursery: trio.Nursery, stream: trio.abc.Stream, conn: _Connection,
                    peer: Endpoint, local: Endpoint, deadline: float) -> None:
@@ -398,6 +413,14 @@ class SipWebSocketTransport(_Base):
             kind = "handshake_timeout" if head is None else "bad_handshake"
             self.journal.record(SERVICE, kind, data=f"{peer} " + ("during HTTP upgrade" if head is None
                                                                   else "no WebSocket upgrade request"))
+            return
+        problem = http.strict_head_problem(head[0])
+        if problem:
+            # refused here, before wsproto: it would fail with UnicodeDecodeError on a non-ASCII byte,
+            # and h11's parse errors leave a reference cycle behind
+            self.journal.record(SERVICE, "bad_handshake", data=f"{peer} {problem}"[:300])
+            with trio.move_on_at(deadline):
+                await stream.send_all(_BAD_REQUEST)
             return
         replay = _Replay(stream, *head)
         ws = WebSocketConnection(replay, WSConnection(ConnectionType.SERVER), message_queue_size=1,
@@ -416,6 +439,9 @@ class SipWebSocketTransport(_Base):
             nonlocal reader_done
             try:
                 await ws._reader_task()
+            except _WSPROTO_INPUT_ERRORS as exc:  # input wsproto could not take: the client's fault
+                self.journal.record(SERVICE, "bad_stream", conn_id=conn.flow.id if conn.flow else None,
+                                    data=f"{peer} {type(exc).__name__}: {exc}"[:300])
             finally:
                 # EOF or a bad HTTP request before the upgrade: stop waiting for it
                 reader_done = True
@@ -561,7 +587,10 @@ class SipTcpTransport(_Base):
         with deadline.scope:
             try:
                 while True:
-                    chunk = await stream.receive_some(65536)
+                    try:
+                        chunk = await stream.receive_some(65536)
+                    except _PEER_GONE:  # a reset: over, without an exception through the nursery
+                        return False
                     if not chunk:
                         parser.feed_eof()  # raises if the peer stopped inside a message
                         return False
@@ -618,7 +647,10 @@ class SipTcpTransport(_Base):
                     batch.append(receive.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
-            await stream.send_all(b"".join(batch))
+            try:
+                await stream.send_all(b"".join(batch))
+            except _PEER_GONE:
+                break
             if deadline is not None:
                 deadline.sent()
         conn.scope.cancel()

@@ -144,6 +144,27 @@ def is_peer_gone(exc: BaseException, extra: tuple[type[BaseException], ...] = ()
     return isinstance(exc, PEER_GONE + extra)
 
 
+def forget_traceback(exc: BaseException) -> None:
+    """Drop the tracebacks of a handled exception, its group members, causes and contexts.
+
+    A traceback holds the frames it passed through, and a frame often holds the exception (trio's
+    nursery code keeps the group it raises in a local, h11 re-raises ``self``): a reference cycle
+    per failed connection, freed only by the cyclic collector.  Call this on an exception that has
+    been dealt with (logged or journaled) and is about to be dropped.
+    """
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        stack += [e.__cause__, e.__context__]
+        if isinstance(e, BaseExceptionGroup):
+            stack += list(e.exceptions)
+
+
 async def _guarded(handler, stream: trio.abc.Stream, service: str) -> None:
     """Run one connection's handler; a bug in it closes that connection, never the listener.
 
@@ -154,6 +175,7 @@ async def _guarded(handler, stream: trio.abc.Stream, service: str) -> None:
     except Exception as exc:  # noqa: BLE001 - one connection's failure must not reach the service's nursery
         if not is_peer_gone(exc):
             log.exception("%s: connection handler failed; closing that connection", service)
+        forget_traceback(exc)
         with trio.CancelScope(shield=True):
             try:
                 await trio.aclose_forcefully(stream)
@@ -170,6 +192,17 @@ def peer_of(stream: trio.abc.Stream) -> Endpoint:
     if inner is not None:
         return peer_of(inner)
     return Endpoint("?", 0)
+
+
+def release_ssl_stream(stream: trio.abc.Stream | None) -> None:
+    """Break the reference cycle of a finished :class:`trio.SSLStream` (call after its last use).
+
+    An SSLStream keeps its handshake as a ``_Once`` wrapping a bound method of itself, so every TLS
+    connection would wait for the cyclic garbage collector; dropping that attribute lets reference
+    counting free it (and its SSL object and buffers) at once.  Other streams: no-op.
+    """
+    if isinstance(stream, trio.SSLStream):
+        stream.__dict__.pop("_handshook", None)
 
 
 # --- real sockets ---------------------------------------------------------------------------------

@@ -25,11 +25,14 @@ import trio
 from emulator.config import Config
 from emulator.net.network import VirtualNetwork
 from emulator.stack import open_stack
+from emulator.net.network import release_ssl_stream
+from tests.hostile import Ports, upgrade_request
 from tests.rawmysql import RawMySQL
 from tests.rawws import RawWS
 
 ROUNDS = 3
 PER_ROUND = 700   # connections per listener and round: 2,100 per listener in all
+TLS_PER_ROUND = 150  # TLS handshakes (both ends in this process) cost ~10 ms each
 
 REQUEST = ("{method} sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} client.invalid;branch=z9hG4bK{n}\r\n"
            "Max-Forwards: 70\r\nTo: <sip:000001015@127.0.0.1>\r\nFrom: <sip:000001015@127.0.0.1>;tag=t{n}\r\n"
@@ -82,6 +85,21 @@ async def sip_ws(net, port: int, n: int) -> None:
     await ws.aclose()
 
 
+async def sip_wss(net, port: int, n: int) -> None:
+    """SIP over secure WebSocket: TLS (trio.SSLStream on both ends), upgrade, OPTIONS."""
+    tls = await Ports(net, {"sip_ws": port}, sip_tls=True).connect("sip_ws")
+    ws = RawWS(tls)
+    try:
+        await tls.send_all(upgrade_request("/", "Sec-WebSocket-Protocol: sip\r\n"))
+        await ws._read_until(b"\r\n\r\n")
+        if n % 2:
+            await ws.send(REQUEST.format(method="OPTIONS", transport="WSS", n=n))
+            await ws.recv_raw()
+    finally:
+        await trio.aclose_forcefully(tls)
+        release_ssl_stream(tls)  # the client's own SSLStream (this process holds both ends)
+
+
 async def esl(net, port: int, n: int) -> None:
     stream = await net.connect("127.0.0.1", port)
     await stream.receive_some(65536)
@@ -129,31 +147,33 @@ async def idle_out(net, port: int) -> None:
     await stream.aclose()
 
 
-VISITS = {"sip": sip_tcp, "sip_ws": sip_ws, "esl": esl, "cometql": cometql, "directory": directory}
+VISITS = {"sip": sip_tcp, "sip_ws": sip_ws, "sip_wss": sip_wss, "esl": esl, "cometql": cometql,
+          "directory": directory}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("service", sorted(VISITS))
 async def test_closing_connections_frees_them_without_the_cyclic_collector(autojump_clock, service):
     visit = VISITS[service]
-    cfg = Config(sip_tls=False, journal=False)
+    cfg = Config(sip_tls=service == "sip_wss", journal=False)
     cfg.free_ports()
     net = VirtualNetwork()
     async with open_stack(cfg, network=net) as stack:
         stack.hub.set_hash(1, 15, "secret")
-        port = stack.ports[service]
+        port = stack.ports["sip_ws" if service == "sip_wss" else service]
         for n in range(60):  # warm up: first-use caches, imports, interned strings
             await visit(net, port, n)
         await trio.sleep(2000)
         gc.collect()
         baseline = len(gc.get_objects())
         rss: list[int] = []
+        per_round = TLS_PER_ROUND if service == "sip_wss" else PER_ROUND
         was_enabled = gc.isenabled()
         gc.disable()
         try:
             for r in range(ROUNDS):
-                for n in range(PER_ROUND):
-                    await visit(net, port, r * PER_ROUND + n)
+                for n in range(per_round):
+                    await visit(net, port, r * per_round + n)
                 async with trio.open_nursery() as nursery:  # and a few that only time out
                     for _ in range(20):
                         nursery.start_soon(idle_out, net, port)
@@ -164,7 +184,7 @@ async def test_closing_connections_frees_them_without_the_cyclic_collector(autoj
         finally:
             if was_enabled:
                 gc.enable()
-    total = ROUNDS * (PER_ROUND + 20)
+    total = ROUNDS * (per_round + 20)
     assert unreachable < 50, f"{unreachable} objects in reference cycles after {total} connections"
     assert grown < 300, f"{grown} more tracked objects after {total} connections"
     assert rss[-1] - rss[0] < 2048, f"RSS grew {rss[-1] - rss[0]} KiB over rounds 2..{ROUNDS}: {rss}"

@@ -254,3 +254,15 @@ async def test_directory_answers_from_the_head_whatever_the_body(quiet, body):
         for how in ("half", "close"):
             answer = await _raw(stack.ports["directory"], head + body, how=how, wait=3)
             assert answer.startswith(b"HTTP/1.1 200 ") and b"secret-hash" in answer, (how, answer[:100])
+
+
+async def test_ws_upgrade_with_a_non_ascii_header_byte_gets_400(quiet):
+    async with open_stack(config(), network=OSNetwork()) as stack:
+        upgrade = UPGRADE.replace(b"Connection: Upgrade", b"Connection: Upgrade, \xcd\xcd")
+        answer = await _raw(stack.ports["sip_ws"], upgrade, how="half", wait=2)
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        answer = await _raw(stack.ports["sip_ws"], UPGRADE.replace(b"Host: x", b"Host: caf\xe9"), how="half", wait=2)
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        await _still_serves(stack)
+        kinds = [e["kind"] for e in stack.journal.entries(service="sip")]
+        assert kinds.count("bad_handshake") == 2
