@@ -13,9 +13,13 @@ parses every message it receives (and answers malformed requests as it sees fit)
 **SIP over WebSocket** (RFC 7118; real-video-client.md 4.1).  JsSIP dials
 ``wss://host:7443`` with path ``/`` and ``Sec-WebSocket-Protocol: sip``; the 101 must echo
 ``sip`` or Chrome aborts.  Per accepted stream: TLS (``trio.SSLStream``, server side) when a
-context is given, then trio-websocket's server handshake; both together must finish within
-``handshake_timeout`` seconds.  A failed TLS handshake (garbage instead of a ClientHello, an
-untrusted certificate) or an HTTP request that is not a WebSocket upgrade is journaled and closed.
+context is given, then the upgrade request head, read here (up to 16 KiB) and checked (ASCII only,
+well formed for h11, else ``400``), then trio-websocket's server handshake on it; all of this must
+finish within ``handshake_timeout`` seconds of accept.  Bytes that came with the request are
+handed to the WebSocket layer after the 101 (wsproto alone would drop them).  A failed TLS
+handshake (garbage instead of a ClientHello, an untrusted certificate) or an HTTP request that is
+not a WebSocket upgrade is journaled and closed.  After the upgrade, ``idle_timeout`` (default 0:
+never, as sofia's WS transport) closes a connection quiet both ways.
 
 * Subprotocol rule: a request proposing ``sip`` is accepted with ``sip`` echoed.  A request
   proposing no subprotocol at all is accepted without one (lenient: hand-rolled test clients,
@@ -32,8 +36,12 @@ untrusted certificate) or an HTTP request that is not a WebSocket upgrade is jou
 **SIP over TCP** (RFC 3261 18.3): :class:`~emulator.wire.sip.SipStreamParser` frames the stream
 (Content-Length required); the core receives each message's exact bytes.  RFC 5626 keep-alives:
 each CRLFCRLF ping is answered with a CRLF pong (``answer_pings=False`` ignores them).  A
-malformed or oversized message, or a stream cut inside a message, is journaled and the connection
-closed.
+malformed or oversized message, or a stream cut inside a message, is journaled (``bad_stream``),
+answered ``400`` (413/505/513) through ``core.answer_malformed`` when its Via allows, and the
+connection closed once that answer is written.  Timeouts (``emulator/net/timeouts.py``): the first
+message must arrive, and every message must be complete, within ``head_timeout`` seconds (a
+message cut off this way is answered ``408`` when its Via has arrived); a connection quiet both
+ways for ``idle_timeout`` seconds (sofia's 30 minutes) is closed.
 
 **SIP over UDP**: one datagram endpoint.  A :class:`Flow` per peer address, created on that
 peer's first SIP datagram and cached in an LRU of ``max_flows`` entries (an evicted flow object
@@ -59,7 +67,9 @@ Connection-oriented transports (WS, TCP):
 Journal (service ``sip``): ``message`` with direction ``in``/``out`` and data ``<start line> |
 <Call-ID>`` for every message (built only when the journal is enabled), with ``conn_id`` = the
 flow id; plus ``ws_open``, ``closed``, ``tls_failed``, ``handshake_timeout``, ``bad_handshake``,
-``bad_stream``, ``outbox_overflow``, ``garbage``, ``core_error``.
+``bad_stream``, ``head_timeout``, ``idle_timeout``, ``outbox_overflow``, ``garbage``, ``core_error``.
+A connection's objects are freed by reference counting when it ends (the flow is unhooked from
+it, wsproto's parser generator closed, the SSLStream released): no cyclic garbage per connection.
 """
 
 from __future__ import annotations

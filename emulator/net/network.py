@@ -18,6 +18,11 @@ endpoints, loses datagrams sent to unbound addresses and drops on a full receive
 and every endpoint passes through :meth:`Network.wrap_datagram`, the datagram twin of ``wrap``.
 
 Never mix OS sockets with an autojumping clock: the clock jumps while bytes are in flight.
+
+What every listener shares about ending connections lives here too: :func:`is_peer_gone` (a peer
+that went away is not worth a log line), :func:`forget_traceback` and :func:`release_ssl_stream`
+(a finished connection leaves no reference cycle behind, so reference counting frees it); the
+read timeouts are in ``timeouts.py``.
 """
 
 from __future__ import annotations
