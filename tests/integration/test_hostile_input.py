@@ -266,3 +266,12 @@ async def test_ws_upgrade_with_a_non_ascii_header_byte_gets_400(quiet):
         await _still_serves(stack)
         kinds = [e["kind"] for e in stack.journal.entries(service="sip")]
         assert kinds.count("bad_handshake") == 2
+
+
+async def test_ws_frame_sent_with_the_upgrade_request_is_not_lost(quiet):
+    """wsproto's server handshake drops bytes that arrive with the request; the transport keeps them."""
+    async with open_stack(config(), network=OSNetwork()) as stack:
+        answer = await _raw(stack.ports["sip_ws"], UPGRADE + frame(base("WS", "eager"), 0x1), how="half", wait=2)
+        head, _, frames = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ") and b"SIP/2.0 200 OK\r\n" in frames
+        assert b"branch=z9hG4bKeager" in frames
