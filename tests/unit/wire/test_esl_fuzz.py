@@ -112,3 +112,16 @@ def test_event_builders_frame_any_headers_and_body(headers, body):
         assert inner_head.endswith(b"Content-Length: %d" % len(body.encode())) and inner_body == body.encode()
     for name, value in headers[1:]:  # plain values are url-encoded: no raw newline can split a header
         assert "\n" not in e.url_encode(value)
+
+
+def test_a_body_is_taken_raw_however_the_bytes_arrive():
+    """Found by the long fuzz run: a CR LF inside a body was rewritten to LF when the body arrived
+    in the same read as its command (the CR/LF normalisation ran over the whole buffer)."""
+    data = b"\x00pi conference xml_list\nContent-Length: 1\n\n\r\n\n"
+    for cuts in ([], [1, 1, 1, 40], [len(data) - 3]):
+        commands, failed = parse_all(split(data, cuts))
+        assert not failed and [(c.line, c.body) for c in commands] == [("\x00pi conference xml_list", "\r")]
+    commands, _ = parse_all([b"sendmsg x\r\nContent-Length: 4\r\n\r\na\r\nb"])
+    assert commands[0].headers == {"Content-Length": "4"} and commands[0].body == "a\r\nb"
+    commands, _ = parse_all([b"\r\n\r\napi status\n\r\n"])  # CRs between the LFs do not matter
+    assert [c.line for c in commands] == ["api status"]
