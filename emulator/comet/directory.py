@@ -321,17 +321,37 @@ _BODY_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 def head_without_body(head: bytes) -> bytes:
-    """The request head (up to its blank line) without Content-Length / Transfer-Encoding lines.
+    """The request head (up to its blank line) as hypercorn gets it: without Content-Length /
+    Transfer-Encoding lines, and with a Host werkzeug can handle.
 
     The original reads only the request head and answers from it; a body is never read.  Handing
     hypercorn a head that announces no body keeps it that way: a truncated body, an invalid chunk
     or a client that half-closes mid-body cannot change or delay the answer.  Bytes that follow
     the head are read and dropped (:class:`_ConnectionStream`): every answer closes the connection.
+    The original ignores Host too, but werkzeug encodes it with IDNA and fails on an empty or
+    over-long label (``a..b``): such a Host is replaced by ``localhost``.
     """
     head = head[:head.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in head else head
     lines = head.split(b"\r\n")
-    kept = [line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() not in _BODY_FRAMING]
+    kept = []
+    for line in lines[1:]:
+        name = line.split(b":", 1)[0].strip().lower()
+        if name in _BODY_FRAMING:
+            continue
+        if name == b"host" and not _idna_ok(line.split(b":", 1)[1].strip()):
+            line = b"Host: localhost"
+        kept.append(line)
     return b"\r\n".join(lines[:1] + kept)
+
+
+def _idna_ok(host: bytes) -> bool:
+    name = host.decode("latin-1")
+    name = name[1:name.find("]")] if name.startswith("[") else name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 class _ConnectionStream(trio.abc.HalfCloseableStream):

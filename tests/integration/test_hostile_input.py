@@ -275,3 +275,14 @@ async def test_ws_frame_sent_with_the_upgrade_request_is_not_lost(quiet):
         head, _, frames = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 ") and b"SIP/2.0 200 OK\r\n" in frames
         assert b"branch=z9hG4bKeager" in frames
+
+
+@pytest.mark.parametrize("host", [b"a..b", b"x" * 70, b"a." + b"b" * 64 + b":8082", b"."])
+async def test_directory_answers_whatever_the_host(quiet, host):
+    """Found by the live fuzzer: werkzeug encodes Host with IDNA and failed ("label empty or too
+    long") with a traceback and no answer; the original never looks at Host."""
+    async with open_stack(config(), network=OSNetwork()) as stack:
+        stack.hub.set_hash(1, 15, "secret-hash")
+        request = b"GET /directory?a=1&user=000001015&domain=d HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+        answer = await _raw(stack.ports["directory"], request, how="half", wait=3)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"secret-hash" in answer
