@@ -329,16 +329,22 @@ def head_without_body(head: bytes) -> bytes:
     or a client that half-closes mid-body cannot change or delay the answer.  Bytes that follow
     the head are read and dropped (:class:`_ConnectionStream`): every answer closes the connection.
     The original ignores Host too, but werkzeug encodes it with IDNA and fails on an empty or
-    over-long label (``a..b``): such a Host is replaced by ``localhost``.
+    over-long label (``a..b``): such a Host is replaced by ``localhost``.  The request target
+    becomes ``/``: what to answer was decided on the raw head (:func:`classify`), and quart fails
+    on targets that do not start with a slash (``GET ?x``).
     """
     head = head[:head.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in head else head
     lines = head.split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) == 3:  # the answer is decided already: quart fails on some targets ("?x")
+        lines[0] = request_line[0] + b" / " + request_line[2]
     kept = []
     for line in lines[1:]:
-        name = line.split(b":", 1)[0].strip().lower()
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
         if name in _BODY_FRAMING:
             continue
-        if name == b"host" and not _idna_ok(line.split(b":", 1)[1].strip()):
+        if name == b"host" and not _idna_ok(value.strip()):
             line = b"Host: localhost"
         kept.append(line)
     return b"\r\n".join(lines[:1] + kept)

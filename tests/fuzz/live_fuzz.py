@@ -35,6 +35,7 @@ import collections
 import json
 import os
 import random
+import re
 import struct
 import sys
 import tempfile
@@ -55,6 +56,7 @@ from tests.rawws import frame
 PROTOCOL_OF = {"ws": "comet-ws", "cometql": "cometql", "directory": "http", "sip_ws": "sip", "sip": "sip",
                "sip_udp": "sip", "esl": "esl", "sdp": "sdp"}
 BAD_LINES = ("Traceback", "ERROR", "Error in ASGI", "Exception")
+_EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Group|Exit|Interrupt)\b")
 
 
 class Fuzzer:
@@ -262,11 +264,14 @@ def stderr_problems(text: str) -> list[str]:
     and the exception it ends with."""
     problems, block = [], []
     for line in [*text.splitlines(), ""]:
-        if block and (not line or not line[:1].isspace()) and not line.startswith(("Traceback", "During", "The above")):
+        continues = line[:1].isspace() or line.startswith(("Traceback", "During", "The above")) \
+            or _EXCEPTION_LINE.match(line) is not None
+        if block and (not line or not continues):
             joined = "\n".join(block)
             if any(marker in joined for marker in BAD_LINES):
-                errors = [b.strip(" |") for b in block if b.strip(" |") and not b.strip(" |").startswith(("File ", "^", "~"))
-                          and ("Error" in b or "Exception" in b) and "Traceback" not in b and "Exception Group" not in b]
+                errors = [b.strip(" |") for b in block if b.strip(" |") and b.strip(" |")[0] not in "^~"
+                          and not b.strip(" |").startswith("File ") and ("Error" in b or "Exception" in b)
+                          and "Traceback" not in b and "Exception Group" not in b and "[ERROR]" not in b]
                 problems.append(f"{block[0].strip()[:120]} -> {(errors[-1] if errors else block[-1].strip())[:200]}")
             block = []
         if line:

@@ -286,3 +286,14 @@ async def test_directory_answers_whatever_the_host(quiet, host):
         request = b"GET /directory?a=1&user=000001015&domain=d HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
         answer = await _raw(stack.ports["directory"], request, how="half", wait=3)
         assert answer.startswith(b"HTTP/1.1 200 ") and b"secret-hash" in answer
+
+
+@pytest.mark.parametrize("request_bytes", [b"GET ?x HTTP/1.1\r\nHost: x\r\n\r\n", b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+                                           b"GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nhost\r\n\r\n",
+                                           b"OPTIONS ? HTTP/1.1\r\nHost: a..b\r\n\r\n"])
+async def test_directory_odd_targets_and_host_lines(quiet, request_bytes):
+    """Found by the live fuzzer: a target without a leading slash failed inside quart, a Host line
+    without a colon inside the pre-read; both are answered now (or refused with 400)."""
+    async with open_stack(config(), network=OSNetwork()) as stack:
+        answer = await _raw(stack.ports["directory"], request_bytes, how="half", wait=3)
+        assert answer.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 400 ")), answer[:80]
