@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-calls clean
+.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-calls fuzz clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -52,8 +52,14 @@ bench-actors: setup
 
 bench-scenarios: setup
 	$(BIN)/python tests/perf/bench_scenarios.py $(ARGS)
+
 bench-calls: setup
 	$(BIN)/python tests/perf/bench_calls.py $(ARGS)
+
+# about an hour: hypothesis fuzz tests in the long profile, the live-socket fuzzer, the mutation
+# campaign (>= 1,000,000 inputs per protocol); ARGS="--live-minutes 5" etc. (tests/fuzz/run.py)
+fuzz: setup
+	$(BIN)/python -m tests.fuzz.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .hypothesis build dist *.egg-info
