@@ -590,15 +590,17 @@ class Participant:
             listener(name, t, data)
 
     def _changed(self) -> trio.Event:
-        if not hasattr(self, "_change_event"):
-            self._change_event = trio.Event()
-        return self._change_event
+        event = getattr(self, "_change_event", None)
+        if event is None:
+            event = self._change_event = trio.Event()
+        return event
 
     def _notify(self) -> None:
+        # an Event exists only while someone waits (a callPipe event used to make a new one each)
         event = getattr(self, "_change_event", None)
         if event is not None:
+            self._change_event = None
             event.set()
-            self._change_event = trio.Event()
 
 
 @asynccontextmanager
