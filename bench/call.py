@@ -39,6 +39,7 @@ import trio
 import trio.testing
 
 from bench.actors.participant import STAGES, Participant, Target, open_participant
+from emulator.clock import virtual_clock
 from emulator.ids import deterministic_scheduling
 from emulator.net.links import Link, LinkError, Links, get_profile, profile_names
 
@@ -336,7 +337,7 @@ def run_call(options: CallOptions) -> CallResult:
     elif options.mode == "virtual":
         with deterministic_scheduling(options.seed):
             outcome = trio.run(_virtual_or_real, options, actor_links,
-                               clock=trio.testing.MockClock(autojump_threshold=0))
+                               clock=virtual_clock())
     elif options.mode == "real-time":
         outcome = trio.run(_virtual_or_real, options, actor_links)
     else:

@@ -26,6 +26,7 @@ import trio.testing
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
+from emulator.clock import virtual_clock  # noqa: E402
 from emulator.net.network import VirtualNetwork  # noqa: E402
 from tests.actorkit import ROOM, doctor_and_patient, stack_and_target  # noqa: E402
 
@@ -55,7 +56,7 @@ async def one_call(seed: int, minutes: float) -> dict:
 def timed(seed: int, minutes: float) -> tuple[float, float, dict]:
     gc.collect()
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    result = trio.run(one_call, seed, minutes, clock=trio.testing.MockClock(autojump_threshold=0))
+    result = trio.run(one_call, seed, minutes, clock=virtual_clock())
     return time.perf_counter() - wall0, time.process_time() - cpu0, result
 
 
