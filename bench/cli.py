@@ -36,6 +36,8 @@ import trio
 from emulator.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, Config, ConfigError
 from emulator.profiles import DEFAULT_PROFILE, PROFILE_NAMES, quirks_table
 
+EXIT_BREACH = 3   # a threshold breached (bench.report.thresholds.EXIT_BREACH)
+
 DEFAULTS = Config()
 CONFIG_FILE = "cometbench.toml"
 
@@ -207,6 +209,91 @@ def _run_parser(sub) -> None:
     p.add_argument("--all", action="store_true",
                    help="every scenario of the pack, the long ones kept out of the default pack included")
     p.add_argument("--list", action="store_true", help="list the pack's scenarios and exit")
+    _report_options(p)
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--thresholds", metavar="FILE",
+                   help="TOML file of limits, e.g. limits = [\"p99(join_total) < 8 s\", \"failure_rate < 1 %%\"]; "
+                        f"a breach exits with status {EXIT_BREACH} (README: Thresholds)")
+    p.add_argument("--baseline", metavar="RUN_DIR",
+                   help="a run directory to compare with: the HTML report and report.json include the comparison")
+    p.add_argument("--tolerance", type=_percent_arg, default=10.0, metavar="PCT",
+                   help="with --baseline: how much slower a percentile may be before it is a regression "
+                        "(default 10%%)")
+
+
+def _percent_arg(text: str) -> float:
+    try:
+        value = float(text.strip().rstrip("%").strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a percentage such as 10 or 10%, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a tolerance cannot be negative, got {text!r}")
+    return value
+
+
+def _ms_arg(text: str) -> float:
+    raw = text.strip()
+    scale = 1.0
+    for unit, factor in (("ms", 1.0), ("s", 1000.0)):
+        if raw.endswith(unit):
+            raw, scale = raw[: -len(unit)].strip(), factor
+            break
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects milliseconds such as 5 or 5ms, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative, got {text!r}")
+    return value
+
+
+REPORT_EXAMPLES = """\
+examples:
+  cometbench report reports/20261207T101500Z-seed0            write report.html, junit.xml again
+  cometbench report RUN --thresholds thresholds.toml          judge a finished run against limits
+  cometbench report RUN --baseline reports/last-release       include a comparison in report.html
+"""
+
+DIFF_EXAMPLES = """\
+examples:
+  cometbench diff reports/main reports/my-branch              stage by stage, regressions flagged
+  cometbench diff A B --tolerance 5 --percentiles 50,99       stricter, two percentiles
+  cometbench diff A B --json                                  the comparison as JSON on stdout
+"""
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser(
+        "report", help="write a run directory's reports again (report.html, report.json, junit.xml)",
+        formatter_class=HelpFormatter, epilog=REPORT_EXAMPLES,
+        description="Regenerate the reports of a run directory that `cometbench run` wrote, from its\n"
+                    "report.json, histograms.hlog and journal.sqlite; optionally judge it against thresholds\n"
+                    f"(exit status {EXIT_BREACH} on a breach) and compare it with a baseline run.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (e.g. reports/<time>-seed0)")
+    _report_options(p)
+
+
+def _diff_parser(sub) -> None:
+    p = sub.add_parser(
+        "diff", help="compare two runs stage by stage and flag regressions", formatter_class=HelpFormatter,
+        epilog=DIFF_EXAMPLES,
+        description="Compare RUN_B (the candidate) with RUN_A (the baseline) stage by stage from their\n"
+                    "histograms.  A percentile slower by more than the tolerance is a regression only when its\n"
+                    "95% confidence intervals in the two runs do not overlap; otherwise the difference is noise.\n"
+                    "Exit status 1 when there is a regression, 0 when not, 2 for a usage error.")
+    p.add_argument("run_a", metavar="RUN_A", help="the baseline run directory")
+    p.add_argument("run_b", metavar="RUN_B", help="the run to judge")
+    p.add_argument("--tolerance", type=_percent_arg, default=10.0, metavar="PCT",
+                   help="how much slower a percentile may be before it is a regression (default 10%%)")
+    p.add_argument("--min-delta", type=_ms_arg, default=1.0, metavar="MS",
+                   help="differences of at most this many milliseconds are never flagged (default 1 ms)")
+    p.add_argument("--percentiles", default="50,90,99", metavar="LIST",
+                   help="percentiles to compare, comma-separated (default 50,90,99)")
+    p.add_argument("--scenario", metavar="NAME", help="compare one scenario's histograms (default: the whole run)")
+    p.add_argument("--all", action="store_true", help="list the stages within the tolerance too")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
 
 def build_parser() -> Parser:
@@ -217,6 +304,8 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"cometbench {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
+    _report_parser(sub)
+    _diff_parser(sub)
     _serve_parser(sub)
     sub.add_parser("quirks", help="list the fidelity quirks, their state in each profile and their docs",
                    formatter_class=HelpFormatter)
@@ -599,10 +688,30 @@ def run_scenarios(args: argparse.Namespace) -> int:
             raise UsageError(f"--report-dir {report_dir} is a file, not a directory")
     else:
         report_dir = default_report_dir(args.seed)
-    return execute_run(specs, args, report_dir)
+    thresholds, baseline = report_inputs(args)
+    return execute_run(specs, args, report_dir, thresholds=thresholds, baseline=baseline)
 
 
-def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
+def report_inputs(args: argparse.Namespace) -> tuple:
+    """The thresholds file and the baseline run of --thresholds / --baseline, checked before anything runs."""
+    from bench.report.rundir import RunDirError, load_run
+    from bench.report.thresholds import ThresholdError, load_thresholds
+
+    thresholds = baseline = None
+    if getattr(args, "thresholds", None):
+        try:
+            thresholds = load_thresholds(args.thresholds)
+        except ThresholdError as exc:
+            raise UsageError(str(exc)) from None
+    if getattr(args, "baseline", None):
+        try:
+            baseline = load_run(args.baseline)
+        except RunDirError as exc:
+            raise UsageError(f"--baseline: {exc}") from None
+    return thresholds, baseline
+
+
+def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thresholds=None, baseline=None) -> int:
     from bench.scenario.progress import make_progress, summary_lines
     from bench.scenario.runner import Run, RunSettings
 
@@ -620,6 +729,11 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
     run = Run(specs, settings, report_dir, on_start=progress.on_start, on_result=progress.on_result)
     run.log_file = log_path
     run.log_records = handler
+    run.thresholds, run.baseline = thresholds, baseline
+    if baseline is not None:
+        from bench.report.diff import DiffSettings
+
+        run.diff_settings = DiffSettings(tolerance=args.tolerance)
     status = 0
     # Ctrl-C stops the run with a report even when the shell started us with SIGINT ignored
     # (a background job of a script): that is what --help and the report promise
@@ -639,9 +753,14 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
         progress.close()
         root.removeHandler(handler)
         handler.close()
+    from bench.report.terminal import print_summary
+    from bench.report.writer import exit_status
+
     report = json.loads(run.report_path.read_text(encoding="utf-8"))
-    for line in summary_lines(report, str(run.report_path), (str(log_path), handler.error_count)):
-        print(line, flush=True)
+    tail = summary_lines(report, str(run.report_path), (str(log_path), handler.error_count))
+    if run.written is not None:
+        tail.insert(-1, f"html: {run.written.html}  junit: {run.written.junit}")
+    print_summary(report, tail)
     if status == -1:
         print(f"cometbench: the run stopped: {crash}; the report says which scenarios did not finish",
               file=sys.stderr)
@@ -649,7 +768,71 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
     if status == 130:
         print("cometbench: interrupted (Ctrl-C); the report says which scenarios did not finish", file=sys.stderr)
         return 130
-    return 0 if report["summary"]["passed"] == report["summary"]["scenarios"] else 1
+    return exit_status(report)
+
+
+# --- report and diff -------------------------------------------------------------------------------
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from bench.report import rundir
+    from bench.report.diff import DiffSettings
+    from bench.report.terminal import print_summary
+    from bench.report.writer import exit_status, write_reports
+    from bench.scenario.progress import summary_lines
+
+    thresholds, baseline = report_inputs(args)
+    try:
+        run = rundir.load_run(args.run_dir)
+        if run.journal_problem and run.report.get("journal"):
+            print(f"cometbench: warning: {run.path}: {run.journal_problem}; the HTML report has no sequence diagrams",
+                  file=sys.stderr)
+        written = write_reports(run.path, thresholds=thresholds, baseline=baseline,
+                                diff_settings=DiffSettings(tolerance=args.tolerance))
+    except rundir.RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write the reports into {args.run_dir}: {exc.strerror or exc}") from None
+    report = written.report
+    log = report.get("emulator_log")
+    tail = summary_lines(report, str(written.json),
+                         (str(written.json.parent / log["path"]), log["errors"]) if log else None)
+    tail.insert(-1, f"html: {written.html}  junit: {written.junit}")
+    print_summary(report, tail)
+    return exit_status(report)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from bench.report.diff import DiffSettings, compare, diff_json, diff_lines
+    from bench.report.rundir import RunDirError, load_run
+
+    try:
+        percentiles = tuple(float(p.strip().lstrip("p")) for p in args.percentiles.split(",") if p.strip())
+    except ValueError:
+        raise UsageError(f"--percentiles expects numbers such as 50,90,99, got {args.percentiles!r}") from None
+    if not percentiles or not all(0 < p <= 100 for p in percentiles):
+        raise UsageError(f"--percentiles must be between 0 and 100, got {args.percentiles!r}")
+    runs = []
+    for which, path in (("RUN_A", args.run_a), ("RUN_B", args.run_b)):
+        try:
+            runs.append(load_run(path))
+        except RunDirError as exc:
+            raise UsageError(f"{which}: {exc}") from None
+    a, b = runs
+    settings = DiffSettings(tolerance=args.tolerance, min_delta_ms=args.min_delta, percentiles=percentiles,
+                            scenario=args.scenario)
+    if args.scenario:
+        known = {k.scenario for k in a.metrics.histograms} | {k.scenario for k in b.metrics.histograms}
+        if args.scenario not in known:
+            raise UsageError(f"--scenario {args.scenario!r}: neither run measured it; they have "
+                             f"{', '.join(sorted(known)) or 'no scenarios with latencies'}")
+    diffs = compare(a.metrics, b.metrics, settings)
+    if args.json:
+        print(json.dumps(diff_json(diffs, settings, str(a.path), str(b.path)), indent=2))
+    else:
+        for line in diff_lines(diffs, settings, str(a.path), str(b.path), show_all=args.all):
+            print(line)
+    return 1 if any(d.verdict == "regression" for d in diffs) else 0
 
 
 class _LogCounter(logging.FileHandler):
@@ -684,6 +867,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_serve(args)
         if args.command == "run":
             return run_scenarios(args)
+        if args.command == "report":
+            return run_report(args)
+        if args.command == "diff":
+            return run_diff(args)
         if args.command == "journal":
             return read_journal(args)
     except UsageError as exc:
