@@ -136,9 +136,13 @@ def _serve_parser(sub) -> None:
                    help=f"link preset of the media model: loopback, lan, dsl, 4g, 3g, bad-wifi "
                         f"(default: {DEFAULTS.media_link})")
     for service, default in DEFAULT_PORTS.items():
-        later = "" if service in IMPLEMENTED_SERVICES else "; reserved: the control plane is not built yet"
+        later = "" if service in IMPLEMENTED_SERVICES else "; reserved"
         p.add_argument(f"--{service.replace('_', '-')}-port", type=port_arg, metavar="N",
                        help=f"port of the {service} service (default: {default}{later})")
+    p.add_argument("--no-control", action="store_true",
+                   help="do not run the control plane (REST API, dashboard, /metrics on --control-port)")
+    p.add_argument("--control-host", metavar="HOST",
+                   help=f"address the control plane binds (default: {DEFAULTS.control_host}, loopback only)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log connections, logins, queries and commands on stderr as they happen; "
                         "-vv adds every frame and message")
@@ -355,7 +359,8 @@ def load_config(args: argparse.Namespace) -> tuple[Config, Source]:
 
 def config_from_args(args: argparse.Namespace) -> tuple[Config, Source]:
     cfg, source = load_config(args)
-    for name in ("host", "password", "profile", "sip_public_host", "sip_public_port", "esl_password", "media_link"):
+    for name in ("host", "password", "profile", "sip_public_host", "sip_public_port", "esl_password", "media_link",
+                 "control_host"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -365,6 +370,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Source]:
         cfg.sip_tls = False
     if args.no_freeswitch:
         cfg.freeswitch_emulated = False
+    if args.no_control:
+        cfg.control = False
     if args.free_ports:
         cfg.free_ports()
     for service in DEFAULT_PORTS:
@@ -474,19 +481,48 @@ def describe(stack, source: Source) -> list[str]:
     return lines
 
 
+async def start_control(stack):
+    """The control plane on the stack's nursery (None when ``control = false``)."""
+    from emulator.control.server import ControlServer
+    from emulator.stack import _start_listening
+
+    cfg = stack.config
+    if not cfg.control:
+        return None
+    control = ControlServer(stack, cfg.control_token or None)
+    await _start_listening(stack.nursery, control.serve, cfg.control_host, cfg.ports["control"], "control")
+    stack.ports["control"] = control.port
+    return control
+
+
 async def serve(cfg: Config, source: Source | None = None) -> None:
     from emulator.stack import open_stack
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with open_stack(cfg) as stack:
+            control = await start_control(stack)
             tune_gc()
             for line in describe(stack, source or Source()):
                 print(f"cometbench: {line}", file=sys.stderr)
+            if control is not None:
+                base = f"http://{_url_host(cfg.control_host)}:{control.port}"
+                print(f"cometbench: control plane {base}/api (Authorization: Bearer {control.token}), "
+                      f"dashboard {base}/dashboard#token={control.token}, metrics {base}/metrics, "
+                      f"API description {base}/openapi.json", file=sys.stderr)
+                print(f"cometbench: control token {control.token}"
+                      + (" (control_token of the config)" if cfg.control_token else
+                         " (random; set control_token in the config to fix it)"), file=sys.stderr)
+            else:
+                print("cometbench: control plane off (--no-control / control = false)", file=sys.stderr)
             sys.stderr.flush()
             print(json.dumps(ready_line(stack)), flush=True)
             async for _ in signals:
                 print("cometbench: shutting down", file=sys.stderr, flush=True)
                 break
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _os_error(exc: BaseException) -> OSError | None:

@@ -43,7 +43,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "directory": 8082,
     "control": 8088,
 }
-IMPLEMENTED_SERVICES = ("ws", "cometql", "directory", "sip_ws", "sip", "esl")
+IMPLEMENTED_SERVICES = ("ws", "cometql", "directory", "sip_ws", "sip", "esl", "control")
 
 
 class ConfigError(ValueError):
@@ -100,6 +100,10 @@ class Config:
     recordings_dir: str = ""             # "" = recordings/ beside the state file, or a temporary dir
     conference_profiles: str = ""        # conference.conf.xml to load ("" = fixtures/conference.conf.xml)
     media_link: str = "loopback"         # link preset (fixtures/network_profiles.toml) for the media model
+    # the control plane of `cometbench serve` (emulator/control/): REST API, dashboard, /metrics
+    control: bool = True
+    control_host: str = "127.0.0.1"      # loopback only unless set: it can drop clients and reset state
+    control_token: str = ""              # Authorization: Bearer <token>; "" = a random one printed at start
 
     def free_ports(self) -> None:
         """Bind every service to port 0 (the OS picks)."""

@@ -4,7 +4,7 @@ join_total, the report's path).
 
 On a terminal the tables are drawn with ``rich``; otherwise (CI logs, pipes) as plain aligned text,
 so a log stays greppable.  The plain lines of :func:`bench.scenario.progress.summary_lines` are
-printed in both cases, unchanged, after the tables.
+printed in both cases, unchanged: the first (the counts) before the tables, the rest after them.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ def threshold_lines(thresholds: dict | None) -> list[str]:
 def print_summary(report: dict, tail: list[str], out: IO[str] | None = None) -> None:
     out = out or sys.stdout
     thresholds = report.get("thresholds")
+    if tail:  # the count line first, as the summary always began
+        print(tail[0], file=out)
+        tail = tail[1:]
     if out.isatty():
         try:
             _rich(report, thresholds, out)
