@@ -113,7 +113,7 @@ def failure_groups(scenarios: list[dict]) -> list[dict]:
             name = s.get("name", "")
             text = message[len(name) + 2:] if message.startswith(f"{name}: ") else message
             step = s.get("step") or ""
-            m = re.match(r"step '((?:[^'\\]|\\.)*)': (.*)", text, re.S)
+            m = re.match(r"(?:expectation declared in )?step '((?:[^'\\]|\\.)*)': (.*)", text, re.S)
             if m:
                 step, text = m.group(1), m.group(2)
             expectation, _, result = text.partition(" -- ")

@@ -68,8 +68,8 @@ def load_run(path: str | Path) -> RunData:
     try:
         report = json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = " (it ends early: written by a run that was killed while writing it?)" if exc.pos >= len(text) - 1 \
-            else ""
+        cut = exc.pos >= len(text.rstrip()) - 1 or not text.rstrip().endswith("}") or "Unterminated" in exc.msg
+        hint = " (it ends early: written by a run that was killed while writing it?)" if cut else ""
         raise RunDirError(f"{report_file} is not valid JSON{hint}: {exc.msg} at line {exc.lineno} "
                           f"column {exc.colno}") from None
     if not isinstance(report, dict) or report.get("schema") != "cometbench-report/1":
