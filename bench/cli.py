@@ -1,4 +1,5 @@
-"""The ``cometbench`` command: run the scenarios, run the emulator, list its quirks, read its journal.
+"""The ``cometbench`` command: run the scenarios, write and compare their reports, run the emulator
+(with its control plane), list its quirks, read its journal.
 
 Every mistake a user can make on the command line or in the config file is a *usage error*: one
 line on stderr starting with ``cometbench:`` that names the flag, file or key and says what would
@@ -12,7 +13,11 @@ the journal and the generated CA certificate are, and whether SIP is served as w
 ``run`` tells the scenario pack's stories (or the ones named) against fresh in-process stacks and
 writes a run directory (journal, histograms, report.json); it shows its progress on stdout, ends
 with a summary and the report's path, and exits 0 only when every scenario passed (1 when one
-failed, 130 when Ctrl-C stopped it -- the report then says what did not finish).
+failed, 3 when only a limit of ``--thresholds`` was breached, 130 when Ctrl-C stopped it -- the
+report then says what did not finish); at its end it writes report.html and junit.xml too
+(bench/report/writer.py).  ``report`` writes a run directory's reports again; ``diff`` compares two
+run directories stage by stage (exit 1 on a regression).  ``serve`` also starts the control plane
+(emulator/control/) unless ``--no-control``, and prints its token on stderr.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ examples:
   cometbench run refresh_mid_call --seed 7   one scenario (see `cometbench run --list`)
   cometbench serve                           the emulator on the real servers' ports (WebSocket 8087,
                                              CometQL 3307, SIP/WSS 7443, SIP 5060, ESL 8021, directory 8082)
+  cometbench run --thresholds examples/thresholds.toml   the pack, judged against limits (exit 3 on a breach)
+  cometbench report reports/<run>            write a run's report.html, junit.xml, report.json again
+  cometbench diff reports/<a> reports/<b>    compare two runs stage by stage, flag regressions
   cometbench serve --free-ports              every service on a free port; read them from the ready line
   cometbench serve --profile lenient         without the real server's harmful quirks
   cometbench serve --quirk queue_ten_per_login=off
