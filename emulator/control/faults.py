@@ -154,16 +154,81 @@ class Actions:
         return self._done("conference_limit", {"conference": conf.name, "max_members": limit, "before": before})
 
     async def _fault_network(self, body: dict) -> dict:
+        """``{"client": NAME or "*", "protocol": P or "*", "profile": NAME}`` sets a link profile;
+        ``"action"`` ``partition`` (with ``duration``), ``heal``, ``reset``, ``half_open`` or ``clear``
+        does that instead.  ``user`` is accepted for ``client`` (the name the page's connections
+        were opened with: an actor's name)."""
         links = getattr(self.stack, "links", None)
         if links is None:
             raise ActionError(501, "link conditions are not in this build of the emulator (emulator/net/links.py)")
-        raise ActionError(501, "network faults are not wired to this build's link table yet")
+        from emulator.net.links import PROTOCOLS, LinkError, profile_names
+
+        client = body.get("client", body.get("user", "*"))
+        protocol = body.get("protocol", "*")
+        if not isinstance(client, str) or not client:
+            raise ActionError(400, f"'client' must be a client name or *, got {client!r}")
+        if protocol != "*" and protocol not in PROTOCOLS:
+            raise ActionError(400, f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)} or *")
+        action = body.get("action", "set")
+        actions = ("set", "partition", "heal", "reset", "half_open", "clear")
+        if action not in actions:
+            raise ActionError(400, f"unknown network action {action!r}; known: {', '.join(actions)}")
+        if client != "*":
+            known = {c.get("client") for c in links.connections()}
+            if client not in known and not links.rules().get((client, protocol)):
+                names = ", ".join(sorted(n for n in known if n)) or "none"
+                raise ActionError(404, f"no client {client!r} has a connection (clients now: {names})")
+        detail: dict = {"client": client, "protocol": protocol, "action": action}
+        try:
+            if action == "set":
+                profile = self._str(body, "profile")
+                if profile not in profile_names():
+                    raise ActionError(404, f"unknown network profile {profile!r}; known: {', '.join(profile_names())}")
+                links.set(profile, client=client, protocol=protocol)
+                detail["profile"] = profile
+            elif action == "partition":
+                duration = body.get("duration")
+                if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                             or duration <= 0):
+                    raise ActionError(400, f"'duration' must be a positive number of seconds, got {duration!r}")
+                links.partition(client=client, protocol=protocol, duration=duration)
+                detail["duration"] = duration
+            elif action == "heal":
+                links.heal(client=client, protocol=protocol)
+            elif action == "reset":
+                detail["connections"] = links.reset(client=client, protocol=protocol)
+            elif action == "half_open":
+                detail["connections"] = links.half_open(client=client, protocol=protocol)
+            else:
+                links.clear(client=client, protocol=protocol)
+        except LinkError as exc:
+            raise ActionError(400, str(exc)) from None
+        return self._done("network", detail)
 
     async def _fault_restart(self, body: dict) -> dict:
+        """``{"service": "comet" | "freeswitch", "downtime": S}``: the process restarts (every
+        connection of it drops) and listens again ``downtime`` seconds later (at most 600)."""
         faults = getattr(self.stack, "faults", None)
         if faults is None:
             raise ActionError(501, "server restarts are not in this build of the emulator (emulator/faults.py)")
-        raise ActionError(501, "restarts are not wired to this build's faults yet")
+        service = self._str(body, "service")
+        if service not in ("comet", "freeswitch"):
+            raise ActionError(400, f"unknown service {service!r} to restart; known: comet, freeswitch")
+        downtime = body.get("downtime", 0.0)
+        if isinstance(downtime, bool) or not isinstance(downtime, (int, float)) or not 0 <= downtime <= 600:
+            raise ActionError(400, f"'downtime' must be 0-600 seconds, got {downtime!r}")
+        if service == "freeswitch" and self.stack.bridge is None:
+            raise ActionError(409, "this emulator runs no FreeSWITCH node (--no-freeswitch)")
+        from emulator.faults import FaultError
+
+        try:
+            if service == "comet":
+                await faults.restart_comet(downtime=float(downtime))
+            else:
+                await faults.restart_freeswitch(downtime=float(downtime))
+        except FaultError as exc:
+            raise ActionError(409, str(exc)) from None
+        return self._done("restart", {"service": service, "downtime": downtime})
 
     # -- resets -----------------------------------------------------------------------------------
     async def reset(self, body: dict) -> dict:
