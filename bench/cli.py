@@ -805,6 +805,9 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
     if run.written is not None:
         tail.insert(-1, f"html: {run.written.html}  junit: {run.written.junit}")
     print_summary(report, tail)
+    if run.report_error:
+        print(f"cometbench: report.html and junit.xml could not be written ({run.report_error}); "
+              f"`cometbench report {report_dir}` tries again", file=sys.stderr)
     if status == -1:
         print(f"cometbench: the run stopped: {crash}; the report says which scenarios did not finish",
               file=sys.stderr)

@@ -291,6 +291,7 @@ class Run:
         self.baseline: Any = None       # bench.report.rundir.RunData to compare with
         self.diff_settings: Any = None  # bench.report.diff.DiffSettings for that comparison
         self.written: Any = None        # what the final write wrote (bench.report.writer.Written)
+        self.report_error: str | None = None   # why report.html / junit.xml could not be written
 
     @property
     def planned(self) -> list[tuple[ScenarioSpec, int]]:
@@ -356,5 +357,8 @@ class Run:
         if final:
             from bench.report.writer import write_reports
 
-            self.written = write_reports(self.report_dir, thresholds=self.thresholds, baseline=self.baseline,
-                                         diff_settings=self.diff_settings)
+            try:
+                self.written = write_reports(self.report_dir, thresholds=self.thresholds, baseline=self.baseline,
+                                             diff_settings=self.diff_settings)
+            except Exception as exc:  # noqa: BLE001 - report.json is written; say why the others are not
+                self.report_error = f"{type(exc).__name__}: {exc}"

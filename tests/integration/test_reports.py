@@ -263,3 +263,34 @@ def test_usage_errors_of_report_and_diff(a_run, tmp_path, args, words):
     assert "Traceback" not in done.stderr
     if args[0] == "run":
         assert done.stdout == ""     # checked before anything ran
+
+
+def test_on_a_terminal_the_summary_tables_are_drawn_with_rich(tmp_path):
+    import os
+    import pty
+
+    quick = write(tmp_path, "quick", QUICK_STORY)
+    limits = tmp_path / "limits.toml"
+    limits.write_text('limits = ["p99(join_total) < 8 s"]\n')
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
+    process = subprocess.Popen([*CLI, "run", str(quick), "--thresholds", str(limits), "--report-dir",
+                                str(tmp_path / "r")], stdout=slave, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:          # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert process.wait(timeout=120) == 0, process.stderr.read()
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert "latency per stage (ms)" in text and "thresholds (" in text
+    assert "│" in text or "┃" in text                      # a rich table, not the plain one
+    join_row = next(line for line in text.splitlines() if "join_total" in line and "│" in line)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert f"{report['stages']['join_total']['p50']:,.1f}" in join_row

@@ -8,9 +8,10 @@ Prints:
   added N/K times, its scenario results repeated -- and ``bench.report.writer.write_reports`` (what
   ``cometbench report`` and the end of ``cometbench run`` do) is timed on it: wall and CPU seconds,
   and the size of report.html, report.json and junit.xml;
-* **polling the control plane during a real-time join storm** of P participants (default 1,000:
-  P/2 rooms, both sides clicking Join at one scheduled moment, as ``join_storm``) on loopback
-  sockets: the ``join_total`` percentiles with no control plane (``off``), with the control plane
+* **polling the control plane during a real-time run** of P participants (default 1,000: P/2
+  rooms; both sides of room i click Join at ``i * --spacing`` seconds, 0.3 s by default, so the
+  conferences fill up over the run while joins keep coming; ``--spacing 0`` makes it a join storm
+  as ``join_storm``) on loopback sockets: the ``join_total`` percentiles with no control plane (``off``), with the control plane
   running but never asked (``idle``: its journal tap counts and times every record), and with a
   separate process fetching ``/api/state``, ``/api/conferences`` and ``/metrics`` every 100 ms
   through the whole storm (``polled``: requests made, failures, the time each request took as the
@@ -122,6 +123,7 @@ DEFAULT = False
 TIMEOUT = 900
 CONFIG = {{"control_token": "bench-token"}}
 ROOMS = {rooms}
+SPACING = {spacing}
 MODE = {mode!r}        # off: no control plane; idle: running, never asked; polled: asked every 100 ms
 
 
@@ -139,8 +141,8 @@ async def story(s: Scenario) -> None:
         with s.step("open"):
             await s.together(*(actor.open_page() for actor in everyone))
         with s.step("join"):
-            moment = s.at(s.now + 2.0)
-            await s.together(*(actor.join(f"storm{{i:03d}}", at=moment)
+            start = s.now + 2.0      # room i: both sides click at start + i * SPACING (0: all at once)
+            await s.together(*(actor.join(f"storm{{i:03d}}", at=s.at(start + i * SPACING))
                                for i, pair in enumerate(pairs) for actor in pair))
             for actor in everyone:
                 await s.wait(f"{{actor.name}}.first_remote_frame", within=600)
@@ -179,13 +181,13 @@ while True:
 '''
 
 
-def storm(participants: int, mode: str, tmp: Path, index: int) -> dict:
+def storm(participants: int, mode: str, tmp: Path, index: int, spacing: float) -> dict:
     rooms = participants // 2
     poller = tmp / "poller.py"
     poller.write_text(POLLER)
     out = tmp / f"poll-{index}.json"
     story = tmp / f"storm_{mode}_{index}.py"
-    story.write_text(textwrap.dedent(STORM.format(rooms=rooms, mode=mode, poller=str(poller), out=str(out))))
+    story.write_text(textwrap.dedent(STORM.format(rooms=rooms, spacing=spacing, mode=mode, poller=str(poller), out=str(out))))
     report_dir = tmp / f"storm-{index}"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -202,12 +204,14 @@ def storm(participants: int, mode: str, tmp: Path, index: int) -> dict:
     return result
 
 
-def bench_control(participants: int, storms: int, tmp: Path) -> None:
-    print(f"join storm of {participants} participants ({participants // 2} rooms) in real time, load {os.getloadavg()}")
+def bench_control(participants: int, storms: int, tmp: Path, spacing: float) -> None:
+    rooms = participants // 2
+    print(f"{participants} participants ({rooms} rooms) joining in real time, a room every {spacing:g} s "
+          f"(the last at {rooms * spacing:.0f} s), load {os.getloadavg()}")
     modes = ("off", "idle", "polled")
     for i in range(storms * len(modes)):
         mode = modes[i % len(modes)]
-        r = storm(participants, mode, tmp, i)
+        r = storm(participants, mode, tmp, i, spacing)
         j = r["join"]
         line = (f"  control {mode:6}: join_total p50 {j.get('p50', 0):.0f} ms, p90 {j.get('p90', 0):.0f} ms, "
                 f"p99 {j.get('p99', 0):.0f} ms, max {j.get('max', 0):.0f} ms (n={j.get('count', 0)}); "
@@ -225,7 +229,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000, help="calls in the big run (default 10000)")
     parser.add_argument("--base", type=int, default=100, help="real calls it is scaled from (default 100)")
     parser.add_argument("--participants", type=int, default=1000, help="participants in the storm (default 1000)")
-    parser.add_argument("--storms", type=int, default=2, help="storms with and without polling (default 2 each)")
+    parser.add_argument("--storms", type=int, default=2, help="runs of each mode (default 2)")
+    parser.add_argument("--spacing", type=float, default=0.3,
+                        help="seconds between two rooms' joins (default 0.3; 0: everyone at one moment)")
     parser.add_argument("--skip-report", action="store_true")
     parser.add_argument("--skip-control", action="store_true")
     args = parser.parse_args()
@@ -234,7 +240,7 @@ def main() -> None:
         if not args.skip_report:
             bench_report(args.calls, args.base, Path(tmp))
         if not args.skip_control:
-            bench_control(args.participants, args.storms, Path(tmp))
+            bench_control(args.participants, args.storms, Path(tmp), args.spacing)
     print(f"load average at end: {os.getloadavg()}")
 
 
