@@ -90,7 +90,7 @@ def _rich(report: dict, thresholds: dict | None, out: IO[str]) -> None:
             table.add_row(*row, style="bold" if row[0] == "join_total" else None)
         console.print(table)
     if thresholds:
-        table = Table(title=f"thresholds ({thresholds['file']})", title_justify="left")
+        table = Table(title="thresholds", title_justify="left", caption=thresholds["file"], caption_justify="left")
         table.add_column("limit")
         table.add_column("measured", justify="right")
         table.add_column("verdict")

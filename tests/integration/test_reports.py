@@ -289,7 +289,7 @@ def test_on_a_terminal_the_summary_tables_are_drawn_with_rich(tmp_path):
     os.close(master)
     assert process.wait(timeout=120) == 0, process.stderr.read()
     text = b"".join(chunks).decode("utf-8", "replace")
-    assert "latency per stage (ms)" in text and "thresholds (" in text
+    assert "latency per stage (ms)" in text and "thresholds" in text and "p99(join_total) < 8 s" in text
     assert "│" in text or "┃" in text                      # a rich table, not the plain one
     join_row = next(line for line in text.splitlines() if "join_total" in line and "│" in line)
     report = json.loads((tmp_path / "r" / "report.json").read_text())

@@ -112,6 +112,13 @@ def bench_report(calls: int, base_calls: int, tmp: Path) -> None:
         print(f"report of {len(written.report['scenarios'])} calls (attempt {attempt}): wall {wall:.2f} s, CPU {cpu:.2f} s")
     for path in (written.html, written.json, written.junit):
         print(f"  {path.name}: {path.stat().st_size / 1024:.0f} KB")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0 = time.perf_counter()
+    done = subprocess.run([*CLI, "report", str(big)], capture_output=True, text=True, cwd=ROOT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"`cometbench report` on it (a process of its own, imports included): wall {time.perf_counter() - wall0:.2f} s, "
+          f"CPU {cpu:.2f} s, exit {done.returncode}")
 
 
 STORM = '''
