@@ -25,6 +25,8 @@ one attribute check per record.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sqlite3
 import time as _time
@@ -44,13 +46,13 @@ ECHO_DATA_LIMIT = 300  # characters of ``data`` an echoed entry shows
 class Journal:
     def __init__(self, path: str | Path = ":memory:", *, enabled: bool = True, seed: int = 0,
                  profile: str = "", clock: str = "real", now: Callable[[], float] | None = None,
-                 batch: int = 2000) -> None:
+                 batch: int = 2000, run_id: str | None = None) -> None:
         self.stored = enabled
         self._echo = LOGGER if LOGGER.isEnabledFor(logging.INFO) else None
         # call sites skip work when nothing would be kept or shown (``if journal.enabled:``)
         self.enabled = enabled or self._echo is not None
         self.path = str(path)
-        self.run_id = _uuid.uuid4().hex[:12]
+        self.run_id = run_id or _uuid.uuid4().hex[:12]   # a virtual run passes a seeded one
         self._now = now or _time.time
         self._pending: list[tuple] = []
         self._batch = batch
@@ -200,6 +202,22 @@ class Journal:
             return []
         rows = self._conn.execute("SELECT run_id, seed, profile, started, clock FROM runs ORDER BY started, rowid")
         return [dict(zip(("run_id", "seed", "profile", "started", "clock"), r)) for r in rows]
+
+    def sha256(self) -> str:
+        """SHA-256 of this run's entries in seq order: for each entry, the JSON array ``[seq, run_id,
+        t, service, kind, direction, dev_id, user_id, conn_id, data]`` (compact separators, floats as
+        Python writes them) and a newline.  Nothing is left out, so two virtual runs with the same seed
+        compare equal only if their journals are the same byte for byte.  (Journal off: the hash of
+        nothing.)"""
+        h = hashlib.sha256()
+        if self.stored:
+            self.flush()
+            rows = self._conn.execute(f"SELECT seq, {', '.join(COLUMNS)} FROM entries WHERE run_id = ? ORDER BY seq",
+                                      (self.run_id,))
+            for row in rows:
+                h.update(json.dumps(list(row), separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+                h.update(b"\n")
+        return h.hexdigest()
 
     def close(self) -> None:
         if self.stored:

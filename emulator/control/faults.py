@@ -16,10 +16,12 @@ Faults:
   operator's ESL command sets it;
 * ``conference_limit`` -- ``{"conference": NAME, "max_members": N}``: a live conference's limit
   (the next joiner past it is refused, as with max-members in its profile);
-* ``network`` -- ``{"user": ..., "protocol": ..., "profile": "3g"}`` and ``restart`` --
-  ``{"service": "comet"|"freeswitch", "downtime": S}``: the link conditions and server restarts of
-  ``stack.links`` / ``stack.faults`` (:mod:`emulator.net.links`, :mod:`emulator.faults`); in a build
-  without them the answer is 501 and says so.
+* ``network`` -- ``{"client": NAME, "protocol": P, "profile": "3g"}`` or an ``action``
+  (``partition`` with ``duration``, ``heal``, ``reset``, ``half_open``, ``clear``): the link
+  conditions of ``stack.links`` (:mod:`emulator.net.links`); a client is the name its connections
+  were opened with (an actor's name), ``*`` for all;
+* ``restart`` -- ``{"service": "comet"|"freeswitch", "downtime": S}``: the server restarts of
+  ``stack.faults`` (:mod:`emulator.faults`); the request returns when the service listens again.
 
 Resets (``{"what": ["state", "journal", "conferences"]}``, all three by default):
 

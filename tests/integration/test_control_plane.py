@@ -226,7 +226,13 @@ async def test_the_journal_pages_filters_and_resets(autojump_clock):
     ("POST", "/api/faults/conference_limit", {"conference": 5, "max_members": 1}, 400, "'conference' must be"),
     ("POST", "/api/faults/kick", b"{not json", 400, "not valid JSON"),
     ("POST", "/api/faults/kick", [1, 2], 400, "must be a JSON object"),
-    ("POST", "/api/faults/network", {"user": "patient", "profile": "3g"}, 501, "link conditions"),
+    ("POST", "/api/faults/network", {"user": "patient", "profile": "3g"}, 404, "no client 'patient' has a connection"),
+    ("POST", "/api/faults/network", {"profile": "moon"}, 404, "unknown network profile 'moon'"),
+    ("POST", "/api/faults/network", {"protocol": "smtp", "profile": "3g"}, 400, "unknown protocol 'smtp'"),
+    ("POST", "/api/faults/network", {"action": "explode"}, 400, "unknown network action 'explode'"),
+    ("POST", "/api/faults/network", {"action": "partition", "duration": -1}, 400, "'duration' must be a positive"),
+    ("POST", "/api/faults/restart", {"service": "mysql"}, 400, "unknown service 'mysql' to restart"),
+    ("POST", "/api/faults/restart", {"service": "comet", "downtime": 9999}, 400, "'downtime' must be 0-600"),
     ("POST", "/api/reset", {"what": ["everything"]}, 400, "unknown reset 'everything'"),
     ("GET", "/api/faults/kick", None, 405, "GET is not allowed"),
     ("GET", "/api/nothing", None, 404, "no such endpoint"),
@@ -248,3 +254,33 @@ async def test_bad_requests_get_json_errors_and_the_emulator_carries_on(autojump
         assert answer["status"] == status and words in answer["error"], answer["error"]
         ok, _, state = await http("GET", "/api/state")
         assert ok == 200 and state["profile"] == "cppcomet-4.09"
+
+
+async def test_network_and_restart_faults(autojump_clock):
+    from emulator.net.links import get_profile
+
+    async with control_stack() as (stack, target, http):
+        async with doctor_and_patient(target, stack.network) as (doctor, patient):
+            await in_call(doctor, patient)
+            await until(lambda: len(members_of(stack)) == 2)
+            # a link profile for one actor's SIP, then every protocol of the other partitioned and healed
+            status, _, done = await http("POST", "/api/faults/network",
+                                         body={"client": "patient", "protocol": "sip", "profile": "3g"})
+            assert status == 200 and done["profile"] == "3g"
+            assert stack.links.link("patient", "sip") == get_profile("3g")
+            assert stack.links.link("patient", "comet") != get_profile("3g")
+            status, _, done = await http("POST", "/api/faults/network",
+                                         body={"client": "doctor", "action": "partition", "duration": 5})
+            assert status == 200 and stack.links.partitioned("doctor", "comet")
+            status, _, done = await http("POST", "/api/faults/network", body={"client": "doctor", "action": "heal"})
+            assert status == 200 and not stack.links.partitioned("doctor", "comet")
+            status, _, done = await http("POST", "/api/faults/network", body={"action": "clear"})
+            assert status == 200 and stack.links.rules() == {}
+            # FreeSWITCH restarts: every member is gone at once, and the control plane still answers
+            status, _, done = await http("POST", "/api/faults/restart", body={"service": "freeswitch", "downtime": 1})
+            assert status == 200 and done["service"] == "freeswitch"
+            assert members_of(stack) == []
+            status, _, state = await http("GET", "/api/state")
+            assert status == 200 and state["members"] == 0
+            status, _, faults = await http("GET", "/api/faults")
+            assert [f["fault"] for f in faults["history"]] == ["network", "network", "network", "network", "restart"]
