@@ -502,6 +502,7 @@ class Participant:
         bench/browser), and ``service``, the journal service of the mark (default ``bench``)."""
         at = data.pop("at", None)
         service = data.pop("service", "bench")
+        journal_extra = data.pop("journal", None)   # fields for the journal record only
         now = trio.current_time() if at is None else at
         room = call.room if call is not None else (self.current.room if self.current is not None else "")
         if name == "push_received":
@@ -511,7 +512,7 @@ class Participant:
                 self.current = join
             self.current.call_key = call.call_key if call is not None else ""
         if name in MARKS:
-            self._mark(name, room=room, call=call, at=at, service=service, **data)
+            self._mark(name, room=room, call=call, at=at, service=service, journal=journal_extra, **data)
             early = self._early_media
             if name == "answered" and early is not None:
                 self._early_media = None
@@ -559,7 +560,7 @@ class Participant:
                        at=max(marks["video_attached"], marks["media_flowing"]))
 
     def _mark(self, name: str, *, room: Any = "", call: CallState | None = None, at: float | None = None,
-              service: str = "bench", **data: Any) -> None:
+              service: str = "bench", journal: dict | None = None, **data: Any) -> None:
         now = trio.current_time() if at is None else at
         join = self.current
         if join is not None:
@@ -571,6 +572,7 @@ class Participant:
             record = {"actor": self.actor, "room": str(room), "call": call.call_key if call is not None else
                       (join.call_key if join is not None else ""), "mark": name, "t": round(now, 6)}
             record.update({k: v for k, v in data.items() if v is not None})
+            record.update(journal or {})
             text = json.dumps(record, separators=(",", ":"), sort_keys=True, default=str)
             if service == "browser":     # observed in a real browser's page (bench/browser)
                 self.journal.record("browser", "mark", dev_id=self.target.dev_id, user_id=self.user_id, data=text)

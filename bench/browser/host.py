@@ -118,6 +118,7 @@ class BrowserHost:
         self._crashed = trio.Event()
         self.stats = _Stats()
         self.contexts: list[Any] = []     # live contexts (bench.browser.page.PageDriver adds them)
+        self._before: set[int] | None = None
 
     # -- the two doors ----------------------------------------------------------------------------
     async def call(self, fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float | None = None,
@@ -170,14 +171,16 @@ class BrowserHost:
         # show it) and the actor fails with the cause when it opens (bench.browser.participant)
         self._thread = threading.Thread(target=self._thread_main, name="cometbench-browser", daemon=True)
         self._thread.start()
+        self._before = procs.chromium_groups()
         try:
             await trio.to_thread.run_sync(self._ready.wait, 10.0)
-            before = procs.chromium_groups()
+            before = self._before
             t0 = trio.current_time()
             await self.call(self._launch, timeout=self.options.launch_timeout + 5, what="launching Chromium")
             self.stats.launched_at = trio.current_time()
             self.stats.launch_wall_s = self.stats.launched_at - t0
             self.stats.groups = procs.chromium_groups() - before
+            procs.LAUNCHED.extend(sorted(self.stats.groups))
             task_status.started(self)
             await self._crashed.wait()
             raise BrowserCrashed(f"the browser crashed: {self.crash}")
@@ -217,6 +220,9 @@ class BrowserHost:
             loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             await trio.to_thread.run_sync(self._thread.join, 10.0)
+        if not self.stats.groups and self._before is not None:   # a launch that failed half-way
+            self.stats.groups = procs.chromium_groups() - self._before
+            procs.LAUNCHED.extend(sorted(self.stats.groups))
         for group in sorted(self.stats.groups):
             self.stats.killed += await trio.to_thread.run_sync(procs.reap_group, group)
         if self.stats.killed:

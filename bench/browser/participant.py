@@ -82,6 +82,26 @@ class BrowserSettings:
         self.actors = tuple(self.actors)
 
 
+def trust_args(stack: Any) -> tuple[str, ...]:
+    """Chromium flags that make it trust the emulator's SIP certificate (its public key's SHA-256,
+    ``--ignore-certificate-errors-spki-list``): without them Chromium aborts the first TLS handshake
+    (certificate unknown) and connects again under the context's ``ignore_https_errors``, which
+    costs the SIP transport stage an extra round of connect and handshake."""
+    certificates = getattr(stack, "certificates", None)
+    if certificates is None:
+        return ()
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(Path(certificates.server_cert).read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return (f"--ignore-certificate-errors-spki-list={base64.b64encode(hashlib.sha256(spki).digest()).decode()}",)
+
+
 def glob_to_regex(pattern: str) -> str:
     """A Playwright URL glob (``**`` any characters, ``*`` no slash, ``?`` one) as a JS regex string."""
     out = []
@@ -239,7 +259,7 @@ class BrowserEnvironment(BackendHandler):
                 camera = camera or media.camera
                 microphone = microphone or media.microphone
             host = BrowserHost(LaunchOptions(executable=self.settings.executable, camera=camera,
-                                             microphone=microphone))
+                                             microphone=microphone, extra_args=trust_args(self.stack)))
             self.server = await self.nursery.start(PageServer(self, jssip=self.profile.jssip,
                                                               app_folder=None if self.profile.is_demo
                                                               else self.profile.folder).run)
@@ -491,6 +511,12 @@ class BrowserParticipant(Participant):
             self._observe("hangup", video.active or video.last, {})
             self._enqueue(self._do_hangup, "hangup")
 
+    async def evaluate(self, expression: str, arg: Any = None) -> Any:
+        """Run a JavaScript function expression in the actor's page and return its JSON result (for
+        checks a story cannot make through the actor's state: ``await patient.evaluate("() =>
+        cometVideoApi.isInCall()")``).  In order with the actor's queued actions."""
+        return await self._run(self._eval, "evaluate", expression, arg)
+
     async def flush(self) -> None:
         """Wait until every report the page has sent so far is on the bench's timeline (an evaluate
         round trip: the page's earlier binding calls are delivered before its answer)."""
@@ -709,6 +735,9 @@ class BrowserParticipant(Participant):
     async def _fail(self, cause: str) -> None:
         """Save this actor's screenshot and console log, then raise :class:`BrowserError`."""
         message = f"{self.actor} (browser): {cause}"
+        status = await self._status_text()
+        if status:
+            message += f" (the page's status line: {status!r})"
         self.failures.append(message)
         saved = []
         folder = self.env.artifact_dir()
@@ -720,6 +749,18 @@ class BrowserParticipant(Participant):
             (folder / "failure.txt").write_text(message + "\n", encoding="utf-8")
         where = f" (screenshot and console log: {saved[0].parent})" if saved else ""
         raise BrowserError(message + where)
+
+    async def _status_text(self) -> str | None:
+        selector = self.profile.selectors.status
+        if not selector or self.driver is None or self.driver.page is None or self.env.host is None:
+            return None
+        with trio.move_on_after(3):
+            try:
+                text = await self.host.call(self.driver.text, selector, timeout=2, what=f"{self.actor}: status")
+            except Exception:  # noqa: BLE001
+                return None
+            return " ".join(text.split()) if text else None
+        return None
 
     async def screenshot(self) -> Path | None:
         folder = self.env.artifact_dir()
@@ -743,10 +784,10 @@ class BrowserParticipant(Participant):
             lines += [line.format() for line in list(self.driver.console)]
         for page in self.pages:
             for t, message in page.video.page_errors:
-                lines.append(f"page {page.number} t={t:.3f} probe page_error: {message}")
+                lines.append(f"page {page.number} +{t - page.opened_at:.3f} s: page error: {message}")
             for t, ok, error in page.video.gum:
                 if not ok:
-                    lines.append(f"page {page.number} t={t:.3f} getUserMedia failed: {error}")
+                    lines.append(f"page {page.number} +{t - page.opened_at:.3f} s: getUserMedia failed: {error}")
         for failure in self.failures:
             lines.append(f"FAILED: {failure}")
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -799,8 +840,21 @@ class BrowserParticipant(Participant):
         except Exception:  # noqa: BLE001 - a malformed report must not kill the actor
             log.exception("%s: cannot handle the page event %r", self.actor, ev)
 
+    def _journal_fields(self, t: float) -> dict:
+        """What a page mark's journal record adds: ``jt``, the moment on the journal's clock (the clock
+        of every emulator entry, so the page's stages line up with the servers'), and ``err_ms``,
+        the bound of the page-clock mapping."""
+        page = self.page
+        out: dict[str, Any] = {}
+        clock = getattr(self.env.stack, "clock", None)
+        if clock is not None:
+            out["jt"] = round(t + (clock.now() - trio.current_time()), 6)
+        if page is not None and page.calibration is not None:
+            out["err_ms"] = round(page.calibration.error * 1000.0, 3)
+        return out
+
     def _page_mark(self, name: str, call: PageCall | None, t: float, **data: Any) -> None:
-        self._observe(name, call, {"at": t, "service": "browser", **data})
+        self._observe(name, call, {"at": t, "service": "browser", "journal": self._journal_fields(t), **data})
 
     def _handle(self, page: BrowserPage, t: float, ev: dict) -> None:
         kind = ev.get("k")
@@ -859,7 +913,8 @@ class BrowserParticipant(Participant):
             if "first_remote_frame" not in self.marks:
                 call = video.active
                 self._mark("first_remote_frame", room=call.room if call else "", call=call, at=t, service="browser",
-                           media="page", width=ev.get("width"), height=ev.get("height"))
+                           journal=self._journal_fields(t), media="page", width=ev.get("width"),
+                           height=ev.get("height"))
         elif kind == "received":
             call = video.calls.get(str(ev.get("pipe")))
             data = {k: ev[k] for k in ("event", "user_id", "status", "type", "callKey", "isMute", "isHold") if k in ev}
@@ -885,7 +940,8 @@ class BrowserParticipant(Participant):
             join = self.current
             if ev.get("which") == "call" and join is not None and "backend_invite_ok" not in join.marks \
                     and "backend_invite_start" in join.marks:
-                self._mark("backend_invite_ok", room=join.room, at=t, service="browser", status=ev.get("status"))
+                self._mark("backend_invite_ok", room=join.room, at=t, service="browser",
+                           journal=self._journal_fields(t), status=ev.get("status"))
         elif kind == "page_error":
             video.page_errors.append((t, str(ev.get("message"))))
 

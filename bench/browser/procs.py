@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Proc", "processes", "descendants", "chromium_groups", "live_in_group", "reap_group",
-           "CHROMIUM_NAMES"]
+           "CHROMIUM_NAMES", "LAUNCHED"]
 
-CHROMIUM_NAMES = ("chromium", "chrome", "headless_shell", "exe")
+CHROMIUM_NAMES = ("chromium", "chrome", "headless_shell")
+#: every Chromium process group this process launched (the host adds them; tests check none is left)
+LAUNCHED: list[int] = []
 
 
 @dataclass(frozen=True)

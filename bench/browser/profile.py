@@ -23,7 +23,7 @@ Every key of a ``page`` profile (README, "Bring your own app", walks through one
     [backend]                                    # your backend's URLs -> the bench's endpoints
     auth = "**/auth.php*"                        #   GET ?user_id&user_key: INSERT INTO users_auth
     call = "**/call.php*"                        #   GET ?user_id&room[&profile]: INSERT INTO conference
-    # forward = "http://127.0.0.1:8000/"         #   or your own backend (PHP ...) pointed at the emulator
+                                                 #   (leave both out and the page calls your own backend)
 
     [comet]
     nodes = ["app.comet-server.ru"]              # the page's comet node(s), host[:port]: sent to the emulator
@@ -39,7 +39,7 @@ Every key of a ``page`` profile (README, "Bring your own app", walks through one
     room = ""                                    # optional: an input filled with the room before Join
     profile = ""                                 # optional: an input filled with the conference profile
     accept = ""                                  # optional: an Accept button (else confirm() is accepted)
-    status = ""                                  # optional: the status line (its text goes to the console log)
+    status = ""                                  # optional: the status line (quoted when the actor fails)
 
     [browser]
     shim = true                                  # URL.createObjectURL(MediaStream) shim (real-video-client.md 2)
@@ -93,7 +93,6 @@ class AppProfile:
     scripts: dict[str, Path] = field(default_factory=dict)
     backend_auth: str = ""
     backend_call: str = ""
-    backend_forward: str = ""
     comet_nodes: list[str] = field(default_factory=list)
     user_storage_key: str = ""
     config_global: str = ""
@@ -199,7 +198,9 @@ def load_profile(spec: str | Path) -> AppProfile:
         backend = _table(data, "backend", where)
         profile.backend_auth = _str(backend, "auth", where)
         profile.backend_call = _str(backend, "call", where)
-        profile.backend_forward = _str(backend, "forward", where)
+        unknown = set(backend) - {"auth", "call"}
+        if unknown:
+            raise ProfileError(f"{where}: [backend] unknown keys {', '.join(sorted(unknown))} (auth, call)")
         comet = _table(data, "comet", where)
         nodes = comet.get("nodes", ["app.comet-server.ru"])
         if not isinstance(nodes, list) or not all(isinstance(n, str) and n for n in nodes):
