@@ -711,8 +711,8 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
         played = {name for entry in report["scenarios"] for name in entry.get("browsers", [])}
         for name in settings.browser.actors:
             if name not in played:
-                print(f"cometbench: --browser {name}: no scenario of this run has an actor called {name!r}",
-                      file=sys.stderr)
+                print(f"cometbench: --browser {name}: no scenario of this run opened a page for an actor "
+                      f"called {name!r}", file=sys.stderr)
     return 0 if report["summary"]["passed"] == report["summary"]["scenarios"] else 1
 
 

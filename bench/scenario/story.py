@@ -172,8 +172,10 @@ class Scenario:
 
     @property
     def browser_actors(self) -> list[str]:
-        """The actors a real browser plays (``cometbench run --browser``), in order of creation."""
-        return [name for name, a in self._actors.items() if getattr(a.participant, "kind", "") == "browser"]
+        """The actors a real browser played (``cometbench run --browser``; those that opened a page),
+        in order of creation."""
+        return [name for name, a in self._actors.items()
+                if getattr(a.participant, "kind", "") == "browser" and a.participant.pages]
 
     def _browser(self) -> Any:
         if self._browser_env is None:
