@@ -638,14 +638,8 @@ def browser_settings(args: argparse.Namespace):
     for name in names:
         if not name.isidentifier():
             raise UsageError(f"--browser {name!r}: an actor name (doctor, patient, nurse ...)")
-    from bench.browser.host import BrowserUnavailable, check_available
-    from bench.browser.participant import BrowserSettings
     from bench.browser.profile import ProfileError, load_profile
 
-    try:
-        check_available()
-    except BrowserUnavailable as exc:
-        raise UsageError(f"--browser: {exc}") from None
     try:
         app = load_profile(args.app)
     except ProfileError as exc:
@@ -657,6 +651,13 @@ def browser_settings(args: argparse.Namespace):
             if not path.is_file():
                 raise UsageError(f"--{flag} {value}: no such file")
             media[flag] = path.resolve()
+    from bench.browser.host import BrowserUnavailable, check_available
+    from bench.browser.participant import BrowserSettings
+
+    try:
+        check_available()
+    except BrowserUnavailable as exc:
+        raise UsageError(f"--browser: {exc}") from None
     return BrowserSettings(actors=tuple(names), app=app, shim=False if args.no_shim else None, **media)
 
 
