@@ -681,16 +681,18 @@ class BrowserParticipant(Participant):
         server = env.server
         assert server is not None
         if self.profile.is_demo:
+            backend = self.profile.demo_backend or "/api/"
             demo = {"node": values["node"], "devId": self.target.dev_id, "userId": str(self.user_id),
-                    "userKey": self.user_key, "backend": "/api/", "confirm": True, "legacy": self.profile.legacy,
+                    "userKey": self.user_key, "backend": backend, "confirm": True, "legacy": self.profile.legacy,
                     "quirks": dict(self.quirks.states), "callType": self.call_type, "iceServers": []}
             if self.bandwidth is not None:
                 demo["bandwidth"] = {"video": self.bandwidth[0], "audio": self.bandwidth[1]}
             init_scripts.append("window.cometbenchConfig = " + json.dumps(demo) + ";")
-            probe_config["callUrl"] = r"/api/call\.php"
-            probe_config["authUrl"] = r"/api/auth\.php"
-            routes += [Route("**/api/auth.php*", forward=f"{server.base}/api/auth.php"),
-                       Route("**/api/call.php*", forward=f"{server.base}/api/call.php")]
+            probe_config["callUrl"] = re.escape(backend) + r"call\.php"
+            probe_config["authUrl"] = re.escape(backend) + r"auth\.php"
+            if not self.profile.demo_backend:     # the bench's endpoints, told whose request it is
+                routes += [Route("**/api/auth.php*", forward=f"{server.base}/api/auth.php"),
+                           Route("**/api/call.php*", forward=f"{server.base}/api/call.php")]
         else:
             profile = self.profile
             for node in profile.comet_nodes:

@@ -4,7 +4,10 @@ A profile is a TOML (or JSON) file; relative paths in it are relative to the fil
 two kinds:
 
 * the **demo app** (``demo``, the default; ``demo-legacy``, ``demo-jssip3``): the page in
-  fixtures/demo_app/ served by the bench, configured through ``window.cometbenchConfig``;
+  fixtures/demo_app/ served by the bench, configured through ``window.cometbenchConfig``; a file
+  with ``kind = "demo"`` and a ``[demo]`` table sets ``legacy``, ``jssip`` (``2.0.6`` or ``3``) and
+  ``backend`` (a URL where other auth.php / call.php answer, e.g. fixtures/demo_app/backend/ under
+  ``php -S``; by default the bench's endpoints);
 * **your own app** (``kind = "page"``): a page URL, or a folder the bench serves, plus your own
   copies of CometServerApi.js, cometVideoApi.js and jssip.js.
 
@@ -50,6 +53,7 @@ Every key of a ``page`` profile (README, "Bring your own app", walks through one
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +108,7 @@ class AppProfile:
     # the demo app's own settings
     legacy: bool = False
     jssip: str = "2.0.6"
+    demo_backend: str = ""                    # the demo's auth.php/call.php elsewhere (a PHP backend); "": the bench's
     source: str = "built in"
 
     @property
@@ -170,6 +175,10 @@ def load_profile(spec: str | Path) -> AppProfile:
         profile = demo_profile("demo")
         profile.legacy = bool(demo.get("legacy", False))
         profile.jssip = _str(demo, "jssip", where, "2.0.6")
+        profile.demo_backend = _str(demo, "backend", where)
+        if profile.demo_backend and not re.match(r"^https?://[^/]+/(.*/)?$", profile.demo_backend):
+            raise ProfileError(f"{where}: [demo] backend must be an http(s) URL ending in '/', "
+                               f"where auth.php and call.php are")
     elif kind == "page":
         profile = AppProfile(kind="page")
     else:

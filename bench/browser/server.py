@@ -42,6 +42,7 @@ __all__ = ["PageServer", "BackendHandler"]
 log = logging.getLogger("cometbench.browser.server")
 
 ACTOR_HEADER = "X-Cometbench-Actor"
+DEMO_SUFFIXES = (".html", ".js", ".css", ".png", ".svg")
 
 
 class BackendHandler:
@@ -102,7 +103,9 @@ class PageServer:
             if name == "jssip.js":
                 return await vendor_jssip(server.jssip)
             path = _safe_file(DEMO_DIR, name)
-            return _file_response(path) if path else Response("not found", status=404)
+            if path is None or path.suffix not in DEMO_SUFFIXES:   # the page's files only (not backend/*.php)
+                return Response("not found", status=404)
+            return _file_response(path)
 
         @app.get("/app/<path:name>")
         async def user_app(name: str) -> Response:
