@@ -352,6 +352,7 @@ class BrowserParticipant(Participant):
         self._actions_send, self._actions_receive = trio.open_memory_channel[Any](1000)
         self._held_dialogs: list[int] = []
         self._bench_hangups: list[float] = []     # hangups the story pressed (their page reports are not re-marked)
+        self._scheduled_join = False
         self.failures: list[str] = []
         env.participants[self.actor] = self
 
@@ -476,6 +477,7 @@ class BrowserParticipant(Participant):
             return
         if self.page is None:
             raise BrowserError(f"{self.actor}: join({room!r}) with no open page")
+        await self._run(self._do_fill, f"join {room}", str(room), profile)   # typed before the click is due
         if at is not None and at > trio.current_time():
             await trio.sleep_until(at)
         started = trio.current_time() if at is None else at
@@ -483,8 +485,13 @@ class BrowserParticipant(Participant):
         self.joins.append(join)
         self.current = join
         self.intent = (str(room), profile, message)
-        self._mark("backend_invite_start", room=room, at=started)
-        await self._run(self._do_join, f"join {room}", str(room), profile)
+        self._scheduled_join = at is not None
+        if at is not None:              # a schedule: the click counts from when it was due (no omission)
+            self._mark("backend_invite_start", room=room, at=started)
+        await self._run(self._click, f"join {room}", self.profile.selectors.join, "join")
+        await self.flush()                              # the page's report of the click, if it made one
+        if "backend_invite_start" not in join.marks:    # it did not (a selector that is not CSS)
+            self._mark("backend_invite_start", room=room, at=started, page_click=False)
         if not (self.profile.is_demo or self.profile.backend_call):
             return                                  # no way to see the page's call request: done at the click
         with trio.move_on_after(self.profile.load_timeout):
@@ -596,7 +603,8 @@ class BrowserParticipant(Participant):
         return await self.host.call(self.driver.evaluate, expression, arg, timeout=ACTION_TIMEOUT,
                                     what=f"{self.actor}: {what}")
 
-    async def _do_join(self, room: str, profile: str) -> None:
+    async def _do_fill(self, room: str, profile: str) -> None:
+        """Type the room and the profile into the page's inputs (when the profile names them)."""
         sel = self.profile.selectors
         assert self.driver is not None
         for selector, value, what in ((sel.room, room, "the room input"), (sel.profile, profile, "the profile input")):
@@ -607,7 +615,6 @@ class BrowserParticipant(Participant):
                 except Exception as exc:  # noqa: BLE001
                     await self._fail(f"join: {what} {selector!r} was not found within "
                                      f"{self.profile.selector_timeout:g} s ({_first_line(exc)})")
-        await self._click(sel.join, "join")
 
     async def _do_hangup(self) -> None:
         if self.profile.selectors.hangup:
@@ -675,7 +682,8 @@ class BrowserParticipant(Participant):
             sip_rewrite = []
         values = {"user_id": self.user_id, "user_key": self.user_key, "dev_id": self.target.dev_id,
                   "room": "", "actor": self.actor, "node": comet_to.split("://", 1)[1]}
-        probe_config: dict[str, Any] = {"shim": env.shim, "wsRewrite": list(sip_rewrite)}
+        probe_config: dict[str, Any] = {"shim": env.shim, "wsRewrite": list(sip_rewrite),
+                                        "joinSelector": self.profile.selectors.join}
         init_scripts: list[str] = []
         routes: list[Route] = []
         server = env.server
@@ -691,8 +699,8 @@ class BrowserParticipant(Participant):
             probe_config["callUrl"] = re.escape(backend) + r"call\.php"
             probe_config["authUrl"] = re.escape(backend) + r"auth\.php"
             if not self.profile.demo_backend:     # the bench's endpoints, told whose request it is
-                routes += [Route("**/api/auth.php*", forward=f"{server.base}/api/auth.php"),
-                           Route("**/api/call.php*", forward=f"{server.base}/api/call.php")]
+                demo["backendHeaders"] = {"X-Cometbench-Actor": self.actor}
+            init_scripts[-1] = "window.cometbenchConfig = " + json.dumps(demo) + ";"
         else:
             profile = self.profile
             for node in profile.comet_nodes:
@@ -981,6 +989,12 @@ class BrowserParticipant(Participant):
                 video.active_pipe = call.pipe
                 video.in_call = True
         call = call or video.active or video.last
+        if name == "join_click":
+            join = self.current
+            if join is not None and "backend_invite_start" not in join.marks and not self._scheduled_join:
+                self._mark("backend_invite_start", room=join.room, at=t, service="browser",
+                           journal=self._journal_fields(t))
+            return
         if name == "hangup":
             recent = [b for b in self._bench_hangups if t - b < 5.0]
             self._bench_hangups = recent[1:]

@@ -369,6 +369,17 @@
     return xhrOpen.apply(this, arguments);
   };
 
+  // --- the click on Join (where backend_invite starts, page time) -------------------------------------
+  if (cfg.joinSelector) {
+    document.addEventListener('click', function (e) {
+      try {
+        if (e.target && e.target.closest && e.target.closest(cfg.joinSelector)) {
+          emit('mark', {name: 'join_click', n: e.timeStamp});
+        }
+      } catch (err) { /* not a CSS selector: the bench marks the click itself */ }
+    }, true);
+  }
+
   // --- the page's cometVideoApi --------------------------------------------------------------------
   var CALLBACKS = ['onCall', 'onCallAccept', 'onCallStart', 'onCallEnd', 'onOut', 'onIn', 'toggleMute',
                    'onToggleMute', 'toggleHold'];

@@ -116,7 +116,8 @@ async def test_a_browser_and_a_virtual_actor_in_one_call(browser_tools, tmp_path
     assert all(r["data"]["actor"] == "patient" and 0 <= r["data"]["err_ms"] < 50 for r in browser_marks)
     bench_marks = {r["data"]["mark"] for r in rows if r["service"] == "bench" and r["kind"] == "mark"
                    and r["data"]["actor"] == "patient"}
-    assert {"backend_invite_start", "backend_insert_sent", "media_flowing", "first_remote_frame"} <= bench_marks
+    assert {"backend_insert_sent", "media_flowing", "first_remote_frame"} <= bench_marks
+    assert {"backend_invite_start", "backend_invite_ok"} <= names     # the click and the answer, page-side
 
     def page_jt(name: str) -> tuple[float, float]:
         row = next(r for r in browser_marks if r["data"]["mark"] == name)

@@ -6,8 +6,13 @@ Chromium, the demo app), mixed with virtual actors in one call:
 * ``refresh_mid_call`` -- the patient's page really reloads (``page.reload()``): no out, no BYE,
   the ghost member, the stuck call, the re-join, the app-level restore.  Profile ``lenient`` (the
   faithful story waits out FreeSWITCH's 300 s RTP timeout; the virtual pack covers that);
-* ``two_member_limit`` -- the nurse is the browser: answered, then BYE from the full room, the
-  stale call, the swallowed re-invite, the reload that frees it;
+* ``two_member_limit`` -- the patient is the browser: in the full room with the doctor, it meets the
+  nurse's mediaStart (answered, then BYE), leaves, and its ``out`` is the one thing the doctor
+  hears.  (With the NURSE as the browser the story's "nurse.onCallStart before the BYE" is a race a
+  real Chromium loses about one time in four: its ACK leaves 6-15 ms after its ``mediaStart self``,
+  and the emulator's BYE follows the ACK at once, often before the doctor's ``answer`` is back; the
+  virtual client's device model puts the ACK 25 ms after ``addstream`` (the spec's capture r4), so
+  the virtual nurse always wins it.  Not a test here: docs/decisions.md, "Real browsers");
 * ``mute_propagation`` -- the doctor AND the patient are browsers (two contexts of one Chromium):
   toggleMute over the callPipe, the naming bug, FreeSWITCH's own mute over ESL;
 * ``dropped_network`` -- when the pack has it (it comes with the link conditions).
@@ -46,13 +51,12 @@ async def test_refresh_mid_call_with_a_browser_patient(browser_tools, tmp_path):
     assert marks.count("call_start") == 3
 
 
-async def test_two_member_limit_with_a_browser_nurse(browser_tools, tmp_path):
-    result = await run_pack("two_member_limit", ("nurse",), tmp_path)
+async def test_two_member_limit_with_a_browser_patient(browser_tools, tmp_path):
+    result = await run_pack("two_member_limit", ("patient",), tmp_path)
     assert result.passed, result.failure
-    assert result.browsers == ["nurse"]
-    marks = browser_marks(tmp_path, "nurse")
-    assert marks.count("push_received") == 2          # the swallowed re-invite rings nothing
-    assert marks.count("answered") == 2 and marks.count("call_end") == 1
+    assert result.browsers == ["patient"]
+    marks = browser_marks(tmp_path, "patient")
+    assert marks.count("push_received") == 1 and marks.count("call_start") == 1
 
 
 async def test_mute_propagation_with_two_browsers(browser_tools, tmp_path):
