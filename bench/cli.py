@@ -1,4 +1,5 @@
-"""The ``cometbench`` command: run the scenarios, run the emulator, list its quirks, read its journal.
+"""The ``cometbench`` command: run the scenarios, run the emulator, run one call through it, list its quirks,
+read its journal.
 
 Every mistake a user can make on the command line or in the config file is a *usage error*: one
 line on stderr starting with ``cometbench:`` that names the flag, file or key and says what would
@@ -13,6 +14,9 @@ the journal and the generated CA certificate are, and whether SIP is served as w
 writes a run directory (journal, histograms, report.json); it shows its progress on stdout, ends
 with a summary and the report's path, and exits 0 only when every scenario passed (1 when one
 failed, 130 when Ctrl-C stopped it -- the report then says what did not finish).
+
+``call`` runs one two-party call (``bench/call.py``) and prints a summary on stderr and one JSON line
+on stdout; its exit status is 0 only when the call went through (1 when it did not).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import errno
 import gc
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -52,6 +57,19 @@ examples:
   cometbench serve -v                        log connections and requests on stderr as they happen
   cometbench quirks                          every quirk, its state in each profile, where it is described
   cometbench journal --kind query --follow   watch CometQL queries arrive (needs a journal file)
+  cometbench call --network 4g               one doctor-patient call on 4g, in virtual time: stages, JSON line
+"""
+
+CALL_EXAMPLES = """\
+examples:
+  cometbench call                                 loopback, virtual time, seed 1, a 10 s call
+  cometbench call --network 4g --seed 7           what does one call cost on 4g?
+  cometbench call --network doctor=lan,patient=3g --duration 3600
+  cometbench call --network 4g --loss 5%          4g with 5 % loss
+  cometbench call --real-time                     the emulator on loopback sockets, the real clock
+  cometbench call --target ws=10.0.0.5:8087,cometql=10.0.0.5:3307,dev_id=15,password=secret --insecure
+                                                  a real CppComet + FreeSWITCH, with the same clients
+exit status: 0 the call went through, 1 it did not (the JSON line says why), 2 a usage error
 """
 
 
@@ -88,6 +106,25 @@ def port_arg(text: str) -> int:
     if value is None or not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number: use 0-65535 (0 = any free port)")
     return value
+
+
+def node_arg(text: str) -> dict:
+    """``server=HOST,esl_port=N[,...]``: one [[freeswitch]] entry."""
+    known = ("server", "esl_port", "esl_password", "ws_port", "ws_host")
+    entry: dict = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        if not sep or key not in known:
+            raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE with a key of {', '.join(known)}")
+        if key in ("esl_port", "ws_port"):
+            try:
+                value = port_arg(value)
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(f"{key}: {exc}") from None
+        entry[key] = value
+    if "server" not in entry or "esl_port" not in entry:
+        raise argparse.ArgumentTypeError(f"{text!r} needs server=HOST and esl_port=N")
+    return entry
 
 
 def quirk_arg(text: str) -> tuple[str, bool]:
@@ -128,7 +165,17 @@ def _serve_parser(sub) -> None:
                    help="serverPort it advertises (default: the bound sip_ws port)")
     p.add_argument("--no-sip-tls", action="store_true", help="serve SIP over plain ws:// (default: wss://)")
     p.add_argument("--no-freeswitch", action="store_true",
-                   help="do not run the fake FreeSWITCH node (INSERT INTO conference then answers ERROR 500)")
+                   help="do not run the fake FreeSWITCH node (INSERT INTO conference then answers ERROR 500, "
+                        "unless --freeswitch-node names an external one)")
+    p.add_argument("--freeswitch-node", action="append", default=[], metavar="SPEC", type=node_arg,
+                   help="an external FreeSWITCH node for the comet side (a [[freeswitch]] entry): "
+                        "server=HOST,esl_port=N[,esl_password=P][,ws_port=N][,ws_host=HOST] (repeatable)")
+    p.add_argument("--freeswitch-only", action="store_true",
+                   help="run the fake FreeSWITCH alone, as the FreeSWITCH node of another comet server "
+                        "(needs --directory-url)")
+    p.add_argument("--directory-url", metavar="URL",
+                   help="where the fake FreeSWITCH looks SIP passwords up: the comet server's directory endpoint, "
+                        "e.g. http://127.0.0.1:8082 (default: the in-process comet side)")
     p.add_argument("--esl-password", help=f"ESL password (default: {DEFAULTS.esl_password})")
     p.add_argument("--media-link", metavar="PRESET",
                    help=f"link preset of the media model: loopback, lan, dsl, 4g, 3g, bad-wifi "
@@ -227,6 +274,72 @@ def _run_parser(sub) -> None:
     browser.add_argument("--microphone", metavar="FILE.wav",
                          help="the fake microphone's sound (default: a generated beep)")
     p.add_argument("--list", action="store_true", help="list the pack's scenarios and exit")
+def fraction_arg(text: str) -> float:
+    """A probability: 0.2 or 20%."""
+    value_text = text.strip()
+    percent = value_text.endswith("%")
+    try:
+        value = float(value_text[:-1] if percent else value_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: use 0..1 or a percentage such as 20%") from None
+    if percent:
+        value /= 100.0
+    if not 0.0 <= value <= 1.0 or value != value:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: a loss is 0..1 or 0-100 % (not over 100 %, "
+                                         "not negative)")
+    return value
+
+
+def non_negative(what: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {what}") from None
+        if value < 0 or value != value or value in (float("inf"),):
+            raise argparse.ArgumentTypeError(f"{text!r}: {what} must be a finite number >= 0")
+        return value
+
+    return parse
+
+
+def _call_parser(sub) -> None:
+    p = sub.add_parser(
+        "call", help="one doctor-patient video call from invitation to hang-up: stages and a JSON line",
+        formatter_class=HelpFormatter, epilog=CALL_EXAMPLES,
+        description="One two-party video call (a doctor and a patient, names from Faker with the seed) from the\n"
+                    "invitation to the hang-up, with the virtual clients (CometServerApi.js, cometVideoApi.js,\n"
+                    "JsSIP, the app backend).  A summary goes to stderr, one JSON line to stdout: passed, seed,\n"
+                    "network, simulated_s, wall_s, journal_sha256, stages (ms; the worse side), failure.\n"
+                    "Stage names: docs/stages.md.")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--virtual", dest="mode", action="store_const", const="virtual",
+                       help="the emulator and the clients on the in-memory network, virtual time (default)")
+    where.add_argument("--real-time", dest="mode", action="store_const", const="real-time",
+                       help="the emulator on loopback sockets, the real clock")
+    where.add_argument("--target", metavar="SPEC",
+                       help="a real deployment instead of the emulator: ws=HOST:PORT,cometql=HOST:PORT"
+                            "[,dev_id=N][,password=P][,ca=FILE][,insecure]")
+    p.add_argument("--seed", type=int, default=1, metavar="N", help="seed of every random choice (default: 1)")
+    p.add_argument("--network", default="loopback", metavar="PROFILE",
+                   help="network profile of both actors, or per actor: doctor=lan,patient=3g (default: loopback; "
+                        "fixtures/network_profiles.toml)")
+    p.add_argument("--rtt-ms", type=non_negative("milliseconds"), metavar="MS",
+                   help="override the profile's round-trip time")
+    p.add_argument("--jitter-ms", type=non_negative("milliseconds"), metavar="MS", help="override its jitter")
+    p.add_argument("--loss", type=fraction_arg, metavar="P", help="override its loss: 0..1 or a percentage (5%%)")
+    p.add_argument("--bandwidth-kbps", type=non_negative("kbit/s"), metavar="KBPS",
+                   help="override its bandwidth (0 = unlimited)")
+    p.add_argument("--duration", type=non_negative("seconds"), default=10.0, metavar="SECONDS",
+                   help="how long the call is held once both see each other (default: 10)")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=DEFAULT_PROFILE,
+                   help=f"fidelity profile of the emulator (default: {DEFAULT_PROFILE})")
+    p.add_argument("--stage", action="append", default=[], metavar="NAME",
+                   help="only these stages in the output (repeatable; default: every stage)")
+    p.add_argument("--ca", metavar="FILE", help="with --target: CA file to trust for SIP over WSS")
+    p.add_argument("--insecure", action="store_true",
+                   help="with --target: accept any certificate for SIP over WSS (like --ignore-certificate-errors)")
+    p.add_argument("--no-journal", action="store_true", help="do not record the journal (the hash is then of nothing)")
 
 
 def build_parser() -> Parser:
@@ -241,6 +354,7 @@ def build_parser() -> Parser:
     sub.add_parser("quirks", help="list the fidelity quirks, their state in each profile and their docs",
                    formatter_class=HelpFormatter)
     _journal_parser(sub)
+    _call_parser(sub)
     return parser
 
 
@@ -296,6 +410,17 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Source]:
         cfg.sip_tls = False
     if args.no_freeswitch:
         cfg.freeswitch_emulated = False
+    if args.freeswitch_only:
+        cfg.comet_emulated = False
+    if args.directory_url is not None:
+        cfg.directory_url = args.directory_url
+    if args.freeswitch_node:
+        cfg.freeswitch = list(args.freeswitch_node)
+    try:
+        cfg.check_parts()
+    except ConfigError as exc:
+        flags = " (--freeswitch-only, --no-freeswitch, --directory-url)"
+        raise UsageError(f"{exc}{flags}") from None
     if args.free_ports:
         cfg.free_ports()
     for service in DEFAULT_PORTS:
@@ -389,8 +514,14 @@ def describe(stack, source: Source) -> list[str]:
         lines.append("journal in memory: gone after exit; --state PATH or --journal-path PATH writes a file")
     else:
         lines.append(f"journal {Path(journal).resolve()} (read it with `cometbench journal {journal}`)")
-    lines.append(f"comet WebSocket ws://{host}:{ports['ws']}, CometQL (MySQL protocol) {host}:{ports['cometql']}, "
-                 f"directory http://{host}:{ports['directory']}")
+    if "ws" in ports:
+        lines.append(f"comet WebSocket ws://{host}:{ports['ws']}, CometQL (MySQL protocol) {host}:{ports['cometql']}, "
+                     f"directory http://{host}:{ports['directory']}")
+        for node in cfg.freeswitch:
+            lines.append(f"FreeSWITCH node {node.get('server')}: ESL port {node.get('esl_port')}, browsers dial "
+                         f"wss://{node.get('ws_host') or node.get('server')}:{node.get('ws_port', 7443)}")
+    else:
+        lines.append(f"FreeSWITCH only (no comet side): SIP passwords from {cfg.directory_url}")
     if stack.certificates is not None:
         scheme = "wss" if cfg.sip_tls else "ws"
         lines.append(f"SIP over {scheme}://{host}:{ports['sip_ws']} ({'TLS' if cfg.sip_tls else 'plain, no TLS'}), "
@@ -399,7 +530,7 @@ def describe(stack, source: Source) -> list[str]:
         lines.append(f"CA certificate {ca} (trust it in the browser, or NODE_EXTRA_CA_CERTS={ca} for node)"
                      + (" -- a temporary folder, removed at exit" if not cfg.certs_dir and cfg.state == ":memory:"
                         else ""))
-    else:
+    elif not cfg.freeswitch:
         lines.append("fake FreeSWITCH off (--no-freeswitch): INSERT INTO conference answers ERROR 500")
     lines.append("ready; Ctrl-C or SIGTERM stops it")
     return lines
@@ -731,6 +862,71 @@ class _LogCounter(logging.FileHandler):
         if record.levelno >= logging.ERROR:
             self.error_count += 1
         super().emit(record)
+# --- call ------------------------------------------------------------------------------------------
+
+
+def run_call_command(args: argparse.Namespace) -> int:
+    from bench.call import STAGE_NAMES, CallOptions, CallSetupError, parse_target, run_call
+
+    mode = "target" if args.target else (args.mode or "virtual")
+    target = None
+    if args.target:
+        try:
+            target = parse_target(args.target)
+        except CallSetupError as exc:
+            raise UsageError(str(exc)) from None
+        if args.ca or args.insecure:
+            from dataclasses import replace
+
+            target = replace(target, ca_file=args.ca or target.ca_file, insecure=args.insecure or target.insecure)
+        if args.ca and not Path(args.ca).is_file():
+            raise UsageError(f"--ca {args.ca}: no such file")
+    elif args.ca or args.insecure:
+        raise UsageError("--ca and --insecure only apply to --target (the emulator's own CA is trusted already)")
+    overrides = {name: getattr(args, name) for name in ("rtt_ms", "jitter_ms", "loss", "bandwidth_kbps")
+                 if getattr(args, name) is not None}
+    for stage in args.stage:
+        if stage not in STAGE_NAMES:
+            close = difflib.get_close_matches(stage, STAGE_NAMES, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UsageError(f"--stage: unknown stage {stage!r}{hint} Known: {', '.join(STAGE_NAMES)}")
+    options = CallOptions(seed=args.seed, network=args.network, overrides=overrides, duration=args.duration,
+                          fidelity=args.profile, mode=mode, target=target, stages=tuple(args.stage),
+                          journal=not args.no_journal)
+    logging.getLogger("cometbench").setLevel(logging.CRITICAL)   # the summary says what matters
+    try:
+        result = run_call(options)
+    except CallSetupError as exc:
+        raise UsageError(str(exc)) from None
+    for line in call_summary(result, options):
+        print(f"cometbench: {line}", file=sys.stderr)
+    sys.stderr.flush()
+    print(result.json_line(), flush=True)
+    return 0 if result.passed else 1
+
+
+def call_summary(result, options) -> list[str]:
+    where = {"virtual": "virtual time (in-memory network)", "real-time": "real time (loopback sockets)",
+             "target": f"target {options.target.describe() if options.target else ''}"}[result.mode]
+    lines = [f"call in room 101, seed {result.seed}, network {result.network}, {where}"]
+    if result.names:
+        lines.append(f"doctor {result.names.get('doctor', '?')}, patient {result.names.get('patient', '?')}")
+    sides = result.sides
+    names = [n for n in result.stages]
+    if names:
+        lines.append(f"{'stage':<20}{'doctor':>12}{'patient':>12}   (ms; the JSON line has the worse side)")
+        for name in names:
+            cells = [f"{sides.get(a, {}).get(name, float('nan')):12.1f}" for a in ("doctor", "patient")]
+            lines.append(f"{name:<20}{''.join(cells)}")
+    lines.append(f"simulated {result.simulated_s:.1f} s in {result.wall_s:.2f} s of wall time; journal sha256 "
+                 f"{result.journal_sha256}")
+    if result.passed:
+        total = result.stages.get("join_total")
+        lines.append("passed" + (f": both saw each other after {total / 1000:.2f} s (join_total, worse side)"
+                                 if total is not None else ""))
+    else:
+        lines.append(f"FAILED: {result.failure}")
+    return lines
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -751,9 +947,18 @@ def main(argv: list[str] | None = None) -> int:
             return run_scenarios(args)
         if args.command == "journal":
             return read_journal(args)
+        if args.command == "call":
+            return run_call_command(args)
     except UsageError as exc:
         print(f"cometbench: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`cometbench journal | head`): stop quietly, as Unix tools do
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        except OSError:
+            pass
+        return 141
     parser.error(f"unknown command {args.command!r}")
     return 2
 

@@ -83,10 +83,18 @@ class Config:
     handshake_timeout: float = 10.0
     node_name: str = "n1"
     seed: int = 0
+    run_id: str = ""                      # the journal's run id ("": seeded in virtual time, random in real time)
+    epoch: float = 1_767_225_600.0       # virtual time only: the Unix time a run starts at (2026-01-01)
     # comet.ini [sip]: FreeSWITCH nodes (keys of emulator.cometql.conference.FreeswitchNode); none means
     # INSERT INTO conference answers ERR 500, as a CppComet without `[sip] freeswitch`
     freeswitch: list[dict] = field(default_factory=list)
     pipesalt: str = "0000000"  # the shipped comet.ini's value (the code default is "pipesalt")
+    # the comet side run in this process (WebSocket push, CometQL, the directory endpoint); false: the
+    # fake FreeSWITCH alone, as the FreeSWITCH node of a real (or another emulated) comet server
+    comet_emulated: bool = True
+    # where the fake FreeSWITCH looks SIP passwords up (mod_xml_curl's gateway-url: GET <url>/directory?
+    # ...&user=...); "" = the in-process comet side's users_auth.  Required when comet_emulated is false.
+    directory_url: str = ""
     # the fake FreeSWITCH node run in this process (SIP over WSS/WS/UDP/TCP, ESL, mod_conference)
     freeswitch_emulated: bool = True     # when [[freeswitch]] is empty, it becomes the comet server's node
     sip_public_host: str = ""            # serverName the sys_sipCall push advertises ("" = host)
@@ -138,4 +146,20 @@ class Config:
             else:
                 setattr(cfg, key, value)
         check_port("sip_public_port", cfg.sip_public_port)
+        cfg.check_parts()
         return cfg
+
+    def check_parts(self) -> None:
+        """The emulator in parts: something must run, and a FreeSWITCH alone needs a directory URL."""
+        if not self.comet_emulated and not self.freeswitch_emulated:
+            raise ConfigError("comet_emulated and freeswitch_emulated are both false: nothing would run")
+        if not self.comet_emulated and self.freeswitch_emulated and not self.directory_url:
+            raise ConfigError("a FreeSWITCH without the comet side (comet_emulated = false) needs directory_url, "
+                              "the comet server's directory endpoint, e.g. directory_url = \"http://127.0.0.1:8082\"")
+        if self.directory_url:
+            from emulator.freeswitch.directory_client import parse_directory_url
+
+            try:
+                parse_directory_url(self.directory_url)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None

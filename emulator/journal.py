@@ -19,6 +19,8 @@ one attribute check per record.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sqlite3
 import time as _time
@@ -38,13 +40,13 @@ ECHO_DATA_LIMIT = 300  # characters of ``data`` an echoed entry shows
 class Journal:
     def __init__(self, path: str | Path = ":memory:", *, enabled: bool = True, seed: int = 0,
                  profile: str = "", clock: str = "real", now: Callable[[], float] | None = None,
-                 batch: int = 2000) -> None:
+                 batch: int = 2000, run_id: str | None = None) -> None:
         self.stored = enabled
         self._echo = LOGGER if LOGGER.isEnabledFor(logging.INFO) else None
         # call sites skip work when nothing would be kept or shown (``if journal.enabled:``)
         self.enabled = enabled or self._echo is not None
         self.path = str(path)
-        self.run_id = _uuid.uuid4().hex[:12]
+        self.run_id = run_id or _uuid.uuid4().hex[:12]   # a virtual run passes a seeded one
         self._now = now or _time.time
         self._pending: list[tuple] = []
         self._batch = batch
@@ -137,6 +139,22 @@ class Journal:
         rows = self._conn.execute(
             f"SELECT seq, {', '.join(COLUMNS)} FROM entries WHERE {' AND '.join(clauses)} ORDER BY seq", params)
         return [dict(zip(("seq", *COLUMNS), r)) for r in rows]
+
+    def sha256(self) -> str:
+        """SHA-256 of this run's entries in seq order: for each entry, the JSON array ``[seq, run_id,
+        t, service, kind, direction, dev_id, user_id, conn_id, data]`` (compact separators, floats as
+        Python writes them) and a newline.  Nothing is left out, so two virtual runs with the same seed
+        compare equal only if their journals are the same byte for byte.  (Journal off: the hash of
+        nothing.)"""
+        h = hashlib.sha256()
+        if self.stored:
+            self.flush()
+            rows = self._conn.execute(f"SELECT seq, {', '.join(COLUMNS)} FROM entries WHERE run_id = ? ORDER BY seq",
+                                      (self.run_id,))
+            for row in rows:
+                h.update(json.dumps(list(row), separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+                h.update(b"\n")
+        return h.hexdigest()
 
     def close(self) -> None:
         if self.stored:

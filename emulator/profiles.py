@@ -133,6 +133,12 @@ register_quirk(
     "until the RTP timeout (rtp-timeout-sec 300), then leaves with MEDIA_TIMEOUT; off: it leaves at once",
     "freeswitch",
 )
+register_quirk(
+    "comet_esl_link_not_restored",
+    "after a FreeSWITCH restart the comet server's ESL link stays dead, so conference_members is empty "
+    "until the comet server restarts; off: the link is made again",
+    "freeswitch",
+)
 
 # Parser switches of emulator/wire/cometql.py.  Each quirk is on when its switch is off (the
 # faithful parse); the lenient profile turns off those whose switch is in the parser's LENIENT

@@ -55,8 +55,11 @@ from typing import Any, AsyncIterator, Callable
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 
+from bench.clients.timers import Timer, Timers
 from emulator.net.network import Network
 
 API_VERSION = "4.08"
@@ -176,6 +179,8 @@ def js_stringify(value: Any) -> str:
     if isinstance(value, float):
         return js_number_to_string(value) if math.isfinite(value) else "null"
     if isinstance(value, str):
+        if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+            return '"' + value + '"'   # nothing to escape (the usual case): what JSON.stringify gives
         text = json.dumps(value, ensure_ascii=False)
         return _SURROGATE_RE.sub(lambda m: "\\u%04x" % ord(m.group()), text)  # well-formed stringify
     if isinstance(value, (list, tuple)):
@@ -192,9 +197,12 @@ def _bad_constant(name: str) -> Any:
     raise ValueError(f"Unexpected token {name} in JSON")
 
 
+_JS_DECODER = json.JSONDecoder(parse_constant=_bad_constant)
+
+
 def js_json_parse(text: str) -> Any:
     """``JSON.parse``: like :func:`json.loads` but without NaN/Infinity."""
-    return json.loads(text, parse_constant=_bad_constant)
+    return _JS_DECODER.decode(text)
 
 
 def stripslashes(text: str) -> str:
@@ -379,7 +387,7 @@ class CometMessage:
 class Subscription:
     """A local slot on a signal (``pipe``, ``pipe.event``, ``msg.event``, ``_answer_to_pipe`` ...).
 
-    Messages are kept in :attr:`messages` and in an unbounded channel read by :meth:`receive`.
+    Messages are kept in :attr:`messages`; :meth:`receive` returns them in order, one each call.
     """
 
     def __init__(self, client: "CometClient", signal: str, callback: Callable[[CometMessage], Any] | None,
@@ -389,7 +397,8 @@ class Subscription:
         self.callback = callback
         self.filtered = filtered  # the marker rule of subscription_callBack (spec 4.2 step 9)
         self.messages: list[CometMessage] = []
-        self._send, self._receive = trio.open_memory_channel[CometMessage](math.inf)
+        self._read = 0                       # messages already returned by receive()
+        self._arrived: trio.Event | None = None
         self.active = True
 
     def _deliver(self, message: CometMessage) -> None:
@@ -398,22 +407,30 @@ class Subscription:
         if self.filtered and message.marker is not UNDEFINED and message.marker != self.client.custom_id:
             return  # addressed to another tab's (or a one-shot) request
         self.messages.append(message)
-        self._send.send_nowait(message)
+        if self._arrived is not None:
+            self._arrived.set()
         if self.callback is not None:
             self.callback(message)
 
     async def receive(self, timeout: float | None = 10.0) -> CometMessage:
         """The next message on this slot (``trio.TooSlowError`` after ``timeout`` seconds)."""
-        if timeout is None:
-            return await self._receive.receive()
-        with trio.fail_after(timeout):
-            return await self._receive.receive()
+        with trio.fail_after(timeout) if timeout is not None else trio.CancelScope():
+            while self._read >= len(self.messages):
+                self._arrived = trio.Event()
+                await self._arrived.wait()
+            await trio.lowlevel.checkpoint()
+        return self.receive_nowait()
 
     def receive_nowait(self) -> CometMessage:
-        return self._receive.receive_nowait()
+        if self._read >= len(self.messages):
+            raise trio.WouldBlock
+        message = self.messages[self._read]
+        self._read += 1
+        return message
 
-    def __aiter__(self):
-        return self._receive.__aiter__()
+    async def __aiter__(self):
+        while True:
+            yield await self.receive(timeout=None)
 
     def unsubscribe(self) -> None:
         """``unsubscription(sigId)``: local only, the pipe stays in the subscription list."""
@@ -505,15 +522,21 @@ class CometClient:
         self._send_queue: list[str] = []               # send_msg_queue
         self._statistics_sent = False
         self._seen_uuids: set[str] = set()
+        self._uuid_of_data: dict[str, str] = {}   # data string -> its _cometApi_uuid (cleared with the above)
 
         # connection
         self._state = "idle"  # idle, connecting, open
         self._close_on_open = False
         self._outbox: trio.MemorySendChannel | None = None
         self._ws: WebSocketConnection | None = None
+        self._channel = None   # the virtual network's MessageChannel while connected over it
+        #: use the virtual network's message shortcut when offered (False: frames over bytes always)
+        self.message_shortcut = True
         self._loop_scope: trio.CancelScope | None = None
-        self._debounce: trio.CancelScope | None = None
-        self._scopes: set[trio.CancelScope] = set()
+        self._debounce: Timer | None = None
+        self._scopes: dict[trio.CancelScope, None] = {}   # ordered: cancelled in creation order
+        #: the page's setTimeout (shared with the video client): one heap, run in browser order
+        self.timers = Timers(nursery)
         self._dedup_timer = False
 
         # dispatch
@@ -616,6 +639,7 @@ class CometClient:
 
     def shutdown(self) -> None:
         """Cancel every task of this client (the page is gone; TCP is closed without a Close frame)."""
+        self.timers.close()
         for scope in list(self._scopes):
             scope.cancel()
 
@@ -706,7 +730,7 @@ class CometClient:
         ``_cometApi_uuid`` added to ``msg`` (in place, as the JS does) so receivers keep one copy."""
         count = count or 3
         interval_ms = round((interval or 1.0) * 1000)
-        uuid = "jsapi" + "".join(self.rng.choice(TAB_ALPHABET) for _ in range(11))
+        uuid = "jsapi" + "".join(self.rng.choices(TAB_ALPHABET, k=11))   # Math.random() per character
         if isinstance(msg, dict):
             msg["_cometApi_uuid"] = uuid
         for i in range(1, count):
@@ -843,18 +867,30 @@ class CometClient:
     def _socket_send(self, text: str) -> bool:
         """Write on the open socket; like the JS, a frame whose moment comes after the socket closed
         is dropped, not queued again."""
-        if self._state != "open" or self._outbox is None:
+        channel = self._channel
+        if self._state != "open" or (self._outbox is None and channel is None):
             self._console("log", f"frame dropped, socket not open: {text[:80]}")
             return False
         self.sent.append((trio.current_time(), text))
-        self._outbox.send_nowait(text)
+        if channel is not None:
+            try:
+                channel.send("text", text, _client_wire_length(text))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass   # the socket is going: onclose follows
+        else:
+            self._outbox.send_nowait(text)
         self._notify()
         if self.on_frame_sent is not None:
             self.on_frame_sent(text)
         return True
 
     def _close_socket(self) -> None:
-        if self._state == "open" and self._outbox is not None:
+        if self._state == "open" and self._channel is not None:
+            try:
+                self._channel.send("close", 1000, 8)   # a Close frame; the server then closes TCP
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        elif self._state == "open" and self._outbox is not None:
             self._outbox.send_nowait(_CLOSE)
         elif self._state == "connecting":
             self._close_on_open = True
@@ -898,6 +934,11 @@ class CometClient:
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 attempt.outcome = f"refused: {exc!r}"
             else:
+                channel = getattr(stream, "cometbench_messages", None) if not secure else None
+                if channel is not None and self.message_shortcut:
+                    opened, clean, code = await self._message_connection(channel, stream, address.hostport,
+                                                                         resource, attempt)
+                    return self._on_close(clean, code, opened)
                 async with trio.open_nursery() as conn_nursery:
                     watch = _ReaderWatch(conn_nursery)
                     ws = await self._handshake(watch, stream, address.hostport, resource)
@@ -913,10 +954,72 @@ class CometClient:
             self._state = "idle"
             self._outbox = None
             self._ws = None
+            self._channel = None
             if stream is not None:
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(stream)
         return self._on_close(clean, code, opened)
+
+    async def _message_connection(self, channel, stream: trio.abc.Stream, host: str, resource: str,
+                                  attempt: ConnectAttempt) -> tuple[bool, bool, int]:
+        """The same WebSocket over the virtual network's message shortcut (emulator/net/links.py,
+        MessageChannel): the upgrade request and its answer go over the bytes as always (made and
+        checked by wsproto, as trio-websocket does), then whole messages instead of frames.
+        Returns (opened, clean, code)."""
+        channel.offer()
+        handshake = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(handshake.send(Request(host=host, target=resource, extra_headers=self._request_headers())))
+        accepted = False
+        while not accepted:
+            try:
+                data = await stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                attempt.outcome = f"handshake failed: {exc!r}"
+                return False, False, 1006
+            if not data:
+                attempt.outcome = "handshake failed: the server closed the connection"
+                return False, False, 1006
+            try:
+                handshake.receive_data(data)
+                for event in handshake.events():
+                    if isinstance(event, AcceptConnection):
+                        accepted = True
+                    elif isinstance(event, (RejectConnection, RejectData)):
+                        attempt.outcome = f"handshake failed: rejected ({getattr(event, 'status_code', '')})"
+                        return False, False, 1006
+            except Exception as exc:  # noqa: BLE001 - wsproto's handshake errors (LocalProtocolError ...)
+                attempt.outcome = f"handshake failed: {exc!r}"
+                return False, False, 1006
+        attempt.outcome = "open"
+        attempt.opened_at = trio.current_time()
+        self._channel = channel
+        self._state = "open"
+        self._on_open()
+        if self._close_on_open:
+            self._close_socket()
+        clean, code = False, 1006
+        try:
+            while True:
+                message = await channel.receive()
+                if message is None:
+                    break
+                kind, payload = message
+                if kind == "close":     # a server that answers with a Close frame: a clean close
+                    clean, code = True, int(payload)
+                    continue
+                self._on_frame(payload)
+                while True:   # every frame that has arrived at this moment, as onmessage events in a row
+                    more = channel.receive_nowait()
+                    if more is None or more[0] != "text":
+                        if more is not None:
+                            clean, code = True, int(more[1])
+                        break
+                    self._on_frame(more[1])
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        self._state = "idle"
+        self._channel = None
+        return True, clean, code
 
     async def _handshake(self, watch: _ReaderWatch, stream: trio.abc.Stream, host: str,
                          resource: str) -> WebSocketConnection | None:
@@ -1067,8 +1170,16 @@ class CometClient:
             parts = data.split(";")
             web_id = _js_to_number(parts[0].replace("A::", "", 1))
             data = parts[1] if len(parts) > 1 else UNDEFINED
-        if isinstance(data, str):
-            data = decode_data(data)
+        data_text = data if isinstance(data, str) else None
+        if data_text is not None:
+            # a copy of an event already handled (cometVideoApi sends each three times): the JS would
+            # decode it again and drop it at the de-duplication below; nothing before that has an
+            # effect, so skip straight to the result
+            known = self._uuid_of_data.get(data_text)
+            if known is not None and known in self._seen_uuids and not _js_truthy(msg.get("uuid", UNDEFINED)):
+                self.duplicates += 1
+                return
+            data = decode_data(data_text)
         user_id = msg["user_id"] if _js_truthy(msg.get("user_id", UNDEFINED)) else web_id
         event = msg.get("event", UNDEFINED)
         message = CometMessage(data=data, user_id=user_id, pipe=msg.get("pipe", UNDEFINED), event=event,
@@ -1085,6 +1196,8 @@ class CometClient:
             self._seen_uuids.add(key)
         if isinstance(data, dict) and _js_truthy(data.get("_cometApi_uuid", UNDEFINED)):
             key = js_string(data["_cometApi_uuid"])
+            if data_text is not None:
+                self._uuid_of_data[data_text] = key
             if key in self._seen_uuids:
                 self.duplicates += 1
                 return
@@ -1138,7 +1251,7 @@ class CometClient:
 
     def _spawn(self, fn, *args, loop: bool = False) -> trio.CancelScope:
         scope = trio.CancelScope()
-        self._scopes.add(scope)
+        self._scopes[scope] = None
         if loop:
             self._loop_scope = scope
 
@@ -1147,7 +1260,7 @@ class CometClient:
                 with scope:
                     await fn(*args)
             finally:
-                self._scopes.discard(scope)
+                self._scopes.pop(scope, None)
                 if loop and self._loop_scope is scope:
                     self._loop_scope = None
                     self._notify()
@@ -1155,19 +1268,21 @@ class CometClient:
         self._nursery.start_soon(runner)
         return scope
 
-    def _call_later(self, delay_ms: int, fn, *args) -> trio.CancelScope:
-        """``setTimeout(fn, delay_ms, ...args)``."""
-
-        async def timer() -> None:
-            await trio.sleep(delay_ms / 1000)
-            fn(*args)
-
-        return self._spawn(timer)
+    def _call_later(self, delay_ms: int, fn, *args) -> Timer:
+        """``setTimeout(fn, delay_ms, ...args)`` (``.cancel()`` is ``clearTimeout``)."""
+        return self.timers.call_later(delay_ms / 1000, fn, *args)
 
     async def _clear_seen_uuids_forever(self) -> None:
         while True:
             await trio.sleep(DEDUP_CLEAR_MS / 1000)
             self._seen_uuids.clear()
+            self._uuid_of_data.clear()
+
+
+def _client_wire_length(text: str) -> int:
+    """Bytes of the masked frame that carries ``text`` (payload, header, mask)."""
+    n = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return n + (6 if n < 126 else 8 if n < 65536 else 14)
 
 
 class _JsError(Exception):

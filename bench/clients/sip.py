@@ -774,8 +774,10 @@ class UserAgent:
         session.remote_target = str(contacts[0].uri) if contacts else session.target
         session.route_set = list(reversed(response.headers.get_all("Record-Route")))
 
-    def terminate(self, session: Session, now: float) -> None:
-        """``session.terminate()``: CANCEL before the answer, BYE after it.
+    def terminate(self, session: Session, now: float, *, cause: str = "") -> None:
+        """``session.terminate()``: CANCEL before the answer, BYE after it.  ``cause`` ends an
+        established session with that cause instead of "Terminated" (JsSIP's ICE failure passes
+        "RTP Timeout" and puts it in the BYE's Reason header).
 
         Raises :class:`InvalidStateError` on an ended session (cometVideoApi catches it and logs
         ``INVALID_STATE_ERROR "Invalid status: 8"``)."""
@@ -796,8 +798,9 @@ class UserAgent:
             return
         if status == "answered":   # the ACK is still owed: JsSIP ACKs, then BYEs
             self._send_ack_2xx(session, session.ack_for.cseq.number)  # type: ignore[union-attr]
-        self._send_in_dialog(session, "BYE", now)
-        self._ended(session, "local", "Terminated")
+        extra = [("Reason", f'SIP ;cause=408 ;text="{cause}"')] if cause else []
+        self._send_in_dialog(session, "BYE", now, extra=extra)
+        self._ended(session, "local", cause or "Terminated")
 
     def _send_cancel(self, session: Session, now: float) -> None:
         invite = session.invite
@@ -881,9 +884,10 @@ class UserAgent:
         if changed:
             self._emit(Event("unmuted", session, originator="local", data={k: True for k in changed}))
 
-    def _send_in_dialog(self, session: Session, method: str, now: float) -> None:
+    def _send_in_dialog(self, session: Session, method: str, now: float, *,
+                        extra: list[tuple[str, str]] | None = None) -> None:
         request = self._in_dialog_request(session, method, extra=[
-            ("Allow", ALLOW), ("Supported", "outbound"), ("User-Agent", self.config.user_agent)])
+            *(extra or []), ("Allow", ALLOW), ("Supported", "outbound"), ("User-Agent", self.config.user_agent)])
 
         def on_response(tr: _ClientTransaction, response: sip.SipResponse, t: float) -> None:
             if response.status >= 200:

@@ -20,6 +20,15 @@ JsSIP's ``WebSocketInterface`` does in a browser:
 Listeners get the UA's events by name (:meth:`SipPhone.on`), plus ``addstream``; they run
 synchronously, as JsSIP's EventEmitter callbacks do, and may call back into the phone.
 
+**Media path** (when the network has a link table, ``network.links``): the browser's peer
+connection is its own path to the media server, independent of the SIP WebSocket.  Once the answer
+is applied the phone opens it (``links.open_media(name, call_id)``); a session that ends, or a page
+that closes, closes it.  While the path is down -- its ``media`` link partitioned, or the far end gone
+(a FreeSWITCH restart) -- ICE loses its consent checks; if it is still down after
+:data:`ICE_FAILED_AFTER` seconds, ICE reaches ``failed`` and JsSIP terminates the session with cause
+``RTP Timeout`` (a BYE if the transport is up; ``ended``, originator local), as JsSIP does on
+``iceconnectionstatechange`` failed.  A path that comes back in time lets the call go on.
+
 Time comes from trio's clock and randomness from the ``random.Random`` given, so under a MockClock
 the same seed gives the same messages at the same virtual times.  Every task lives in the nursery
 the caller passes (the page's); :meth:`SipPhone.close` (page gone: no goodbye) and
@@ -43,7 +52,10 @@ from emulator.net.network import Network
 from emulator.wire import sdp as sdp_wire
 from emulator.wire.sip import SipParseError
 
-__all__ = ["SipPhone", "client_ssl_context", "ConnectionRecord", "answer_is_usable"]
+__all__ = ["SipPhone", "client_ssl_context", "ConnectionRecord", "answer_is_usable", "ICE_FAILED_AFTER"]
+
+#: Seconds without media connectivity until ICE fails (Chrome: consent freshness, RFC 7675's 30 s).
+ICE_FAILED_AFTER = 30.0
 
 
 def client_ssl_context(cafile: str | None = None, *, verify: bool = True) -> ssl.SSLContext:
@@ -119,6 +131,11 @@ class SipPhone:
         self.connections: list[ConnectionRecord] = []
         self.events_log: list[tuple[float, Event]] = []
         self.closed = False
+        self.links = getattr(network, "links", None)    # the network's link table (media paths), if any
+        self._media_paths: dict[str, Session] = {}      # call id -> session with an open media path
+        self._ice_timers: dict[str, trio.CancelScope] = {}
+        self._unwatch = None
+        self.ice_failures: list[tuple[float, str]] = []  # (time, call id) sessions ended by ICE failure
 
     # -- public API --------------------------------------------------------------------------------
     @property
@@ -143,8 +160,14 @@ class SipPhone:
         self._pump()
 
     def close(self) -> None:
-        """The page is gone: every task of this phone is cancelled, TCP closes without a goodbye."""
+        """The page is gone: every task of this phone is cancelled, TCP closes without a goodbye, and
+        the peer connections go with the page (their media paths close)."""
         self.closed = True
+        for call_id in list(self._media_paths):
+            self._close_media(call_id)
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         for scope in list(self._scopes):
             scope.cancel()
 
@@ -283,6 +306,8 @@ class SipPhone:
         self.events_log.append((trio.current_time(), event))
         if event.name == "answer" and event.session is not None:
             self._spawn(self._apply_answer, event.session, event.sdp or "")
+        elif event.name in ("ended", "failed") and event.session is not None:
+            self._close_media(event.session.call_id)
         for callback in list(self._listeners.get(event.name, [])):
             callback(event)
 
@@ -297,6 +322,52 @@ class SipPhone:
             self._pump()
         await trio.sleep(self.timings.set_remote_description - first)
         self.ua.remote_description_applied(session, trio.current_time(), ok=ok)
+        if ok and not session.terminated:
+            self._open_media(session)
+        self._pump()
+
+    # -- the media path (ICE) ------------------------------------------------------------------------
+    def _open_media(self, session: Session) -> None:
+        if self.links is None or self.closed:
+            return
+        self._media_paths[session.call_id] = session
+        self.links.open_media(self.name, session.call_id)
+        if self._unwatch is None:
+            self._unwatch = self.links.watch(self._on_link_change)
+        self._check_ice(session.call_id)
+
+    def _close_media(self, call_id: str) -> None:
+        if self._media_paths.pop(call_id, None) is None:
+            return
+        timer = self._ice_timers.pop(call_id, None)
+        if timer is not None:
+            timer.cancel()
+        if self.links is not None:
+            self.links.close_media(self.name, call_id)
+
+    def _on_link_change(self, change) -> None:
+        for call_id in list(self._media_paths):
+            self._check_ice(call_id)
+
+    def _check_ice(self, call_id: str) -> None:
+        """Start ICE's failure clock while the path is down; stop it when the path is back."""
+        state = self.links.media_state(self.name, call_id) if self.links is not None else "up"
+        timer = self._ice_timers.get(call_id)
+        if state == "up":
+            if timer is not None:
+                timer.cancel()
+                del self._ice_timers[call_id]
+        elif timer is None and call_id in self._media_paths:
+            self._ice_timers[call_id] = self._spawn(self._ice_failure, call_id)
+
+    async def _ice_failure(self, call_id: str) -> None:
+        await trio.sleep(ICE_FAILED_AFTER)
+        self._ice_timers.pop(call_id, None)
+        session = self._media_paths.get(call_id)
+        if session is None or session.terminated:
+            return
+        self.ice_failures.append((trio.current_time(), call_id))
+        self.ua.terminate(session, trio.current_time(), cause="RTP Timeout")
         self._pump()
 
     async def _timer_loop(self) -> None:

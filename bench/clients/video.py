@@ -73,6 +73,7 @@ from bench.clients.comet import UNDEFINED, CometClient, CometMessage, js_json_pa
 from bench.clients.quirks import ClientQuirks
 from bench.clients.sip import Event, InvalidStateError, Session, UAConfig
 from bench.clients.sip_ua import SipPhone
+from bench.clients.timers import Timer
 from bench.clients.webrtc import DeviceTimings
 from emulator.net.network import Network
 
@@ -148,8 +149,8 @@ class CallState:
     phone: SipPhone | None = None   # the UA created by this call's acceptCall
     pipe_slot: Any = None
     track_slot: Any = None
-    ping_timer: trio.CancelScope | None = None
-    out_timer: trio.CancelScope | None = None
+    ping_timer: Timer | None = None
+    out_timer: Timer | None = None
     subscribed: bool = False
     marks: dict[str, float] = field(default_factory=dict)
 
@@ -204,7 +205,7 @@ class VideoClient:
         # listeners(name, arg): told of every app callback as it fires, defined by the page or not
         # (the scenario timeline's hook; they must not call back into the client)
         self.listeners: list[Callable[[str, dict], Any]] = []
-        self._scopes: set[trio.CancelScope] = set()
+        self._timers: dict[Timer, None] = {}      # this page's pending timers of the video API
         self._dialled: set[int] = set()           # ids of UAs whose registered already dialled
         self.closed = False
         self._changed = trio.Event()
@@ -376,8 +377,9 @@ class VideoClient:
         self.closed = True
         for phone in self.phones:
             phone.close()
-        for scope in list(self._scopes):
-            scope.cancel()
+        for timer in list(self._timers):
+            timer.cancel()
+        self._timers.clear()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = 10.0) -> None:
         """Wait until ``predicate()`` holds (re-checked after every callback and callPipe event)."""
@@ -826,43 +828,33 @@ class VideoClient:
         """``navigator.getUserMedia``: ``success`` after ``delay``, or ``failure`` when denied."""
         self._later(delay, failure if self.timings.deny_media else success)
 
-    def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> trio.CancelScope:
-        scope = trio.CancelScope()
-        self._scopes.add(scope)
+    def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        """``setTimeout`` on the page's timer heap (shared with the comet client)."""
+        timers = self._timers
 
-        async def run() -> None:
-            try:
-                with scope:
-                    await trio.sleep(delay)
-                    fn(*args)
-            finally:
-                self._scopes.discard(scope)
+        def fire() -> None:
+            timers.pop(timer, None)
+            fn(*args)
 
+        timer = self.comet.timers.call_later(delay, fire)
         if self.closed:
-            scope.cancel()
-        self._nursery.start_soon(run)
-        return scope
+            timer.cancel()
+        else:
+            timers[timer] = None
+            if len(timers) > 64:   # forget the ones that were cancelled
+                for stale in [t for t in timers if t.cancelled]:
+                    del timers[stale]
+        return timer
 
-    def _every(self, interval: float, fn: Callable[[], bool]) -> trio.CancelScope:
+    def _every(self, interval: float, fn: Callable[[], bool]) -> None:
         """``setInterval``: ``fn`` every ``interval`` seconds until it returns True (the real
         attach interval is never cleared otherwise: it runs until the page goes)."""
-        scope = trio.CancelScope()
-        self._scopes.add(scope)
 
-        async def run() -> None:
-            try:
-                with scope:
-                    while True:
-                        await trio.sleep(interval)
-                        if fn():
-                            return
-            finally:
-                self._scopes.discard(scope)
+        def tick() -> None:
+            if not fn():
+                self._later(interval, tick)
 
-        if self.closed:
-            scope.cancel()
-        self._nursery.start_soon(run)
-        return scope
+        self._later(interval, tick)
 
 
 def _parse_message(message: Any) -> Any:

@@ -119,10 +119,12 @@ def describe_exception(exc: BaseException, path: Path | None) -> str:
 
 async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE, network: str = "loopback",
                repetition: int = 0, metrics: Metrics | None = None, journal_path: str = ":memory:",
-               certs_dir: str = "", browser: Any = None, artifacts_dir: str | Path | None = None) -> ScenarioResult:
-    """Tell one story in the current trio run (see the module docstring).  ``browser``: real
-    browsers in place of some actors (``bench.browser.participant.BrowserSettings``; real time
-    only); ``artifacts_dir``: where they leave screenshots and console logs."""
+               certs_dir: str = "", position: int = 0, browser: Any = None,
+               artifacts_dir: str | Path | None = None) -> ScenarioResult:
+    """Tell one story in the current trio run (see the module docstring).  ``position``: where the
+    story stands in its run (a run may tell the same story twice), part of its journal run id.
+    ``browser``: real browsers in place of some actors (``bench.browser.participant.BrowserSettings``;
+    real time only); ``artifacts_dir``: where they leave screenshots and console logs."""
     from emulator.config import Config, ConfigError
     from emulator.net.network import OSNetwork, VirtualNetwork
     from emulator.profiles import PROFILE_NAMES
@@ -162,8 +164,11 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         folder = Path(artifacts_dir) / f"{spec.name}-seed{seed}" if artifacts_dir is not None else None
         browser = replace(browser, artifacts_dir=folder)
     try:
+        # one journal file holds every scenario of a run: each gets its own run id, derived from what
+        # identifies it (seed, place in the run, scenario, repetition) so equal seeds give equal journals
+        run_id = hashlib.sha256(f"{seed}:{position}:{spec.name}:{repetition}:{profile}".encode()).hexdigest()[:12]
         config = Config.from_dict({"seed": seed, "profile": profile, "journal_path": journal_path,
-                                   "certs_dir": certs_dir, **spec.config})
+                                   "certs_dir": certs_dir, "run_id": run_id, **spec.config})
     except ConfigError as exc:
         return finish(failed(f"CONFIG of {spec.path.name}: {exc}"))
     config.free_ports()
@@ -314,7 +319,7 @@ class Run:
                     result = run_one(spec, clock=self.settings.clock, seed=scenario_seed(self.settings.seed, repetition),
                                      profile=self.settings.profile, network=self.settings.network,
                                      repetition=repetition, metrics=self.metrics,
-                                     journal_path=str(self.journal_path), certs_dir=certs,
+                                     journal_path=str(self.journal_path), certs_dir=certs, position=index,
                                      **({"browser": self.settings.browser, "artifacts_dir": self.report_dir / "browser"}
                                         if self.settings.browser is not None else {}))
                     self.results[index] = result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid as _uuid
 import warnings
+from typing import Callable
 from dataclasses import dataclass
 
 import jwt
@@ -54,13 +55,13 @@ def decode_jwt(token: str, password: str, dev_id: int, now: float) -> dict | Non
     return claims
 
 
-def minted_hash() -> str:
+def minted_hash(new_uuid: Callable[[], str] | None = None) -> str:
     """The value the real server stores after a JWT login: a time UUID with '-' as '0', 32 chars."""
-    return str(_uuid.uuid1()).replace("-", "0")[:32]
+    return (new_uuid() if new_uuid is not None else str(_uuid.uuid1())).replace("-", "0")[:32]
 
 
-def authenticate(store: StateStore, password: str, dev_id: int, user_id: int, key: str, now: float
-                 ) -> AuthResult:
+def authenticate(store: StateStore, password: str, dev_id: int, user_id: int, key: str, now: float,
+                 *, new_uuid: Callable[[], str] | None = None) -> AuthResult:
     if user_id == 0:
         return AuthResult(False, "", "anonymous")
     claims = decode_jwt(key, password, dev_id, now)
@@ -73,7 +74,7 @@ def authenticate(store: StateStore, password: str, dev_id: int, user_id: int, ke
     if claims is not None:
         stored = store.get_hash(dev_id, user_id)
         if stored is None:
-            stored = minted_hash()
+            stored = minted_hash(new_uuid)
             store.set_hash(dev_id, user_id, stored)
         return AuthResult(True, stored[:32], "jwt")
     stored = store.get_hash(dev_id, user_id)

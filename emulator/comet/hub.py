@@ -87,6 +87,8 @@ class Hub:
         self._ids = itertools.count(1)
         self.stats = {"connects": 0, "disconnects": 0, "frames_in": 0, "frames_out": 0, "published": 0}
         self._short_frames = profile.on("short_frame_truncation")
+        #: ids of history entries, queued messages and minted JWT hashes (a seeded one in virtual time)
+        self.new_uuid: Callable[[], str] = lambda: str(_uuid.uuid1())
 
     # -- helpers ---------------------------------------------------------------------------------
     def tenant(self, dev_id: int) -> Tenant:
@@ -155,7 +157,7 @@ class Hub:
                 ip: str = "", user_agent: str = "", origin: str = "", language: str = "") -> Connection:
         """Authenticate a new connection and send what the server sends on connect (2.4)."""
         result = _auth.authenticate(self.store, self.password, params.dev_id, params.user_id,
-                                    params.user_key, self.clock.now())
+                                    params.user_key, self.clock.now(), new_uuid=self.new_uuid)
         conn = Connection(self.next_id(), params.dev_id, params.user_id if result.authorized else 0,
                           result.authorized, params.uuid, params.major, deliver, drop, ip=ip,
                           user_agent=user_agent[:250], origin=origin[:250], language=language[:64],
@@ -290,7 +292,7 @@ class Hub:
         if self.profile.on("web_answer_counts_long_frames"):
             # the real writer reports success (0) only on its long-frame path (>= 126 bytes)
             long = {new: w.frame_length(w.dumps(w.for_client_version(frame, 4 if new else 3))) >= 126
-                    for new in (True, False)}
+                    for new in {c.major >= 4 for c in targets}}
             n = sum(1 for c in targets if c.open and long[c.major >= 4])
         self._store_history(conn.dev_id, msg.pipe, msg.event, msg.message, sender, now)
         self._send(conn, w.web_answer(msg.pipe, escaped, n, now))
@@ -380,7 +382,7 @@ class Hub:
         else:
             keep = self.store.pipe_log_length(dev_id, pipe) or 0
         if keep > 0:
-            self.store.append_history(dev_id, pipe, str(_uuid.uuid1()), now, event or "undefined", message,
+            self.store.append_history(dev_id, pipe, self.new_uuid(), now, event or "undefined", message,
                                       user_id, keep)
 
     # -- backend API (CometQL, scenarios, control plane, tests) --------------------------------------
@@ -413,7 +415,7 @@ class Hub:
         if conns:
             self._fan_out(conns, w.personal_message(event, message))
             return True
-        self.store.queue_message(dev_id, user_id, str(_uuid.uuid1()), self.now(), event, message)
+        self.store.queue_message(dev_id, user_id, self.new_uuid(), self.now(), event, message)
         return False
 
     def push_to_user(self, dev_id: int, user_id: int, frame: dict) -> int:

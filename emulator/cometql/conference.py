@@ -285,7 +285,7 @@ class ConferenceService:
         store.replace_conference(dev_id, name, user_id, caller_id, message, profile, "", node.db_node, now)
         delivered = hub.push_to_user(dev_id, user_id, sys_sipcall_frame(data))
         if not delivered:
-            store.queue_message(dev_id, user_id, str(_uuid.uuid1()), now, "sys_sipCall", w.dumps(data))
+            store.queue_message(dev_id, user_id, hub.new_uuid(), now, "sys_sipCall", w.dumps(data))
         if hub.journal.enabled:
             hub.journal.record("conference", "invite", dev_id=dev_id, user_id=user_id,
                                data=f"{sip} node={node.db_node} callPipe={data['sys']['callPipe']} "

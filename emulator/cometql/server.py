@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 
 import trio
 
@@ -42,6 +43,12 @@ class CometQLServer:
         self.sessions: dict[int, Session] = {}
         self._ids = itertools.count(1)
         self._started: float | None = None
+        self.randbytes = os.urandom       # the greeting's scramble (a seeded source in virtual time)
+        #: seconds every query waits before it is executed (the "slow CometQL" fault; 0 = none)
+        self.query_delay = 0.0
+        #: awaited before a statement that reads conference_members (an external FreeSWITCH node is
+        #: asked over ESL first: emulator/cometql/esl_links.py); None = nothing to prepare
+        self.prepare_members = None
 
     def sessions_of(self, dev_id: int) -> int:
         return sum(1 for s in self.sessions.values() if s.dev_id == dev_id and s.authenticated)
@@ -83,7 +90,7 @@ class CometQLServer:
                     pass
 
     async def _handshake(self, link: "_Link", conn_id: int) -> Session | None:
-        scramble = m.generate_scramble(nonzero=True)
+        scramble = m.generate_scramble(self.randbytes, nonzero=True)
         caps = m.CAPABILITIES_CPPCOMET if self.profile.on("cometql_ssl_advertised") else m.CAPABILITIES_LENIENT
         version = m.SERVER_VERSION if self.profile.on("cometql_version_string") else LENIENT_VERSION
         await link.send([m.build_initial_handshake(connection_id=conn_id, scramble=scramble, capabilities=caps,
@@ -107,7 +114,7 @@ class CometQLServer:
         result = m.check_auth(response, scramble, self.password,
                               auth_switch=not self.profile.on("cometql_no_auth_switch"))
         if result is m.AuthResult.AUTH_SWITCH:
-            scramble = m.generate_scramble(nonzero=True)
+            scramble = m.generate_scramble(self.randbytes, nonzero=True)
             await link.send([m.build_auth_switch_request(scramble)], reply)
             switched = None
             with trio.move_on_after(self.handshake_timeout):
@@ -155,6 +162,10 @@ class CometQLServer:
                 if journal.enabled:
                     journal.record("cometql", "query", direction="in", dev_id=session.dev_id,
                                    conn_id=session.conn_id, data=text[:4096])
+                if self.query_delay > 0:
+                    await trio.sleep(self.query_delay)
+                if self.prepare_members is not None and "conference_members" in text.lower():
+                    await self.prepare_members()
                 try:
                     result = self.executor.execute(session, text)
                 except Exception:  # noqa: BLE001 - a bug in one statement must not end the session
@@ -212,7 +223,7 @@ class CometQLServer:
             return False
         ok = len(token) == 20 and m.verify_native_password(link.scramble, token, self.password)
         if not ok and len(token) != 20 and not self.profile.on("cometql_no_auth_switch"):
-            scramble = m.generate_scramble(nonzero=True)
+            scramble = m.generate_scramble(self.randbytes, nonzero=True)
             await link.send([m.build_auth_switch_request(scramble)], seq)
             packet = await link.receive()
             if packet is None:

@@ -273,6 +273,7 @@ class Channel:
     answered_at: float | None = None
     hangup_at: float | None = None
     hangup_cause: str | None = None
+    client: str = ""        # the bench client (link) the call came from; emulator bookkeeping, never shown
 
     @property
     def channel_name(self) -> str:
@@ -550,6 +551,7 @@ class Bridge:
         self.conferences: dict[str, Conference] = {}
         self.recordings: list[Recording] = []        # every recording ever started (inspection)
         self._member_ids = member_ids if member_ids is not None else itertools.count(1)
+        self._own_member_ids = member_ids is None
         self._members: dict[int, Member] = {}
         self._subscribers: list[Callable[[Event], None]] = []
         self._media_observers: list[Callable[[Member, bool], None]] = []
@@ -561,6 +563,11 @@ class Bridge:
         self._wakeup: trio.Event | None = None
         self._sessions: set[str] = set()
         self._tones: dict[int, bytes] = {}
+        #: asked before a member's media starts (True: it may flow now); None lets media always start.
+        #: The media link glue (emulator/freeswitch/media_link.py) holds media back while the member's
+        #: link is partitioned and starts it when the partition heals.
+        self.media_gate: Callable[[Member], bool] | None = None
+        self.restarts = 0
 
     # -- basics ------------------------------------------------------------------------------------
     def _new_uuid(self) -> str:
@@ -674,6 +681,27 @@ class Bridge:
         finally:
             self._wakeup = None
             self._flush_recordings()
+
+    def restart(self) -> None:
+        """FreeSWITCH restarts: every conference, member, channel and timer is gone without a single
+        event (the process died), recordings are closed as they are, member ids start again at 1 and
+        the node gets a new Core-UUID.  Subscribers and media observers stay attached (they are the
+        transports' and the bench's, which reconnect)."""
+        self.restarts += 1
+        self.close()
+        for rec in self.recordings:
+            if rec.stopped is None:
+                rec.stopped = self.now()
+        self.conferences.clear()
+        self._members.clear()
+        self._heap.clear()
+        self._sessions.clear()
+        self._event_seq = itertools.count(1)
+        if self._own_member_ids:
+            self._member_ids = itertools.count(1)
+        self.core_uuid = self._new_uuid()
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def close(self) -> None:
         """Write recordings up to now and close their files (no events)."""
@@ -1004,6 +1032,8 @@ class Bridge:
         if flowing:
             if member.media == "flowing" or member.signalling_lost or member.hold:
                 return
+            if self.media_gate is not None and not self.media_gate(member):
+                return  # held back (a partitioned link): the gate's owner starts it later
             member.media, member.media_since, member.media_lost_at = "flowing", now, None
             if member.rtp_timer is not None:
                 member.rtp_timer.cancel()

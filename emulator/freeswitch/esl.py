@@ -50,6 +50,7 @@ class EslServer:
         self.listener: Listener | None = None
         self.connections = 0
         self._ids = itertools.count(1)
+        self.new_uuid = lambda: str(_uuid.uuid4())   # Job-UUIDs of bgapi (a seeded one in virtual time)
 
     async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.listener = await self.network.listen("esl", host, port)
@@ -191,7 +192,7 @@ class EslServer:
                 body = self.api(command.rest)
                 push(e.api_response(body))
             elif word == "bgapi":
-                job = str(_uuid.uuid4())
+                job = self.new_uuid()
                 push(e.command_reply(f"+OK Job-UUID: {job}", [("Job-UUID", job)]))
                 nursery.start_soon(self._background, command.rest, job, on_event)
             elif word == "event":

@@ -17,6 +17,13 @@ from emulator.net.network import Endpoint
 _ids = itertools.count(1)
 
 
+def restart_ids() -> None:
+    """Number flows from 1 again.  A virtual run does this at start, so that the flow ids in its
+    journal do not depend on what ran before it in the same process."""
+    global _ids
+    _ids = itertools.count(1)
+
+
 @dataclass(eq=False)
 class Flow:
     transport: str                  # "WSS", "WS", "TCP", "UDP" (as in a Via header)

@@ -153,7 +153,7 @@ def load_network_profiles(path: str | Path | None = None) -> dict[str, LinkCondi
         data = tomllib.load(fh)
     out: dict[str, LinkConditions] = {}
     for name, table in data.items():
-        if not isinstance(table, dict):
+        if not isinstance(table, dict) or name == "network":   # [network.*]: the network layer's own
             continue
         out[name] = LinkConditions(
             rtt_ms=float(table["rtt_ms"]),

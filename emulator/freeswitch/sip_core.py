@@ -32,7 +32,7 @@ import random
 import re
 import uuid as _uuid
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 import trio
 
@@ -147,7 +147,10 @@ class SipCore:
                  journal: Journal | None = None, host: str = "127.0.0.1", port: int = 7443,
                  media_fingerprint: str = "00" + ":00" * 31, media_ip: str = "127.0.0.1", media_port: int = 16384,
                  answer_delay: float = 0.0, link_for: Callable[[Flow], LinkConditions] | None = None,
-                 nonce_ttl: float = 60.0, clock: Callable[[], float] = trio.current_time) -> None:
+                 nonce_ttl: float = 60.0, clock: Callable[[], float] = trio.current_time,
+                 client_of: Callable[[Flow], str] | None = None,
+                 keeps_media: Callable[[Dialog], bool] | None = None,
+                 password_lookup: Callable[..., Awaitable[str | None]] | None = None) -> None:
         self.bridge = bridge
         self.password_for = password_for
         self.rng = rng
@@ -157,6 +160,17 @@ class SipCore:
         self.media_ip, self.media_port = media_ip, media_port
         self.answer_delay = answer_delay
         self.link_for = link_for or (lambda flow: link_presets().get("loopback", LinkConditions(0.1)))
+        # the bench client behind a flow (per-client links; the virtual network names peers after them)
+        self.client_of = client_of or (lambda flow: flow.client or flow.peer.host)
+        # True when a dialog's media does not depend on its SIP connection (the browser's peer
+        # connection is tracked by the media link glue): a closed flow then leaves the media alone
+        self.keeps_media = keeps_media
+        # an asynchronous directory (mod_xml_curl over HTTP, emulator/freeswitch/directory_client.py):
+        # ``await password_lookup(user, method=..., realm=..., ip=...)``; used instead of password_for
+        # when given.  The request waits for the answer and is then handled again.
+        self.password_lookup = password_lookup
+        self._looked_up: dict[tuple[int, int], str | None] = {}
+        self._nursery: trio.Nursery | None = None
         self.clock = clock
         self.nonces = sip.NonceManager.from_rng(rng, ttl=nonce_ttl)
         self.bindings: dict[str, list[Binding]] = {}
@@ -175,18 +189,20 @@ class SipCore:
         self._wakeup.set()
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            now = self.clock()
-            while self._heap and self._heap[0][0] <= now:
-                _, _, fn = heapq.heappop(self._heap)
-                fn()
-            self._wakeup = trio.Event()
-            if self._heap:
-                with trio.move_on_at(self._heap[0][0]):
+        async with trio.open_nursery() as nursery:   # directory lookups run here
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                now = self.clock()
+                while self._heap and self._heap[0][0] <= now:
+                    _, _, fn = heapq.heappop(self._heap)
+                    fn()
+                self._wakeup = trio.Event()
+                if self._heap:
+                    with trio.move_on_at(self._heap[0][0]):
+                        await self._wakeup.wait()
+                else:
                     await self._wakeup.wait()
-            else:
-                await self._wakeup.wait()
 
     # -- I/O entry points --------------------------------------------------------------------------
     def _send(self, flow: Flow, message: sip.SipRequest | sip.SipResponse) -> bytes:
@@ -267,7 +283,8 @@ class SipCore:
         for key, dialog in list(self.dialogs.items()):
             if dialog.flow is flow and dialog.state != "terminated":
                 if dialog.member_id is not None:
-                    self.bridge.signalling_lost(dialog.member_id)
+                    if self.keeps_media is None or not self.keeps_media(dialog):
+                        self.bridge.signalling_lost(dialog.member_id)
                 else:
                     self._end(dialog, "NORMAL_CLEARING")
         self.journal.record("sip", "flow_closed", conn_id=flow.id, data=f"{flow.transport} {flow.peer}")
@@ -319,7 +336,14 @@ class SipCore:
             if nonce_state is sip.NonceStatus.STALE:
                 stale = True
             elif nonce_state is sip.NonceStatus.VALID:
-                password = self.password_for(username)
+                if self.password_lookup is not None:
+                    key = (flow.id, id(request))
+                    if key not in self._looked_up:
+                        self._start_lookup(flow, request, username, realm, key)
+                        return None          # handled again once the directory has answered
+                    password = self._looked_up.pop(key)
+                else:
+                    password = self.password_for(username)
                 if password is None or username != from_user or not sip.verify_digest(params, request.method,
                                                                                           password):
                     self.journal.record("sip", "auth_failed", conn_id=flow.id,
@@ -331,6 +355,25 @@ class SipCore:
         self._respond(flow, request, status,
                       headers=[(challenge_header, sip.make_digest_challenge(realm, nonce, stale=stale))])
         return None
+
+    def _start_lookup(self, flow: Flow, request: sip.SipRequest, username: str, realm: str,
+                      key: tuple[int, int]) -> None:
+        async def lookup() -> None:
+            assert self.password_lookup is not None
+            password = await self.password_lookup(username, method=request.method, realm=realm, ip=flow.peer.host)
+            if not flow.alive:
+                return
+            self._looked_up[key] = password
+            try:
+                self._on_request(flow, request)
+            except (sip.SipParseError, KeyError, ValueError) as exc:
+                self.journal.record("sip", "bad_request", conn_id=flow.id, data=str(exc))
+            finally:
+                self._looked_up.pop(key, None)
+
+        if self._nursery is None:
+            raise RuntimeError("SipCore.run() must be running for directory lookups")
+        self._nursery.start_soon(lookup)
 
     def _register(self, flow: Flow, request: sip.SipRequest) -> None:
         self.stats["registers"] += 1
@@ -421,7 +464,9 @@ class SipCore:
         channel = Channel(uuid=str(_uuid.UUID(int=self.rng.getrandbits(128), version=4)),
                           caller_id_name=from_addr.display_name or pending.user,
                           caller_id_number=pending.user, destination_number=request.parsed_uri.user or "",
-                          network_addr=flow.peer.host, username=pending.user,
+                          network_addr=flow.peer.host, username=pending.user, client=self.client_of(flow),
+                          variables={"sip_call_id": request.call_id, "sip_network_ip": flow.peer.host,
+                                     "sip_network_port": str(flow.peer.port)},
                           has_video=not audio_only and any(m.kind == "video" for m in offer.media),
                           media_delay=media_start_delay(self.link_for(flow), quality_of(offer), self.rng))
         dialog = Dialog(request.call_id, pending.to_tag, request.from_tag or "", request, flow, channel,
@@ -553,6 +598,27 @@ class SipCore:
     def _local_port(self, flow: Flow) -> int:
         """Where this flow's peer reaches us: the advertised WSS port, or the UDP/TCP listener's."""
         return self.port if flow.transport in ("WS", "WSS") else flow.local.port
+
+    def dialog_of(self, channel: Channel) -> Dialog | None:
+        """The dialog that carries ``channel``, if it is still up."""
+        for dialog in self.dialogs.values():
+            if dialog.channel is channel:
+                return dialog
+        return None
+
+    def restart(self) -> None:
+        """FreeSWITCH restarts: registrations, dialogs, pending INVITEs, cached answers and timers are
+        gone, nothing is sent (no BYE reaches anyone).  The transports drop their connections."""
+        for flow in {d.flow for d in self.dialogs.values()} | {b.flow for bs in self.bindings.values() for b in bs}:
+            flow.alive = False
+        self.bindings.clear()
+        self.dialogs.clear()
+        self.pending.clear()
+        self.responses.clear()
+        self.unacked.clear()
+        self._heap.clear()
+        self.nonces = sip.NonceManager.from_rng(self.rng, ttl=self.nonces.ttl)
+        self._wakeup.set()
 
     # -- inspection --------------------------------------------------------------------------------
     def registrations(self, aor: str | None = None) -> list[Binding]:

@@ -13,6 +13,13 @@ it, kept in the certificate directory (beside the state file; a fresh temporary 
 
 The media certificate whose SHA-256 fingerprint goes into ``a=fingerprint`` is a separate
 self-signed EC key, as WebRTC endpoints use.
+
+For a virtual run (``fixed_lengths=True``) the CA and server keys are RSA-2048 and the serial numbers
+have a fixed length, so every TLS handshake has the same length from one run to the next (an ECDSA
+signature's DER length varies by a byte or two): under link conditions with a bandwidth limit,
+handshake bytes cost time, and a virtual run must give the same journal for the same seed.  RSA key
+generation is slow, so one process makes its RSA keys once and signs fresh certificates with them.
+Real time keeps EC P-256 keys, whose handshakes cost a fraction of RSA's CPU.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_FILE = "cometbench-ca.pem"
@@ -53,6 +60,22 @@ class Certificates:
         return ctx
 
 
+_KEYS: dict[str, rsa.RSAPrivateKey] = {}
+
+
+def _rsa_key(role: str) -> rsa.RSAPrivateKey:
+    """This process's RSA-2048 key for ``role`` (made once; generation takes tens of milliseconds)."""
+    key = _KEYS.get(role)
+    if key is None:
+        key = _KEYS[role] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key
+
+
+def _serial() -> int:
+    """A random serial number of a fixed DER length (63 bits, the top one set)."""
+    return x509.random_serial_number() >> 96 | (1 << 62)
+
+
 def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cometbench"),
                       x509.NameAttribute(NameOID.COMMON_NAME, common)])
@@ -78,9 +101,11 @@ def fingerprint(cert: x509.Certificate) -> str:
     return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
 
 
-def ensure_certificates(directory: str | Path, names: list[str] | None = None) -> Certificates:
+def ensure_certificates(directory: str | Path, names: list[str] | None = None, *,
+                        fixed_lengths: bool = False) -> Certificates:
     """Load the CA and server certificate from ``directory``, making them if missing or if the
-    server certificate does not cover ``names``."""
+    server certificate does not cover ``names``; ``fixed_lengths``: RSA keys and fixed-length serials
+    (a virtual run, see the module docstring)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     wanted = sorted({"127.0.0.1", "::1", "localhost", *(names or [])})
@@ -90,9 +115,9 @@ def ensure_certificates(directory: str | Path, names: list[str] | None = None) -
         ca_cert = x509.load_pem_x509_certificate(ca_path.read_bytes())
         ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
     else:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_key = _rsa_key("ca") if fixed_lengths else ec.generate_private_key(ec.SECP256R1())
         ca_cert = (x509.CertificateBuilder().subject_name(_name("cometbench local CA")).issuer_name(
-            _name("cometbench local CA")).public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+            _name("cometbench local CA")).public_key(ca_key.public_key()).serial_number(_serial())
             .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
@@ -114,9 +139,9 @@ def ensure_certificates(directory: str | Path, names: list[str] | None = None) -
     else:
         fresh = True
     if fresh:
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = _rsa_key("server") if fixed_lengths else ec.generate_private_key(ec.SECP256R1())
         cert = (x509.CertificateBuilder().subject_name(_name(wanted[0])).issuer_name(ca_cert.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .public_key(key.public_key()).serial_number(_serial())
                 .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=825))
                 .add_extension(_san(wanted), critical=False)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

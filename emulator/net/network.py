@@ -9,8 +9,9 @@ Two kinds of network share one interface:
   seed gives the same timeline.  Only in-process clients can reach it.
 
 Every stream, accepted or connected, passes through :meth:`Network.wrap`, the single place where
-link conditions (latency, loss, partition, reset) will be applied per client and per protocol by
-the bench.  Today it records the stream's peer so services can report remote addresses.
+link conditions (latency, loss, partition, reset) are applied per client and per protocol: it
+records the stream's peer so services can report remote addresses, and when the network has a link
+table (``network.links``, :class:`emulator.net.links.Links`) it hands the stream to it.
 
 Streams that can take bytes without blocking say so through :func:`nonblocking_send`: a
 synchronous "write what fits now" for OS sockets and for virtual streams, so a transport can write
@@ -90,6 +91,9 @@ class Network:
     """Base class; see the module docstring."""
 
     kind = "abstract"
+    #: The link conditions of this network (:class:`emulator.net.links.Links`), or None: no conditions
+    #: and no wrapping at all.  ``open_stack`` gives the network one when it has none.
+    links = None
 
     async def listen(self, service: str, host: str, port: int, *, backlog: int = 4096) -> Listener:
         raise NotImplementedError
@@ -108,7 +112,9 @@ class Network:
         raise NotImplementedError
 
     def wrap_datagram(self, endpoint: DatagramEndpoint, *, service: str, client: str = "") -> DatagramEndpoint:
-        """Hook for link conditions on datagrams, the twin of :meth:`wrap` (identity today)."""
+        """Hook for link conditions on datagrams, the twin of :meth:`wrap`."""
+        if self.links is not None:
+            return self.links.wrap_datagram(endpoint, service=service, client=client)
         return endpoint
 
     def wrap(self, stream: trio.abc.Stream, *, service: str, client: str, peer: Endpoint) -> trio.abc.Stream:
@@ -117,6 +123,8 @@ class Network:
             stream.cometbench_peer = peer  # type: ignore[attr-defined]
         except AttributeError:  # pragma: no cover - streams with __slots__
             pass
+        if self.links is not None:
+            return self.links.wrap_stream(stream, service=service, client=client, peer=peer)
         return stream
 
     async def serve(self, listener: Listener, handler, *, service: str,
@@ -139,12 +147,50 @@ class Network:
                 nursery.start_soon(_guarded, handler, stream, service)
 
 
+#: What a peer going away (or a stream already closed under us) raises inside a handler.
+PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
+
+
+def is_peer_gone(exc: BaseException, extra: tuple[type[BaseException], ...] = ()) -> bool:
+    """Whether ``exc`` (possibly an exception group from a per-connection nursery) only says that the
+    peer went away: an ordinary end of a connection, not worth a log line."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_peer_gone(e, extra) for e in exc.exceptions)
+    return isinstance(exc, PEER_GONE + extra)
+
+
+def forget_traceback(exc: BaseException) -> None:
+    """Drop the tracebacks of a handled exception, its group members, causes and contexts.
+
+    A traceback holds the frames it passed through, and a frame often holds the exception (trio's
+    nursery code keeps the group it raises in a local, h11 re-raises ``self``): a reference cycle
+    per failed connection, freed only by the cyclic collector.  Call this on an exception that has
+    been dealt with (logged or journaled) and is about to be dropped.
+    """
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        stack += [e.__cause__, e.__context__]
+        if isinstance(e, BaseExceptionGroup):
+            stack += list(e.exceptions)
+
+
 async def _guarded(handler, stream: trio.abc.Stream, service: str) -> None:
-    """Run one connection's handler; a bug in it closes that connection, never the listener."""
+    """Run one connection's handler; a bug in it closes that connection, never the listener.
+
+    A peer that vanished is not a bug: it ends the connection without a log line.
+    """
     try:
         await handler(stream)
-    except Exception:  # noqa: BLE001 - one connection's failure must not reach the service's nursery
-        log.exception("%s: connection handler failed; closing that connection", service)
+    except Exception as exc:  # noqa: BLE001 - one connection's failure must not reach the service's nursery
+        if not is_peer_gone(exc):
+            log.exception("%s: connection handler failed; closing that connection", service)
+        forget_traceback(exc)
         with trio.CancelScope(shield=True):
             try:
                 await trio.aclose_forcefully(stream)
@@ -452,6 +498,8 @@ class VirtualNetwork(Network):
         client_end, server_end = _virtual_stream_pair()
         client_peer = Endpoint(client or "127.0.0.1", next(self._client_ports))
         listener._offer(server_end, client_peer)
+        client_end.cometbench_local = client_peer  # type: ignore[attr-defined]  # links pair the two ends
+        client_end.cometbench_service = listener._service  # type: ignore[attr-defined]
         return self.wrap(client_end, service="", client=client, peer=Endpoint(host, port))
 
     async def udp_socket(self, service: str, host: str, port: int, *, client: str = "",

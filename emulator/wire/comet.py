@@ -150,7 +150,7 @@ def url_error_frame(code: int, text: str, now: int, *, old_shape: bool) -> dict:
 
 
 def valid_name_chars(name: str) -> bool:
-    return all(c in NAME_CHARS for c in name)
+    return NAME_CHARS.issuperset(name)
 
 
 def check_pipe_name(name: str) -> dict | None:

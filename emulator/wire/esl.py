@@ -221,3 +221,65 @@ def parse_event_command(rest: str) -> tuple[str, list[str]] | None:
     if fmt not in EVENT_FORMATS:
         return None
     return fmt, words[1:]
+
+
+# --- client side: reading the server's messages -----------------------------------------------------
+
+
+@dataclass
+class Message:
+    """One message from the server: its headers (``Content-Type``, ``Reply-Text`` ...) and body."""
+
+    headers: dict[str, str]
+    body: str = ""
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+
+class MessageParser:
+    """Feed the server's bytes, take :class:`Message` objects (what an ESL client such as the comet
+    server's libesl reads: a header block, a blank line, ``Content-Length`` bytes of body).
+    Raises :class:`EslError` on a header block over ``max_size`` or a bad Content-Length."""
+
+    def __init__(self, max_size: int = MAX_COMMAND) -> None:
+        self.max_size = max_size
+        self._buf = bytearray()
+        self._pending: dict[str, str] | None = None
+        self._body_len = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        if self._pending is None and len(self._buf) > self.max_size and b"\n\n" not in self._buf:
+            raise EslError(f"header block over {self.max_size} bytes")
+
+    def next_message(self) -> Message | None:
+        if self._pending is None:
+            while self._buf[:1] == b"\n":   # blank lines between messages
+                del self._buf[:1]
+            end = self._buf.find(b"\n\n")
+            if end < 0:
+                return None
+            block = self._buf[:end].decode("utf-8", "replace")
+            del self._buf[:end + 2]
+            headers: dict[str, str] = {}
+            for line in block.split("\n"):
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers[name.strip()] = value.strip()
+            length_text = headers.get("Content-Length", "0") or "0"
+            if not length_text.isdigit():
+                raise EslError(f"bad Content-Length {length_text!r}")
+            self._pending, self._body_len = headers, int(length_text)
+        if len(self._buf) < self._body_len:
+            return None
+        body = bytes(self._buf[:self._body_len]).decode("utf-8", "replace")
+        del self._buf[:self._body_len]
+        headers, self._pending = self._pending, None
+        return Message(headers, body)
+
+
+def command(line: str) -> bytes:
+    """A client command block: ``<line>\\n\\n``."""
+    return (line.replace("\n", " ") + "\n\n").encode("utf-8")

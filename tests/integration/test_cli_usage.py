@@ -201,3 +201,15 @@ def test_port_in_use_names_the_service_and_the_port():
     assert out.stderr.startswith("cometbench: ") and "Traceback" not in out.stderr
     assert "cometql" in out.stderr and f"127.0.0.1:{port}" in out.stderr and "already in use" in out.stderr
     assert "--free-ports" in out.stderr and "--cometql-port" in out.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly():
+    """`cometbench quirks | head -1`: the closed pipe stops the command without a traceback."""
+    reader, writer = os.pipe()
+    os.close(reader)  # nobody will ever read what the command prints
+    try:
+        done = subprocess.run([*CLI, "quirks"], stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(writer)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 141

@@ -166,3 +166,23 @@ def test_fs_reply_without_plus(plus):
     member = bridge.join("1*r-FSdefaultDomain", "video", Channel("u", "000001002", "000001002"))
     reply = bridge.api(f"conference 1*r-FSdefaultDomain mute {member.id}")
     assert reply.startswith("+OK mute") is plus and reply.startswith("OK mute") is (not plus)
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_comet_esl_link_not_restored(on):
+    """After a FreeSWITCH restart the comet server's link to the in-process node is dead (on) until the
+    comet server restarts, or made again at once (off).  The ESL-over-network twin is tested in
+    tests/integration/test_split_modes.py, the whole story in tests/integration/test_faults.py."""
+    from emulator.cometql.conference import FreeswitchNode
+    from emulator.freeswitch.conference import Bridge
+    from emulator.stack import InProcessEslLink
+
+    node = FreeswitchNode(server="127.0.0.1", esl_port=8021, ws_port=7443)
+    link = InProcessEslLink(Bridge(clock=ManualClock()), node, profile_with(comet_esl_link_not_restored=on))
+    assert link(node).startswith("<?xml")
+    link.freeswitch_restarted()
+    if on:
+        with pytest.raises(ConnectionError, match="not reconnect"):
+            link(node)
+        link.comet_restarted()
+    assert link(node).startswith("<?xml")
