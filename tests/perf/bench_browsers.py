@@ -144,7 +144,7 @@ async def concurrency(n: int, hold: float, folder: Path) -> dict:
 
 # --- the browser pack ----------------------------------------------------------------------------------
 
-PACK = (("refresh_mid_call", ("patient",), "lenient"), ("two_member_limit", ("nurse",), "cppcomet-4.09"),
+PACK = (("refresh_mid_call", ("patient",), "lenient"), ("two_member_limit", ("patient",), "cppcomet-4.09"),
         ("mute_propagation", ("doctor", "patient"), "cppcomet-4.09"))
 
 
