@@ -14,8 +14,8 @@ is a secure context, so getUserMedia works).  Routes:
   one the story's ``join(room, profile=...)`` asked for, for pages whose call.php knows no profile.
 
 The two backend endpoints take the same parameters as the seed's PHP scripts, so the demo page
-also runs against a PHP backend (``backend`` in its config, e.g. tests/compat/demo_backend.php's
-logic behind ``php -S``).  They answer ``{"ok": true}`` or an HTTP 4xx/5xx with ``{"error": ...}``.
+also runs against a PHP backend (``backend`` in its config: fixtures/demo_app/backend/ under
+``php -S``, tests/browser/test_php_backend.py).  The demo's page files only are served (not its PHP).  They answer ``{"ok": true}`` or an HTTP 4xx/5xx with ``{"error": ...}``.
 Requests a browser actor makes arrive with ``X-Cometbench-Actor`` (added by the actor's request
 routing, bench/browser/page.py), which tells the bench whose INSERT it is, for the marks
 ``backend_insert_sent`` (docs/stages.md).
