@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-browsers bench-calls clean
+.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-browsers bench-calls fuzz clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -55,8 +55,14 @@ bench-scenarios: setup
 
 bench-browsers: setup
 	$(BIN)/python tests/perf/bench_browsers.py $(ARGS)
+
 bench-calls: setup
 	$(BIN)/python tests/perf/bench_calls.py $(ARGS)
+
+# about an hour: hypothesis fuzz tests in the long profile, the live-socket fuzzer, the mutation
+# campaign (>= 1,000,000 inputs per protocol); ARGS="--live-minutes 5" etc. (tests/fuzz/run.py)
+fuzz: setup
+	$(BIN)/python -m tests.fuzz.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .hypothesis build dist *.egg-info

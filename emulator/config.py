@@ -108,6 +108,15 @@ class Config:
     recordings_dir: str = ""             # "" = recordings/ beside the state file, or a temporary dir
     conference_profiles: str = ""        # conference.conf.xml to load ("" = fixtures/conference.conf.xml)
     media_link: str = "loopback"         # link preset (fixtures/network_profiles.toml) for the media model
+    # Timeouts of the fake FreeSWITCH's listeners (seconds; 0 = never).  The comet WebSocket, CometQL,
+    # the directory and the SIP-over-WS handshake use handshake_timeout.  docs/decisions.md, "Timeouts",
+    # says where each one follows the real servers and where it differs.
+    sip_tcp_head_timeout: float = 10.0   # SIP over TCP: a message must be complete this long after its first
+                                         # byte, and a new connection must deliver its first one this soon
+    sip_tcp_idle_timeout: float = 1800.0 # SIP over TCP: quiet both ways this long -> closed (sofia's 30 min)
+    sip_ws_idle_timeout: float = 0.0     # SIP over WS(S) after the upgrade (sofia's WS transport: never)
+    esl_auth_timeout: float = 25.0       # ESL: auth must succeed this soon after connect (mod_event_socket: 25)
+    esl_idle_timeout: float = 0.0        # ESL after auth: no command this long -> closed (FreeSWITCH: never)
 
     def free_ports(self) -> None:
         """Bind every service to port 0 (the OS picks)."""

@@ -289,7 +289,8 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
                    media_ip=config.host if ":" not in config.host else "127.0.0.1",
                    answer_delay=config.sip_answer_delay, link_for=media_links.conditions_for,
                    client_of=client_of, keeps_media=media_links.keeps_media, password_lookup=lookup)
-    esl = EslServer(bridge, network, journal, password=config.esl_password)
+    esl = EslServer(bridge, network, journal, password=config.esl_password,
+                    auth_timeout=config.esl_auth_timeout, idle_timeout=config.esl_idle_timeout)
     if stack.ids is not None:
         esl.new_uuid = stack.ids.uuid4
     stack.bridge, stack.sip, stack.esl, stack.certificates = bridge, core, esl, certs
@@ -299,11 +300,12 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     await nursery.start(core.run)
     ws = SipWebSocketTransport(core, network, journal,
                                tls_context=certs.server_context() if config.sip_tls else None,
-                               handshake_timeout=config.handshake_timeout)
+                               handshake_timeout=config.handshake_timeout, idle_timeout=config.sip_ws_idle_timeout)
     stack.ports["sip_ws"] = await _serve(stack, ws, config.host, config.ports["sip_ws"], "sip_ws")
     core.port = config.sip_public_port or stack.ports["sip_ws"]
-    sip_port = await _serve(stack, SipTcpTransport(core, network, journal), config.host, config.ports["sip"],
-                            "sip (TCP)")
+    tcp = SipTcpTransport(core, network, journal, head_timeout=config.sip_tcp_head_timeout,
+                          idle_timeout=config.sip_tcp_idle_timeout)
+    sip_port = await _serve(stack, tcp, config.host, config.ports["sip"], "sip (TCP)")
     # UDP and TCP share the number, as 5060 does
     udp = Service("sip (UDP)", SipUdpTransport(core, network, journal).serve, config.host, sip_port, nursery=nursery)
     await udp.start()

@@ -59,3 +59,37 @@ def make_hub(profile="cppcomet-4.09", **quirks) -> Hub:
     if quirks:
         p = p.with_quirks(**quirks)
     return Hub(StateStore(":memory:"), p, clock=ManualClock())
+
+
+# --- fuzz tests: profiles and input counts (tests/fuzzing.py) ---------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fuzz(protocol): a hypothesis fuzz test; its examples count as "
+                                       "inputs of <protocol> (COMETBENCH_FUZZ=long: the long profile)")
+
+
+def pytest_collection_modifyitems(config, items):
+    from tests.fuzzing import counting
+
+    for item in items:
+        marker = item.get_closest_marker("fuzz")
+        hypothesis_handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+        if marker is None or hypothesis_handle is None:
+            continue
+        if not getattr(hypothesis_handle.inner_test, "_fuzz_counted", False):
+            hypothesis_handle.inner_test = counting(hypothesis_handle.inner_test, marker.args[0])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    import os
+
+    from tests.fuzzing import COUNTS, PROFILE, write_counts
+
+    if not COUNTS:
+        return
+    terminalreporter.write_line(f"fuzz inputs ({PROFILE} profile): "
+                                + ", ".join(f"{p} {n:,}" for p, n in sorted(COUNTS.items())))
+    path = os.environ.get("COMETBENCH_FUZZ_COUNTS")
+    if path:
+        write_counts(path)

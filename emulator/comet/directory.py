@@ -20,7 +20,10 @@ The real server decides on the raw request bytes, before any HTTP parsing: ``OPT
 ``GET`` a logo page; anything else, and a malformed ``&user=`` value (not followed by ``&``, or 64
 characters or more), a close without an answer.  An ASGI app cannot close without answering, so
 the pre-read (:func:`classify`) makes that decision on the raw head and closes the stream itself;
-what the app answers is decided there too and passed in the ASGI scope.
+what the app answers is decided there too and passed in the ASGI scope.  Like the original, it
+answers from the head alone and never reads a body (:func:`head_without_body`), so a truncated or
+invalid body changes nothing.  The head must arrive within ``head_timeout`` seconds of the connect
+(a slowloris trickling bytes is closed then) and may not exceed 16 KiB.
 
 Deviations from the original (HTTP framing only; status codes and bodies are the original's):
 the status line reason is empty (``HTTP/1.1 404 ``, not ``HTTP/1.1 404 Error``: ASGI has no reason
@@ -41,10 +44,13 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 from quart import Response, request
 from quart_trio import QuartTrio
+from quart.routing import QuartMap
+from werkzeug.routing.exceptions import NoMatch
 
 from emulator.wire.cnum import scan_int
+from emulator.wire.http import strict_head_problem
 from emulator.journal import Journal
-from emulator.net.network import Endpoint, Network, peer_of
+from emulator.net.network import Endpoint, Network, forget_traceback, is_peer_gone, peer_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from emulator.state import StateStore
@@ -101,6 +107,8 @@ _COMMON_HEADERS = {
 }
 _DIRECTORY_HEADERS = {**_COMMON_HEADERS, "Access-Control-Allow-Methods": "GET", "Allow": "GET"}
 CONTENT_TYPE = "text/html; charset=UTF-8"
+#: hypercorn's answer to a request h11 rejects, byte for byte (sent by the pre-read instead)
+BAD_REQUEST = b"HTTP/1.1 400 \r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
 # --- the rules ---------------------------------------------------------------------------------------
@@ -197,9 +205,57 @@ def _request_line(scope: dict) -> bytes:
     return scope["method"].encode("ascii") + b" " + target + b" HTTP/1.1\r\n"
 
 
+class _CatchAllMatcher:
+    """URL matching for the directory's routes: exact static paths, and one ``/<path:path>`` rule
+    that takes every other path.
+
+    werkzeug's own matcher defines a recursive inner function on every match, which is a reference
+    cycle per request: garbage only the cyclic collector frees.  The directory answers every path
+    with one view, so this small matcher (the same interface: ``add``, ``update``, ``match``) does
+    the job without leaving anything behind.
+    """
+
+    def __init__(self, merge_slashes: bool) -> None:
+        self.merge_slashes = merge_slashes
+        self._static: dict[str, Any] = {}
+        self._any: Any = None
+
+    def add(self, rule: Any) -> None:
+        if rule.rule == "/<path:path>":
+            self._any = rule
+        elif "<" not in rule.rule:
+            self._static[rule.rule] = rule
+        else:  # pragma: no cover - a route this matcher was not written for
+            raise ValueError(f"the directory's URL matcher cannot serve {rule.rule!r}")
+
+    def update(self) -> None:
+        pass
+
+    def match(self, domain: str, path: str, method: str, websocket: bool) -> tuple[Any, dict]:
+        rule = self._static.get(path or "/")
+        values: dict = dict(rule.defaults or {}) if rule is not None else {}
+        if rule is None and self._any is not None:
+            rule, values = self._any, {"path": path[1:]}
+        if rule is None or rule.websocket != websocket:
+            raise NoMatch(set(), rule is not None)
+        if rule.methods is not None and method not in rule.methods:
+            raise NoMatch(set(rule.methods), False)
+        return rule, values
+
+
+class _CatchAllMap(QuartMap):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._matcher = _CatchAllMatcher(self._matcher.merge_slashes)  # type: ignore[assignment]
+
+
+class _DirectoryApp(QuartTrio):
+    url_map_class = _CatchAllMap
+
+
 def create_app(store: "StateStore", journal: Journal | None = None) -> QuartTrio:
     journal = journal or Journal(enabled=False)
-    app = QuartTrio(__name__)
+    app = _DirectoryApp(__name__, static_folder=None)  # no static files: every path is the one view
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
 
@@ -261,13 +317,63 @@ class _PeerSocket:
         return (self._local.host, self._local.port)
 
 
+_BODY_FRAMING = (b"content-length", b"transfer-encoding")
+
+
+def head_without_body(head: bytes) -> bytes:
+    """The request head (up to its blank line) as hypercorn gets it: without Content-Length /
+    Transfer-Encoding lines, and with a Host werkzeug can handle.
+
+    The original reads only the request head and answers from it; a body is never read.  Handing
+    hypercorn a head that announces no body keeps it that way: a truncated body, an invalid chunk
+    or a client that half-closes mid-body cannot change or delay the answer.  Bytes that follow
+    the head are read and dropped (:class:`_ConnectionStream`): every answer closes the connection.
+    The original ignores Host too, but werkzeug encodes it with IDNA and fails on an empty or
+    over-long label (``a..b``): such a Host is replaced by ``localhost``.  The request target
+    becomes ``/``: what to answer was decided on the raw head (:func:`classify`), and quart fails
+    on targets that do not start with a slash (``GET ?x``).
+    """
+    head = head[:head.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in head else head
+    lines = head.split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) == 3:  # the answer is decided already: quart fails on some targets ("?x")
+        lines[0] = request_line[0] + b" / " + request_line[2]
+    kept = []
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name in _BODY_FRAMING:
+            continue
+        if name == b"host" and not _idna_ok(value.strip()):
+            line = b"Host: localhost"
+        kept.append(line)
+    return b"\r\n".join(lines[:1] + kept)
+
+
+def _idna_ok(host: bytes) -> bool:
+    name = host.decode("latin-1")
+    name = name[1:name.find("]")] if name.startswith("[") else name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 class _ConnectionStream(trio.abc.HalfCloseableStream):
     """The accepted stream with the pre-read head put back in front, as hypercorn's TCPServer wants
-    it (``.socket``; no ``do_handshake``, so it is treated as plain TCP)."""
+    it (``.socket``; no ``do_handshake``, so it is treated as plain TCP).
+
+    Sends are serialised: hypercorn 0.18 can call ``send_eof`` (closing after the app's answer)
+    while another task writes its own error answer, and a trio stream raises
+    ``BusyResourceError`` for two writers.  After ``send_eof`` a write fails as a closed stream.
+    """
 
     def __init__(self, inner: trio.abc.Stream, prefix: bytes, local: Endpoint):
         self._inner = inner
         self._prefix = prefix
+        self._send_lock = trio.Lock()
+        self._eof_sent = False
         self.socket = getattr(inner, "socket", None) or _PeerSocket(peer_of(inner), local)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -275,10 +381,17 @@ class _ConnectionStream(trio.abc.HalfCloseableStream):
             data, self._prefix = self._prefix, b""
             await trio.lowlevel.checkpoint()
             return data
-        return await self._inner.receive_some(max_bytes)
+        # after the head: read (so the close is a FIN, not a reset over unread bytes) and drop
+        # everything but the end of the stream; the answer depends on the head alone
+        while await self._inner.receive_some(max_bytes):
+            pass
+        return b""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._inner.send_all(data)
+        async with self._send_lock:
+            if self._eof_sent:
+                raise trio.ClosedResourceError("the answer is complete")
+            await self._inner.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._inner.wait_send_all_might_not_block()
@@ -287,7 +400,10 @@ class _ConnectionStream(trio.abc.HalfCloseableStream):
         send_eof = getattr(self._inner, "send_eof", None)
         if send_eof is None:
             raise AttributeError("send_eof")  # TCPServer treats this as "nothing to do"
-        await send_eof()
+        async with self._send_lock:
+            if not self._eof_sent:
+                self._eof_sent = True
+                await send_eof()
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -340,12 +456,25 @@ class DirectoryServer:
             if kind == "close":
                 self.journal.record("directory", "closed_without_answer", data=head[:200])
                 return
+            prefix = head_without_body(head)
+            problem = strict_head_problem(prefix)
+            if problem:  # what hypercorn would answer, without h11's reference cycle (wire/http.py)
+                self.journal.record("directory", "bad_request", data=f"{problem} {head[:120]!r}"[:300])
+                await stream.send_all(BAD_REQUEST)
+                return
             assert self.listener is not None
             server = TCPServer(_WithScope(self._asgi, (kind, user)), self.config, self._context, {},
-                               _ConnectionStream(stream, head, self.listener.endpoint))  # type: ignore[arg-type]
-            await server.run()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
-            pass
+                               _ConnectionStream(stream, prefix, self.listener.endpoint))  # type: ignore[arg-type]
+            try:
+                await server.run()
+            finally:
+                # TCPServer -> its protocol -> a bound method of the TCPServer: cut the cycle so the
+                # connection's objects go with reference counting
+                server.protocol = None  # type: ignore[assignment]
+        except Exception as exc:
+            if not is_peer_gone(exc):
+                raise
+            forget_traceback(exc)
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()

@@ -991,6 +991,8 @@ class Bridge:
         for timer in (member.talk_timer, member.rtp_timer, member.media_timer):
             if timer is not None:
                 timer.cancel()
+        # a timer's arguments hold the member: drop them so no cycle outlives the call
+        member.talk_timer = member.rtp_timer = member.media_timer = None
         if conf.floor_holder is member:
             self._set_floor(conf, None)
         if conf.video_floor_holder is member:

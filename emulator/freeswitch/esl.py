@@ -8,6 +8,14 @@ event), ``event plain|json|xml ...``, ``nixevent``, ``noevents``, ``exit`` and a
 
 Events come from the bridge's subscriber callback into a bounded per-connection queue drained by
 one writer task; a listener that stops reading is disconnected rather than allowed to hold memory.
+
+Timeouts (``emulator/net/timeouts.py``): ``auth`` must succeed within ``auth_timeout`` seconds of
+the connect (mod_event_socket reads the first command with a 25 s limit; here the limit holds until
+``auth`` succeeds, so a client cannot keep an unauthenticated connection by sending other commands
+slowly); after that, ``idle_timeout`` seconds without traffic either way close the connection
+(FreeSWITCH has no such limit: the default 0 keeps it that way).  A timeout is journaled once
+(``auth_timeout`` / ``idle_timeout``) and closes without a disconnect notice, as FreeSWITCH does.
+Every other way a client leaves or misbehaves ends in one journal record and no log line.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ from typing import Any, Callable
 import trio
 
 from emulator.journal import Journal
-from emulator.net.network import Listener, Network
+from emulator.net.network import Listener, Network, forget_traceback, is_peer_gone
+from emulator.net.timeouts import ReadDeadline
 from emulator.wire import esl as e
 
 EVENT_QUEUE = 100000   # mod_event_socket's queue: events beyond it are dropped ...
 MAX_LOST_EVENTS = 500  # ... and a listener that lost more than this is disconnected
 FS_VERSION = "1.6.20"
+AUTH_TIMEOUT = 25.0    # mod_event_socket: read_packet(listener, &event, 25) before auth
 
 
 def event_fields(event: Any) -> tuple[str, str, list[tuple[str, str]], str]:
@@ -39,11 +49,14 @@ def event_fields(event: Any) -> tuple[str, str, list[tuple[str, str]], str]:
 
 class EslServer:
     def __init__(self, bridge: Any, network: Network, journal: Journal, *, password: str = "ClueCon",
-                 clock: Callable[[], float] = trio.current_time, hostname: str = "cometbench") -> None:
+                 clock: Callable[[], float] = trio.current_time, hostname: str = "cometbench",
+                 auth_timeout: float = AUTH_TIMEOUT, idle_timeout: float = 0.0) -> None:
         self.bridge = bridge
         self.network = network
         self.journal = journal
         self.password = password
+        self.auth_timeout = auth_timeout
+        self.idle_timeout = idle_timeout
         self.clock = clock
         self.hostname = hostname
         self.started = clock()
@@ -91,6 +104,7 @@ class EslServer:
         send, receive = trio.open_memory_channel[bytes | None](EVENT_QUEUE)
         sub = e.Subscription()
         state = {"unsubscribe": None, "closing": False, "lost": 0}
+        deadline = ReadDeadline(start=self.auth_timeout)
 
         def push(data: bytes | None) -> None:
             try:
@@ -114,16 +128,26 @@ class EslServer:
 
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer, stream, receive)
+                nursery.start_soon(self._writer, stream, receive, deadline)
                 push(e.auth_request())
                 try:
-                    await self._reader(stream, conn_id, sub, state, push, on_event, nursery)
+                    with deadline.scope:
+                        await self._reader(stream, conn_id, sub, state, push, on_event, nursery, deadline)
+                    if deadline.expired:
+                        if deadline.expired == "start":
+                            self.journal.record("esl", "auth_timeout", conn_id=conn_id)
+                        else:
+                            self.journal.record("esl", "idle_timeout", conn_id=conn_id)
+                        nursery.cancel_scope.cancel()  # FreeSWITCH just closes: no notice
                 finally:
                     if state["unsubscribe"] is not None:
                         state["unsubscribe"]()
+                        state["unsubscribe"] = None
                     send.close()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
-            pass
+        except Exception as exc:
+            if not is_peer_gone(exc):
+                raise
+            forget_traceback(exc)
         finally:
             self.connections -= 1
             with trio.CancelScope(shield=True):
@@ -132,14 +156,20 @@ class EslServer:
                 except Exception:  # pragma: no cover
                     pass
 
-    async def _writer(self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel) -> None:
+    async def _writer(self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel,
+                      deadline: ReadDeadline) -> None:
         async for data in receive:
             if data is None:
                 break
-            await stream.send_all(data)
+            try:
+                await stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+                break  # the listener went away; caught here so no exception group is made of it
+            deadline.sent()
         await trio.aclose_forcefully(stream)
 
-    async def _reader(self, stream, conn_id, sub: e.Subscription, state, push, on_event, nursery) -> None:
+    async def _reader(self, stream, conn_id, sub: e.Subscription, state, push, on_event, nursery,
+                      deadline: ReadDeadline) -> None:
         parser = e.CommandParser()
         authed = False
         while True:
@@ -154,7 +184,7 @@ class EslServer:
             if command is None:
                 try:
                     data = await stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
                     return
                 if not data:
                     return
@@ -165,6 +195,7 @@ class EslServer:
                     push(e.disconnect_notice())
                     push(None)
                     return
+                deadline.received(pending=parser.buffered > 0)
                 continue
             if self.journal.enabled:
                 self.journal.record("esl", "command", direction="in", conn_id=conn_id,
@@ -174,6 +205,7 @@ class EslServer:
                 if word == "auth":
                     if command.rest == self.password:
                         authed = True
+                        deadline.settle(idle=self.idle_timeout)
                         push(e.command_reply("+OK accepted"))
                         continue
                     self.journal.record("esl", "auth_failed", conn_id=conn_id)

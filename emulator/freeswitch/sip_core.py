@@ -254,6 +254,7 @@ class SipCore:
             message = sip.parse_message(data)
         except sip.SipParseError as exc:
             self.journal.record("sip", "bad_message", conn_id=flow.id, data=f"{exc} {data[:80]!r}")
+            self.answer_malformed(flow, data, exc.status, exc.reason)
             return
         try:
             if isinstance(message, sip.SipResponse):
@@ -267,6 +268,18 @@ class SipCore:
                     self._respond(flow, message, 400)
                 except (KeyError, ValueError, sip.SipParseError):
                     pass
+
+    def answer_malformed(self, flow: Flow, data: bytes, status: int = 400, reason: str | None = None) -> bool:
+        """Answer a request that does not parse, as sofia's nta does: ``400`` (or the parser's
+        413/505/513, or 408 for a message cut off by a timeout) whenever its top Via is usable and
+        it is not an ACK.  Transports call it for what they cannot frame (a bad head on TCP); the
+        response is not journaled beyond the outgoing ``message`` record.  True if one was sent."""
+        response = sip.error_response(data, status, reason, to_tag=sip.generate_tag(self.rng),
+                                      headers=[("User-Agent", USER_AGENT)])
+        if response is None:
+            return False
+        flow.send(response)
+        return True
 
     def flow_closed(self, flow: Flow) -> None:
         """A WebSocket/TCP connection ended: its registrations vanish, its calls lose signalling."""
@@ -541,6 +554,7 @@ class SipCore:
             channel.hangup_cause = cause
             self.bridge.channel_hangup(channel, cause)
             self.bridge.channel_destroy(channel)
+        channel.hangup = _ended  # it closed over the dialog, which holds the channel: no cycle left
 
     def _server_bye(self, dialog: Dialog, cause: str) -> None:
         """FreeSWITCH ends the call (kick, hup, media timeout, full room): BYE to the caller's Contact."""
@@ -629,6 +643,10 @@ class SipCore:
     def snapshot(self) -> dict:
         return {"registrations": len(self.registrations()), "dialogs": len(self.dialogs),
                 "pending": len(self.pending), **self.stats}
+
+
+def _ended(cause: str) -> None:
+    """A finished dialog's channel hangup: nothing left to do."""
 
 
 def _token(rng: random.Random, n: int) -> str:

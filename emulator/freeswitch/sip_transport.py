@@ -13,9 +13,13 @@ parses every message it receives (and answers malformed requests as it sees fit)
 **SIP over WebSocket** (RFC 7118; real-video-client.md 4.1).  JsSIP dials
 ``wss://host:7443`` with path ``/`` and ``Sec-WebSocket-Protocol: sip``; the 101 must echo
 ``sip`` or Chrome aborts.  Per accepted stream: TLS (``trio.SSLStream``, server side) when a
-context is given, then trio-websocket's server handshake; both together must finish within
-``handshake_timeout`` seconds.  A failed TLS handshake (garbage instead of a ClientHello, an
-untrusted certificate) or an HTTP request that is not a WebSocket upgrade is journaled and closed.
+context is given, then the upgrade request head, read here (up to 16 KiB) and checked (ASCII only,
+well formed for h11, else ``400``), then trio-websocket's server handshake on it; all of this must
+finish within ``handshake_timeout`` seconds of accept.  Bytes that came with the request are
+handed to the WebSocket layer after the 101 (wsproto alone would drop them).  A failed TLS
+handshake (garbage instead of a ClientHello, an untrusted certificate) or an HTTP request that is
+not a WebSocket upgrade is journaled and closed.  After the upgrade, ``idle_timeout`` (default 0:
+never, as sofia's WS transport) closes a connection quiet both ways.
 
 * Subprotocol rule: a request proposing ``sip`` is accepted with ``sip`` echoed.  A request
   proposing no subprotocol at all is accepted without one (lenient: hand-rolled test clients,
@@ -32,8 +36,12 @@ untrusted certificate) or an HTTP request that is not a WebSocket upgrade is jou
 **SIP over TCP** (RFC 3261 18.3): :class:`~emulator.wire.sip.SipStreamParser` frames the stream
 (Content-Length required); the core receives each message's exact bytes.  RFC 5626 keep-alives:
 each CRLFCRLF ping is answered with a CRLF pong (``answer_pings=False`` ignores them).  A
-malformed or oversized message, or a stream cut inside a message, is journaled and the connection
-closed.
+malformed or oversized message, or a stream cut inside a message, is journaled (``bad_stream``),
+answered ``400`` (413/505/513) through ``core.answer_malformed`` when its Via allows, and the
+connection closed once that answer is written.  Timeouts (``emulator/net/timeouts.py``): the first
+message must arrive, and every message must be complete, within ``head_timeout`` seconds (a
+message cut off this way is answered ``408`` when its Via has arrived); a connection quiet both
+ways for ``idle_timeout`` seconds (sofia's 30 minutes) is closed.
 
 **SIP over UDP**: one datagram endpoint.  A :class:`Flow` per peer address, created on that
 peer's first SIP datagram and cached in an LRU of ``max_flows`` entries (an evicted flow object
@@ -59,7 +67,9 @@ Connection-oriented transports (WS, TCP):
 Journal (service ``sip``): ``message`` with direction ``in``/``out`` and data ``<start line> |
 <Call-ID>`` for every message (built only when the journal is enabled), with ``conn_id`` = the
 flow id; plus ``ws_open``, ``closed``, ``tls_failed``, ``handshake_timeout``, ``bad_handshake``,
-``bad_stream``, ``outbox_overflow``, ``garbage``, ``core_error``.
+``bad_stream``, ``head_timeout``, ``idle_timeout``, ``outbox_overflow``, ``garbage``, ``core_error``.
+A connection's objects are freed by reference counting when it ends (the flow is unhooked from
+it, wsproto's parser generator closed, the SSLStream released): no cyclic garbage per connection.
 """
 
 from __future__ import annotations
@@ -74,10 +84,15 @@ from typing import Protocol
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from emulator.freeswitch.flow import Flow
 from emulator.journal import Journal
-from emulator.net.network import MAX_DATAGRAM, DatagramEndpoint, Endpoint, Listener, Network, peer_of
+from emulator.net.network import (MAX_DATAGRAM, DatagramEndpoint, Endpoint, Listener, Network, forget_traceback,
+                                  is_peer_gone, peer_of, release_ssl_stream)
+from emulator.net.timeouts import ReadDeadline
+from emulator.net.websocket import release_frame_parser
+from emulator.wire import http
 from emulator.wire.sip import MAX_BODY_BYTES, MAX_HEADER_BYTES, SipParseError, SipStreamParser, is_keepalive
 
 log = logging.getLogger(__name__)
@@ -91,10 +106,24 @@ UDP_OUTBOX = 4096
 UDP_MAX_FLOWS = 4096
 #: Seconds a WS connection may take for TLS + HTTP upgrade together.
 HANDSHAKE_TIMEOUT = 10.0
+#: Largest HTTP upgrade request head accepted on the SIP WebSocket port.
+MAX_UPGRADE_HEAD = 16 * 1024
 #: Seconds a graceful server-side close waits for the queued messages and the close handshake.
 CLOSE_TIMEOUT = 2.0
+#: SIP over TCP: seconds from a message's first byte to its end, and from accept to the first message.
+HEAD_TIMEOUT = 10.0
+#: SIP over TCP: seconds a connection may stay quiet both ways (nta's TPTAG_IDLE of 30 minutes).
+TCP_IDLE_TIMEOUT = 1800.0
 
 SERVICE = "sip"
+#: The answer to an upgrade request we refuse before wsproto sees it.
+_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
+                b"Connection: close\r\n\r\nBad Request\n")
+#: What wsproto raises (beyond its own protocol errors, which trio-websocket handles) on bytes it
+#: cannot take: decoding errors in headers, bad values.
+_WSPROTO_INPUT_ERRORS = (UnicodeError, ValueError, LocalProtocolError, RemoteProtocolError)
+#: WebSocket close codes that mean the client broke the protocol (journaled as ``bad_stream``).
+_BAD_STREAM_CODES = (1002, 1003, 1007, 1009)
 
 
 class SipCoreLike(Protocol):
@@ -143,14 +172,23 @@ def _local_of(stream: trio.abc.Stream, default: Endpoint) -> Endpoint:
         stream = inner
 
 
-_NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError, ConnectionClosed)
+#: What a stream raises when the peer reset the connection or the stream is already closed.  Caught
+#: where it happens, so it never travels through a nursery: an exception group that mixes it with
+#: the Cancelled of a sibling task leaves a reference cycle of tracebacks and frames behind.
+_PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
 
 
 def _is_network_error(exc: BaseException) -> bool:
     """A peer going away (possibly wrapped in exception groups by nurseries): not worth a log line."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_network_error(e) for e in exc.exceptions)
-    return isinstance(exc, _NETWORK_ERRORS)
+    return is_peer_gone(exc, (ConnectionClosed,))
+
+
+def _dropped(data: bytes) -> None:
+    """What a closed connection's flow sends through (the core may keep the flow, e.g. a ghost's)."""
+
+
+def _nothing() -> None:
+    pass
 
 
 async def _quiet_close(stream: trio.abc.Stream) -> None:
@@ -158,6 +196,62 @@ async def _quiet_close(stream: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(stream)
     except Exception:  # pragma: no cover - closing a dead stream
         pass
+
+
+async def _read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
+    """The HTTP request head of a WebSocket upgrade, and what followed it in the same reads.
+
+    wsproto's server handshake drops bytes that arrive in the same read as the request (a client
+    that sends its first frame without waiting for the 101 would lose it), so the transport reads
+    the head itself and replays it, then the rest, to trio-websocket (:class:`_Replay`).
+    ``(b"", b"")`` when the peer closed or sent something that is not an HTTP head.
+    """
+    buffer = bytearray()
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            return bytes(buffer[:end + 4]), bytes(buffer[end + 4:])
+        if len(buffer) > MAX_UPGRADE_HEAD or (buffer and not buffer[:1].isalpha()):
+            return b"", b""
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return b"", b""
+        buffer += chunk
+
+
+class _Replay(trio.abc.Stream):
+    """A stream whose first read returns ``head``; later reads wait for :meth:`release` (the 101 is
+    out), then return ``rest``, then the inner stream's bytes."""
+
+    def __init__(self, inner: trio.abc.Stream, head: bytes, rest: bytes) -> None:
+        self._inner = inner
+        self._head = head
+        self._rest = rest
+        self._released = trio.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._head:
+            await trio.lowlevel.checkpoint()
+            chunk, self._head = self._head, b""
+            return chunk
+        await self._released.wait()
+        if self._rest:
+            n = len(self._rest) if max_bytes is None else max_bytes
+            chunk, self._rest = self._rest[:n], self._rest[n:]
+            return chunk
+        return await self._inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class _Base:
@@ -173,11 +267,11 @@ class _Base:
     def _connection_error(self, exc: Exception, peer: Endpoint, flow: Flow | None) -> None:
         """The per-connection boundary: a peer that went away is normal; anything else is logged,
         journaled, and ends only this connection."""
-        if _is_network_error(exc):
-            return
-        log.error("SIP %s connection from %s failed", self.kind, peer, exc_info=exc)
-        self.journal.record(SERVICE, "error", conn_id=flow.id if flow else None,
-                            data=f"{peer} {type(exc).__name__}: {exc}"[:300])
+        if not _is_network_error(exc):
+            log.error("SIP %s connection from %s failed", self.kind, peer, exc_info=exc)
+            self.journal.record(SERVICE, "error", conn_id=flow.id if flow else None,
+                                data=f"{peer} {type(exc).__name__}: {exc}"[:300])
+        forget_traceback(exc)
 
     def _deliver(self, flow: Flow, data: bytes) -> bool:
         """Hand one message to the core; False if the core raised (the caller drops the flow)."""
@@ -210,6 +304,7 @@ class _Connection:
         self.scope = trio.CancelScope()
         self.flow: Flow | None = None
         self.overflowed = False
+        self.deadline: ReadDeadline | None = None  # the writer reports sends to it (idle clock)
 
     def make_flow(self, kind: str, peer: Endpoint, local: Endpoint) -> Flow:
         self.flow = Flow(kind, peer, local, send_bytes=self.put, close=self.close)
@@ -238,6 +333,16 @@ class _Connection:
         """Graceful close requested by the core: the writer drains the outbox, then closes."""
         self.send_channel.close()
 
+    def release(self) -> None:
+        """The connection is over: unhook the flow from it.  The flow's ``send_bytes``/``close`` are
+        bound methods of this object and it holds the flow, a reference cycle; cutting it here
+        lets reference counting free the connection at once (no wait for the cyclic collector)."""
+        flow = self.flow
+        if flow is not None:
+            flow.send_bytes, flow.close = _dropped, _nothing
+            self.flow = None
+        self.send_channel.close()
+
 
 # --- SIP over WebSocket ---------------------------------------------------------------------------
 
@@ -248,11 +353,12 @@ class SipWebSocketTransport(_Base):
     def __init__(self, core: SipCoreLike, network: Network, journal: Journal, *,
                  tls_context: ssl.SSLContext | None, max_message: int = 65536,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, outbox_size: int = OUTBOX_MESSAGES,
-                 require_subprotocol: bool = False) -> None:
+                 require_subprotocol: bool = False, idle_timeout: float = 0.0) -> None:
         super().__init__(core, network, journal)
         self.tls_context = tls_context
         self.max_message = max_message
         self.handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout  # after the upgrade; 0 = never, as sofia's WS transport
         self.outbox_size = outbox_size
         self.require_subprotocol = require_subprotocol
         self.kind = "WSS" if tls_context is not None else "WS"
@@ -273,12 +379,14 @@ class SipWebSocketTransport(_Base):
         local = _local_of(stream, self.listener.endpoint if self.listener else Endpoint("?", 0))
         conn = _Connection(self, self.outbox_size)
         deadline = trio.current_time() + self.handshake_timeout
+        tls: trio.SSLStream | None = None
         try:
             with conn.scope:
                 ws_stream: trio.abc.Stream = stream
                 if self.tls_context is not None:
-                    tls = await self._tls_handshake(stream, peer, deadline)
-                    if tls is None:
+                    # https_compatible: a browser may drop TCP without close_notify; a normal close
+                    tls = trio.SSLStream(stream, self.tls_context, server_side=True, https_compatible=True)
+                    if not await self._tls_handshake(tls, peer, deadline):
                         return
                     ws_stream = tls
                 async with trio.open_nursery() as nursery:
@@ -290,27 +398,51 @@ class SipWebSocketTransport(_Base):
             self.active -= 1
             if conn.flow is not None:
                 self._flow_closed(conn.flow)
+            conn.release()
             with trio.CancelScope(shield=True):
                 await _quiet_close(stream)
+            release_ssl_stream(tls)
 
-    async def _tls_handshake(self, stream: trio.abc.Stream, peer: Endpoint,
-                             deadline: float) -> trio.SSLStream | None:
-        # https_compatible: a browser may drop TCP without close_notify; that is a normal close
-        tls = trio.SSLStream(stream, self.tls_context, server_side=True, https_compatible=True)
+    async def _tls_handshake(self, tls: trio.SSLStream, peer: Endpoint, deadline: float) -> bool:
         with trio.move_on_at(deadline):
             try:
                 await tls.do_handshake()
-                return tls
+                return True
             except trio.BrokenResourceError as exc:
                 self.journal.record(SERVICE, "tls_failed", data=f"{peer} {exc.__cause__!r}"[:300])
-                return None
+                return False
         self.journal.record(SERVICE, "handshake_timeout", data=f"{peer} during TLS")
-        return None
+        return False
 
     async def _run(self, nursery: trio.Nursery, stream: trio.abc.Stream, conn: _Connection,
                    peer: Endpoint, local: Endpoint, deadline: float) -> None:
-        ws = WebSocketConnection(stream, WSConnection(ConnectionType.SERVER), message_queue_size=1,
+        head = None
+        with trio.move_on_at(deadline):
+            head = await _read_head(stream)
+        if head is None or not head[0]:
+            if head is None:
+                self.journal.record(SERVICE, "handshake_timeout", data=f"{peer} during HTTP upgrade")
+            else:
+                self.journal.record(SERVICE, "bad_handshake", data=f"{peer} no WebSocket upgrade request")
+            return
+        problem = http.strict_head_problem(head[0])
+        if problem:
+            # refused here, before wsproto: it would fail with UnicodeDecodeError on a non-ASCII byte,
+            # and h11's parse errors leave a reference cycle behind
+            self.journal.record(SERVICE, "bad_handshake", data=f"{peer} {problem}"[:300])
+            with trio.move_on_at(deadline):
+                await stream.send_all(_BAD_REQUEST)
+            return
+        replay = _Replay(stream, *head)
+        ws = WebSocketConnection(replay, WSConnection(ConnectionType.SERVER), message_queue_size=1,
                                  max_message_size=self.max_message, receive_buffer_size=65536)
+        try:
+            await self._serve_websocket(nursery, ws, replay, conn, peer, local, deadline)
+        finally:
+            release_frame_parser(ws)
+
+    async def _serve_websocket(self, nursery: trio.Nursery, ws: WebSocketConnection, replay: "_Replay",
+                               conn: _Connection, peer: Endpoint, local: Endpoint, deadline: float) -> None:
         handshake = trio.CancelScope(deadline=deadline)
         reader_done = False
 
@@ -318,6 +450,9 @@ class SipWebSocketTransport(_Base):
             nonlocal reader_done
             try:
                 await ws._reader_task()
+            except _WSPROTO_INPUT_ERRORS as exc:  # input wsproto could not take: the client's fault
+                self.journal.record(SERVICE, "bad_stream", conn_id=conn.flow.id if conn.flow else None,
+                                    data=f"{peer} {type(exc).__name__}: {exc}"[:300])
             finally:
                 # EOF or a bad HTTP request before the upgrade: stop waiting for it
                 reader_done = True
@@ -350,24 +485,34 @@ class SipWebSocketTransport(_Base):
         if accept_scope.cancelled_caught:
             self.journal.record(SERVICE, "handshake_timeout", data=f"{peer} writing the 101")
             return
+        replay.release()  # frames that came with the request go to the WebSocket layer now
 
         flow = conn.make_flow(self.kind, peer, local)
         self.journal.record(SERVICE, "ws_open", conn_id=flow.id,
                             data=f"{self.kind} {peer} path={request.path} subprotocol={subprotocol}")
         nursery.start_soon(self._writer, ws, conn)
-        while True:
-            try:
-                message = await ws.get_message()
-            except ConnectionClosed:
-                break
-            data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
-            if is_keepalive(data):
-                continue
-            if not self._deliver(flow, data):
-                break
+        idle = ReadDeadline(idle=self.idle_timeout)
+        conn.deadline = idle
+        with idle.scope:
+            while True:
+                try:
+                    message = await ws.get_message()
+                except ConnectionClosed:
+                    break
+                idle.received(pending=False)
+                data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+                if is_keepalive(data):
+                    continue
+                if not self._deliver(flow, data):
+                    break
+        if idle.expired:
+            self.journal.record(SERVICE, "idle_timeout", conn_id=flow.id, data=f"{peer} {self.idle_timeout:g} s")
+            return
         reason = ws.closed
-        if reason is not None and reason.code == 1009:
-            self.journal.record(SERVICE, "bad_stream", conn_id=flow.id, data=f"{peer} {reason.reason}")
+        if reason is not None and reason.code in _BAD_STREAM_CODES:
+            # a protocol error, invalid UTF-8 in a text frame (1007), an oversize message (1009)
+            self.journal.record(SERVICE, "bad_stream", conn_id=flow.id,
+                                data=f"{peer} {reason.code} {reason.reason}"[:300])
 
     async def _writer(self, ws: WebSocketConnection, conn: _Connection) -> None:
         try:
@@ -378,6 +523,8 @@ class SipWebSocketTransport(_Base):
                     await ws.send_message(data)
                 else:
                     await ws.send_message(text)
+                if conn.deadline is not None:
+                    conn.deadline.sent()
             # the core called flow.close(): everything queued is written; close the WebSocket
             with trio.move_on_after(CLOSE_TIMEOUT):
                 await ws.aclose(1000)
@@ -390,18 +537,21 @@ class SipWebSocketTransport(_Base):
 
 
 class SipTcpTransport(_Base):
-    """SIP over TCP, RFC 3261 18.3 framing, RFC 5626 CRLF keep-alives."""
+    """SIP over TCP, RFC 3261 18.3 framing, RFC 5626 CRLF keep-alives, head and idle timeouts."""
 
     kind = "TCP"
 
     def __init__(self, core: SipCoreLike, network: Network, journal: Journal, *,
                  outbox_size: int = OUTBOX_MESSAGES, answer_pings: bool = True,
-                 max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+                 max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES,
+                 head_timeout: float = HEAD_TIMEOUT, idle_timeout: float = TCP_IDLE_TIMEOUT) -> None:
         super().__init__(core, network, journal)
         self.outbox_size = outbox_size
         self.answer_pings = answer_pings
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
+        self.head_timeout = head_timeout
+        self.idle_timeout = idle_timeout
         self.listener: Listener | None = None
         self.active = 0
 
@@ -418,50 +568,88 @@ class SipTcpTransport(_Base):
         conn = _Connection(self, self.outbox_size)
         flow = conn.make_flow("TCP", peer_of(stream),
                               _local_of(stream, self.listener.endpoint if self.listener else Endpoint("?", 0)))
+        # the first message must arrive as soon as any message must be complete; then sofia's idle rule
+        conn.deadline = ReadDeadline(start=self.head_timeout, head=self.head_timeout, idle=self.idle_timeout)
         try:
             with conn.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._writer, stream, conn)
-                    await self._reader(stream, conn, flow)
-                    nursery.cancel_scope.cancel()
+                    if await self._reader(stream, conn, flow, conn.deadline):
+                        # a last answer (400, 408) is queued: let the writer send it, then close
+                        conn.close()
+                        nursery.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
+                    else:
+                        nursery.cancel_scope.cancel()
         except Exception as exc:
             self._connection_error(exc, flow.peer, flow)
         finally:
             self.active -= 1
             self._flow_closed(flow)
+            conn.release()
             with trio.CancelScope(shield=True):
                 await _quiet_close(stream)
 
-    async def _reader(self, stream: trio.abc.Stream, conn: _Connection, flow: Flow) -> None:
+    async def _reader(self, stream: trio.abc.Stream, conn: _Connection, flow: Flow, deadline: ReadDeadline) -> bool:
+        """Read and deliver messages until EOF, an error or a timeout.  True if a final answer was
+        queued that should be written before the connection closes."""
         parser = SipStreamParser(max_header_bytes=self.max_header_bytes, max_body_bytes=self.max_body_bytes)
         raw = bytearray()  # mirrors the parser's buffer, so the core gets each message's exact bytes
-        try:
-            while True:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    parser.feed_eof()
-                    return
-                raw += chunk
-                parser.receive_data(chunk)
+        started = False
+        with deadline.scope:
+            try:
                 while True:
-                    before, pings = parser.buffered, parser.pings
-                    message = parser.next_message()
-                    consumed = before - parser.buffered
-                    if self.answer_pings:
-                        for _ in range(parser.pings - pings):
-                            conn.put_raw(b"\r\n")  # RFC 5626 3.5.1: CRLFCRLF ping, CRLF pong
-                    if message is None:
-                        del raw[:consumed]  # keep-alive CR/LFs only
-                        break
-                    data = bytes(raw[:consumed]).lstrip(b"\r\n")
-                    del raw[:consumed]
-                    if not self._deliver(flow, data):
-                        return
-        except SipParseError as exc:
-            self.journal.record(SERVICE, "bad_stream", conn_id=flow.id, data=f"{flow.peer} {exc}"[:300])
+                    try:
+                        chunk = await stream.receive_some(65536)
+                    except _PEER_GONE:  # a reset: over, without an exception through the nursery
+                        return False
+                    if not chunk:
+                        parser.feed_eof()  # raises if the peer stopped inside a message
+                        return False
+                    raw += chunk
+                    parser.receive_data(chunk)
+                    while True:
+                        before, pings = parser.buffered, parser.pings
+                        message = parser.next_message()
+                        consumed = before - parser.buffered
+                        if self.answer_pings:
+                            for _ in range(parser.pings - pings):
+                                conn.put_raw(b"\r\n")  # RFC 5626 3.5.1: CRLFCRLF ping, CRLF pong
+                        if message is None:
+                            del raw[:consumed]  # keep-alive CR/LFs only
+                            break
+                        data = bytes(raw[:consumed]).lstrip(b"\r\n")
+                        del raw[:consumed]
+                        if not started:
+                            started = True
+                            deadline.settle()
+                        if not self._deliver(flow, data):
+                            return False
+                    deadline.received(pending=parser.buffered > 0)
+            except SipParseError as exc:
+                # sofia answers what it cannot parse when the Via allows (then stops reading)
+                self.journal.record(SERVICE, "bad_stream", conn_id=flow.id, data=f"{flow.peer} {exc}"[:300])
+                return self._answer_malformed(flow, bytes(raw), exc.status, exc.reason)
+        pending = parser.buffered > 0
+        if pending:
+            self.journal.record(SERVICE, "head_timeout", conn_id=flow.id, data=f"{flow.peer} {len(raw)} bytes pending")
+        else:
+            self.journal.record(SERVICE, "idle_timeout", conn_id=flow.id, data=str(flow.peer))
+        return pending and self._answer_malformed(flow, bytes(raw), 408, None)
+
+    def _answer_malformed(self, flow: Flow, data: bytes, status: int, reason: str | None) -> bool:
+        answer = getattr(self.core, "answer_malformed", None)
+        if answer is None:
+            return False
+        try:
+            return bool(answer(flow, data, status, reason))
+        except Exception as exc:  # noqa: BLE001 - the core's bug must not hide the close
+            log.exception("SIP core failed answering a malformed message from %s", flow.peer)
+            self.journal.record(SERVICE, "core_error", conn_id=flow.id, data=f"{type(exc).__name__}: {exc}")
+            return False
 
     async def _writer(self, stream: trio.abc.Stream, conn: _Connection) -> None:
         receive = conn.receive_channel
+        deadline = conn.deadline
         while True:
             try:
                 batch = [await receive.receive()]
@@ -472,7 +660,12 @@ class SipTcpTransport(_Base):
                     batch.append(receive.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
-            await stream.send_all(b"".join(batch))
+            try:
+                await stream.send_all(b"".join(batch))
+            except _PEER_GONE:
+                break
+            if deadline is not None:
+                deadline.sent()
         conn.scope.cancel()
 
 

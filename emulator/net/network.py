@@ -25,6 +25,11 @@ endpoints, loses datagrams sent to unbound addresses and drops on a full receive
 and every endpoint passes through :meth:`Network.wrap_datagram`, the datagram twin of ``wrap``.
 
 Never mix OS sockets with an autojumping clock: the clock jumps while bytes are in flight.
+
+What every listener shares about ending connections lives here too: :func:`is_peer_gone` (a peer
+that went away is not worth a log line), :func:`forget_traceback` and :func:`release_ssl_stream`
+(a finished connection leaves no reference cycle behind, so reference counting frees it); the
+read timeouts are in ``timeouts.py``.
 """
 
 from __future__ import annotations
@@ -237,6 +242,17 @@ def peer_of(stream: trio.abc.Stream) -> Endpoint:
     if inner is not None:
         return peer_of(inner)
     return Endpoint("?", 0)
+
+
+def release_ssl_stream(stream: trio.abc.Stream | None) -> None:
+    """Break the reference cycle of a finished :class:`trio.SSLStream` (call after its last use).
+
+    An SSLStream keeps its handshake as a ``_Once`` wrapping a bound method of itself, so every TLS
+    connection would wait for the cyclic garbage collector; dropping that attribute lets reference
+    counting free it (and its SSL object and buffers) at once.  Other streams: no-op.
+    """
+    if isinstance(stream, trio.SSLStream):
+        stream.__dict__.pop("_handshook", None)
 
 
 # --- real sockets ---------------------------------------------------------------------------------

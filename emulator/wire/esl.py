@@ -14,10 +14,14 @@ FreeSWITCH lays them out (spec video-call-flow.md 5.6, 5.8).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 MAX_COMMAND = 65536
+#: The end of a command block: two LFs, CRs between them ignored (mod_event_socket's read_packet
+#: counts LFs, lets CRs pass and resets on anything else).
+_BLOCK_END = re.compile(rb"\n\r*\n")
 DISCONNECT_TEXT = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 
 
@@ -50,9 +54,14 @@ class CommandParser:
         self._pending: Command | None = None
         self._body_len = 0
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned in a command (blank lines between commands count)."""
+        return len(self._buf) + (1 if self._pending is not None else 0)
+
     def feed(self, data: bytes) -> None:
         self._buf += data
-        if len(self._buf) > self.max_size and self._pending is None and b"\n\n" not in self._buf:
+        if len(self._buf) > self.max_size and self._pending is None and _BLOCK_END.search(self._buf) is None:
             raise EslError(f"command block over {self.max_size} bytes")
 
     def next_command(self) -> Command | None:
@@ -65,14 +74,12 @@ class CommandParser:
             self._pending = None
             return cmd
         while True:
-            text = self._buf.replace(b"\r\n", b"\n") if b"\r" in self._buf else self._buf
-            end = text.find(b"\n\n")
-            if end < 0:
+            end = _BLOCK_END.search(self._buf)
+            if end is None:
                 return None
-            if text is not self._buf:
-                self._buf = bytearray(text)
-            block = bytes(self._buf[:end]).decode("utf-8", "replace")
-            del self._buf[:end + 2]
+            # the block alone: CRs are dropped from it, never from a body that may follow it
+            block = bytes(self._buf[:end.start()]).decode("utf-8", "replace").replace("\r", "")
+            del self._buf[:end.end()]
             lines = block.split("\n")
             # leading blank lines between commands are tolerated (FreeSWITCH skips them)
             while lines and not lines[0].strip():

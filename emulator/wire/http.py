@@ -12,6 +12,8 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 
+import h11
+
 MAX_HEAD = 16384
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -106,3 +108,24 @@ def plain_http_response(head: RequestHead, node_name: str = "n1") -> bytes:
     if path == "/favicon.ico":
         return _response("301 OK", b"", extra=["Location: http://comet-server.com/favicon.ico"])
     return _response("404 Not Found", BANNER)
+
+
+def strict_head_problem(head: bytes) -> str:
+    """Why h11 (the HTTP parser of wsproto and hypercorn) would refuse this request head, or "".
+
+    Listeners that hand a head to wsproto or hypercorn check it here first and answer 400
+    themselves: h11 re-raises its parse errors in a way that leaves a reference cycle (the error,
+    its traceback, the frame holding the error) per bad request, and wsproto decodes some headers
+    as ASCII without catching the UnicodeDecodeError.  Here the error's traceback is dropped.
+    """
+    if not head.isascii():
+        return "non-ASCII byte in the request head"
+    parser = h11.Connection(h11.SERVER)
+    parser.receive_data(head)
+    try:
+        event = parser.next_event()
+    except h11.RemoteProtocolError as exc:
+        problem = f"bad HTTP request: {exc}"
+        exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+        return problem
+    return "" if isinstance(event, h11.Request) else "incomplete HTTP request"

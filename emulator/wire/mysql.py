@@ -39,6 +39,7 @@ correct one; every such argument's docstring names the spec section.
 
 from __future__ import annotations
 
+import copy
 import enum
 import hashlib
 import hmac
@@ -236,12 +237,17 @@ class PacketReader:
 
     # -- internals --------------------------------------------------------------------------------
     def _fail(self, err: ProtocolError) -> None:
-        self._error = err
-        raise err
+        # keep a copy without a traceback: the raised error's traceback holds this parser's frames,
+        # and a parser holding it would be a reference cycle
+        self._error = copy.copy(err)
+        try:
+            raise err
+        finally:
+            del err  # this frame is in err's traceback: do not let it hold err too
 
     def _check_alive(self) -> None:
         if self._error is not None:
-            raise self._error
+            raise copy.copy(self._error)
 
 
 def frame_packet(payload: bytes, sequence_id: int) -> bytes:

@@ -56,6 +56,7 @@ Design decisions where the RFCs leave room:
 
 from __future__ import annotations
 
+import copy
 import enum
 import hashlib
 import hmac
@@ -77,6 +78,7 @@ __all__ = [
     "quote_string", "unquote_string", "split_header_list",
     "generate_tag", "generate_branch", "generate_call_id", "BRANCH_MAGIC_COOKIE",
     "REASON_PHRASES", "reason_phrase", "make_response", "make_request", "make_in_dialog_request",
+    "error_response",
     # digest
     "make_digest_challenge", "parse_digest_params", "digest_response", "verify_digest",
     "make_digest_authorization", "NonceStatus", "NonceManager",
@@ -1093,14 +1095,19 @@ class SipStreamParser:
         return msg
 
     def _fail(self, err: SipParseError) -> None:
-        self._error = err
+        # keep a copy without a traceback: the raised error's traceback holds this parser's frames,
+        # and a parser holding it would be a reference cycle
+        self._error = copy.copy(err)
         self._buf.clear()
         self._pending = None
-        raise err
+        try:
+            raise err
+        finally:
+            del err  # this frame is in err's traceback: do not let it hold err too
 
     def _check_alive(self) -> None:
         if self._error is not None:
-            raise self._error
+            raise copy.copy(self._error)
 
 
 # =================================================================================================
@@ -1264,6 +1271,88 @@ def make_in_dialog_request(invite: SipRequest, method: str, *, local_tag: str, c
                         call_id=invite.call_id, cseq=cseq, max_forwards=max_forwards,
                         routes=invite.headers.get_all("Record-Route"), headers=headers,
                         body=body, content_type=content_type)
+
+
+# =================================================================================================
+# Answering a request that does not parse (RFC 3261 8.2, 21.4.1)
+# =================================================================================================
+
+_REQUEST_START_RE = re.compile(f"([{_TOKEN_CHARS}]+) [^ ]+ [Ss][Ii][Pp]/[0-9]")
+_ECHOED = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
+           "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
+
+
+def error_response(data: bytes, status: int = 400, reason: str | None = None, *, to_tag: str = "",
+                   headers: Iterable[tuple[str, str]] = ()) -> bytes | None:
+    """The answer to a request that :func:`parse_message` rejects, when one can be sent; else None.
+
+    A server answers a malformed request whenever it can tell where the answer goes: sofia-sip's
+    nta answers ``400`` to any request with a usable Via that is not an ACK (ACKs are never
+    answered).  This reads the start line and the header lines leniently (any byte, Latin-1;
+    lines without a colon skipped; folded lines joined; compact names), requires a request line
+    and a top Via that :func:`parse_via` accepts, and echoes every Via plus those of From, To,
+    Call-ID and CSeq that are well formed (a To without a tag gets ``to_tag``).  The bytes of the
+    echoed values are the client's own.  ``headers`` are added before ``Content-Length: 0``.
+    """
+    data = bytes(data[:MAX_HEADER_BYTES + 4])
+    start = _skip_crlf(data, 0)
+    end = _HEAD_END_RE.search(data, start)
+    text = data[start:end.start() if end else len(data)].decode("latin-1")
+    lines = _LINE_RE.split(text)
+    m = _REQUEST_START_RE.match(lines[0])
+    if m is None or m.group(1) == "ACK" or not 100 <= status <= 699:
+        return None
+    fields: list[list[str]] = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            if fields:
+                fields[-1][1] += " " + line.strip(" \t")
+            continue
+        name, colon, value = line.partition(":")
+        canon = _ECHOED.get(name.strip(" \t").lower())
+        if colon and canon:
+            fields.append([canon, value.strip(" \t")])
+    vias: list[str] = []
+    found: dict[str, str] = {}
+    for name, value in fields:
+        if _CTL_RE.search(value):
+            continue
+        if name == "Via":
+            try:
+                vias.extend(split_header_list(value))
+            except SipParseError:  # an unbalanced quote: keep the line whole; the top one must parse
+                vias.append(value)
+        elif name not in found:
+            found[name] = value
+    try:
+        parse_via(vias[0])
+    except (IndexError, SipParseError):
+        return None
+    out = [f"SIP/2.0 {status} {reason or reason_phrase(status)}"]
+    out += [f"Via: {via}" for via in vias]
+    for name in ("From", "To"):
+        value = found.get(name)
+        if value is None:
+            continue
+        try:
+            addr = parse_name_addr(value)
+        except SipParseError:
+            continue
+        if name == "To" and addr.tag is None and to_tag:
+            value = f"{value};tag={to_tag}"
+        out.append(f"{name}: {value}")
+    call_id = found.get("Call-ID", "")
+    if call_id and not any(c in call_id for c in " \t"):
+        out.append(f"Call-ID: {call_id}")
+    if "CSeq" in found:
+        try:
+            _parse_cseq(found["CSeq"])
+            out.append(f"CSeq: {found['CSeq']}")
+        except SipParseError:
+            pass
+    out += [f"{name}: {value}" for name, value in headers]
+    out.append("Content-Length: 0")
+    return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1", "replace")
 
 
 # =================================================================================================

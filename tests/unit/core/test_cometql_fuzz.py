@@ -42,6 +42,9 @@ from emulator.stack import open_stack
 from emulator.state import StateStore
 from emulator.wire import mysql as m
 from tests.conftest import FakeConn, url
+from tests.fuzzing import fuzz_settings
+
+pytestmark = pytest.mark.fuzz("cometql")
 
 PROFILES = ("cppcomet-4.09", "lenient")
 ERR_CODES = frozenset({2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 403, 500})
@@ -437,7 +440,7 @@ def snapshot(executor: Executor, dev: int) -> list[tuple]:
 
 
 @pytest.mark.parametrize("profile_name", PROFILES)
-@settings(max_examples=220, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(220, suppress_health_check=[HealthCheck.too_slow])
 @given(texts=st.lists(statement(), min_size=1, max_size=8))
 def test_every_statement_gets_a_well_formed_result(profile_name, texts):
     hub, executor = make_executor(profile_name)
@@ -454,7 +457,7 @@ def test_every_statement_gets_a_well_formed_result(profile_name, texts):
 
 
 @pytest.mark.parametrize("profile_name", PROFILES)
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(120, suppress_health_check=[HealthCheck.too_slow])
 @given(texts=st.lists(st.one_of(mutation(), mutation(), statement(cluster=False)), min_size=1, max_size=10))
 def test_statements_of_one_tenant_never_touch_another(profile_name, texts):
     hub, executor = make_executor(profile_name)
@@ -647,7 +650,8 @@ def wire_chunk(draw) -> bytes:
 
 
 @pytest.mark.parametrize("profile_name", PROFILES)
-@settings(max_examples=100, deadline=None, report_multiple_bugs=False,
+@pytest.mark.fuzz("mysql")
+@fuzz_settings(100, report_multiple_bugs=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(chunks=st.lists(wire_chunk(), min_size=1, max_size=8), user=st.sampled_from([b"1", b"11", b"root", b"x"]),
        journal=st.booleans())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,9 @@ from emulator.comet.hub import Connection, Hub
 from emulator.profiles import get_profile
 from emulator.state import StateStore
 from emulator.wire import comet as w
+from tests.fuzzing import fuzz_settings
+
+pytestmark = pytest.mark.fuzz("comet-ws")
 
 PROFILES = ("cppcomet-4.09", "lenient")
 
@@ -210,7 +214,7 @@ ACTIONS = st.lists(
     min_size=1, max_size=40)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(300, suppress_health_check=[HealthCheck.too_slow])
 @given(profile_name=st.sampled_from(PROFILES), actions=ACTIONS)
 def test_random_commands_never_crash_leak_or_emit_garbage(profile_name, actions):
     run = make_run(profile_name)
@@ -236,7 +240,7 @@ def test_random_commands_never_crash_leak_or_emit_garbage(profile_name, actions)
                 assert conn.open and conn.dev_id == tenant.dev_id
 
 
-@settings(max_examples=200, deadline=None)
+@fuzz_settings(200)
 @given(profile_name=st.sampled_from(PROFILES), texts=st.lists(st.text(max_size=200), min_size=1, max_size=10))
 def test_arbitrary_unicode_frames(profile_name, texts):
     run = make_run(profile_name)

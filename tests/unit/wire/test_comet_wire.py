@@ -7,6 +7,9 @@ from hypothesis import given, settings, strategies as st
 
 from emulator.wire import comet as w
 from emulator.wire import http
+from tests.fuzzing import fuzz_settings
+
+pytestmark = pytest.mark.fuzz("comet-ws")
 
 UUID = "Xy3" + "a" * 29
 
@@ -91,7 +94,7 @@ def test_dumps_matches_the_server_serialiser():
     assert w.dumps({"b": "é/'", "a": [1, "\n"]}) == '{"a":[1,"\\n"],"b":"é/\'"}'
 
 
-@settings(max_examples=300, deadline=None)
+@fuzz_settings(300)
 @given(st.text(max_size=300))
 def test_parsers_never_raise(text):
     w.parse_url(text)

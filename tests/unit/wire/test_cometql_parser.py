@@ -16,7 +16,10 @@ from emulator.wire.cometql import (
     ShowTableStatus, ShowVariables, Transaction, UseDatabase, Value, parse,
 )
 
+from tests.fuzzing import fuzz_settings
 from tests.parity.conftest import load_corpus
+
+pytestmark = pytest.mark.fuzz("cometql")
 SYNTAX = (3, "Syntax error in query")
 
 
@@ -707,7 +710,7 @@ def test_parse_error_str_and_position():
 # Property tests: never anything but a statement list or ParseError, never a hang
 # =================================================================================================
 
-FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = fuzz_settings(400, suppress_health_check=[HealthCheck.too_slow])
 
 SQLISH = st.lists(
     st.sampled_from([

@@ -10,6 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.wire import mysql as m
+from tests.fuzzing import fuzz_settings
+
+pytestmark = pytest.mark.fuzz("mysql")
 
 SCRAMBLE = bytes(range(1, 21))
 PASSWORD = "CometQLPassword"
@@ -725,7 +728,7 @@ def test_reader_rejects_negative_limit():
 # Property tests
 # =================================================================================================
 
-FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = fuzz_settings(400, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST

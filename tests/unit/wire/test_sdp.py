@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from emulator.wire import sdp as s
 from emulator.wire.sip import SipParseError
+from tests.fuzzing import fuzz_settings
+
+pytestmark = pytest.mark.fuzz("sdp")
 
 # A Chrome 12x-style offer as JsSIP 2.0.6 sends it through cometVideoApi (real-video-client.md
 # 4.2): non-trickle (host candidates already in), BUNDLE 0 1, opus 111 first, VP8 96 first, rtx,
@@ -654,7 +657,7 @@ def test_chrome_offer_is_not_hold_and_its_answer_is_sendrecv():
 
 # --- fuzzing -------------------------------------------------------------------------------------
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = fuzz_settings(200, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _check_parsed(d: s.SessionDescription) -> None:

@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 from emulator.wire import sip
 from emulator.wire.sdp import parse_sdp
 from tests.unit.wire.test_sdp import CHROME_OFFER
+from tests.fuzzing import fuzz_settings
+
+pytestmark = pytest.mark.fuzz("sip")
 
 ALLOW = "Allow: INVITE,ACK,CANCEL,BYE,UPDATE,MESSAGE,OPTIONS,REFER,INFO"
 CONTACT_REG = ('Contact: <sip:v3vuq5sa@iusnucoqmctu.invalid;transport=ws>;+sip.instance='
@@ -1131,7 +1134,7 @@ def test_nonce_manager():
 # Fuzzing: parse_message and SipStreamParser return messages or raise SipParseError, nothing else
 # =================================================================================================
 
-FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = fuzz_settings(250, suppress_health_check=[HealthCheck.too_slow])
 SEEDS = [REGISTER_1, REGISTER_2, INVITE_1, ACK_407, ACK_200, BYE_CLIENT, CANCEL, OK_TO_SERVER_BYE,
          crlf(*MINIMAL)]
 
