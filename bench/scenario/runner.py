@@ -56,6 +56,7 @@ class RunSettings:
     profile: str = DEFAULT_PROFILE
     repeat: int = 1
     target: str = "in-process"
+    browser: Any = None                  # bench.browser.participant.BrowserSettings: real browsers in the pack
 
 
 @dataclass
@@ -75,6 +76,8 @@ class ScenarioResult:
     journal_run: str | None = None
     expectations: int = 0
     events: int = 0
+    join_total_ms: float | None = None   # the slowest join_total of this run (None: no join finished)
+    browsers: list[str] = field(default_factory=list)   # the actors a real browser played
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -117,9 +120,12 @@ def describe_exception(exc: BaseException, path: Path | None) -> str:
 
 async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE, network: str = "loopback",
                repetition: int = 0, metrics: Metrics | None = None, journal_path: str = ":memory:",
-               certs_dir: str = "", position: int = 0) -> ScenarioResult:
+               certs_dir: str = "", position: int = 0, browser: Any = None,
+               artifacts_dir: str | Path | None = None) -> ScenarioResult:
     """Tell one story in the current trio run (see the module docstring).  ``position``: where the
-    story stands in its run (a run may tell the same story twice), part of its journal run id."""
+    story stands in its run (a run may tell the same story twice), part of its journal run id.
+    ``browser``: real browsers in place of some actors (``bench.browser.participant.BrowserSettings``;
+    real time only); ``artifacts_dir``: where they leave screenshots and console logs."""
     from emulator.config import Config, ConfigError
     from emulator.net.network import OSNetwork, VirtualNetwork
     from emulator.profiles import PROFILE_NAMES
@@ -151,6 +157,13 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         check_network(network)
     except ScenarioError as exc:
         return finish(failed(str(exc)))
+    if browser is not None and browser.actors:
+        if virtual:
+            return finish(failed("a real browser runs on the real clock: run with --real-time"))
+        from dataclasses import replace
+
+        folder = Path(artifacts_dir) / f"{spec.name}-seed{seed}" if artifacts_dir is not None else None
+        browser = replace(browser, artifacts_dir=folder)
     try:
         # one journal file holds every scenario of a run: each gets its own run id, derived from what
         # identifies it (seed, place in the run, scenario, repetition) so equal seeds give equal journals
@@ -171,7 +184,7 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
             async with trio.open_nursery() as actors:
                 scenario = Scenario(spec.name, seed=seed, stack=stack, network=net, nursery=actors,
                                     profile=profile, network_profile=network, clock="virtual" if virtual else "real",
-                                    actor_options=spec.actors)
+                                    actor_options=spec.actors, browser=browser)
                 completed = False
                 try:
                     with trio.move_on_after(spec.timeout) as scope:
@@ -186,6 +199,7 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
                         failures = scenario.judge()
                         result.failures = [f"{spec.name}: {e.where()}{e.describe()} -- {e.result}"
                                            for e in failures]
+                    await scenario.finish(failed=not completed or bool(result.failures))
                     scenario.close()
                     actors.cancel_scope.cancel()
             scenario._journal("scenario", {"event": "end", "timed_out": timed_out,
@@ -195,10 +209,10 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         return finish(failed(f"the stack or an actor's task failed: {describe_exception(exc, spec.path)}", step))
     finally:
         if scenario is not None:
+            result.browsers = scenario.browser_actors
             result.events = len(scenario.timeline)
             result.expectations = len(scenario.expectations)
-            if metrics is not None:
-                _record_metrics(metrics, scenario, spec.name, network)
+            result.join_total_ms = _record_metrics(metrics, scenario, spec.name, network)
     if timed_out:
         step = scenario.failed_step or scenario.current_step if scenario is not None else None
         return finish(failed(f"timed out after {spec.timeout:g} s (TIMEOUT of {spec.path.name})", step))
@@ -215,14 +229,22 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
     return finish(result)
 
 
-def _record_metrics(metrics: Metrics, scenario: Scenario, name: str, network: str) -> None:
+def _record_metrics(metrics: Metrics | None, scenario: Scenario, name: str, network: str) -> float | None:
+    """Every join's stages into ``metrics`` (when given); the slowest join_total of the story."""
     from bench.actors.participant import stage_values
 
+    slowest: float | None = None
     for actor in scenario.actors.values():
         for join in actor.participant.joins:
-            metrics.add_stages(stage_values(join.marks), scenario=name, network=network)
-    for stage, ms in scenario.measures:
-        metrics.add(stage, ms, scenario=name, network=network)
+            stages = stage_values(join.marks)
+            if "join_total" in stages:
+                slowest = max(slowest or 0.0, stages["join_total"])
+            if metrics is not None:
+                metrics.add_stages(stages, scenario=name, network=network)
+    if metrics is not None:
+        for stage, ms in scenario.measures:
+            metrics.add(stage, ms, scenario=name, network=network)
+    return None if slowest is None else round(slowest, 3)
 
 
 @contextmanager
@@ -284,6 +306,12 @@ class Run:
         self.report_path = self.report_dir / "report.json"
         self.write_interval = 1.0       # seconds between rewrites among repetitions of one scenario
         self._written = 0.0
+        # the final write also writes report.html and junit.xml (bench/report/writer.py)
+        self.thresholds: Any = None     # bench.report.thresholds.Thresholds
+        self.baseline: Any = None       # bench.report.rundir.RunData to compare with
+        self.diff_settings: Any = None  # bench.report.diff.DiffSettings for that comparison
+        self.written: Any = None        # what the final write wrote (bench.report.writer.Written)
+        self.report_error: str | None = None   # why report.html / junit.xml could not be written
 
     @property
     def planned(self) -> list[tuple[ScenarioSpec, int]]:
@@ -307,7 +335,9 @@ class Run:
                     result = run_one(spec, clock=self.settings.clock, seed=scenario_seed(self.settings.seed, repetition),
                                      profile=self.settings.profile, network=self.settings.network,
                                      repetition=repetition, metrics=self.metrics,
-                                     journal_path=str(self.journal_path), certs_dir=certs, position=index)
+                                     journal_path=str(self.journal_path), certs_dir=certs, position=index,
+                                     **({"browser": self.settings.browser, "artifacts_dir": self.report_dir / "browser"}
+                                        if self.settings.browser is not None else {}))
                     self.results[index] = result
                     if self.on_result is not None:
                         self.on_result(index, len(plan), result)
@@ -346,3 +376,11 @@ class Run:
         report = build_report(self, final=final)
         write_json(self.report_path, report)
         self._written = time.monotonic()
+        if final:
+            from bench.report.writer import write_reports
+
+            try:
+                self.written = write_reports(self.report_dir, thresholds=self.thresholds, baseline=self.baseline,
+                                             diff_settings=self.diff_settings)
+            except Exception as exc:  # noqa: BLE001 - report.json is written; say why the others are not
+                self.report_error = f"{type(exc).__name__}: {exc}"
