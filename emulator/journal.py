@@ -8,8 +8,10 @@ attribute check per call site.
 When the flusher wakes: under the real clock, every ``interval`` (0.25 s) while something is
 pending, and at once when a batch fills; it sleeps without a deadline while nothing is pending.  In
 virtual time (``clock="virtual"``) the interval is counted in *real* seconds by :meth:`record`
-itself, never as a trio deadline: a virtual-time timer every 0.25 simulated seconds would make the
-MockClock jump four times per simulated second, which was most of what an idle simulated hour cost
+itself (plus one fallback deadline of :data:`VIRTUAL_IDLE_FLUSH` simulated seconds per flush cycle,
+so records do not wait in memory for ever when they stop coming), never as a 0.25 s trio deadline:
+a virtual-time timer every 0.25 simulated seconds would make the MockClock jump four times per
+simulated second, which was most of what an idle simulated hour cost
 (readers -- :meth:`entries`, :meth:`sha256`, :meth:`close` -- flush first anyway, and a live
 ``cometbench journal --follow`` still sees the rows within about ``interval`` of real time while
 records keep coming).  When the flushes happen never changes what is stored: rows keep the order of
@@ -46,6 +48,11 @@ from typing import Any, Callable
 
 import sqlite_utils
 import trio
+
+#: In virtual time, the longest (simulated) time a pending record waits for its flush when records
+#: stop coming: without it a quiet run kept its last records in memory until the next burst or a
+#: reader.  One timer per flush cycle -- at most one clock jump per simulated second -- costs little.
+VIRTUAL_IDLE_FLUSH = 1.0
 
 COLUMNS = ("run_id", "t", "service", "kind", "direction", "dev_id", "user_id", "conn_id", "data")
 LOGGER = logging.getLogger("cometbench.journal")
@@ -139,8 +146,7 @@ class Journal:
         if len(pending) == 1:
             if self._virtual:
                 self._due_real = _time.monotonic() + self._interval
-            else:
-                self._wakeup.set()   # the flusher counts its interval from the first pending record
+            self._wakeup.set()   # the flusher counts its interval from the first pending record
         elif len(pending) >= self._batch or (self._virtual and not len(pending) & 63
                                              and _time.monotonic() >= self._due_real):
             self._wakeup.set()
@@ -179,8 +185,10 @@ class Journal:
             while True:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
-                if not self._virtual and self._pending and len(self._pending) < self._batch:
-                    with trio.move_on_after(interval):   # more records join this batch meanwhile
+                if self._pending and len(self._pending) < self._batch:
+                    # more records join this batch meanwhile; in virtual time the wait is long
+                    # (VIRTUAL_IDLE_FLUSH) and record() ends it after ``interval`` of real time
+                    with trio.move_on_after(VIRTUAL_IDLE_FLUSH if self._virtual else interval):
                         await self._wakeup.wait()
                     self._wakeup = trio.Event()
                 self.flush()
