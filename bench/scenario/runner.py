@@ -277,8 +277,10 @@ def run_one(spec: ScenarioSpec, *, clock: str = "virtual", **kwargs: Any) -> Sce
     if clock not in ("virtual", "real"):
         raise ValueError(f"clock must be 'virtual' or 'real', not {clock!r}")
     if clock == "virtual":
+        from emulator.clock import virtual_clock
+
         with deterministic_scheduling(kwargs.get("seed", 0)):
-            return trio.run(lambda: tell(spec, **kwargs), clock=trio.testing.MockClock(autojump_threshold=0))
+            return trio.run(lambda: tell(spec, **kwargs), clock=virtual_clock())
     return trio.run(lambda: tell(spec, **kwargs))
 
 

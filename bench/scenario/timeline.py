@@ -83,7 +83,7 @@ class Timeline:
         self.t0 = trio.current_time() if t0 is None else t0
         self.happenings: list[Happening] = []
         self.step = ""
-        self._changed = trio.Event()
+        self._changed: trio.Event | None = None   # made when someone waits
         self.listeners: list[Callable[[Happening], Any]] = []
 
     def now(self) -> float:
@@ -97,8 +97,10 @@ class Timeline:
         self.happenings.append(happening)
         for listener in self.listeners:
             listener(happening)
-        self._changed.set()
-        self._changed = trio.Event()
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
         return happening
 
     def named(self, name: str) -> list[Happening]:
@@ -130,6 +132,8 @@ class Timeline:
                 found = predicate()
                 if found is not None:
                     return found
+                if self._changed is None:
+                    self._changed = trio.Event()
                 await self._changed.wait()
         return predicate()
 
