@@ -38,7 +38,8 @@ from typing import Any
 import trio
 import trio.testing
 
-from bench.actors.participant import STAGES, Participant, Target, open_participant
+from emulator.config import DEFAULT_PASSWORD
+from bench.actors.participant import STAGE_NAMES, Participant, Target, open_participant
 from emulator.ids import deterministic_scheduling
 from emulator.net.links import Link, LinkError, Links, get_profile, profile_names
 
@@ -49,7 +50,6 @@ ACTORS = ("doctor", "patient")
 USER_IDS = {"doctor": 501, "patient": 502}
 ROOM = "101"
 #: Every stage name the result can carry (docs/stages.md), in order.
-STAGE_NAMES = tuple(STAGES) + ("system",)
 JOIN_TIMEOUT = 180.0     # seconds (simulated or real) for both sides to see each other
 END_TIMEOUT = 60.0
 
@@ -68,7 +68,7 @@ class TargetSpec:
     cometql_host: str
     cometql_port: int
     dev_id: int = 15
-    password: str = "CometQLPassword"
+    password: str = DEFAULT_PASSWORD
     ca_file: str = ""
     insecure: bool = False
     sip_tls: bool = True
@@ -109,7 +109,7 @@ def parse_target(text: str) -> TargetSpec:
     dev_text = fields_.get("dev_id", "15")
     if not dev_text.isdigit() or not 0 < int(dev_text) < 1_000_000:
         raise CallSetupError(f"target dev_id={dev_text!r}: expected a number 1-999999")
-    return TargetSpec(ws_host, ws_port, ql_host, ql_port, int(dev_text), fields_.get("password", "CometQLPassword"),
+    return TargetSpec(ws_host, ws_port, ql_host, ql_port, int(dev_text), fields_.get("password", DEFAULT_PASSWORD),
                       fields_.get("ca", ""), "insecure" in flags, "no-tls" not in flags and "ws-sip" not in flags)
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
+from emulator.config import DEFAULT_PASSWORD
 from bench.clients.cometql import CometQLClient, OkResult, QueryResult, ResultSet
 from emulator.net.network import Network
 
@@ -62,7 +63,7 @@ def demo_hash(user_id: int | str) -> str:
 class Backend:
     """auth.php + call.php: CometQL requests on behalf of one application (one dev_id)."""
 
-    def __init__(self, network: Network, host: str, port: int, *, dev_id: int, password: str = "CometQLPassword",
+    def __init__(self, network: Network, host: str, port: int, *, dev_id: int, password: str = DEFAULT_PASSWORD,
                  database: str = "CometQL_v1", name: str = "backend", fresh_connection: bool = True,
                  rng: random.Random | None = None, hash_style: str = "demo", timeout: float | None = 30.0) -> None:
         if hash_style not in ("demo", "random"):

@@ -49,6 +49,7 @@ from typing import Any, AsyncIterator
 
 import trio
 
+from emulator.config import DEFAULT_PASSWORD
 from bench.actors.backend import App, Backend
 from bench.clients.comet import START_TIMER_MS, CometClient
 from bench.clients.quirks import ClientQuirks
@@ -104,6 +105,9 @@ STAGES: dict[str, tuple[str, str]] = {
     "first_remote_frame": ("call_start", "first_remote_frame"),
     "join_total": ("backend_invite_start", "first_remote_frame"),
 }
+#: Every stage a report or ``--stage`` may name: the stages above and ``system`` (the latency the
+#: system adds to a join: join_total without the user's decision).
+STAGE_NAMES: tuple[str, ...] = (*STAGES, "system")
 
 
 #: cometVideoApi's callback names (video.py's Python names -> the JavaScript option names the seed uses).
@@ -163,7 +167,7 @@ class Target:
     cometql_host: str
     cometql_port: int
     dev_id: int
-    password: str = "CometQLPassword"
+    password: str = DEFAULT_PASSWORD
     ws_prefix: str = ""
     ssl_context: ssl.SSLContext | None = None
     sip_secure: bool = True

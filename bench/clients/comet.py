@@ -60,7 +60,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 
 from bench.clients.timers import Timer, Timers
-from emulator.net.network import Network
+from emulator.net.network import Network, quiet_close
 
 API_VERSION = "4.08"
 UUID_ALPHABET = "qwertyuiopasdfghjklzxcvbnm1234567890QWERTYUIOPASDFGHJKLZXCVBNM_-"   # getUUID (64)
@@ -956,8 +956,7 @@ class CometClient:
             self._ws = None
             self._channel = None
             if stream is not None:
-                with trio.CancelScope(shield=True):
-                    await trio.aclose_forcefully(stream)
+                await quiet_close(stream)
         return self._on_close(clean, code, opened)
 
     async def _message_connection(self, channel, stream: trio.abc.Stream, host: str, resource: str,

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 
 import trio
 
-from emulator.net.network import Network
+from emulator.net.network import Network, quiet_close
 from emulator.wire import mysql as m
 
 DEFAULT_DATABASE = "CometQL_v1"
@@ -444,8 +444,7 @@ class CometQLClient:
 
     async def _abort(self) -> None:
         self.closed = True
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(self.stream)
+        await quiet_close(self.stream)
 
 
 class _deadline:

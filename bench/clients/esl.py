@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import trio
 
+from emulator.config import DEFAULT_ESL_PASSWORD
 from emulator.net.network import Network
 
 __all__ = ["EslMessageParser", "EslClient", "EslError"]
@@ -78,7 +79,7 @@ class EslClient:
         self._lock = trio.Lock()
 
     @classmethod
-    async def connect(cls, network: Network, host: str, port: int, *, password: str = "ClueCon",
+    async def connect(cls, network: Network, host: str, port: int, *, password: str = DEFAULT_ESL_PASSWORD,
                       client: str = "ops", timeout: float = 10.0) -> "EslClient":
         """Connect and authenticate; :class:`EslError` if the password is refused."""
         with trio.fail_after(timeout):

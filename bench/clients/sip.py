@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from emulator.wire import sip
+from emulator.wire.sip import T1
 
 __all__ = [
     "JSSIP_USER_AGENT", "ALLOW", "UAConfig", "UserAgent", "Session", "Event", "InvalidStateError",
@@ -79,7 +80,6 @@ __all__ = [
 JSSIP_USER_AGENT = "JsSIP 2.0.6"
 ALLOW = "INVITE,ACK,CANCEL,BYE,UPDATE,MESSAGE,OPTIONS,REFER,INFO"
 MAX_FORWARDS = 69
-T1 = 0.5
 TIMER_B = 64 * T1   # INVITE without any answer
 TIMER_F = 64 * T1   # non-INVITE without a final answer
 _TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuv"  # JsSIP's createRandomToken (base 32)

@@ -48,7 +48,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from bench.clients.sip import Event, Session, UAConfig, UserAgent
 from bench.clients.webrtc import DeviceTimings, LocalMedia
-from emulator.net.network import Network
+from emulator.net.network import Network, quiet_close
 from emulator.wire import sdp as sdp_wire
 from emulator.wire.sip import SipParseError
 
@@ -425,8 +425,7 @@ class SipPhone:
             self._outbox = None
             record.closed = trio.current_time()
             if stream is not None:
-                with trio.CancelScope(shield=True):
-                    await trio.aclose_forcefully(stream)
+                await quiet_close(stream)
             if not self.closed:
                 self.ua.transport_closed(trio.current_time(), error=True)
                 self._pump()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bench.actors.participant import STAGES, Participant, stage_values
+from bench.actors.participant import STAGE_NAMES, Participant, stage_values
 from bench.scenario.errors import ScenarioError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,7 +23,6 @@ __all__ = ["Actor", "PAGE_EVENTS", "STAGE_NAMES"]
 #: the participant's page events -> the names of the actions on the timeline
 PAGE_EVENTS = {"page_refresh": "refresh", "tab_closed": "close_tab", "offline": "go_offline", "online": "go_online"}
 #: every stage an actor measures (docs/stages.md), ``system`` included
-STAGE_NAMES = (*STAGES, "system")
 
 
 class Actor:

@@ -41,11 +41,11 @@ from bench.scenario.errors import ScenarioError, ScenarioFailure
 from bench.scenario.loader import ScenarioSpec
 from bench.scenario.network import apply_network, check_network
 from bench.scenario.story import Scenario
+from emulator.profiles import DEFAULT_PROFILE
 
 __all__ = ["RunSettings", "ScenarioResult", "tell", "run_one", "Run", "scenario_seed", "VIRTUAL_EPOCH"]
 
 VIRTUAL_EPOCH = 1_700_000_000.0      # the Unix time virtual runs start at (2023-11-14T22:13:20Z)
-DEFAULT_PROFILE = "cppcomet-4.09"
 
 
 @dataclass

@@ -48,15 +48,15 @@ from quart.routing import QuartMap
 from werkzeug.routing.exceptions import NoMatch
 
 from emulator.wire.cnum import scan_int
+from emulator.wire import http
 from emulator.wire.http import strict_head_problem
 from emulator.journal import Journal
-from emulator.net.network import Endpoint, Network, forget_traceback, is_peer_gone, peer_of
+from emulator.net.timeouts import HANDSHAKE_TIMEOUT
+from emulator.net.network import Endpoint, Listener, Network, forget_traceback, is_peer_gone, peer_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from emulator.state import StateStore
 
-DOMAIN = "FSdefaultDomain"
-MAX_HEAD = 16 * 1024
 SCOPE_KEY = "cometbench.directory"   # (kind, user) from the pre-read, in the ASGI scope
 
 # Freeswitch_connection.cpp, verbatim (printf-style: user, password, user, user, user)
@@ -425,7 +425,7 @@ class DirectoryServer:
     """The ``[freeswitch]`` HTTP listener (default port 8082)."""
 
     def __init__(self, store: "StateStore", network: Network, journal: Journal | None = None, *,
-                 head_timeout: float = 10.0) -> None:
+                 head_timeout: float = HANDSHAKE_TIMEOUT) -> None:
         self.store = store
         self.network = network
         self.journal = journal or Journal(enabled=False)
@@ -440,11 +440,11 @@ class DirectoryServer:
         self.requests = 0
 
     async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.listener = await self.network.listen("directory", host, port)
-        try:
-            await self.network.serve(self.listener, self.handle, service="directory", task_status=task_status)
-        finally:
-            await self.listener.aclose()
+        await self.network.listen_and_serve("directory", host, port, self.handle, on_listen=self._listening,
+                                            task_status=task_status)
+
+    def _listening(self, listener: Listener) -> None:
+        self.listener = listener
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         try:
@@ -484,7 +484,7 @@ class DirectoryServer:
         buffer = bytearray()
         with trio.move_on_after(self.head_timeout):
             while b"\r\n\r\n" not in buffer:
-                if len(buffer) > MAX_HEAD:
+                if len(buffer) > http.MAX_HEAD:
                     return None
                 chunk = await stream.receive_some(65536)
                 if not chunk:

@@ -22,12 +22,14 @@ import uuid as _uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
+from emulator.config import DEFAULT_PASSWORD
 from emulator.clock import WallClock
 from emulator.comet import auth as _auth
 from emulator.journal import Journal
 from emulator.profiles import Profile
 from emulator.state import StateStore
 from emulator.wire import comet as w
+from emulator.wire.cnum import stoi
 
 QUEUE_EXPIRY = 120          # seconds a queued personal message lives
 TRUST_EXPIRY = 120          # seconds trust_* history lives
@@ -75,7 +77,7 @@ class Tenant:
 
 
 class Hub:
-    def __init__(self, store: StateStore, profile: Profile, *, password: str = "CometQLPassword",
+    def __init__(self, store: StateStore, profile: Profile, *, password: str = DEFAULT_PASSWORD,
                  clock: WallClock | None = None, journal: Journal | None = None) -> None:
         self.store = store
         self.profile = profile
@@ -346,7 +348,7 @@ class Hub:
             self._error(conn, err)
             self._error(conn, {"error": "Invalid marker name.", "user_data": "", "user_id": -1})
             return
-        user_id = w.stoi(user)
+        user_id = stoi(user)
         if user_id is None:
             self._error(conn, {"error": "Invalid user id", "user_data": "", "user_id": -1})
             return

@@ -52,7 +52,8 @@ from wsproto.events import CloseConnection, Ping
 
 from emulator.comet.hub import Hub
 from emulator.journal import Journal
-from emulator.net.network import Listener, Network, nonblocking_send, peer_of
+from emulator.net.timeouts import HANDSHAKE_TIMEOUT
+from emulator.net.network import Listener, Network, nonblocking_send, peer_of, quiet_close
 from emulator.profiles import Profile
 from emulator.wire import comet as w
 from emulator.wire import http
@@ -258,7 +259,7 @@ class _Outbox:
 
 class CometServer:
     def __init__(self, hub: Hub, network: Network, profile: Profile, journal: Journal, *,
-                 handshake_timeout: float = 10.0, node_name: str = "n1") -> None:
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, node_name: str = "n1") -> None:
         self.hub = hub
         self.network = network
         self.profile = profile
@@ -270,12 +271,14 @@ class CometServer:
         #: frames that waited for a writer task because the socket would block (the slow path)
         self.stats = {"queued_frames": 0}
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.listener = await self.network.listen("comet", host, port)
-        try:
-            await self.network.serve(self.listener, self.handle, service="comet", task_status=task_status)
-        finally:
-            await self.listener.aclose()
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Listen and serve until cancelled; ``await nursery.start(server.serve, host, port)`` is the port."""
+        await self.network.listen_and_serve("comet", host, port, self.handle, on_listen=self._listening,
+                                            task_status=task_status)
+
+    def _listening(self, listener: Listener) -> None:
+        self.listener = listener
 
     # -- one connection ----------------------------------------------------------------------------
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -297,8 +300,7 @@ class CometServer:
             pass
         finally:
             self.active -= 1
-            with trio.CancelScope(shield=True):
-                await _quiet_close(stream)
+            await quiet_close(stream)
 
     async def _read_head(self, stream: trio.abc.Stream) -> tuple[http.RequestHead | None, bytes]:
         buffer = bytearray()
@@ -363,9 +365,3 @@ class CometServer:
             hub.disconnect(conn, outbox.reason or ws.reason or "closed")
             frames.release()
 
-
-async def _quiet_close(stream: trio.abc.Stream) -> None:
-    try:
-        await trio.aclose_forcefully(stream)
-    except Exception:  # pragma: no cover - closing a dead stream
-        pass

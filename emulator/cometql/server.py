@@ -20,7 +20,8 @@ import trio
 
 from emulator.cometql.tables import Executor, Result, Session, select_database
 from emulator.journal import Journal
-from emulator.net.network import Listener, Network
+from emulator.net.timeouts import HANDSHAKE_TIMEOUT
+from emulator.net.network import Listener, Network, quiet_close
 from emulator.profiles import Profile
 from emulator.wire import mysql as m
 
@@ -32,7 +33,7 @@ LENIENT_VERSION = "5.5.2-" + m.SERVER_VERSION  # starts with a number, so every 
 
 class CometQLServer:
     def __init__(self, executor: Executor, network: Network, profile: Profile, journal: Journal, *,
-                 password: str, handshake_timeout: float = 10.0) -> None:
+                 password: str, handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
         self.executor = executor
         self.network = network
         self.profile = profile
@@ -55,11 +56,11 @@ class CometQLServer:
 
     async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._started = trio.current_time()
-        self.listener = await self.network.listen("cometql", host, port)
-        try:
-            await self.network.serve(self.listener, self.handle, service="cometql", task_status=task_status)
-        finally:
-            await self.listener.aclose()
+        await self.network.listen_and_serve("cometql", host, port, self.handle, on_listen=self._listening,
+                                            task_status=task_status)
+
+    def _listening(self, listener: Listener) -> None:
+        self.listener = listener
 
     # -- one connection ----------------------------------------------------------------------------
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -83,11 +84,7 @@ class CometQLServer:
             except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
                 pass
         finally:
-            with trio.CancelScope(shield=True):
-                try:
-                    await trio.aclose_forcefully(stream)
-                except Exception:  # pragma: no cover
-                    pass
+            await quiet_close(stream)
 
     async def _handshake(self, link: "_Link", conn_id: int) -> Session | None:
         scramble = m.generate_scramble(self.randbytes, nonzero=True)

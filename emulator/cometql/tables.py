@@ -23,12 +23,11 @@ from emulator.comet.hub import HISTORY_READ, Hub
 from emulator.profiles import Profile, sql_options
 from emulator.wire import cometql as q
 from emulator.wire.cnum import c_int
-from emulator.wire.comet import MAX_NAME, valid_name_chars
+from emulator.wire.comet import DEV_INDEX_SIZE, MAX_NAME, valid_name_chars
 from emulator.wire.mysql import SERVER_VERSION
 
 VERSION_COMMENT = SERVER_VERSION + "(comet-server.com, support@comet-server.com)"
 DATABASE = "CometQL_v1"
-DEV_INDEX_SIZE = 100000
 QUEUE_READ = 10
 HASH_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz=+/_")
 

@@ -85,12 +85,14 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import trio
 
+from emulator.config import DEFAULT_DOMAIN
 from emulator.clock import WallClock
 from emulator.freeswitch.conference_profiles import (
-    ConferenceProfile, ConferenceProfiles, c_strtol, load_conference_profiles,
+    ConferenceProfile, ConferenceProfiles, load_conference_profiles, max_members_value,
 )
 from emulator.journal import Journal
 from emulator.profiles import Profile
+from emulator.wire.cnum import c_atoui, c_strtol
 from emulator.wire.esl import url_encode
 
 # quirks registered in emulator/profiles.py
@@ -194,15 +196,6 @@ def _quirk(profile: Profile | None, name: str) -> bool:
 
 def _tf(flag: bool) -> str:
     return "true" if flag else "false"
-
-
-def _atoi(text: str | None) -> int:
-    if not text:
-        return 0
-    value = c_strtol(text)
-    if value is None:
-        return 0
-    return value & 0xFFFFFFFF if value < 0 else value
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -524,7 +517,7 @@ class Bridge:
     """mod_conference on one FreeSWITCH node."""
 
     def __init__(self, profiles: ConferenceProfiles | Mapping[str, ConferenceProfile] | None = None, *,
-                 domain: str = "FSdefaultDomain", clock: WallClock | None = None,
+                 domain: str = DEFAULT_DOMAIN, clock: WallClock | None = None,
                  rng: random.Random | None = None, profile: Profile | None = None,
                  recordings_dir: str | Path | None = None, rtp_timeout: float = 300.0,
                  journal: Journal | None = None, hostname: str = "cometbench", ipv4: str = "127.0.0.1",
@@ -578,7 +571,7 @@ class Bridge:
         return self._now_override if self._now_override is not None else self.clock.now()
 
     @staticmethod
-    def conference_name_for(dev_id: int | str, room: str, domain: str = "FSdefaultDomain") -> str:
+    def conference_name_for(dev_id: int | str, room: str, domain: str = DEFAULT_DOMAIN) -> str:
         """``<dev>*<room>-<domain>``, the name the CppComet dialplan gives a room."""
         return f"{dev_id}*{room}-{domain}"
 
@@ -945,9 +938,8 @@ class Bridge:
             conf.auto_record = text
         text = channel.variables.get("conference_max_members")
         if text:
-            value = c_strtol(text)
-            value = 0 if value is None else value
-            if not (value < 0 or value == 1 or value > 0x7FFFFFFF):
+            value = max_members_value(text)
+            if value is not None:
                 conf.max_members = value
         self.conferences[name] = conf
         self._conference_event(conf, "conference-create")
@@ -1403,7 +1395,7 @@ class Bridge:
         data = argv[3] if len(argv) > 3 else None
         handler = getattr(self, f"_m_{cmd}")
         pending: list[tuple[Member, str]] = []      # kicked / hung-up members leave after the loop
-        member_id = _atoi(target)
+        member_id = c_atoui(target)
         out: list[str] = []
         if target is not None and member_id == 0 and target.lower() in ("all", "non_moderator"):
             non_mod = target.lower() == "non_moderator"

@@ -26,15 +26,15 @@ from typing import Any, Callable
 
 import trio
 
+from emulator.config import DEFAULT_ESL_PASSWORD
 from emulator.journal import Journal
-from emulator.net.network import Listener, Network, forget_traceback, is_peer_gone
-from emulator.net.timeouts import ReadDeadline
+from emulator.net.network import Listener, Network, forget_traceback, is_peer_gone, quiet_close
+from emulator.net.timeouts import ESL_AUTH_TIMEOUT, NEVER, ReadDeadline
 from emulator.wire import esl as e
 
 EVENT_QUEUE = 100000   # mod_event_socket's queue: events beyond it are dropped ...
 MAX_LOST_EVENTS = 500  # ... and a listener that lost more than this is disconnected
 FS_VERSION = "1.6.20"
-AUTH_TIMEOUT = 25.0    # mod_event_socket: read_packet(listener, &event, 25) before auth
 
 
 def event_fields(event: Any) -> tuple[str, str, list[tuple[str, str]], str]:
@@ -48,9 +48,9 @@ def event_fields(event: Any) -> tuple[str, str, list[tuple[str, str]], str]:
 
 
 class EslServer:
-    def __init__(self, bridge: Any, network: Network, journal: Journal, *, password: str = "ClueCon",
+    def __init__(self, bridge: Any, network: Network, journal: Journal, *, password: str = DEFAULT_ESL_PASSWORD,
                  clock: Callable[[], float] = trio.current_time, hostname: str = "cometbench",
-                 auth_timeout: float = AUTH_TIMEOUT, idle_timeout: float = 0.0) -> None:
+                 auth_timeout: float = ESL_AUTH_TIMEOUT, idle_timeout: float = NEVER) -> None:
         self.bridge = bridge
         self.network = network
         self.journal = journal
@@ -66,11 +66,11 @@ class EslServer:
         self.new_uuid = lambda: str(_uuid.uuid4())   # Job-UUIDs of bgapi (a seeded one in virtual time)
 
     async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.listener = await self.network.listen("esl", host, port)
-        try:
-            await self.network.serve(self.listener, self.handle, service="esl", task_status=task_status)
-        finally:
-            await self.listener.aclose()
+        await self.network.listen_and_serve("esl", host, port, self.handle, on_listen=self._listening,
+                                            task_status=task_status)
+
+    def _listening(self, listener: Listener) -> None:
+        self.listener = listener
 
     # -- api ---------------------------------------------------------------------------------------
     def api(self, command: str) -> str:
@@ -150,11 +150,7 @@ class EslServer:
             forget_traceback(exc)
         finally:
             self.connections -= 1
-            with trio.CancelScope(shield=True):
-                try:
-                    await trio.aclose_forcefully(stream)
-                except Exception:  # pragma: no cover
-                    pass
+            await quiet_close(stream)
 
     async def _writer(self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel,
                       deadline: ReadDeadline) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import trio
 
-from emulator.net.network import Network
+from emulator.net.network import Network, quiet_close
 from emulator.wire import esl as e
 
 __all__ = ["EslClient", "EslConnectionError"]
@@ -78,8 +78,7 @@ class EslClient:
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self._stream)
+            await quiet_close(self._stream)
 
     async def __aenter__(self) -> "EslClient":
         return self

@@ -42,8 +42,8 @@ from emulator.freeswitch.media import QUALITY_PRESETS, LinkConditions, Quality, 
 from emulator.journal import Journal
 from emulator.wire import sdp as s
 from emulator.wire import sip
+from emulator.wire.sip import T1, T2
 
-T1, T2 = 0.5, 4.0
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, REGISTER, REFER, NOTIFY"
 SUPPORTED = "timer, path, replaces"
 USER_AGENT = "FreeSWITCH-mod_sofia/1.6.20 (cometbench)"

@@ -268,19 +268,6 @@ def split_marker_args(body: str, count: int) -> list[str]:
     return parts[:count]
 
 
-def stoi(text: str) -> int | None:
-    """C++ ``std::stoi``: leading whitespace, optional sign, digits; None on failure or overflow."""
-    text = text.lstrip(" \t\n\r\f\v")
-    i = 1 if text[:1] in "+-" and text[:1] else 0
-    j = i
-    while j < len(text) and "0" <= text[j] <= "9":
-        j += 1
-    if j == i:
-        return None
-    value = int(text[:j])
-    return value if -2**31 <= value < 2**31 else None
-
-
 def valid_marker(marker: str) -> bool:
     return 0 < len(marker) <= MAX_NAME and valid_name_chars(marker)
 

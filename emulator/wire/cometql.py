@@ -36,13 +36,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple, TypeVar
 
+from emulator.wire.cnum import leading_int
+
 __all__ = [
     "ParseError", "ParseOptions", "FAITHFUL", "LENIENT", "SWITCHES", "Switch",
     "Value", "Condition", "OrderBy", "Limit",
     "Statement", "Select", "Insert", "Delete", "SelectVariable", "SelectDatabase",
     "ShowDatabases", "ShowTables", "ShowTableStatus", "ShowProcesslist", "ShowStatus",
     "ShowColumns", "ShowVariables", "Set", "Transaction", "UseDatabase",
-    "Token", "tokenize", "rewrite_doubled_quotes", "unescape_mysql", "leading_int",
+    "Token", "tokenize", "rewrite_doubled_quotes", "unescape_mysql",
     "parse", "merge_statements", "split_cluster_prefix", "check_length",
     "MIN_QUERY_BYTES", "MAX_QUERY_BYTES", "MAX_CONDITIONS", "MAX_CONDITION_VALUES",
     "MAX_COLUMNS", "MAX_INSERT_VALUES", "CLUSTER_PREFIX",
@@ -280,20 +282,6 @@ LENIENT = ParseOptions.lenient()
 # =================================================================================================
 # Tree
 # =================================================================================================
-
-
-def leading_int(text: str) -> int:
-    """The original's integer conversion of a token (spec 8.2): optional ``-``, then the leading
-    decimal digits (``'12abc'`` -> 12, ``'abc'`` -> 0, ``'-5'`` -> -5).  The original computes in a
-    C ``int``; values beyond 32 bits are returned unwrapped here."""
-    sign = 1
-    pos = 0
-    if text.startswith("-"):
-        sign, pos = -1, 1
-    end = pos
-    while end < len(text) and "0" <= text[end] <= "9":
-        end += 1
-    return sign * int(text[pos:end]) if end > pos else 0
 
 
 @dataclass(frozen=True, slots=True)

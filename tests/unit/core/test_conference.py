@@ -20,10 +20,11 @@ from emulator.freeswitch.conference import (
     MAINT, QUIRK_GHOST, QUIRK_PLUS, Bridge, Channel, Member, Refusal, TalkPattern, url_encode,
 )
 from emulator.freeswitch.conference_profiles import (
-    ConferenceProfiles, builtin_profile, c_strtol, load_conference_profiles, parse_max_members,
+    ConferenceProfiles, builtin_profile, load_conference_profiles, parse_max_members,
     profile_from_params,
 )
 from emulator.journal import Journal
+from emulator.wire.cnum import c_strtol
 from emulator.profiles import QUIRKS, get_profile
 
 ROOM = "15*101-FSdefaultDomain"
