@@ -33,7 +33,7 @@ from typing import Any, AsyncIterator, Awaitable, Protocol
 
 import trio
 
-from emulator.clock import WallClock
+from emulator.clock import Timers, WallClock
 from emulator.comet.directory import DirectoryServer, directory_password
 from emulator.comet.hub import QUEUE_EXPIRY, Hub
 from emulator.comet.server import CometServer
@@ -56,7 +56,7 @@ from emulator.freeswitch.tls import Certificates, ensure_certificates
 from emulator.journal import Journal
 from emulator.net.links import Links
 from emulator.net.network import Network, OSNetwork
-from emulator.profiles import Profile, get_profile
+from emulator.profiles import Profile, Quirk, get_profile
 from emulator.state import StateStore
 
 
@@ -287,10 +287,12 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     if config.media_link not in link_presets_:
         raise ValueError(f"unknown media_link {config.media_link!r}; known: {', '.join(sorted(link_presets_))}")
     link = link_presets_[config.media_link]
+    # one timer facility for the node (mod_conference and the SIP core), on the stack's clock
+    timers = Timers(stack.clock.monotonic)
     bridge = Bridge(profiles, domain=config.fs_domain, clock=stack.clock, rng=random.Random(rng.getrandbits(64)),
                     profile=stack.profile, recordings_dir=_data_dir(config, config.recordings_dir, "recordings",
                                                                      temp_dirs),
-                    rtp_timeout=config.rtp_timeout, journal=journal, ipv4=config.host)
+                    rtp_timeout=config.rtp_timeout, journal=journal, ipv4=config.host, timers=timers)
     media_links = MediaLinks(links, bridge, default=link, client_of=client_of)
     lookup = None
     if config.directory_url:   # mod_xml_curl over HTTP to a comet server's directory endpoint
@@ -309,8 +311,8 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     stack.bridge, stack.sip, stack.esl, stack.certificates = bridge, core, esl, certs
     stack.media_links = media_links
     media_links.core = core
-    await nursery.start(bridge.run)
-    await nursery.start(core.run)
+    await nursery.start(timers.run)   # the one task that runs the node's timers
+    await nursery.start(core.run)     # the SIP core's directory lookups
     ws = SipWebSocketTransport(core, network, journal,
                                tls_context=certs.server_context() if config.sip_tls else None,
                                handshake_timeout=config.handshake_timeout, idle_timeout=config.sip_ws_idle_timeout)
@@ -352,7 +354,7 @@ class InProcessEslLink:
         return self.bridge.api("conference xml_list")
 
     def freeswitch_restarted(self) -> None:
-        if self.profile.on("comet_esl_link_not_restored"):
+        if self.profile.on(Quirk.COMET_ESL_LINK_NOT_RESTORED):
             self.broken = True
 
     def comet_restarted(self) -> None:

@@ -26,7 +26,7 @@ from emulator.config import DEFAULT_PASSWORD
 from emulator.clock import WallClock
 from emulator.comet import auth as _auth
 from emulator.journal import Journal
-from emulator.profiles import Profile
+from emulator.profiles import Profile, Quirk
 from emulator.state import StateStore
 from emulator.wire import comet as w
 from emulator.wire.cnum import stoi
@@ -88,7 +88,7 @@ class Hub:
         self.connections: dict[int, Connection] = {}
         self._ids = itertools.count(1)
         self.stats = {"connects": 0, "disconnects": 0, "frames_in": 0, "frames_out": 0, "published": 0}
-        self._short_frames = profile.on("short_frame_truncation")
+        self._short_frames = profile.on(Quirk.SHORT_FRAME_TRUNCATION)
         #: ids of history entries, queued messages and minted JWT hashes (a seeded one in virtual time)
         self.new_uuid: Callable[[], str] = lambda: str(_uuid.uuid1())
 
@@ -181,7 +181,7 @@ class Hub:
         return conn
 
     def _deliver_queue(self, conn: Connection) -> None:
-        if self.profile.on("queue_ten_per_login"):
+        if self.profile.on(Quirk.QUEUE_TEN_PER_LOGIN):
             queued = self.store.queued_messages(conn.dev_id, conn.user_id, limit=10)
             for m in queued:
                 self._send(conn, w.queued_message(m["event"], m["message"], m["time"]))
@@ -261,7 +261,7 @@ class Hub:
         self._leave_all(tenant, conn)
         for name in parsed.names:
             if name.startswith("private_") and not conn.authorized:
-                if self.profile.on("private_subscription_bug"):
+                if self.profile.on(Quirk.PRIVATE_SUBSCRIPTION_BUG):
                     break
                 continue
             members = tenant.pipes.setdefault(name, {})
@@ -285,13 +285,13 @@ class Hub:
             return
         sender = 0 if msg.anonymous else conn.user_id
         now = self.now()
-        escaped = w.mysql_escape(msg.message) if self.profile.on("web_pipe2_mysql_escape") else msg.message
+        escaped = w.mysql_escape(msg.message) if self.profile.on(Quirk.WEB_PIPE2_MYSQL_ESCAPE) else msg.message
         tenant = self.tenant(conn.dev_id)
         tenant.messages += 1
         targets = [c for c in tenant.subscribers(msg.pipe) if c is not conn]
         frame = w.pipe_message(msg.pipe, msg.event, escaped, now, sender)
         n = self._fan_out(targets, frame)
-        if self.profile.on("web_answer_counts_long_frames"):
+        if self.profile.on(Quirk.WEB_ANSWER_COUNTS_LONG_FRAMES):
             # the real writer reports success (0) only on its long-frame path (>= 126 bytes)
             long = {new: w.frame_length(w.dumps(w.for_client_version(frame, 4 if new else 3))) >= 126
                     for new in {c.major >= 4 for c in targets}}
@@ -327,7 +327,7 @@ class Hub:
             return
         count = len(self.tenant(conn.dev_id).pipes.get(pipe, {}))
         self._send(conn, w.pipe_count_answer(count, marker, self.now(),
-                                             array_shape=self.profile.on("pipe_count_array")))
+                                             array_shape=self.profile.on(Quirk.PIPE_COUNT_ARRAY)))
 
     def _cmd_track_pipe_users(self, conn: Connection, body: str) -> None:
         words = body.split()
@@ -362,7 +362,7 @@ class Hub:
         user_id = int(text[:18])
         last = self.users_time(conn.dev_id, [user_id])[0][1]
         now = self.now()
-        if last == 0 and not self.profile.on("user_status_online_epoch"):
+        if last == 0 and not self.profile.on(Quirk.USER_STATUS_ONLINE_EPOCH):
             seconds = 0
         else:
             seconds = now - last

@@ -54,7 +54,7 @@ from emulator.comet.hub import Hub
 from emulator.journal import Journal
 from emulator.net.timeouts import HANDSHAKE_TIMEOUT
 from emulator.net.network import Listener, Network, nonblocking_send, peer_of, quiet_close
-from emulator.profiles import Profile
+from emulator.profiles import Profile, Quirk
 from emulator.wire import comet as w
 from emulator.wire import http
 
@@ -339,7 +339,7 @@ class CometServer:
         hub = self.hub
         if params.error is not None:
             code, text = params.error
-            old_shape = self.profile.on("url_errors_v3_shape") and code in (401, 406, 418)
+            old_shape = self.profile.on(Quirk.URL_ERRORS_V3_SHAPE) and code in (401, 406, 418)
             frame = w.url_error_frame(code, text, hub.now(), old_shape=old_shape)
             self.journal.record("comet", "url_error", data=f"{code} {head.target[:200]}")
             await stream.send_all(w.encode_server_frame(w.dumps(frame)) or b"")

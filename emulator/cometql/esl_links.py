@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from emulator.profiles import Quirk
 from emulator.cometql.conference import FreeswitchNode
 from emulator.freeswitch.esl_client import EslClient, EslConnectionError
 from emulator.journal import Journal
@@ -75,10 +76,10 @@ class EslLinks:
 
     async def _ask(self, link: _Link) -> str | None:
         node = link.node
-        if link.dead and self.profile.on("comet_esl_link_not_restored"):
+        if link.dead and self.profile.on(Quirk.COMET_ESL_LINK_NOT_RESTORED):
             return None
         if link.client is None or link.client.closed:
-            if link.tried and self.profile.on("comet_esl_link_not_restored"):
+            if link.tried and self.profile.on(Quirk.COMET_ESL_LINK_NOT_RESTORED):
                 link.dead = True
                 link.error = link.error or f"the ESL link to {node.server}:{node.esl_port} was lost and is not made again"
                 return None

@@ -22,7 +22,7 @@ from emulator.cometql.tables import Executor, Result, Session, select_database
 from emulator.journal import Journal
 from emulator.net.timeouts import HANDSHAKE_TIMEOUT
 from emulator.net.network import Listener, Network, quiet_close
-from emulator.profiles import Profile
+from emulator.profiles import Profile, Quirk
 from emulator.wire import mysql as m
 
 log = logging.getLogger("cometbench.cometql")
@@ -88,8 +88,8 @@ class CometQLServer:
 
     async def _handshake(self, link: "_Link", conn_id: int) -> Session | None:
         scramble = m.generate_scramble(self.randbytes, nonzero=True)
-        caps = m.CAPABILITIES_CPPCOMET if self.profile.on("cometql_ssl_advertised") else m.CAPABILITIES_LENIENT
-        version = m.SERVER_VERSION if self.profile.on("cometql_version_string") else LENIENT_VERSION
+        caps = m.CAPABILITIES_CPPCOMET if self.profile.on(Quirk.COMETQL_SSL_ADVERTISED) else m.CAPABILITIES_LENIENT
+        version = m.SERVER_VERSION if self.profile.on(Quirk.COMETQL_VERSION_STRING) else LENIENT_VERSION
         await link.send([m.build_initial_handshake(connection_id=conn_id, scramble=scramble, capabilities=caps,
                                                    server_version=version)], 0)
         packet = None
@@ -109,7 +109,7 @@ class CometQLServer:
             await self._refuse(link, reply, m.ERR_AUTH_BAD_LENGTH, conn_id, f"bad handshake response: {exc}")
             return None
         result = m.check_auth(response, scramble, self.password,
-                              auth_switch=not self.profile.on("cometql_no_auth_switch"))
+                              auth_switch=not self.profile.on(Quirk.COMETQL_NO_AUTH_SWITCH))
         if result is m.AuthResult.AUTH_SWITCH:
             scramble = m.generate_scramble(self.randbytes, nonzero=True)
             await link.send([m.build_auth_switch_request(scramble)], reply)
@@ -219,7 +219,7 @@ class CometQLServer:
             await link.send([m.build_err(*m.ERR_AUTH_BAD_LENGTH)], seq)
             return False
         ok = len(token) == 20 and m.verify_native_password(link.scramble, token, self.password)
-        if not ok and len(token) != 20 and not self.profile.on("cometql_no_auth_switch"):
+        if not ok and len(token) != 20 and not self.profile.on(Quirk.COMETQL_NO_AUTH_SWITCH):
             scramble = m.generate_scramble(self.randbytes, nonzero=True)
             await link.send([m.build_auth_switch_request(scramble)], seq)
             packet = await link.receive()
@@ -245,8 +245,8 @@ class CometQLServer:
         return True
 
     def _ok(self, affected: int, insert_id: int) -> bytes:
-        fd_bug = self.profile.on("cometql_lenenc_fd_bug")
-        if self.profile.on("cometql_ok_status_no_backslash_escapes"):
+        fd_bug = self.profile.on(Quirk.COMETQL_LENENC_FD_BUG)
+        if self.profile.on(Quirk.COMETQL_OK_STATUS_NO_BACKSLASH_ESCAPES):
             return m.build_ok(affected, insert_id, fd_bug=fd_bug)
         return m.build_ok(affected, insert_id, status=m.SERVER_STATUS_AUTOCOMMIT, info=b"", fd_bug=fd_bug)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 from emulator.comet.hub import HISTORY_READ, Hub
-from emulator.profiles import Profile, sql_options
+from emulator.profiles import Profile, Quirk, sql_options
 from emulator.wire import cometql as q
 from emulator.wire.cnum import c_int
 from emulator.wire.comet import DEV_INDEX_SIZE, MAX_NAME, valid_name_chars
@@ -266,7 +266,7 @@ class Executor:
         if isinstance(st, q.ShowColumns):
             if st.table != "users_auth":
                 result = err(*E_NO_TABLE)
-                if st.describe and self.profile.on("cometql_describe_bad_sequence"):
+                if st.describe and self.profile.on(Quirk.COMETQL_DESCRIBE_BAD_SEQUENCE):
                     result.sequence_id = 9
                     result.close = True
                 return result
@@ -546,7 +546,7 @@ class Executor:
             for uid in self._int_keys(keys, min_value=1):
                 store.delete_user_data(dev, uid)
         elif name == "users_messages":
-            same_second = self.profile.on("cometql_users_messages_delete_same_second")
+            same_second = self.profile.on(Quirk.COMETQL_USERS_MESSAGES_DELETE_SAME_SECOND)
             for uid in self._int_keys(keys, min_value=0):
                 if same_second:
                     store.delete_queued(dev, uid, older_than=hub.now())

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import itertools
 import uuid as _uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
 from emulator.config import DEFAULT_ESL_PASSWORD
+from emulator.freeswitch.events import Event
 from emulator.journal import Journal
 from emulator.net.network import Listener, Network, forget_traceback, is_peer_gone, quiet_close
 from emulator.net.timeouts import ESL_AUTH_TIMEOUT, NEVER, ReadDeadline
@@ -37,18 +39,18 @@ MAX_LOST_EVENTS = 500  # ... and a listener that lost more than this is disconne
 FS_VERSION = "1.6.20"
 
 
-def event_fields(event: Any) -> tuple[str, str, list[tuple[str, str]], str]:
-    """(name, subclass, headers, body) of a bridge event (duck-typed: ``headers`` list or dict)."""
-    headers = event.headers
-    items = list(headers.items()) if isinstance(headers, dict) else list(headers)
-    lookup = dict(items)
-    name = getattr(event, "name", None) or lookup.get("Event-Name", "")
-    subclass = getattr(event, "subclass", None) or lookup.get("Event-Subclass", "")
-    return name, subclass or "", items, getattr(event, "body", "") or ""
+class EslBridge(Protocol):
+    """What the ESL listener needs of the node (:class:`emulator.freeswitch.conference.Bridge`)."""
+
+    def api(self, command_line: str) -> str: ...
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]: ...
+
+    def session_count(self) -> int: ...
 
 
 class EslServer:
-    def __init__(self, bridge: Any, network: Network, journal: Journal, *, password: str = DEFAULT_ESL_PASSWORD,
+    def __init__(self, bridge: EslBridge, network: Network, journal: Journal, *, password: str = DEFAULT_ESL_PASSWORD,
                  clock: Callable[[], float] = trio.current_time, hostname: str = "cometbench",
                  auth_timeout: float = ESL_AUTH_TIMEOUT, idle_timeout: float = NEVER) -> None:
         self.bridge = bridge
@@ -83,7 +85,7 @@ class EslServer:
             days, rem = divmod(up, 86400)
             hours, rem = divmod(rem, 3600)
             minutes, seconds = divmod(rem, 60)
-            sessions = getattr(self.bridge, "session_count", lambda: 0)()
+            sessions = self.bridge.session_count()
             return (f"UP 0 years, {days} days, {hours} hours, {minutes} minutes, {seconds} seconds, "
                     f"0 milliseconds, 0 microseconds\nFreeSWITCH (Version {FS_VERSION} cometbench) is ready\n"
                     f"{sessions} session(s) since startup\n{sessions} session(s) - peak {sessions}, last 5min "
@@ -119,12 +121,9 @@ class EslServer:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
 
-        def on_event(event: Any) -> None:
-            if not sub.active:
-                return
-            name, subclass, headers, body = event_fields(event)
-            if sub.matches(name, subclass):
-                push(e.EVENT_FORMATS[sub.format](headers, body))
+        def on_event(event: Event) -> None:
+            if sub.active and sub.matches(event.name, event.subclass):
+                push(e.EVENT_FORMATS[sub.format](event.headers, event.body))
 
         try:
             async with trio.open_nursery() as nursery:
@@ -255,15 +254,6 @@ class EslServer:
         await trio.lowlevel.checkpoint()
         body = self.api(command)
         word, _, arg = command.partition(" ")
-        event = _JobEvent([("Event-Name", "BACKGROUND_JOB"), ("Core-UUID", "cometbench"),
-                           ("Job-UUID", job), ("Job-Command", word), ("Job-Command-Arg", arg)], body)
-        on_event(event)
-
-
-class _JobEvent:
-    name = "BACKGROUND_JOB"
-    subclass = ""
-
-    def __init__(self, headers: list[tuple[str, str]], body: str) -> None:
-        self.headers = headers
-        self.body = body
+        on_event(Event("BACKGROUND_JOB", "", [("Event-Name", "BACKGROUND_JOB"), ("Core-UUID", "cometbench"),
+                                              ("Job-UUID", job), ("Job-Command", word), ("Job-Command-Arg", arg)],
+                       body))

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from emulator.freeswitch.conference import Bridge, Member
+from emulator.freeswitch.conference import Bridge
+from emulator.freeswitch.model import Member
 from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.media import LinkConditions
 from emulator.net.links import LinkChange, Links

@@ -20,23 +20,27 @@ What it models is mod_sofia's ``internal`` profile as the CppComet roles configu
   and our BYE until the client answers, for at most 64*T1 (Timers G/H, E/F).  Reliable transports
   retransmit nothing.
 
-Everything here is synchronous and I/O-free apart from :meth:`Flow.send`; timers live in a heap
-processed by :meth:`SipCore.run`, driven by trio's clock (so a MockClock drives it too).
+Everything here is synchronous and I/O-free apart from :meth:`Flow.send`.  Timers (retransmissions,
+cached answers, expiring registrations, a delayed answer) are on the node's
+:class:`~emulator.clock.Timers`, shared with the bridge and run by the stack on trio's clock (so a
+MockClock drives them too); every message and closed flow first runs what is due, and a test that
+moves its clock by hand calls ``core.timers.run_due()``.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import random
 import re
 import uuid as _uuid
-from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
 
 import trio
 
-from emulator.freeswitch.conference import Bridge, Channel, Refusal
+from emulator.clock import Timers
+from emulator.freeswitch.conference import Bridge
+from emulator.freeswitch.model import Channel, HangupCause, Refusal
 from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.media import QUALITY_PRESETS, LinkConditions, Quality, link_presets, media_start_delay
 from emulator.journal import Journal
@@ -110,6 +114,18 @@ class Binding:
     call_id: str
 
 
+#: The timer group of a SIP core on its node's Timers (the bridge's is ``bridge``).
+TIMER_GROUP = "sip"
+
+
+class DialogState(StrEnum):
+    """An INVITE dialog of the server: early (answered, no ACK yet) -> confirmed -> terminated."""
+
+    EARLY = "early"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
 @dataclass(eq=False)
 class Dialog:
     call_id: str
@@ -120,7 +136,7 @@ class Dialog:
     channel: Channel
     conference: str
     profile: str
-    state: str = "early"            # early -> confirmed -> terminated
+    state: DialogState = DialogState.EARLY
     member_id: int | None = None
     local_cseq: int = 0
     answer: bytes = b""
@@ -147,11 +163,16 @@ class SipCore:
                  journal: Journal | None = None, host: str = "127.0.0.1", port: int = 7443,
                  media_fingerprint: str = "00" + ":00" * 31, media_ip: str = "127.0.0.1", media_port: int = 16384,
                  answer_delay: float = 0.0, link_for: Callable[[Flow], LinkConditions] | None = None,
-                 nonce_ttl: float = 60.0, clock: Callable[[], float] = trio.current_time,
+                 nonce_ttl: float = 60.0, clock: Callable[[], float] | None = None,
                  client_of: Callable[[Flow], str] | None = None,
                  keeps_media: Callable[[Dialog], bool] | None = None,
-                 password_lookup: Callable[..., Awaitable[str | None]] | None = None) -> None:
+                 password_lookup: Callable[..., Awaitable[str | None]] | None = None,
+                 timers: Timers | None = None) -> None:
         self.bridge = bridge
+        #: The node's timers: the bridge's unless given (one timer facility per FreeSWITCH node).
+        self.timers = timers if timers is not None else bridge.timers
+        #: What this core reads as "now" (the timers' clock unless a test gives its own source).
+        self.clock = clock if clock is not None else self.timers.clock
         self.password_for = password_for
         self.rng = rng
         self.journal = journal or Journal(enabled=False)
@@ -171,38 +192,31 @@ class SipCore:
         self.password_lookup = password_lookup
         self._looked_up: dict[tuple[int, int], str | None] = {}
         self._nursery: trio.Nursery | None = None
-        self.clock = clock
         self.nonces = sip.NonceManager.from_rng(rng, ttl=nonce_ttl)
         self.bindings: dict[str, list[Binding]] = {}
         self.dialogs: dict[tuple[str, str], Dialog] = {}
         self.pending: dict[str, PendingInvite] = {}          # INVITE branch -> not yet answered
         self.responses: dict[tuple[str, str], tuple[bytes, float]] = {}  # (branch, method) -> last response
         self.unacked: dict[str, bytes] = {}  # branch -> message repeated over UDP until answered
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
-        self._wakeup = trio.Event()
         self.stats = {"registers": 0, "invites": 0, "answered": 0, "byes": 0}
 
     # -- time --------------------------------------------------------------------------------------
     def _at(self, when: float, fn: Callable[[], None]) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), fn))
-        self._wakeup.set()
+        self.timers.at(when, fn, group=TIMER_GROUP)
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The task of the asynchronous directory lookups; it also drives the node's timers when no
+        other task does (the stack runs ``timers.run`` itself)."""
         async with trio.open_nursery() as nursery:   # directory lookups run here
             self._nursery = nursery
-            task_status.started()
-            while True:
-                now = self.clock()
-                while self._heap and self._heap[0][0] <= now:
-                    _, _, fn = heapq.heappop(self._heap)
-                    fn()
-                self._wakeup = trio.Event()
-                if self._heap:
-                    with trio.move_on_at(self._heap[0][0]):
-                        await self._wakeup.wait()
+            try:
+                if self.timers.driven:
+                    task_status.started()
+                    await trio.sleep_forever()
                 else:
-                    await self._wakeup.wait()
+                    await self.timers.run(task_status=task_status)
+            finally:
+                self._nursery = None
 
     # -- I/O entry points --------------------------------------------------------------------------
     def _send(self, flow: Flow, message: sip.SipRequest | sip.SipResponse) -> bytes:
@@ -250,6 +264,7 @@ class SipCore:
         """One SIP message from a transport."""
         if sip.is_keepalive(data):
             return
+        self.timers.run_due()
         try:
             message = sip.parse_message(data)
         except sip.SipParseError as exc:
@@ -284,6 +299,7 @@ class SipCore:
     def flow_closed(self, flow: Flow) -> None:
         """A WebSocket/TCP connection ended: its registrations vanish, its calls lose signalling."""
         flow.alive = False
+        self.timers.run_due()
         for aor in list(self.bindings):
             kept = [b for b in self.bindings[aor] if b.flow is not flow]
             if kept:
@@ -294,12 +310,12 @@ class SipCore:
             if pending.flow is flow:
                 del self.pending[branch]
         for key, dialog in list(self.dialogs.items()):
-            if dialog.flow is flow and dialog.state != "terminated":
+            if dialog.flow is flow and dialog.state != DialogState.TERMINATED:
                 if dialog.member_id is not None:
                     if self.keeps_media is None or not self.keeps_media(dialog):
                         self.bridge.signalling_lost(dialog.member_id)
                 else:
-                    self._end(dialog, "NORMAL_CLEARING")
+                    self._end(dialog, HangupCause.NORMAL_CLEARING)
         self.journal.record("sip", "flow_closed", conn_id=flow.id, data=f"{flow.transport} {flow.peer}")
 
     # -- requests ----------------------------------------------------------------------------------
@@ -506,18 +522,18 @@ class SipCore:
             dialog.member_id = result.id
 
     def _retransmit(self, dialog: Dialog) -> None:
-        if dialog.state != "early" or not dialog.flow.alive:
+        if dialog.state != DialogState.EARLY or not dialog.flow.alive:
             return
         now = self.clock()
         if now >= dialog.retransmit_deadline:  # Timer H: no ACK came; FreeSWITCH hangs up
-            self._server_bye(dialog, "RECOVERY_ON_TIMER_EXPIRE")
+            self._server_bye(dialog, HangupCause.RECOVERY_ON_TIMER_EXPIRE)
             return
         dialog.flow.send(dialog.response)
         dialog.retransmit_interval = min(dialog.retransmit_interval * 2, T2)
         self._at(now + dialog.retransmit_interval, lambda d=dialog: self._retransmit(d))
 
     def _refuse(self, dialog: Dialog) -> None:
-        if dialog.refused is not None and dialog.state != "terminated":
+        if dialog.refused is not None and dialog.state != DialogState.TERMINATED:
             self._server_bye(dialog, dialog.refused.cause)
 
     def _find_dialog(self, request: sip.SipRequest) -> Dialog | None:
@@ -528,24 +544,24 @@ class SipCore:
         dialog = self._find_dialog(request)
         if dialog is None:
             return  # the ACK of a non-2xx final response (absorbed) or of a dead dialog
-        if dialog.state == "early":
-            dialog.state = "confirmed"
+        if dialog.state == DialogState.EARLY:
+            dialog.state = DialogState.CONFIRMED
             if dialog.refused is not None:
                 self._server_bye(dialog, dialog.refused.cause)
 
     def _bye(self, flow: Flow, request: sip.SipRequest) -> None:
         dialog = self._find_dialog(request)
-        if dialog is None or dialog.state == "terminated":
+        if dialog is None or dialog.state == DialogState.TERMINATED:
             self._respond(flow, request, 481)
             return
         self.stats["byes"] += 1
         self._respond(flow, request, 200)
-        self._end(dialog, "NORMAL_CLEARING", leave=True)
+        self._end(dialog, HangupCause.NORMAL_CLEARING, leave=True)
 
     def _end(self, dialog: Dialog, cause: str, *, leave: bool = True) -> None:
-        if dialog.state == "terminated":
+        if dialog.state == DialogState.TERMINATED:
             return
-        dialog.state = "terminated"
+        dialog.state = DialogState.TERMINATED
         self.dialogs.pop((dialog.call_id, dialog.local_tag), None)
         if leave and dialog.member_id is not None:
             self.bridge.leave(dialog.member_id, cause)
@@ -558,7 +574,7 @@ class SipCore:
 
     def _server_bye(self, dialog: Dialog, cause: str) -> None:
         """FreeSWITCH ends the call (kick, hup, media timeout, full room): BYE to the caller's Contact."""
-        if dialog.state == "terminated":
+        if dialog.state == DialogState.TERMINATED:
             return
         if dialog.flow.alive and dialog.invite.contacts:
             dialog.local_cseq += 1
@@ -586,7 +602,7 @@ class SipCore:
 
     def _reinvite(self, flow: Flow, request: sip.SipRequest) -> None:
         dialog = self._find_dialog(request)
-        if dialog is None or dialog.state == "terminated":
+        if dialog is None or dialog.state == DialogState.TERMINATED:
             self._respond(flow, request, 481)
             return
         try:
@@ -597,7 +613,7 @@ class SipCore:
             return
         if dialog.member_id is not None:
             member = self.bridge.member(dialog.member_id)
-            if member is not None and hasattr(self.bridge, "set_hold"):
+            if member is not None:
                 self.bridge.set_hold(dialog.member_id, hold)
         self.journal.record("sip", "reinvite", conn_id=flow.id, data=f"hold={hold}")
         dialog.flow = flow
@@ -630,9 +646,8 @@ class SipCore:
         self.pending.clear()
         self.responses.clear()
         self.unacked.clear()
-        self._heap.clear()
+        self.timers.cancel_group(TIMER_GROUP)
         self.nonces = sip.NonceManager.from_rng(self.rng, ttl=self.nonces.ttl)
-        self._wakeup.set()
 
     # -- inspection --------------------------------------------------------------------------------
     def registrations(self, aor: str | None = None) -> list[Binding]:

@@ -89,10 +89,7 @@ class CoreHarness:
 
     def tick(self, seconds: float = 0.3) -> None:
         self.t += seconds
-        heap = self.core._heap  # noqa: SLF001 - the run() loop, by hand
-        import heapq
-        while heap and heap[0][0] <= self.t:
-            heapq.heappop(heap)[2]()
+        self.core.timers.run_due()  # the node's timers, by hand (the stack runs them as a task)
 
     def receive(self, data: bytes) -> None:
         flow = self.flows[self.n % len(self.flows)]

@@ -124,7 +124,7 @@ def test_register_challenge_then_200_echoes_contact():
     assert ok.headers["Contact"].startswith(phone.contact) and ";expires=600" in ok.headers["Contact"]
     assert [b.aor for b in core.registrations()] == [f"{USER}@127.0.0.1"]
     clock["t"] += 601
-    core._expire(f"{USER}@127.0.0.1", core.registrations()[0].uri)
+    core.timers.run_due()   # the registration's expiry timer
     assert core.registrations() == []
 
 
@@ -217,16 +217,10 @@ def test_udp_retransmits_the_200_until_ack():
     phone = Phone(core, transport="UDP")
     _, ok = phone.invite()
     for step in (0.5, 1.0, 2.0):
-        clock["t"] += step
-        due = [fn for when, _, fn in list(core._heap) if when <= clock["t"]]
-        core._heap = [(w, n, f) for w, n, f in core._heap if w > clock["t"]]
-        for fn in due:
-            fn()
+        _run_due(core, clock, step)
     assert [r.status for r in phone.take()] == [200, 200, 200]
     phone.ack(ok)
-    clock["t"] += 10
-    for _, _, fn in list(core._heap):
-        fn()
+    _run_due(core, clock, 10)
     assert all(getattr(r, "status", None) != 200 for r in phone.take())
 
 
@@ -279,10 +273,7 @@ def test_huge_or_broken_sdp_is_refused_without_a_member():
 
 def _run_due(core, clock, seconds):
     clock["t"] += seconds
-    due = [fn for when, _, fn in list(core._heap) if when <= clock["t"]]
-    core._heap = [(w, n, f) for w, n, f in core._heap if w > clock["t"]]
-    for fn in due:
-        fn()
+    core.timers.run_due()
 
 
 def test_udp_error_answers_to_invite_repeat_until_ack_and_server_bye_until_answered():
