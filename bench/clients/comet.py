@@ -50,8 +50,10 @@ import random
 import re
 import ssl
 from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from enum import StrEnum
+from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
@@ -469,6 +471,14 @@ def _peer_sent_close(ws: WebSocketConnection) -> bool:
 # --- the client -------------------------------------------------------------------------------------------
 
 
+class SocketState(StrEnum):
+    """The client's WebSocket: none (idle), being opened, open."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    OPEN = "open"
+
+
 class CometClient:
     """One ``cometServerApi`` instance (one browser tab) on one node.
 
@@ -525,7 +535,7 @@ class CometClient:
         self._uuid_of_data: dict[str, str] = {}   # data string -> its _cometApi_uuid (cleared with the above)
 
         # connection
-        self._state = "idle"  # idle, connecting, open
+        self._state = SocketState.IDLE
         self._close_on_open = False
         self._outbox: trio.MemorySendChannel | None = None
         self._ws: WebSocketConnection | None = None
@@ -563,7 +573,7 @@ class CometClient:
     # -- public state -------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._state == "open"
+        return self._state == SocketState.OPEN
 
     @property
     def uuid(self) -> str:
@@ -612,7 +622,7 @@ class CometClient:
     def stop(self) -> None:
         """``cometApi.stop()``: Close frame, no reconnect, until :meth:`start`."""
         self.in_abort = True
-        if self._state == "open":
+        if self._state == SocketState.OPEN:
             self._close_socket()
         elif self._loop_scope is not None:
             self._loop_scope.cancel()  # waiting for a reconnect or the election: stop right now
@@ -839,7 +849,7 @@ class CometClient:
 
     # -- sending (send_msg, add_msg_to_queue, send_msg_from_queue, socketArraySend) --------------------
     def _send_msg(self, text: str) -> bool:
-        if self.is_master is None or self._state != "open":
+        if self.is_master is None or self._state != SocketState.OPEN:
             self._add_msg_to_queue(text)
             return False
         self._send_msg_from_queue()
@@ -852,7 +862,7 @@ class CometClient:
             self._send_queue.append(text)
 
     def _send_msg_from_queue(self) -> bool:
-        if not self.is_master or self._state != "open":
+        if not self.is_master or self._state != SocketState.OPEN:
             return False
         if self._pending_subscription is not None:
             text, self._pending_subscription = self._pending_subscription, None
@@ -868,7 +878,7 @@ class CometClient:
         """Write on the open socket; like the JS, a frame whose moment comes after the socket closed
         is dropped, not queued again."""
         channel = self._channel
-        if self._state != "open" or (self._outbox is None and channel is None):
+        if self._state != SocketState.OPEN or (self._outbox is None and channel is None):
             self._console("log", f"frame dropped, socket not open: {text[:80]}")
             return False
         self.sent.append((trio.current_time(), text))
@@ -885,14 +895,14 @@ class CometClient:
         return True
 
     def _close_socket(self) -> None:
-        if self._state == "open" and self._channel is not None:
+        if self._state == SocketState.OPEN and self._channel is not None:
             try:
                 self._channel.send("close", 1000, 8)   # a Close frame; the server then closes TCP
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
-        elif self._state == "open" and self._outbox is not None:
+        elif self._state == SocketState.OPEN and self._outbox is not None:
             self._outbox.send_nowait(_CLOSE)
-        elif self._state == "connecting":
+        elif self._state == SocketState.CONNECTING:
             self._close_on_open = True
 
     # -- connection loop -------------------------------------------------------------------------------
@@ -915,7 +925,7 @@ class CometClient:
         secure = self.use_wss
         attempt = ConnectAttempt(trio.current_time(), url)
         self.attempts.append(attempt)
-        self._state = "connecting"
+        self._state = SocketState.CONNECTING
         self._close_on_open = False
         self._notify()
         address = NodeAddress.parse(self.options["node"], secure=secure)
@@ -951,7 +961,7 @@ class CometClient:
                         clean, code = await self._serve_open_socket(conn_nursery, watch, ws)
                     conn_nursery.cancel_scope.cancel()
         finally:
-            self._state = "idle"
+            self._state = SocketState.IDLE
             self._outbox = None
             self._ws = None
             self._channel = None
@@ -992,7 +1002,7 @@ class CometClient:
         attempt.outcome = "open"
         attempt.opened_at = trio.current_time()
         self._channel = channel
-        self._state = "open"
+        self._state = SocketState.OPEN
         self._on_open()
         if self._close_on_open:
             self._close_socket()
@@ -1016,7 +1026,7 @@ class CometClient:
                     self._on_frame(more[1])
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        self._state = "idle"
+        self._state = SocketState.IDLE
         self._channel = None
         return True, clean, code
 
@@ -1052,7 +1062,7 @@ class CometClient:
         send, receive = trio.open_memory_channel[object](math.inf)
         self._ws = ws
         self._outbox = send
-        self._state = "open"
+        self._state = SocketState.OPEN
         conn_nursery.start_soon(self._writer, ws, receive)
         self._on_open()
         if self._close_on_open:
@@ -1062,7 +1072,7 @@ class CometClient:
                 self._on_frame(await ws.get_message())
         except ConnectionClosed:
             pass
-        self._state = "idle"
+        self._state = SocketState.IDLE
         self._outbox = None
         send.close()
         await watch.done.wait()  # the browser's onclose comes when TCP is gone

@@ -46,7 +46,7 @@ from typing import Any, Callable
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, wrap_client_stream
 
-from bench.clients.sip import Event, Session, UAConfig, UserAgent
+from bench.clients.sip import Event, Session, SessionStatus, UAConfig, UserAgent
 from bench.clients.webrtc import DeviceTimings, LocalMedia
 from emulator.net.network import Network, quiet_close
 from emulator.wire import sdp as sdp_wire
@@ -317,7 +317,7 @@ class SipPhone:
         ok = answer_is_usable(answer)
         first = min(self.timings.addstream, self.timings.set_remote_description)
         await trio.sleep(first)
-        if ok and session.status == "answered":
+        if ok and session.status == SessionStatus.ANSWERED:
             self._dispatch(Event("addstream", session, originator="remote", sdp=answer))
             self._pump()
         await trio.sleep(self.timings.set_remote_description - first)

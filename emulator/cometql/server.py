@@ -18,7 +18,7 @@ import os
 
 import trio
 
-from emulator.cometql.tables import Executor, Result, Session, select_database
+from emulator.cometql.tables import Executor, Result, ResultKind, Session, err, select_database
 from emulator.journal import Journal
 from emulator.net.timeouts import HANDSHAKE_TIMEOUT
 from emulator.net.network import Listener, Network, quiet_close
@@ -167,7 +167,7 @@ class CometQLServer:
                     result = self.executor.execute(session, text)
                 except Exception:  # noqa: BLE001 - a bug in one statement must not end the session
                     log.exception("cometql: statement failed: %r", text[:200])
-                    result = Result("err", code=500, message="internal server error")
+                    result = err(500, "internal server error")
                 if journal.enabled:
                     journal.record("cometql", "answer", direction="out", dev_id=session.dev_id,
                                    conn_id=session.conn_id, data=_summary(result))
@@ -175,12 +175,12 @@ class CometQLServer:
                 if result.close:
                     return
             elif isinstance(command, m.ComPing):
-                await link.send([self._ok(0, 0)], seq)
+                await link.send([self.ok_packet(0, 0)], seq)
             elif isinstance(command, m.ComQuit):
-                await link.send([self._ok(0, 0)], seq)
+                await link.send([self.ok_packet(0, 0)], seq)
             elif isinstance(command, m.ComInitDb):
                 if select_database(session, command.database):
-                    await link.send([self._ok(0, 0)], seq)
+                    await link.send([self.ok_packet(0, 0)], seq)
                 else:
                     await link.send([m.build_err(15, "Select database failure")], seq)
             elif command.command == m.COM_FIELD_LIST:
@@ -188,7 +188,7 @@ class CometQLServer:
             elif command.command == m.COM_SET_OPTION:  # the one command whose answer really is EOF
                 await link.send([m.build_eof()], seq)
             elif command.command == m.COM_RESET_CONNECTION:
-                await link.send([self._ok(0, 0)], seq)
+                await link.send([self.ok_packet(0, 0)], seq)
             elif command.command == m.COM_STATISTICS:  # answered with a bare text string
                 await link.send([self._statistics().encode()], seq)
             elif command.command == m.COM_CHANGE_USER:
@@ -241,29 +241,31 @@ class CometQLServer:
             return False
         self.journal.record("cometql", "change_user", dev_id=session.dev_id, conn_id=session.conn_id,
                             data=f"user={user!r}")
-        await link.send([self._ok(0, 0)], seq)
+        await link.send([self.ok_packet(0, 0)], seq)
         return True
 
-    def _ok(self, affected: int, insert_id: int) -> bytes:
+    def ok_packet(self, affected: int, insert_id: int) -> bytes:
+        """The OK packet this server sends, in its profile's form (quirks ``cometql_lenenc_fd_bug``
+        and ``cometql_ok_status_no_backslash_escapes``)."""
         fd_bug = self.profile.on(Quirk.COMETQL_LENENC_FD_BUG)
         if self.profile.on(Quirk.COMETQL_OK_STATUS_NO_BACKSLASH_ESCAPES):
             return m.build_ok(affected, insert_id, fd_bug=fd_bug)
         return m.build_ok(affected, insert_id, status=m.SERVER_STATUS_AUTOCOMMIT, info=b"", fd_bug=fd_bug)
 
     def _encode(self, result: Result) -> list[bytes]:
-        if result.kind == "rows":
+        if result.kind is ResultKind.ROWS:
             return m.build_result_set(result.columns, result.rows)
-        if result.kind == "ok":
-            return [self._ok(result.affected, result.insert_id)]
-        if result.kind == "ok_constant":
+        if result.kind is ResultKind.OK:
+            return [self.ok_packet(result.affected, result.insert_id)]
+        if result.kind is ResultKind.OK_CONSTANT:
             return [m.build_ok_constant()]
         return [m.build_err(result.code, result.message)]
 
 
 def _summary(result: Result) -> str:
-    if result.kind == "rows":
+    if result.kind is ResultKind.ROWS:
         return f"rows {len(result.rows)} {result.columns}"
-    if result.kind == "err":
+    if result.kind is ResultKind.ERR:
         return f"err {result.code} {result.message}"
     return f"{result.kind} {result.affected} {result.insert_id}"
 

@@ -36,7 +36,7 @@ def test_url_errors_v3_shape(on):
 def test_cometql_lenenc_fd_bug(on, encoded):
     server = CometQLServer(Executor(Hub(StateStore(), get_profile("cppcomet-4.09")), get_profile("cppcomet-4.09")),
                            None, profile_with(cometql_lenenc_fd_bug=on), Journal(enabled=False), password="x")
-    ok = server._ok(0, 100_000)  # insert id 100000 = 0x0186a0
+    ok = server.ok_packet(0, 100_000)  # insert id 100000 = 0x0186a0
     assert ok.hex().startswith("00" "00" + encoded)
 
 
@@ -45,7 +45,7 @@ def test_cometql_ok_status_no_backslash_escapes(on, status, info):
     server = CometQLServer(Executor(Hub(StateStore(), get_profile("lenient")), get_profile("lenient")),
                            None, profile_with(cometql_ok_status_no_backslash_escapes=on), Journal(enabled=False),
                            password="x")
-    ok = server._ok(1, 1)
+    ok = server.ok_packet(1, 1)
     assert ok[3:5].hex() == status and ok[7:] == info  # status bytes 00 02 = 0x0200 NO_BACKSLASH_ESCAPES
 
 
