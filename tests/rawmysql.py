@@ -25,15 +25,15 @@ class RawMySQL:
 
     async def read_packet(self) -> tuple[int, bytes]:
         while len(self.buffer) < 4:
-            await self._fill()
+            await self.fill()
         n = self.buffer[0] | self.buffer[1] << 8 | self.buffer[2] << 16
         while len(self.buffer) < 4 + n:
-            await self._fill()
+            await self.fill()
         seq, payload = self.buffer[3], bytes(self.buffer[4:4 + n])
         del self.buffer[:4 + n]
         return seq, payload
 
-    async def _fill(self) -> None:
+    async def fill(self) -> None:
         data = await self.stream.receive_some(65536)
         if not data:
             raise EOFError(bytes(self.buffer))

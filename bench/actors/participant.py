@@ -272,7 +272,7 @@ class Participant:
         # app callback (by its JavaScript name), as it happens (the scenario timeline's hook)
         self.listeners: list[Any] = []
         if target.bridge is not None:
-            self._media_observer_remove = target.bridge.add_media_observer(self._on_media)
+            self._media_observer_remove = target.bridge.add_media_observer(self.on_media)
         self.closed = False
 
     @property
@@ -523,8 +523,9 @@ class Participant:
             self._first_frame_check()
         self._notify()
 
-    def _on_media(self, member: Any, flowing: bool) -> None:
-        """The bridge's media model: this participant's member started (or stopped) media.
+    def on_media(self, member: Any, flowing: bool) -> None:
+        """The bridge's media observer (:meth:`Bridge.add_media_observer`): this participant's member
+        started (or stopped) media.
 
         The model counts from the moment FreeSWITCH answered; a page slowed down by a busy machine
         (real time, a join storm) may handle that 200 OK later than the model's delay.  Media

@@ -576,6 +576,18 @@ class CometClient:
         return self._state == SocketState.OPEN
 
     @property
+    def transport(self) -> str | None:
+        """How the current connection carries frames: ``"messages"`` (the virtual network's message
+        shortcut), ``"frames"`` (WebSocket frames over a byte stream), None between connections."""
+        if self._channel is not None and self._ws is None:
+            return "messages"
+        if self._ws is not None and self._channel is None:
+            return "frames"
+        if self._ws is None and self._channel is None:
+            return None
+        return "messages and frames"   # never: one connection uses one way
+
+    @property
     def uuid(self) -> str:
         return self.options["uuid"]
 
@@ -948,7 +960,7 @@ class CometClient:
                 if channel is not None and self.message_shortcut:
                     opened, clean, code = await self._message_connection(channel, stream, address.hostport,
                                                                          resource, attempt)
-                    return self._on_close(clean, code, opened)
+                    return self.on_close(clean, code, opened)
                 async with trio.open_nursery() as conn_nursery:
                     watch = _ReaderWatch(conn_nursery)
                     ws = await self._handshake(watch, stream, address.hostport, resource)
@@ -967,7 +979,7 @@ class CometClient:
             self._channel = None
             if stream is not None:
                 await quiet_close(stream)
-        return self._on_close(clean, code, opened)
+        return self.on_close(clean, code, opened)
 
     async def _message_connection(self, channel, stream: trio.abc.Stream, host: str, resource: str,
                                   attempt: ConnectAttempt) -> tuple[bool, bool, int]:
@@ -1016,14 +1028,14 @@ class CometClient:
                 if kind == "close":     # a server that answers with a Close frame: a clean close
                     clean, code = True, int(payload)
                     continue
-                self._on_frame(payload)
+                self.on_frame(payload)
                 while True:   # every frame that has arrived at this moment, as onmessage events in a row
                     more = channel.receive_nowait()
                     if more is None or more[0] != "text":
                         if more is not None:
                             clean, code = True, int(more[1])
                         break
-                    self._on_frame(more[1])
+                    self.on_frame(more[1])
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         self._state = SocketState.IDLE
@@ -1069,7 +1081,7 @@ class CometClient:
             self._close_socket()
         try:
             while True:
-                self._on_frame(await ws.get_message())
+                self.on_frame(await ws.get_message())
         except ConnectionClosed:
             pass
         self._state = SocketState.IDLE
@@ -1107,8 +1119,9 @@ class CometClient:
         self._send_msg("statistics\n" + js_stringify({"url": self.page_url, "dev_id": self.dev_id,
                                                        "version": API_VERSION}))
 
-    def _on_close(self, clean: bool, code: int, opened: bool) -> CloseRecord:
-        """``socket.onclose`` (spec 7.2)."""
+    def on_close(self, clean: bool, code: int, opened: bool) -> CloseRecord:
+        """``socket.onclose`` (spec 7.2): the transport calls it when the connection ended (a test or
+        a replay may too); the record says whether and when the client reconnects."""
         reconnect: int | None = None
         if clean or self.in_abort:
             pass  # closed cleanly or stopped: no reconnect until start()
@@ -1130,8 +1143,9 @@ class CometClient:
         return record
 
     # -- receiving ---------------------------------------------------------------------------------------
-    def _on_frame(self, frame: str | bytes) -> None:
-        """``socket.onmessage`` (spec 4.2 steps 1-2)."""
+    def on_frame(self, frame: str | bytes) -> None:
+        """``socket.onmessage`` (spec 4.2 steps 1-2): the transport hands each server frame here (a
+        test or a replay may feed frames directly)."""
         self.ever_received = True
         self.error_count = 0
         self.reconnect_ms = RECONNECT_AFTER_FRAME_MS

@@ -8,6 +8,10 @@ missing tool FAILS it, so a broken CI image can never turn the compat suite sile
 
     def test_something():
         require_tool("php", lambda: shutil.which("php") is not None)
+
+Every compat test talks to a whole emulator over OS sockets: the ``stack`` fixture (defined here
+once) opens one on free ports of 127.0.0.1; a test module that needs users in users_auth lists them
+in a module-level ``STACK_USERS = [(dev_id, user_id, hash), ...]``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,20 @@ def require_tool(name: str, check: Callable[[], object] | object, hint: str = ""
 
 def node_ws_available() -> bool:
     return shutil.which("node") is not None and (NODE_MODULES / "ws" / "package.json").is_file()
+
+
+@pytest.fixture
+async def stack(request):
+    """The whole emulator on free ports (OS sockets, the real clock), with the module's ``STACK_USERS``."""
+    from emulator.config import Config
+    from emulator.stack import open_stack
+
+    cfg = Config()
+    cfg.free_ports()  # every service on port 0 (127.0.0.1)
+    async with open_stack(cfg) as s:
+        for dev_id, user_id, hash_ in getattr(request.module, "STACK_USERS", ()):
+            s.hub.set_hash(dev_id, user_id, hash_)
+        yield s
 
 
 @pytest.fixture

@@ -54,12 +54,6 @@ def node() -> str:
     return shutil.which("node")  # type: ignore[return-value]
 
 
-@pytest.fixture
-async def stack():
-    cfg = Config()
-    cfg.free_ports()
-    async with open_stack(cfg) as st:
-        yield st
 
 
 class Client:

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.compat
 SCRIPT = Path(__file__).with_name("jssip_node_client.mjs")
 TIMEOUT = 10
 DEV, USER, HASH = 15, 503, "PassForUser503"
+STACK_USERS = [(DEV, USER, HASH)]   # users_auth rows of the conftest `stack` fixture
 SIP_USER = f"{DEV:06d}{USER}"  # "000015503"
 
 
@@ -50,13 +51,6 @@ def node() -> str:
     return shutil.which("node")  # type: ignore[return-value]
 
 
-@pytest.fixture
-async def stack():
-    cfg = Config()
-    cfg.free_ports()
-    async with open_stack(cfg) as s:
-        s.hub.set_hash(DEV, USER, HASH)
-        yield s
 
 
 def start_line(text: str) -> str:

@@ -5,6 +5,9 @@ second, digest-authenticated INVITE.  :class:`InviteClient` does that dance over
 connection (any :class:`~emulator.net.network.Network`): INVITE, 407, ACK, INVITE with
 Proxy-Authorization and the body to test, then ACK (and BYE after a 200, so the conference does
 not fill up).  The SIP around the body is always well formed; only the SDP is fuzzed.
+
+It is not the project's SIP client (bench/clients/sip.py): a fuzzed body is arbitrary bytes, not
+the text offer a browser's UA sends, and the fuzzer needs SIP over a raw TCP stream.
 """
 
 from __future__ import annotations

@@ -408,7 +408,7 @@ async def test_media_reported_before_the_page_has_the_answer_is_marked_with_the_
             number = str(doctor.video.active.sys.get("sipNumber"))
             early = SimpleNamespace(id=99, channel=SimpleNamespace(caller_id_name=doctor.sip_user,
                                                                    destination_number=number))
-            doctor._on_media(early, True)
+            doctor.on_media(early, True)
             assert "media_flowing" not in doctor.marks
             answered = await doctor.wait_mark("answered")
             assert doctor.marks["media_flowing"] == answered

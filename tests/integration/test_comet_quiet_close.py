@@ -125,10 +125,10 @@ async def test_bad_frame_closes_quietly(env, case, when, caplog, capfd):
     ws = RawWS(stream)
     if when == "with_handshake":  # the frame rides in the same TCP write as the request head
         await stream.send_all(upgrade(path("b" * 32)) + data)
-        ws.response = await ws._read_until(b"\r\n\r\n")
+        ws.response = await ws.read_until(b"\r\n\r\n")
     else:
         await stream.send_all(upgrade(path("b" * 32)))
-        ws.response = await ws._read_until(b"\r\n\r\n")
+        ws.response = await ws.read_until(b"\r\n\r\n")
         if when == "later":
             assert json.loads(await ws.recv())["event"] == "serverInfo"
             await ws.send("subscription\nweb_later")

@@ -91,7 +91,7 @@ async def sip_wss(net, port: int, n: int) -> None:
     ws = RawWS(tls)
     try:
         await tls.send_all(upgrade_request("/", "Sec-WebSocket-Protocol: sip\r\n"))
-        await ws._read_until(b"\r\n\r\n")
+        await ws.read_until(b"\r\n\r\n")
         if n % 2:
             await ws.send(REQUEST.format(method="OPTIONS", transport="WSS", n=n))
             await ws.recv_raw()

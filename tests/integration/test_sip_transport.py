@@ -20,7 +20,7 @@ from emulator.freeswitch.sip_transport import (SipTcpTransport, SipUdpTransport,
                                                looks_like_sip, summary)
 from emulator.freeswitch.tls import ensure_certificates
 from emulator.journal import Journal
-from emulator.net.network import MAX_DATAGRAM, Endpoint, OSNetwork, VirtualNetwork
+from emulator.net.network import MAX_DATAGRAM, Endpoint, OSNetwork, VirtualNetwork, abort
 from emulator.wire import sip
 
 # real-video-client.md 4.2, the first REGISTER of JsSIP 2.0.6
@@ -311,9 +311,15 @@ async def read_to_eof(stream) -> bool:
 
 
 async def ws_client(nursery, net, port, subprotocols=("sip",), **kw):
+    return (await ws_client_and_stream(nursery, net, port, subprotocols, **kw))[0]
+
+
+async def ws_client_and_stream(nursery, net, port, subprotocols=("sip",), **kw):
+    """A client WebSocket and the stream under it (to abort the connection without a Close frame)."""
     stream = await net.connect("127.0.0.1", port, client="alice")
-    return await trio_websocket.wrap_client_stream(nursery, stream, "127.0.0.1", "/",
-                                                   subprotocols=list(subprotocols), **kw)
+    ws = await trio_websocket.wrap_client_stream(nursery, stream, "127.0.0.1", "/",
+                                                 subprotocols=list(subprotocols), **kw)
+    return ws, stream
 
 
 async def test_ws_over_virtual_network(autojump_clock):
@@ -426,10 +432,10 @@ async def test_ws_one_bad_client_does_not_disturb_others(autojump_clock):
         assert closed.value.reason.code == 1009
         await until(lambda: len(core.closed) == 3)
 
-        dropped = await ws_client(nursery, net, port)                 # TCP drop without a Close frame
+        dropped, dropped_stream = await ws_client_and_stream(nursery, net, port)  # TCP drop, no Close frame
         await dropped.send_message("OPTIONS")
         await until(lambda: len(core.received) == 4)
-        await dropped._stream.aclose()
+        await abort(dropped_stream)
         await until(lambda: len(core.closed) == 4)
 
         leaving = await ws_client(nursery, net, port)                 # the core closes gracefully

@@ -124,7 +124,7 @@ class EslClient:
         assert reply.get("Reply-Text") == "+OK accepted", reply
         return client
 
-    async def _fill(self) -> None:
+    async def fill(self) -> None:
         data = await self.stream.receive_some(262144)
         if not data:
             raise EOFError("ESL connection closed")
@@ -135,7 +135,7 @@ class EslClient:
             end = self.buf.find(b"\n\n")
             if end >= 0:
                 break
-            await self._fill()
+            await self.fill()
         headers = {}
         for line in bytes(self.buf[:end]).decode().split("\n"):
             name, _, value = line.partition(": ")
@@ -143,7 +143,7 @@ class EslClient:
         del self.buf[:end + 2]
         length = int(headers.get("Content-Length", "0"))
         while len(self.buf) < length:
-            await self._fill()
+            await self.fill()
         body = bytes(self.buf[:length])
         del self.buf[:length]
         return headers, body
