@@ -38,8 +38,8 @@ from typing import Any
 import trio
 import trio.testing
 
-from emulator.config import DEFAULT_PASSWORD
 from bench.actors.participant import STAGE_NAMES, Participant, Target, open_participant
+from emulator.config import DEFAULT_PASSWORD
 from emulator.ids import deterministic_scheduling
 from emulator.net.links import Link, LinkError, Links, get_profile, profile_names
 
@@ -97,14 +97,16 @@ def parse_target(text: str) -> TargetSpec:
             if key in ("insecure", "no-tls", "ws-sip"):
                 flags.add(key)
                 continue
-            raise CallSetupError(f"target: {part!r} is not KEY=VALUE (keys: ws, cometql, dev_id, password, ca, insecure)")
+            raise CallSetupError(f"target: {part!r} is not KEY=VALUE "
+                                 "(keys: ws, cometql, dev_id, password, ca, insecure)")
         if key not in ("ws", "cometql", "dev_id", "password", "ca"):
             raise CallSetupError(f"target: unknown key {key!r}; known: ws, cometql, dev_id, password, ca, insecure")
         fields_[key] = value.strip()
     addresses = {name: _hostport(name, fields_[name]) for name in ("ws", "cometql") if name in fields_}
     for required in ("ws", "cometql"):
         if required not in addresses:
-            raise CallSetupError(f"target: {required}=HOST:PORT is required (e.g. ws=127.0.0.1:8087,cometql=127.0.0.1:3307)")
+            raise CallSetupError(f"target: {required}=HOST:PORT is required "
+                                 "(e.g. ws=127.0.0.1:8087,cometql=127.0.0.1:3307)")
     (ws_host, ws_port), (ql_host, ql_port) = addresses["ws"], addresses["cometql"]
     dev_text = fields_.get("dev_id", "15")
     if not dev_text.isdigit() or not 0 < int(dev_text) < 1_000_000:
@@ -283,9 +285,9 @@ async def _virtual_or_real(options: CallOptions, actor_links: dict[str, Link]) -
 
 
 async def _against_target(options: CallOptions, actor_links: dict[str, Link]) -> dict:
+    from bench.clients.sip_ua import client_ssl_context
     from emulator.journal import Journal
     from emulator.net.network import OSNetwork
-    from bench.clients.sip_ua import client_ssl_context
 
     spec = options.target
     assert spec is not None
@@ -315,7 +317,8 @@ async def check_target(network: Any, spec: TargetSpec, timeout: float = 5.0) -> 
             with trio.fail_after(timeout):
                 stream = await network.connect(host, port, client="probe")
         except trio.TooSlowError:
-            raise CallSetupError(f"target {name}={host}:{port} does not answer (no connection within {timeout:g} s)") from None
+            raise CallSetupError(f"target {name}={host}:{port} does not answer "
+                                 f"(no connection within {timeout:g} s)") from None
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise CallSetupError(f"target {name}={host}:{port} does not answer ({reason})") from None

@@ -90,7 +90,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError, version as package_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
 
     try:
         return package_version("cometbench")
@@ -140,7 +141,8 @@ def quirk_arg(text: str) -> tuple[str, bool]:
 def _config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH",
                    help=f"TOML config file (default: ./{CONFIG_FILE} if it exists; README lists every key)")
-    p.add_argument("--state", metavar="PATH", help=f"state file, or :memory: to keep nothing (default: {DEFAULTS.state})")
+    p.add_argument("--state", metavar="PATH",
+                   help=f"state file, or :memory: to keep nothing (default: {DEFAULTS.state})")
     p.add_argument("--journal-path", metavar="PATH",
                    help="journal file (default: journal.sqlite beside the state file; in memory with :memory:)")
 
@@ -153,7 +155,8 @@ def _serve_parser(sub) -> None:
                     "stdout (the ready line); what is running is said on stderr.")
     _config_arguments(p)
     p.add_argument("--host", help=f"address every listener binds (default: {DEFAULTS.host})")
-    p.add_argument("--password", help=f"server password: CometQL login, JWT secret prefix (default: {DEFAULTS.password})")
+    p.add_argument("--password",
+                   help=f"server password: CometQL login, JWT secret prefix (default: {DEFAULTS.password})")
     p.add_argument("--profile", choices=PROFILE_NAMES, help=f"fidelity profile (default: {DEFAULT_PROFILE})")
     p.add_argument("--quirk", action="append", default=[], metavar="NAME=on|off", type=quirk_arg,
                    help="switch one quirk on top of the profile, which is then named <profile>+custom (repeatable)")
@@ -438,8 +441,9 @@ def check_names(cfg: Config, source: Source, flag_quirks: list[str], media_link_
 
         try:
             load_conference_profiles(cfg.conference_profiles)
-        except Exception as exc:  # a missing or malformed XML file; the message says which
-            raise UsageError(f"conference_profiles {cfg.conference_profiles!r}{in_file} cannot be used: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a missing or malformed XML file; the message says which
+            raise UsageError(f"conference_profiles {cfg.conference_profiles!r}{in_file} cannot be used: {exc}"
+                             ) from None
 
 
 # --- serve -----------------------------------------------------------------------------------------
@@ -760,7 +764,7 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
         run.execute()
     except KeyboardInterrupt:
         status = 130
-    except BaseException as exc:  # noqa: BLE001 - a crash of the bench itself: the report says so
+    except BaseException as exc:  # a crash of the bench itself: the report says so
         if isinstance(exc, SystemExit):
             raise
         status = -1
@@ -890,7 +894,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # the reader went away (`cometbench journal | head`): stop quietly, as Unix tools do
         try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+            sys.stdout = open(os.devnull, "w")  # keeps the interpreter's final flush quiet
         except OSError:
             pass
         return 141

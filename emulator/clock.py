@@ -25,7 +25,8 @@ import heapq
 import itertools
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -77,7 +78,7 @@ class Timer:
     """One scheduled call; :meth:`cancel` makes it a no-op.  ``group`` names its owner, so a node's
     restart cancels its own timers only (:meth:`Timers.cancel_group`)."""
 
-    __slots__ = ("at", "fn", "args", "group", "cancelled")
+    __slots__ = ("args", "at", "cancelled", "fn", "group")
 
     def __init__(self, at: float, fn: Callable[..., None], args: tuple[Any, ...], group: str) -> None:
         self.at, self.fn, self.args, self.group, self.cancelled = at, fn, args, group, False

@@ -33,8 +33,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from emulator.net.timeouts import (ESL_AUTH_TIMEOUT, HANDSHAKE_TIMEOUT, NEVER, SIP_TCP_HEAD_TIMEOUT,
-                                   SIP_TCP_IDLE_TIMEOUT)
+from emulator.net.timeouts import ESL_AUTH_TIMEOUT, HANDSHAKE_TIMEOUT, NEVER, SIP_TCP_HEAD_TIMEOUT, SIP_TCP_IDLE_TIMEOUT
 
 # service name -> default port; services not built yet are listed so the flags and ready line stay stable
 DEFAULT_PORTS: dict[str, int] = {
@@ -123,9 +122,10 @@ class Config:
     # Timeouts of the fake FreeSWITCH's listeners (seconds; 0 = never).  The comet WebSocket, CometQL,
     # the directory and the SIP-over-WS handshake use handshake_timeout.  docs/decisions.md, "Timeouts",
     # says where each one follows the real servers and where it differs.
-    sip_tcp_head_timeout: float = SIP_TCP_HEAD_TIMEOUT  # SIP over TCP: a message must be complete this long after its first
-                                         # byte, and a new connection must deliver its first one this soon
-    sip_tcp_idle_timeout: float = SIP_TCP_IDLE_TIMEOUT  # SIP over TCP: quiet both ways this long -> closed (sofia's 30 min)
+    # SIP over TCP: a message must be complete this long after its first byte, and a new connection
+    # must deliver its first one this soon
+    sip_tcp_head_timeout: float = SIP_TCP_HEAD_TIMEOUT
+    sip_tcp_idle_timeout: float = SIP_TCP_IDLE_TIMEOUT  # SIP over TCP: quiet both ways -> closed (sofia's 30 min)
     sip_ws_idle_timeout: float = NEVER   # SIP over WS(S) after the upgrade (sofia's WS transport: never)
     esl_auth_timeout: float = ESL_AUTH_TIMEOUT  # ESL: auth must succeed this soon after connect (mod_event_socket: 25)
     esl_idle_timeout: float = NEVER      # ESL after auth: no command this long -> closed (FreeSWITCH: never)
@@ -142,13 +142,13 @@ class Config:
         return str(Path(self.state).with_name("journal.sqlite"))
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "Config":
+    def from_toml(cls, path: str | Path) -> Config:
         with open(path, "rb") as f:
             data = tomllib.load(f)
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Config":
+    def from_dict(cls, data: dict) -> Config:
         cfg = cls()
         known = {f.name for f in fields(cls)}
         for key, value in data.items():

@@ -62,7 +62,7 @@ class FaultRecord:
 class Faults:
     """The fault controls of one stack."""
 
-    def __init__(self, stack: "Stack") -> None:
+    def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.history: list[FaultRecord] = []
 

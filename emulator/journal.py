@@ -25,8 +25,9 @@ import logging
 import sqlite3
 import time as _time
 import uuid as _uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import sqlite_utils
 import trio

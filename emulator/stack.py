@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import random
 import tempfile
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import trio
 
@@ -37,7 +38,6 @@ from emulator.clock import Timers, WallClock
 from emulator.comet.directory import DirectoryServer, directory_password
 from emulator.comet.hub import QUEUE_EXPIRY, Hub
 from emulator.comet.server import CometServer
-from emulator.ids import Ids
 from emulator.cometql.conference import ConferenceService, FreeswitchNode
 from emulator.cometql.esl_links import EslLinks
 from emulator.cometql.server import CometQLServer
@@ -53,6 +53,7 @@ from emulator.freeswitch.media_link import MediaLinks
 from emulator.freeswitch.sip_core import SipCore
 from emulator.freeswitch.sip_transport import SipTcpTransport, SipUdpTransport, SipWebSocketTransport
 from emulator.freeswitch.tls import Certificates, ensure_certificates
+from emulator.ids import Ids
 from emulator.journal import Journal
 from emulator.net.links import Links
 from emulator.net.network import Network, OSNetwork
@@ -217,7 +218,7 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
                     cometql.prepare_members = stack.esl_links.prefetch
             if config.freeswitch_emulated:
                 await _start_freeswitch(stack, temp_dirs)
-            from emulator.faults import Faults   # the fault controls sit on top of the stack
+            from emulator.faults import Faults  # the fault controls sit on top of the stack
 
             stack.faults = Faults(stack)
             journal.record("stack", "ready", data=str(stack.ready_line()))

@@ -11,7 +11,8 @@ import struct
 import trio
 from pymysql._auth import scramble_native_password
 
-CAPS = 0x000FA68D  # CONNECT_WITH_DB | PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH | CONNECT_WITH_DB | LONG_PASSWORD ...
+# CONNECT_WITH_DB | PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH | CONNECT_WITH_DB | LONG_PASSWORD ...
+CAPS = 0x000FA68D
 
 
 class RawMySQL:
@@ -20,7 +21,7 @@ class RawMySQL:
         self.buffer = bytearray()
 
     @classmethod
-    async def open(cls, network, port: int) -> "RawMySQL":
+    async def open(cls, network, port: int) -> RawMySQL:
         return cls(await network.connect("127.0.0.1", port))
 
     async def read_packet(self) -> tuple[int, bytes]:

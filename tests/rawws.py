@@ -35,7 +35,7 @@ class RawWS:
         self.buffer = bytearray()
 
     @classmethod
-    async def open(cls, network, port: int, target: str, extra: str = "") -> "RawWS":
+    async def open(cls, network, port: int, target: str, extra: str = "") -> RawWS:
         stream = await network.connect("127.0.0.1", port)
         ws = cls(stream)
         await stream.send_all(f"GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -43,18 +43,20 @@ from __future__ import annotations
 import json
 import random
 import ssl
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 import trio
+import trio.lowlevel
 
-from emulator.config import DEFAULT_PASSWORD
 from bench.actors.backend import App, Backend
 from bench.clients.comet import START_TIMER_MS, CometClient
 from bench.clients.quirks import ClientQuirks
 from bench.clients.video import CallState, VideoClient
 from bench.clients.webrtc import DeviceTimings
+from emulator.config import DEFAULT_PASSWORD
 from emulator.net.network import Network
 
 __all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "stage_values", "actor_rng",
@@ -179,7 +181,7 @@ class Target:
         return f"{self.ws_host}:{self.ws_port}{self.ws_prefix}"
 
     @classmethod
-    def from_stack(cls, stack: Any, dev_id: int = 15) -> "Target":
+    def from_stack(cls, stack: Any, dev_id: int = 15) -> Target:
         """The in-process emulator of ``emulator.stack.open_stack``."""
         host = stack.config.host
         certificates = stack.certificates
@@ -362,7 +364,7 @@ class Participant:
         state is gone, and a new page starts (auth, the tab-election wait, a new video client)."""
         self._mark_event("page_refresh")
         self._close_page()
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         return await self.open_page(wait_auth=wait_auth)
 
     def close_tab(self) -> None:

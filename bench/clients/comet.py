@@ -44,13 +44,14 @@ Deviations from the JavaScript client, all deliberate:
 from __future__ import annotations
 
 import decimal
+import itertools
 import json
 import math
 import random
 import re
 import ssl
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -184,7 +185,7 @@ def js_stringify(value: Any) -> str:
         if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
             return '"' + value + '"'   # nothing to escape (the usual case): what JSON.stringify gives
         text = json.dumps(value, ensure_ascii=False)
-        return _SURROGATE_RE.sub(lambda m: "\\u%04x" % ord(m.group()), text)  # well-formed stringify
+        return _SURROGATE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)  # well-formed stringify
     if isinstance(value, (list, tuple)):
         return "[" + ",".join("null" if v is UNDEFINED else js_stringify(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -307,7 +308,7 @@ def browser_request_target(path: str) -> str:
             if ch in keep:
                 out.append(ch)
             else:
-                out.extend("%%%02X" % b for b in ch.encode("utf-8", "surrogatepass"))
+                out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
         return "".join(out)
 
     target = encode(p.replace("\\", "/"), _PATH_KEEP)
@@ -326,7 +327,7 @@ class NodeAddress:
     prefix: str     # "" or "/comet-server" (whatever followed host:port)
 
     @classmethod
-    def parse(cls, node: str, *, secure: bool) -> "NodeAddress":
+    def parse(cls, node: str, *, secure: bool) -> NodeAddress:
         hostport, slash, rest = node.partition("/")
         prefix = slash + rest if slash else ""
         if hostport.startswith("["):  # [::1]:8087
@@ -392,7 +393,7 @@ class Subscription:
     Messages are kept in :attr:`messages`; :meth:`receive` returns them in order, one each call.
     """
 
-    def __init__(self, client: "CometClient", signal: str, callback: Callable[[CometMessage], Any] | None,
+    def __init__(self, client: CometClient, signal: str, callback: Callable[[CometMessage], Any] | None,
                  *, filtered: bool = True) -> None:
         self.client = client
         self.signal = signal
@@ -452,7 +453,7 @@ class _ReaderWatch:
         async def run() -> None:
             try:
                 await fn(*args)
-            except Exception as exc:  # handshake refused, protocol error, broken stream
+            except Exception as exc:  # noqa: BLE001 - handshake refused, protocol error, broken stream: kept for the caller
                 self.error = exc
             finally:
                 self.done.set()
@@ -613,7 +614,7 @@ class CometClient:
         """Milliseconds between consecutive connection attempts (from ``since`` if given)."""
         times = ([since] if since is not None else []) + [a.time for a in self.attempts
                                                            if since is None or a.time > since]
-        return [round((b - a) * 1000) for a, b in zip(times, times[1:])]
+        return [round((b - a) * 1000) for a, b in itertools.pairwise(times)]
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self, **options: Any) -> bool:
@@ -989,7 +990,8 @@ class CometClient:
         Returns (opened, clean, code)."""
         channel.offer()
         handshake = WSConnection(ConnectionType.CLIENT)
-        await stream.send_all(handshake.send(Request(host=host, target=resource, extra_headers=self._request_headers())))
+        request = Request(host=host, target=resource, extra_headers=self._request_headers())
+        await stream.send_all(handshake.send(request))
         accepted = False
         while not accepted:
             try:

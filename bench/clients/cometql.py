@@ -361,7 +361,7 @@ class CometQLClient:
     @classmethod
     async def connect(cls, network: Network, host: str, port: int, *, user: str | int, password: str,
                       database: str | None = DEFAULT_DATABASE, client: str = "",
-                      timeout: float | None = 30.0) -> "CometQLClient":
+                      timeout: float | None = 30.0) -> CometQLClient:
         """Open a connection and log in; raises :class:`CometQLConnectionError` (unreachable, closed,
         silent for ``timeout`` seconds), :class:`CometQLServerError` (login refused) or
         :class:`CometQLProtocolError`."""
@@ -426,7 +426,7 @@ class CometQLClient:
             pass
         await self._abort()
 
-    async def __aenter__(self) -> "CometQLClient":
+    async def __aenter__(self) -> CometQLClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -468,7 +468,7 @@ class _deadline:
         self.doing = doing
         self._scope: trio.CancelScope | None = None
 
-    def __enter__(self) -> "_deadline":
+    def __enter__(self) -> _deadline:
         deadline = math.inf if self.timeout is None else trio.current_time() + self.timeout
         self._scope = trio.CancelScope(deadline=deadline)
         self._scope.__enter__()

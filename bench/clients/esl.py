@@ -80,7 +80,7 @@ class EslClient:
 
     @classmethod
     async def connect(cls, network: Network, host: str, port: int, *, password: str = DEFAULT_ESL_PASSWORD,
-                      client: str = "ops", timeout: float = 10.0) -> "EslClient":
+                      client: str = "ops", timeout: float = 10.0) -> EslClient:
         """Connect and authenticate; :class:`EslError` if the password is refused."""
         with trio.fail_after(timeout):
             stream = await network.connect(host, port, client=client)
@@ -134,7 +134,7 @@ class EslClient:
             pass
         await trio.aclose_forcefully(self._stream)
 
-    async def __aenter__(self) -> "EslClient":
+    async def __aenter__(self) -> EslClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

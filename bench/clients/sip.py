@@ -198,7 +198,7 @@ class Event:
     """
 
     name: str
-    session: "Session | None" = None
+    session: Session | None = None
     originator: str | None = None     # "local", "remote", "system"
     cause: str | None = None
     response: sip.SipResponse | None = None
@@ -222,7 +222,7 @@ class _ClientTransaction:
     request: sip.SipRequest
     branch: str
     method: str
-    on_response: Callable[["_ClientTransaction", sip.SipResponse, float], None]
+    on_response: Callable[[_ClientTransaction, sip.SipResponse, float], None]
     on_timeout: Callable[[float], None]
     on_transport_error: Callable[[float], None]
     timer: _Timer | None = None

@@ -64,8 +64,9 @@ import math
 import random
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import trio
 
@@ -178,7 +179,7 @@ class VideoClient:
     def __init__(self, comet: CometClient, *, nursery: trio.Nursery, network: Network, rng: random.Random,
                  name: str = "", quirks: ClientQuirks | None = None, timings: DeviceTimings | None = None,
                  ssl_context: ssl.SSLContext | None = None, secure: bool = True,
-                 observer: Callable[[str, "CallState | None", dict], Any] | None = None,
+                 observer: Callable[[str, CallState | None, dict], Any] | None = None,
                  sip_connect_timeout: float | None = None) -> None:
         self.comet = comet
         self.network = network

@@ -28,7 +28,7 @@ PAGE_EVENTS = {"page_refresh": "refresh", "tab_closed": "close_tab", "offline": 
 class Actor:
     """One person (one device) in the story."""
 
-    def __init__(self, scenario: "Scenario", participant: Participant) -> None:
+    def __init__(self, scenario: Scenario, participant: Participant) -> None:
         self._s = scenario
         self.participant = participant
         self.name = participant.actor
@@ -60,7 +60,7 @@ class Actor:
             self._s.timeline.add(self.name, f"received.{data.get('event')}", data, at=t)
             return
         self._s.timeline.add(self.name, PAGE_EVENTS.get(name, name), data, at=t)
-        if name[:2] == "on" and name[2:3].isupper() or name in ("toggleMute", "toggleHold"):
+        if (name[:2] == "on" and name[2:3].isupper()) or name in ("toggleMute", "toggleHold"):
             self._s._journal("callback", {"actor": self.name, "callback": name,
                                           **{k: v for k, v in data.items() if k != "call"}})
 

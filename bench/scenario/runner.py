@@ -14,8 +14,8 @@
   journal of every scenario in ``journal.sqlite`` (one journal run per scenario run),
   ``histograms.hlog`` and ``report.json``, rewritten after each scenario (between repetitions of
   one scenario at most once a second, unless one failed: ``--repeat 1000`` would spend its time
-  rewriting) so a run that is killed still says how far it got.  Ctrl-C (KeyboardInterrupt) stops it after writing the report with
-  status ``interrupted`` and the unfinished scenarios named.
+  rewriting) so a run that is killed still says how far it got.  Ctrl-C (KeyboardInterrupt) stops it
+  after writing the report with status ``interrupted`` and the unfinished scenarios named.
 
 Seeds: repetition 0 of every scenario uses the run's seed as it is (so ``--seed 7`` means 7 to the
 stack and the actors); repetition ``i`` uses a seed derived from ``(seed, i)``, so repeated runs
@@ -28,11 +28,12 @@ import hashlib
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import trio
 import trio.testing
@@ -44,7 +45,8 @@ from bench.scenario.network import apply_network, check_network
 from bench.scenario.story import Scenario
 from emulator.profiles import DEFAULT_PROFILE
 
-__all__ = ["RunSettings", "ScenarioResult", "ScenarioStatus", "RunStatus", "tell", "run_one", "Run", "scenario_seed", "VIRTUAL_EPOCH"]
+__all__ = ["RunSettings", "ScenarioResult", "ScenarioStatus", "RunStatus", "tell", "run_one", "Run", "scenario_seed",
+           "VIRTUAL_EPOCH"]
 
 VIRTUAL_EPOCH = 1_700_000_000.0      # the Unix time virtual runs start at (2023-11-14T22:13:20Z)
 
@@ -321,7 +323,8 @@ class Run:
                     if self.on_start is not None:
                         self.on_start(index, len(plan), spec, repetition)
                     self.results[index].status = ScenarioStatus.RUNNING
-                    result = run_one(spec, clock=self.settings.clock, seed=scenario_seed(self.settings.seed, repetition),
+                    seed = scenario_seed(self.settings.seed, repetition)
+                    result = run_one(spec, clock=self.settings.clock, seed=seed,
                                      profile=self.settings.profile, network=self.settings.network,
                                      repetition=repetition, metrics=self.metrics,
                                      journal_path=str(self.journal_path), certs_dir=certs, position=index)

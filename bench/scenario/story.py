@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
-from typing import Any, Awaitable, Iterator
+from typing import Any
 
 import trio
 
@@ -138,7 +139,8 @@ class Scenario:
                 raise ScenarioError(f"actor {name!r} exists already; options apply only when it is created")
             return self._actors[name]
         if not name.isidentifier() or name in RESERVED_NAMES:
-            raise ScenarioError(f"actor name {name!r} must be an identifier other than {', '.join(sorted(RESERVED_NAMES))}")
+            raise ScenarioError(f"actor name {name!r} must be an identifier other than "
+                                f"{', '.join(sorted(RESERVED_NAMES))}")
         if same_user_as is not None:
             if user_id is not None:
                 raise ScenarioError("give same_user_as or user_id, not both")

@@ -30,8 +30,9 @@ recorded after the step's own ``scenario.step`` happening, whatever its ``t``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import trio
 

@@ -43,16 +43,16 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 from quart import Response, request
-from quart_trio import QuartTrio
 from quart.routing import QuartMap
+from quart_trio import QuartTrio
 from werkzeug.routing.exceptions import NoMatch
 
-from emulator.wire.cnum import scan_int
-from emulator.wire import http
-from emulator.wire.http import strict_head_problem
 from emulator.journal import Journal
-from emulator.net.timeouts import HANDSHAKE_TIMEOUT
 from emulator.net.network import Endpoint, Listener, Network, forget_traceback, is_peer_gone, peer_of
+from emulator.net.timeouts import HANDSHAKE_TIMEOUT
+from emulator.wire import http
+from emulator.wire.cnum import scan_int
+from emulator.wire.http import strict_head_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from emulator.state import StateStore
@@ -125,7 +125,7 @@ def split_sip_user(user: str) -> tuple[int, int] | None:
     return dev[0], uid[0]
 
 
-def lookup_directory(store: "StateStore", user: str) -> tuple[int, str]:
+def lookup_directory(store: StateStore, user: str) -> tuple[int, str]:
     """The directory answer for SIP user ``user``: ``(404, "")`` or ``(200, <document>)``.
 
     Fewer than 7 characters, a user that does not parse as ``<6-digit dev_id><user id>``, or no
@@ -144,7 +144,7 @@ def lookup_directory(store: "StateStore", user: str) -> tuple[int, str]:
     return 200, DIRECTORY_XML % (user, hash_, user, user, user)
 
 
-def directory_password(store: "StateStore", user: str) -> str | None:
+def directory_password(store: StateStore, user: str) -> str | None:
     """The SIP password FreeSWITCH would get for ``user`` (None: the directory answers 404)."""
     status, _ = lookup_directory(store, user)
     if status != 200:
@@ -253,7 +253,7 @@ class _DirectoryApp(QuartTrio):
     url_map_class = _CatchAllMap
 
 
-def create_app(store: "StateStore", journal: Journal | None = None) -> QuartTrio:
+def create_app(store: StateStore, journal: Journal | None = None) -> QuartTrio:
     journal = journal or Journal(enabled=False)
     app = _DirectoryApp(__name__, static_folder=None)  # no static files: every path is the one view
     app.url_map.merge_slashes = False
@@ -424,7 +424,7 @@ class _WithScope:
 class DirectoryServer:
     """The ``[freeswitch]`` HTTP listener (default port 8082)."""
 
-    def __init__(self, store: "StateStore", network: Network, journal: Journal | None = None, *,
+    def __init__(self, store: StateStore, network: Network, journal: Journal | None = None, *,
                  head_timeout: float = HANDSHAKE_TIMEOUT) -> None:
         self.store = store
         self.network = network

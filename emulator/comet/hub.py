@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import itertools
 import uuid as _uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from emulator.config import DEFAULT_PASSWORD
 from emulator.clock import WallClock
 from emulator.comet import auth as _auth
+from emulator.config import DEFAULT_PASSWORD
 from emulator.journal import Journal
 from emulator.profiles import Profile, Quirk
 from emulator.state import StateStore

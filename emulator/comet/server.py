@@ -47,13 +47,14 @@ from collections import deque
 
 import trio
 from trio_websocket import WebSocketConnection
-from wsproto.connection import Connection as FrameConnection, ConnectionState, ConnectionType
+from wsproto.connection import Connection as FrameConnection
+from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import CloseConnection, Ping
 
 from emulator.comet.hub import Hub
 from emulator.journal import Journal
-from emulator.net.timeouts import HANDSHAKE_TIMEOUT
 from emulator.net.network import Listener, Network, nonblocking_send, peer_of, quiet_close
+from emulator.net.timeouts import HANDSHAKE_TIMEOUT
 from emulator.profiles import Profile, Quirk
 from emulator.wire import comet as w
 from emulator.wire import http
@@ -159,8 +160,20 @@ class _Outbox:
     :data:`OUTBOX_FRAMES` waiting frames close the connection as a slow consumer.
     """
 
-    __slots__ = ("hub", "journal", "stats", "conn_id", "reason", "closed", "slow", "scope", "_try_send",
-                 "_frames", "_busy", "_lot")
+    __slots__ = (
+        "_busy",
+        "_frames",
+        "_lot",
+        "_try_send",
+        "closed",
+        "conn_id",
+        "hub",
+        "journal",
+        "reason",
+        "scope",
+        "slow",
+        "stats",
+    )
 
     def __init__(self, hub: Hub, journal: Journal, stats: dict, try_send) -> None:
         self.hub = hub

@@ -47,7 +47,7 @@ def _too_long(text: str) -> bool:
     return len(text) > w.MAX_FRAME // 4 and len(text.encode("utf-8", "surrogatepass")) > w.MAX_FRAME
 
 
-async def run_message_connection(server: "CometServer", channel: "MessageChannel", head: http.RequestHead,
+async def run_message_connection(server: CometServer, channel: MessageChannel, head: http.RequestHead,
                                  peer: Any) -> None:
     """One comet connection over messages, from the parsed upgrade request to the close."""
     hub, journal = server.hub, server.journal

@@ -24,12 +24,13 @@ import base64
 import hashlib
 import uuid as _uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from emulator.wire.cnum import c_int, leading_int, scan_int, stoi
 from emulator.cometql.tables import E_NO_FREESWITCH, E_USER_ID_NEGATIVE, SqlError
 from emulator.wire import comet as w
+from emulator.wire.cnum import c_int, leading_int, scan_int, stoi
 
 if TYPE_CHECKING:  # pragma: no cover
     from emulator.comet.hub import Hub
@@ -71,7 +72,7 @@ class FreeswitchNode:
         return f"{self.ws_host}:{self.ws_port}"
 
     @classmethod
-    def from_config(cls, entry: "dict | FreeswitchNode") -> "FreeswitchNode":
+    def from_config(cls, entry: dict | FreeswitchNode) -> FreeswitchNode:
         if isinstance(entry, FreeswitchNode):
             return entry
         known = {"server", "esl_port", "esl_password", "ws_port", "ws_host"}
@@ -84,7 +85,7 @@ class FreeswitchNode:
         return cls(**kw)
 
 
-def nodes_from_config(entries: Iterable["dict | FreeswitchNode"]) -> list[FreeswitchNode]:
+def nodes_from_config(entries: Iterable[dict | FreeswitchNode]) -> list[FreeswitchNode]:
     return [FreeswitchNode.from_config(e) for e in entries]
 
 
@@ -238,7 +239,7 @@ class ConferenceService:
     unreachable FreeSWITCH.
     """
 
-    def __init__(self, hub: "Hub", nodes: Sequence["FreeswitchNode | dict"] = (), *,
+    def __init__(self, hub: Hub, nodes: Sequence[FreeswitchNode | dict] = (), *,
                  pipesalt: str = DEFAULT_PIPESALT, xml_list: XmlList | None = None,
                  new_call_key: Callable[[], str] = call_key) -> None:
         self.hub = hub

@@ -20,8 +20,8 @@ import trio
 
 from emulator.cometql.tables import Executor, Result, ResultKind, Session, err, select_database
 from emulator.journal import Journal
-from emulator.net.timeouts import HANDSHAKE_TIMEOUT
 from emulator.net.network import Listener, Network, quiet_close
+from emulator.net.timeouts import HANDSHAKE_TIMEOUT
 from emulator.profiles import Profile, Quirk
 from emulator.wire import mysql as m
 
@@ -86,7 +86,7 @@ class CometQLServer:
         finally:
             await quiet_close(stream)
 
-    async def _handshake(self, link: "_Link", conn_id: int) -> Session | None:
+    async def _handshake(self, link: _Link, conn_id: int) -> Session | None:
         scramble = m.generate_scramble(self.randbytes, nonzero=True)
         caps = m.CAPABILITIES_CPPCOMET if self.profile.on(Quirk.COMETQL_SSL_ADVERTISED) else m.CAPABILITIES_LENIENT
         version = m.SERVER_VERSION if self.profile.on(Quirk.COMETQL_VERSION_STRING) else LENIENT_VERSION
@@ -139,11 +139,11 @@ class CometQLServer:
         link.scramble = scramble
         return session
 
-    async def _refuse(self, link: "_Link", seq: int, error: tuple[int, str], conn_id: int, why: str) -> None:
+    async def _refuse(self, link: _Link, seq: int, error: tuple[int, str], conn_id: int, why: str) -> None:
         self.journal.record("cometql", "auth_failed", conn_id=conn_id, data=f"{error[1]} ({why})")
         await link.send([m.build_err(*error)], seq)
 
-    async def _commands(self, link: "_Link", session: Session) -> None:
+    async def _commands(self, link: _Link, session: Session) -> None:
         journal = self.journal
         while True:
             packet = await link.receive()
@@ -165,7 +165,7 @@ class CometQLServer:
                     await self.prepare_members()
                 try:
                     result = self.executor.execute(session, text)
-                except Exception:  # noqa: BLE001 - a bug in one statement must not end the session
+                except Exception:  # a bug in one statement must not end the session
                     log.exception("cometql: statement failed: %r", text[:200])
                     result = err(500, "internal server error")
                 if journal.enabled:
@@ -204,14 +204,14 @@ class CometQLServer:
         return (f"Uptime: {uptime}  Threads: {len(self.sessions)}  Questions: {hub.stats['published']}  "
                 f"Slow queries: 0  Opens: 0  Open tables: 0  Queries per second avg: 0.000")
 
-    async def _change_user(self, link: "_Link", session: Session, data: bytes, seq: int) -> bool:
+    async def _change_user(self, link: _Link, session: Session, data: bytes, seq: int) -> bool:
         """COM_CHANGE_USER: authenticate again against the connection's scramble (spec 3 [REC]).
 
         A 20-byte native token is checked directly; anything else gets an AuthSwitchRequest when the
         profile allows it.  Success switches the dev_id (and database); failure is ERR 16 and a close.
         """
         try:
-            user, pos = m._cstring(data, 0, "user")  # noqa: SLF001 - same packet layout as the handshake
+            user, pos = m._cstring(data, 0, "user")  # same packet layout as the handshake
             length = data[pos]
             token = data[pos + 1:pos + 1 + length]
             database, _ = m._cstring(data, pos + 1 + length, "database", to_end=True)

@@ -76,12 +76,25 @@ from emulator.clock import Timers, WallClock
 from emulator.config import DEFAULT_DOMAIN
 from emulator.freeswitch.api import ConferenceApi
 from emulator.freeswitch.conference_profiles import (
-    ConferenceProfile, ConferenceProfiles, load_conference_profiles, max_members_value,
+    ConferenceProfile,
+    ConferenceProfiles,
+    load_conference_profiles,
+    max_members_value,
 )
 from emulator.freeswitch.events import MAINT, Event, EventBuilder, Header
 from emulator.freeswitch.model import (
-    AnswerState, CallState, Channel, ChannelState, Conference, HangupCause, MediaState, Member, Recording,
-    Refusal, TalkPattern, tenant_ids,
+    AnswerState,
+    CallState,
+    Channel,
+    ChannelState,
+    Conference,
+    HangupCause,
+    MediaState,
+    Member,
+    Recording,
+    Refusal,
+    TalkPattern,
+    tenant_ids,
 )
 from emulator.freeswitch.recording import Recorder
 from emulator.journal import Journal

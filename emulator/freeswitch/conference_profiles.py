@@ -33,10 +33,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from emulator.config import DEFAULT_DOMAIN
 from emulator.fixtures import path as fixture_path
@@ -207,7 +206,7 @@ class ConferenceProfiles(Mapping[str, ConferenceProfile]):
         """The profile a ``conference <name>@<profile>`` call gets (``default`` when no @profile)."""
         return self._profiles.get(name or "default") or builtin_profile()
 
-    def with_profile(self, profile: ConferenceProfile) -> "ConferenceProfiles":
+    def with_profile(self, profile: ConferenceProfile) -> ConferenceProfiles:
         """A copy with one profile added or replaced (tests and scenarios)."""
         return ConferenceProfiles({**self._profiles, profile.name: profile}, source=self.source)
 

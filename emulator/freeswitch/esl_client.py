@@ -46,7 +46,7 @@ class EslClient:
 
     @classmethod
     async def connect(cls, network: Network, host: str, port: int, password: str, *, client: str = "",
-                      timeout: float | None = 10.0) -> "EslClient":
+                      timeout: float | None = 10.0) -> EslClient:
         address = f"{host}:{port}"
         try:
             with trio.fail_after(timeout) if timeout else trio.CancelScope():
@@ -80,7 +80,7 @@ class EslClient:
             self.closed = True
             await quiet_close(self._stream)
 
-    async def __aenter__(self) -> "EslClient":
+    async def __aenter__(self) -> EslClient:
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -32,12 +32,12 @@ The decision and its reasons are in docs/decisions.md ("Media follows the link, 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from emulator.freeswitch.conference import Bridge
-from emulator.freeswitch.model import Member
 from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.media import LinkConditions
+from emulator.freeswitch.model import Member
 from emulator.net.links import LinkChange, Links
 
 __all__ = ["MediaLinks", "media_conditions"]

@@ -116,7 +116,7 @@ class Recorder:
         if rec.file is not None:
             try:
                 rec.file.parent.mkdir(parents=True, exist_ok=True)
-                rec.wav = wave.open(str(rec.file), "wb")  # noqa: SIM115 - open for the recording's life
+                rec.wav = wave.open(str(rec.file), "wb")  # open for the recording's life
                 rec.wav.setnchannels(1)
                 rec.wav.setsampwidth(2)
                 rec.wav.setframerate(rec.rate)
@@ -149,7 +149,7 @@ class Recorder:
         if rec.timer is not None:
             rec.timer.cancel()
         rec.stopped = now
-        samples = rec.frames if rec.file is not None else int(round(rec.duration() * rec.rate))
+        samples = rec.frames if rec.file is not None else round(rec.duration() * rec.rate)
         if rec in conf.nodes:
             conf.nodes.remove(rec)
         conf.record_count = max(0, conf.record_count - 1)
@@ -203,7 +203,7 @@ class Recorder:
         return self._tones[key]
 
     def _write(self, rec: Recording, until: float) -> None:
-        target = int(round((until - rec.started) * rec.rate))
+        target = round((until - rec.started) * rec.rate)
         count = target - rec.frames
         if count <= 0 or rec.wav is None:
             return

@@ -40,9 +40,9 @@ import trio
 
 from emulator.clock import Timers
 from emulator.freeswitch.conference import Bridge
-from emulator.freeswitch.model import Channel, HangupCause, Refusal
 from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.media import QUALITY_PRESETS, LinkConditions, Quality, link_presets, media_start_delay
+from emulator.freeswitch.model import Channel, HangupCause, Refusal
 from emulator.journal import Journal
 from emulator.wire import sdp as s
 from emulator.wire import sip
@@ -309,7 +309,7 @@ class SipCore:
         for branch, pending in list(self.pending.items()):
             if pending.flow is flow:
                 del self.pending[branch]
-        for key, dialog in list(self.dialogs.items()):
+        for dialog in list(self.dialogs.values()):
             if dialog.flow is flow and dialog.state != DialogState.TERMINATED:
                 if dialog.member_id is not None:
                     if self.keeps_media is None or not self.keeps_media(dialog):

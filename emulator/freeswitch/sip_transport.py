@@ -88,8 +88,18 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from emulator.freeswitch.flow import Flow
 from emulator.journal import Journal
-from emulator.net.network import (MAX_DATAGRAM, DatagramEndpoint, Endpoint, Listener, Network, forget_traceback,
-                                  is_peer_gone, peer_of, quiet_close, release_ssl_stream)
+from emulator.net.network import (
+    MAX_DATAGRAM,
+    DatagramEndpoint,
+    Endpoint,
+    Listener,
+    Network,
+    forget_traceback,
+    is_peer_gone,
+    peer_of,
+    quiet_close,
+    release_ssl_stream,
+)
 from emulator.net.timeouts import HANDSHAKE_TIMEOUT, NEVER, SIP_TCP_HEAD_TIMEOUT, SIP_TCP_IDLE_TIMEOUT, ReadDeadline
 from emulator.net.websocket import release_frame_parser
 from emulator.wire import http
@@ -389,7 +399,7 @@ class SipWebSocketTransport(_StreamBase):
                 async with trio.open_nursery() as nursery:
                     await self._run(nursery, ws_stream, conn, peer, local, deadline)
                     nursery.cancel_scope.cancel()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the per-connection boundary: logged unless the peer left
             self._connection_error(exc, peer, conn.flow)
         finally:
             self.active -= 1
@@ -437,7 +447,7 @@ class SipWebSocketTransport(_StreamBase):
         finally:
             release_frame_parser(ws)
 
-    async def _serve_websocket(self, nursery: trio.Nursery, ws: WebSocketConnection, replay: "_Replay",
+    async def _serve_websocket(self, nursery: trio.Nursery, ws: WebSocketConnection, replay: _Replay,
                                conn: _Connection, peer: Endpoint, local: Endpoint, deadline: float) -> None:
         handshake = trio.CancelScope(deadline=deadline)
         reader_done = False
@@ -571,7 +581,7 @@ class SipTcpTransport(_StreamBase):
                         nursery.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
                     else:
                         nursery.cancel_scope.cancel()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the per-connection boundary: logged unless the peer left
             self._connection_error(exc, flow.peer, flow)
         finally:
             self.active -= 1
@@ -632,7 +642,7 @@ class SipTcpTransport(_StreamBase):
             return False
         try:
             return bool(answer(flow, data, status, reason))
-        except Exception as exc:  # noqa: BLE001 - the core's bug must not hide the close
+        except Exception as exc:  # the core's bug must not hide the close
             log.exception("SIP core failed answering a malformed message from %s", flow.peer)
             self.journal.record(SERVICE, "core_error", conn_id=flow.id, data=f"{type(exc).__name__}: {exc}")
             return False

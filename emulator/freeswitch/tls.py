@@ -109,7 +109,7 @@ def ensure_certificates(directory: str | Path, names: list[str] | None = None, *
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     wanted = sorted({"127.0.0.1", "::1", "localhost", *(names or [])})
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _dt.datetime.now(_dt.UTC)
     ca_path, ca_key_path = directory / CA_FILE, directory / CA_KEY_FILE
     if ca_path.exists() and ca_key_path.exists():
         ca_cert = x509.load_pem_x509_certificate(ca_path.read_bytes())
@@ -132,7 +132,8 @@ def ensure_certificates(directory: str | Path, names: list[str] | None = None, *
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            have = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
+            have = ({str(v) for v in san.get_values_for_type(x509.IPAddress)}
+                    | set(san.get_values_for_type(x509.DNSName)))
         except x509.ExtensionNotFound:
             have = set()
         fresh = not set(wanted) <= have or cert.not_valid_after_utc < now + _dt.timedelta(days=7)

@@ -92,9 +92,10 @@ import struct
 import tomllib
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import trio
 
@@ -164,7 +165,7 @@ class Link:
         return max(RTO_MIN, (self.rtt_ms + 4.0 * self.jitter_ms) / 1000.0)
 
     @classmethod
-    def from_table(cls, table: dict, where: str = "link") -> "Link":
+    def from_table(cls, table: dict, where: str = "link") -> Link:
         """A link from a TOML table (``rtt_ms``, ``jitter_ms``, ``loss``, ``bandwidth_kbps``,
         ``description``); unknown keys are a :class:`LinkError` naming them."""
         known = {f.name for f in fields(cls)}
@@ -216,7 +217,7 @@ def get_profile(name: str) -> Link:
         raise LinkError(f"unknown network profile {name!r}; known: {', '.join(_profiles())}") from None
 
 
-def _as_link(link: "Link | str") -> Link:
+def _as_link(link: Link | str) -> Link:
     if isinstance(link, Link):
         return link
     if isinstance(link, str):
@@ -272,7 +273,7 @@ class _Half:
     entries it has delivered past.
     """
 
-    __slots__ = ("sent", "entries", "free_at", "last", "lot", "fin_at", "fin_sent_at", "fin", "watched", "messages")
+    __slots__ = ("entries", "fin", "fin_at", "fin_sent_at", "free_at", "last", "lot", "messages", "sent", "watched")
 
     def __init__(self) -> None:
         self.sent = 0
@@ -291,10 +292,25 @@ class _Half:
 class _Conn:
     """A connection as the link table sees it: its client and protocol, its two directions, its ends."""
 
-    __slots__ = ("links", "id", "client", "protocol", "c2s", "s2c", "ends", "state", "opened", "ready_client",
-                 "ready_server", "key", "reset_at_heal", "message_offer", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "c2s",
+        "client",
+        "ends",
+        "id",
+        "key",
+        "links",
+        "message_offer",
+        "opened",
+        "protocol",
+        "ready_client",
+        "ready_server",
+        "reset_at_heal",
+        "s2c",
+        "state",
+    )
 
-    def __init__(self, links: "Links", key: Any, client: str, protocol: str, now: float) -> None:
+    def __init__(self, links: Links, key: Any, client: str, protocol: str, now: float) -> None:
         self.links = links
         self.id = next(links._conn_ids)
         self.key = key
@@ -312,7 +328,7 @@ class _Conn:
     def halves(self):
         return (self.c2s, self.s2c)
 
-    def live_ends(self) -> list["LinkStream"]:
+    def live_ends(self) -> list[LinkStream]:
         return [end for end in (ref() for ref in self.ends) if end is not None]
 
     def wake(self) -> None:
@@ -344,7 +360,7 @@ def _abort_inner(stream: trio.abc.Stream) -> None:
         if close is not None:
             try:
                 close()
-            except Exception:  # pragma: no cover - an already closed pipe
+            except Exception:  # noqa: BLE001  # pragma: no cover - an already closed pipe
                 pass
 
 
@@ -354,7 +370,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
     It wraps the network's stream; ``transport_stream`` is that stream, ``cometbench_peer`` the peer,
     ``socket`` the OS socket if any.  A reset end raises :class:`trio.BrokenResourceError`."""
 
-    def __init__(self, links: "Links", inner: trio.abc.Stream, conn: _Conn, *, server: bool) -> None:
+    def __init__(self, links: Links, inner: trio.abc.Stream, conn: _Conn, *, server: bool) -> None:
         self._links = links
         self.transport_stream = inner
         self._conn = conn
@@ -407,7 +423,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
         half.entries.append([start, start + nbytes, at, trio.current_time()])
 
     @property
-    def cometbench_messages(self) -> "MessageChannel | None":
+    def cometbench_messages(self) -> MessageChannel | None:
         """The message shortcut of this connection (virtual network only), or None (see MessageChannel)."""
         if not self._links.message_shortcut or getattr(self.transport_stream, "socket", None) is not None:
             return None
@@ -560,7 +576,7 @@ class MessageChannel:
 
     __slots__ = ("_end",)
 
-    def __init__(self, end: "LinkStream") -> None:
+    def __init__(self, end: LinkStream) -> None:
         self._end = end
 
     def offer(self) -> None:
@@ -653,7 +669,7 @@ class LinkDatagram:
     """A UDP endpoint under link conditions: lost and partitioned datagrams are dropped, the others
     leave after the link's one-way delay, jitter and serialisation time (needs :meth:`Links.run`)."""
 
-    def __init__(self, links: "Links", inner: Any, *, service: str, client: str) -> None:
+    def __init__(self, links: Links, inner: Any, *, service: str, client: str) -> None:
         self._links = links
         self._inner = inner
         self.endpoint = inner.endpoint
@@ -737,7 +753,7 @@ class Links:
         self.history: list[LinkChange] = []
 
     # -- rules ---------------------------------------------------------------------------------
-    def _resolve(self, link: "Link | str") -> Link:
+    def _resolve(self, link: Link | str) -> Link:
         if isinstance(link, str) and self._profiles is not None:
             try:
                 return self._profiles[link]
@@ -745,7 +761,7 @@ class Links:
                 raise LinkError(f"unknown network profile {link!r}; known: {', '.join(self._profiles)}") from None
         return _as_link(link)
 
-    def set(self, link: "Link | str", *, client: str = "*", protocol: str = "*") -> Link:
+    def set(self, link: Link | str, *, client: str = "*", protocol: str = "*") -> Link:
         """Give the selected (client, protocol) pairs this link (a :class:`Link` or a profile name);
         returns the link set.  Connections already open follow the new link from their next write."""
         key = (_check_client(client), _check_protocol(protocol))
@@ -875,7 +891,8 @@ class Links:
     def connections(self, *, client: str = "*", protocol: str = "*") -> list[dict]:
         """The live connections the selector covers: id, client, protocol, state."""
         return [{"id": c.id, "client": c.client, "protocol": c.protocol, "state": c.state,
-                 "ends": len(c.live_ends())} for c in list(self._conns.values()) if _covers(client, c.client) and _covers(protocol, c.protocol)]
+                 "ends": len(c.live_ends())} for c in list(self._conns.values())
+                if _covers(client, c.client) and _covers(protocol, c.protocol)]
 
     def reset(self, *, client: str = "*", protocol: str = "*") -> int:
         """Reset the selected connections: both ends see a connection reset.  Returns how many."""
@@ -1231,7 +1248,7 @@ class Links:
 
     # -- inspection ----------------------------------------------------------------------------------
     def snapshot(self) -> dict:
-        return {"rules": {f"{c}/{p}": vars(l) for (c, p), l in self._rules.items()},
+        return {"rules": {f"{c}/{p}": vars(link) for (c, p), link in self._rules.items()},
                 "partitions": [f"{c}/{p}" for c, p in sorted(self._partitions)],
                 "connections": len(self._conns), "media_paths": len(self._media)}
 

@@ -48,8 +48,9 @@ import os
 import socket
 import weakref
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 import trio
 import trio.testing
@@ -259,7 +260,7 @@ async def _guarded(handler: Handler, stream: trio.abc.Stream, service: str) -> N
     """
     try:
         await handler(stream)
-    except Exception as exc:  # noqa: BLE001 - one connection's failure must not reach the service's nursery
+    except Exception as exc:  # one connection's failure must not reach the service's nursery
         if not is_peer_gone(exc):
             log.exception("%s: connection handler failed; closing that connection", service)
         forget_traceback(exc)
@@ -322,7 +323,7 @@ def release_ssl_stream(stream: trio.abc.Stream | None) -> None:
 
 
 class _OSListener:
-    def __init__(self, network: "OSNetwork", service: str, listener: trio.SocketListener):
+    def __init__(self, network: OSNetwork, service: str, listener: trio.SocketListener):
         self._network = network
         self._service = service
         self._listener = listener
@@ -406,7 +407,7 @@ class _OSDatagramEndpoint:
 
 
 class _VirtualListener:
-    def __init__(self, network: "VirtualNetwork", service: str, endpoint: Endpoint):
+    def __init__(self, network: VirtualNetwork, service: str, endpoint: Endpoint):
         self._network = network
         self._service = service
         self.endpoint = endpoint
@@ -434,7 +435,7 @@ class _VirtualListener:
 class _VirtualDatagramEndpoint:
     """An in-memory UDP endpoint: a bounded receive queue, filled by other endpoints' ``sendto``."""
 
-    def __init__(self, network: "VirtualNetwork", endpoint: Endpoint, buffer: int):
+    def __init__(self, network: VirtualNetwork, endpoint: Endpoint, buffer: int):
         self._network = network
         self.endpoint = endpoint
         self._buffer = buffer
@@ -504,7 +505,7 @@ def _one_way_pipe() -> tuple[trio.testing.MemorySendStream, trio.testing.MemoryR
         if sender is not None:
             trio.testing.memory_stream_pump(sender, receive)
 
-    async def pump_async() -> None:  # noqa: RUF029 - the hook must be async
+    async def pump_async() -> None:  # the hook must be async
         pump()
 
     send.send_all_hook = pump_async

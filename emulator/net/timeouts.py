@@ -59,7 +59,7 @@ def _on(value: float | None) -> float | None:
 class ReadDeadline:
     """See the module docstring.  ``with deadline.scope:`` around the read loop."""
 
-    __slots__ = ("scope", "start", "head", "idle", "_start_at", "_head_at", "_last")
+    __slots__ = ("_head_at", "_last", "_start_at", "head", "idle", "scope", "start")
 
     def __init__(self, *, start: float | None = None, head: float | None = None,
                  idle: float | None = None) -> None:
@@ -90,7 +90,7 @@ class ReadDeadline:
             self._last = trio.current_time()
             self.scope.deadline = self._deadline()
 
-    def settle(self, *, head: float | None | object = _KEEP, idle: float | None | object = _KEEP) -> None:
+    def settle(self, *, head: float | object | None = _KEEP, idle: float | object | None = _KEEP) -> None:
         """The start phase is over: drop the start deadline.  ``head``/``idle``, when given, replace
         those clocks for the rest of the connection (``None``/``0``: off)."""
         self._start_at = math.inf

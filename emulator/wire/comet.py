@@ -249,7 +249,7 @@ def parse_web_pipe2(body: str) -> WebPipe2:
         pipe = pipe[1:]
     msg = WebPipe2(pipe, event, "", anonymous)
     err = check_pipe_name(pipe)
-    if err is None and not (pipe.startswith("web_") or pipe.startswith("webauth_")) or (
+    if (err is None and not (pipe.startswith("web_") or pipe.startswith("webauth_"))) or (
             anonymous and not pipe.startswith("web_")):
         err = {"error": "[pipe_msg2] Invalid channel name. The channel should begin with web_", "number_messages": -1}
     if err is None:

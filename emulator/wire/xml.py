@@ -20,7 +20,7 @@ __all__ = ["XmlNode", "render_xml", "escape"]
 class XmlNode:
     """An element: name, attributes in order, text (leaves only) and children."""
 
-    __slots__ = ("name", "attrs", "text", "children")
+    __slots__ = ("attrs", "children", "name", "text")
 
     def __init__(self, name: str, attrs: Iterable[tuple[str, str]] = (), text: str = "",
                  children: list[XmlNode] | None = None) -> None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -39,7 +39,7 @@ def require_tool(name: str, check: Callable[[], object] | object, hint: str = ""
     """
     try:
         ok = check() if callable(check) else check
-    except Exception as exc:  # a probe that crashes means the tool is not usable
+    except Exception as exc:  # noqa: BLE001 - a probe that crashes means the tool is not usable
         ok = False
         hint = f"{hint} ({type(exc).__name__}: {exc})".strip()
     if ok:

@@ -16,8 +16,8 @@ mariadb CLI, default TLS          fails: ERROR 2026 TLS/SSL (S3)               w
 ================================  ===========================================  ==========================
 
 References: docs/quirks/cometql.md (the client table and the quirks) and the mariadb CLI session
-recorded against the real server (fixtures/parity/mariadb-cli-4.09.json).  The emulator runs in-process over OS sockets on
-127.0.0.1 (``open_stack``).  Every client call is bounded: driver timeouts plus ``trio.fail_after``
+recorded against the real server (fixtures/parity/mariadb-cli-4.09.json).  The emulator runs in-process
+over OS sockets on 127.0.0.1 (``open_stack``).  Every client call is bounded: driver timeouts plus ``trio.fail_after``
 (threads are abandoned on timeout), subprocesses are killed on timeout.
 """
 
@@ -36,9 +36,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from emulator.cometql.tables import Session
 from emulator.config import Config
 from emulator.fixtures import path as fixture_path
-from emulator.cometql.tables import Session
 from emulator.stack import open_stack
 from tests.compat.conftest import NODE_MODULES, require_tool
 from tests.rawws import RawWS

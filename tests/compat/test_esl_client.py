@@ -16,6 +16,7 @@ test drives it over stdin/stdout (one JSON object per line) while it changes the
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -24,9 +25,7 @@ import urllib.parse
 import pytest
 import trio
 
-from emulator.config import Config
 from emulator.freeswitch.conference import Channel
-from emulator.stack import open_stack
 from tests.compat.conftest import NODE_MODULES, ROOT, require_tool
 
 pytestmark = pytest.mark.compat
@@ -109,9 +108,9 @@ class Client:
 
 
 async def start_client(nursery: trio.Nursery, node: str, stack, password: str, fmt: str) -> Client:
-    proc = await nursery.start(lambda task_status: trio.run_process(
-        [node, str(SCRIPT), "127.0.0.1", str(stack.ports["esl"]), password, fmt], cwd=ROOT,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, check=False, task_status=task_status))
+    proc = await nursery.start(functools.partial(
+        trio.run_process, [node, str(SCRIPT), "127.0.0.1", str(stack.ports["esl"]), password, fmt], cwd=ROOT,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, check=False))
     return Client(proc)
 
 

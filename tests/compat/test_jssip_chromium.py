@@ -29,7 +29,7 @@ import re
 import shutil
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -79,7 +79,7 @@ FILES = {"/jssip-call.html": (PAGE, "text/html; charset=utf-8"),
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         entry = FILES.get(self.path.split("?", 1)[0])
         if entry is None:
             self.send_error(404)

@@ -24,8 +24,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from emulator.config import Config
-from emulator.stack import open_stack
 from tests.compat.conftest import NODE_MODULES, JsonLinesProcess, require_tool
 
 pytestmark = pytest.mark.compat

@@ -20,8 +20,6 @@ import jwt
 import pytest
 import trio
 
-from emulator.config import Config
-from emulator.stack import open_stack
 from tests.compat.conftest import JsonLinesProcess
 
 pytestmark = pytest.mark.compat

@@ -29,8 +29,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from emulator.config import Config
-from emulator.stack import open_stack
 from tests.compat.conftest import require_tool
 
 pytestmark = pytest.mark.compat

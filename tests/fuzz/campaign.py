@@ -36,8 +36,8 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from emulator.clock import ManualClock, WallClock
 from emulator.comet.directory import classify, directory_user, head_without_body, lookup_directory

@@ -12,8 +12,20 @@ import trio
 from bench.actors.participant import MARKS, STAGES, Target, open_participant, stage_values
 from bench.clients.webrtc import DeviceTimings
 from emulator.net.network import OSNetwork, VirtualNetwork
-from tests.actorkit import (until, DEV, DOCTOR, PATIENT, ROOM, callbacks, doctor_and_patient, in_call,
-                            journal_marks, members_of, sent_events, stack_and_target)
+from tests.actorkit import (
+    DEV,
+    DOCTOR,
+    PATIENT,
+    ROOM,
+    callbacks,
+    doctor_and_patient,
+    in_call,
+    journal_marks,
+    members_of,
+    sent_events,
+    stack_and_target,
+    until,
+)
 
 # the order in which one side's marks must occur (a chain; `subscribed` and the backend's OK are
 # checked separately because they race with the accept path)

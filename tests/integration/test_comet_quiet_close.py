@@ -21,6 +21,7 @@ import struct
 
 import pytest
 import trio
+import trio.lowlevel
 import trio_websocket
 
 from emulator.comet import server as comet_server
@@ -183,7 +184,7 @@ async def test_client_vanishing_mid_write_is_quiet(env, blocked, caplog, capfd):
     await ws.aclose()
     for i in range(50):  # keep writing to it until the server notices
         env.hub.publish(DEV, "web_vanish", "ev", f"after the reset {i}")
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
     await env.settle()
     await env.assert_alive()
     witness_id, conn_id = env.conn_ids()

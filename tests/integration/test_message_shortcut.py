@@ -17,7 +17,7 @@ import trio.testing
 from bench.clients.comet import open_comet_client
 from emulator.ids import deterministic_scheduling
 from emulator.net.network import VirtualNetwork
-from tests.actorkit import ROOM, callbacks, doctor_and_patient, in_call, stack_and_target
+from tests.actorkit import doctor_and_patient, in_call, stack_and_target
 
 DEV, USER, KEY = 15, 7, "secret-key"
 

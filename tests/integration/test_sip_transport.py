@@ -16,8 +16,13 @@ import trio.testing
 import trio_websocket
 
 from emulator.freeswitch.flow import Flow
-from emulator.freeswitch.sip_transport import (SipTcpTransport, SipUdpTransport, SipWebSocketTransport,
-                                               looks_like_sip, summary)
+from emulator.freeswitch.sip_transport import (
+    SipTcpTransport,
+    SipUdpTransport,
+    SipWebSocketTransport,
+    looks_like_sip,
+    summary,
+)
 from emulator.freeswitch.tls import ensure_certificates
 from emulator.journal import Journal
 from emulator.net.network import MAX_DATAGRAM, Endpoint, OSNetwork, VirtualNetwork, abort

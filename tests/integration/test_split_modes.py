@@ -178,9 +178,10 @@ async def test_a_wrong_password_from_the_http_directory_is_refused(autojump_cloc
     net = VirtualNetwork()
     async with split_stacks(net) as (fs, comet, target):
         comet.hub.set_hash(DEV, 777, "right")
+        import random
+
         from bench.clients.sip import UAConfig
         from bench.clients.sip_ua import SipPhone
-        import random
 
         async with trio.open_nursery() as nursery:
             config = UAConfig(uri="sip:000015777@127.0.0.1", password="wrong", authorization_user="000015777",

@@ -20,8 +20,16 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, wrap_server_stream
 
-from bench.clients.comet import (UNDEFINED, CometClient, browser_request_target, decode_data, js_stringify,
-                                 open_comet_client, stripslashes, trim_once)
+from bench.clients.comet import (
+    UNDEFINED,
+    CometClient,
+    browser_request_target,
+    decode_data,
+    js_stringify,
+    open_comet_client,
+    stripslashes,
+    trim_once,
+)
 from emulator.config import Config
 from emulator.net.network import OSNetwork, VirtualNetwork
 from emulator.stack import open_stack

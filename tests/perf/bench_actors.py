@@ -26,8 +26,8 @@ import trio.testing
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-from emulator.net.network import VirtualNetwork  # noqa: E402
-from tests.actorkit import ROOM, doctor_and_patient, stack_and_target  # noqa: E402
+from emulator.net.network import VirtualNetwork
+from tests.actorkit import ROOM, doctor_and_patient, stack_and_target
 
 
 async def one_call(seed: int, minutes: float) -> dict:

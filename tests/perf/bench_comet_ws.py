@@ -51,9 +51,9 @@ from pathlib import Path
 
 import jwt
 import trio
+from emulator_process import HOST, ROOT, pct, start_emulator, stop_emulator
 from pymysql._auth import scramble_native_password
 
-from emulator_process import HOST, ROOT, pct, start_emulator, stop_emulator  # noqa: E402
 DEV = 1
 PASSWORD = "CometQLPassword"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -123,7 +123,7 @@ def client_frame(text: str) -> bytes:
 
 
 class Client:
-    __slots__ = ("stream", "buf")
+    __slots__ = ("buf", "stream")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
@@ -305,7 +305,7 @@ class MySQL:
         await self.stream.send_all(struct.pack("<I", len(payload))[:3] + bytes([seq]) + payload)
 
     @classmethod
-    async def login(cls, port: int, user: str = str(DEV), password: str = PASSWORD) -> "MySQL":
+    async def login(cls, port: int, user: str = str(DEV), password: str = PASSWORD) -> MySQL:
         c = cls(await trio.open_tcp_stream(HOST, port))
         greeting = await c.packet()
         end = greeting.index(b"\0", 1)

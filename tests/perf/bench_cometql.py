@@ -50,8 +50,8 @@ from pathlib import Path
 
 import pymysql
 import pymysql.connections
+from emulator_process import HOST, pct, start_emulator, stop_emulator
 
-from emulator_process import HOST, pct, start_emulator, stop_emulator  # noqa: E402
 DEV = 1
 PASSWORD = "CometQLPassword"
 DEADLINE = 300  # seconds for the whole benchmark

@@ -59,8 +59,8 @@ from pathlib import Path
 
 import pymysql
 import trio
+from emulator_process import HOST, ROOT, pct, start_emulator, stop_emulator
 
-from emulator_process import HOST, ROOT, pct, start_emulator, stop_emulator  # noqa: E402
 SCENARIO = ROOT / "tests" / "compat" / "sipp" / "uac.xml"
 DEV, USER = 15, 503
 SIP_USER = f"{DEV:06d}{USER}"
@@ -116,7 +116,7 @@ class EslClient:
         self.buf = bytearray()
 
     @classmethod
-    async def connect(cls, port: int, password: str = ESL_PASSWORD) -> "EslClient":
+    async def connect(cls, port: int, password: str = ESL_PASSWORD) -> EslClient:
         client = cls(await trio.open_tcp_stream(HOST, port))
         headers, _ = await client.read()
         assert headers.get("Content-Type") == "auth/request", headers

@@ -406,7 +406,8 @@ def test_hold_and_resume_send_reinvites_with_the_directions():
     assert b"a=sendonly" in reinvite.body and b"a=sendrecv" not in reinvite.body
     assert [e.name for e in ua.events()] == ["hold"] and session.local_hold
     assert not ua.hold(session, media.offer("sendonly"), 2.1)   # already on hold: nothing
-    ua.receive(sip.make_response(reinvite, 200, headers=[("Contact", "<sip:fs@h>"), ("Content-Type", "application/sdp")],
+    ua.receive(sip.make_response(reinvite, 200, headers=[("Contact", "<sip:fs@h>"),
+                                                         ("Content-Type", "application/sdp")],
                                  body=answer_sdp().encode()).encode(), 2.1)
     (ack,) = sent(ua)
     assert ack.method == "ACK" and ack.headers["CSeq"] == f"{reinvite.cseq.number} ACK"
@@ -530,8 +531,9 @@ def test_bad_input_is_dropped(junk):
 
 def test_an_incoming_call_rings_then_times_out():
     ua = registered_ua()
-    request = sip.make_request("INVITE", ua.contact_uri, via="SIP/2.0/WSS fs;branch=z9hG4bKin", from_="<sip:fs@h>;tag=a",
-                               to=f"<sip:{USER}@127.0.0.1>", call_id="in1", cseq=1, contact="<sip:fs@h>")
+    request = sip.make_request("INVITE", ua.contact_uri, via="SIP/2.0/WSS fs;branch=z9hG4bKin",
+                               from_="<sip:fs@h>;tag=a", to=f"<sip:{USER}@127.0.0.1>", call_id="in1", cseq=1,
+                               contact="<sip:fs@h>")
     ua.receive(request.encode(), 0.0)
     (ringing,) = sent(ua)
     assert ringing.status == 180

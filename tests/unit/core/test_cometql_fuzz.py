@@ -29,7 +29,7 @@ import struct
 import jwt
 import pytest
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from emulator.clock import ManualClock
@@ -530,7 +530,7 @@ class WireClient:
 
     @classmethod
     async def login(cls, network: VirtualNetwork, port: int, user: bytes, db: bytes = b"CometQL_v1"
-                    ) -> "WireClient":
+                    ) -> WireClient:
         client = cls(await network.connect("127.0.0.1", port))
         greeting = await client.packet()
         payload = greeting.payload

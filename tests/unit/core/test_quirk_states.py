@@ -131,6 +131,7 @@ def test_cometql_describe_bad_sequence(on):
 @pytest.mark.parametrize("on", [True, False])
 def test_fs_ghost_until_media_timeout(on):
     import random
+
     from emulator.freeswitch.conference import Bridge, Channel
     clock = ManualClock()
     bridge = Bridge(clock=clock, rng=random.Random(1), profile=profile_with(fs_ghost_until_media_timeout=on),
@@ -161,6 +162,7 @@ def test_sql_quote_rewrite_stops_early(on):
 @pytest.mark.parametrize("plus", [True, False])
 def test_fs_reply_without_plus(plus):
     import random
+
     from emulator.freeswitch.conference import Bridge, Channel
     bridge = Bridge(clock=ManualClock(), rng=random.Random(1), profile=profile_with(fs_reply_without_plus=not plus))
     member = bridge.join("1*r-FSdefaultDomain", "video", Channel("u", "000001002", "000001002"))

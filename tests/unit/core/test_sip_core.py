@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import random
 
-import pytest
-import trio
-
 from emulator.clock import WallClock
 from emulator.freeswitch.conference import Bridge
-from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.sip_core import SipCore, route
-from emulator.net.network import Endpoint
 from emulator.profiles import get_profile
 from emulator.wire import sdp as s
 from emulator.wire import sip

@@ -31,7 +31,8 @@ class Story:
             raise ScenarioError(f"unknown actor {who!r}")
 
     def _unknown_event(self, name: str, timeline: Timeline) -> str:
-        return "" if name.split(".", 1)[1] in KNOWN or any(h.name == name for h in timeline) else f"unknown event {name!r}"
+        known = name.split(".", 1)[1] in KNOWN or any(h.name == name for h in timeline)
+        return "" if known else f"unknown event {name!r}"
 
     def _add_expectation(self, expectation):
         self.expectations.append(expectation)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from emulator.wire import comet as w
-from emulator.wire.cnum import stoi
 from emulator.wire import http
+from emulator.wire.cnum import stoi
 from tests.fuzzing import fuzz_settings
 
 pytestmark = pytest.mark.fuzz("comet-ws")

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from emulator.wire import cometql as q
 from emulator.wire.cnum import leading_int
 from emulator.wire.cometql import (
-    Condition, Delete, Insert, Limit, OrderBy, ParseError, ParseOptions, Select, SelectDatabase,
-    SelectVariable, Set, ShowColumns, ShowDatabases, ShowProcesslist, ShowStatus, ShowTables,
-    ShowTableStatus, ShowVariables, Transaction, UseDatabase, Value, parse,
+    Condition,
+    Delete,
+    Insert,
+    Limit,
+    OrderBy,
+    ParseError,
+    ParseOptions,
+    Select,
+    SelectDatabase,
+    SelectVariable,
+    Set,
+    ShowColumns,
+    ShowDatabases,
+    ShowProcesslist,
+    ShowStatus,
+    ShowTables,
+    ShowTableStatus,
+    ShowVariables,
+    Transaction,
+    UseDatabase,
+    Value,
+    parse,
 )
-
 from tests.fuzzing import fuzz_settings
 from tests.parity.conftest import load_corpus
 

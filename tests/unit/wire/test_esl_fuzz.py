@@ -110,7 +110,7 @@ def test_event_builders_frame_any_headers_and_body(headers, body):
     if body:
         inner_head, _, inner_body = plain.partition(b"\n\n")
         assert inner_head.endswith(b"Content-Length: %d" % len(body.encode())) and inner_body == body.encode()
-    for name, value in headers[1:]:  # plain values are url-encoded: no raw newline can split a header
+    for _name, value in headers[1:]:  # plain values are url-encoded: no raw newline can split a header
         assert "\n" not in e.url_encode(value)
 
 
