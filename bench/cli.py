@@ -35,6 +35,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
@@ -80,7 +81,7 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse with this command's error format: ``cometbench: ...`` and a pointer to --help."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"cometbench: {message}\n(see `{self.prog} --help`)\n")
 
 
@@ -119,10 +120,11 @@ def node_arg(text: str) -> dict:
             raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE with a key of {', '.join(known)}")
         if key in ("esl_port", "ws_port"):
             try:
-                value = port_arg(value)
+                entry[key] = port_arg(value)
             except argparse.ArgumentTypeError as exc:
                 raise argparse.ArgumentTypeError(f"{key}: {exc}") from None
-        entry[key] = value
+        else:
+            entry[key] = value
     if "server" not in entry or "esl_port" not in entry:
         raise argparse.ArgumentTypeError(f"{text!r} needs server=HOST and esl_port=N")
     return entry
@@ -542,9 +544,10 @@ def _os_error(exc: BaseException) -> OSError | None:
     if isinstance(exc, BaseExceptionGroup):
         matched, rest = exc.split(OSError)
         if matched is not None and rest is None:
-            while isinstance(matched, BaseExceptionGroup):
-                matched = matched.exceptions[0]
-            return matched
+            first: BaseException = matched
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            return first if isinstance(first, OSError) else None
     return None
 
 
@@ -668,7 +671,7 @@ def read_journal(args: argparse.Namespace, out=None) -> int:
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:  # `cometbench journal | head`
-        sys.stdout = None  # type: ignore[assignment]  (no flush at exit on the closed pipe)
+        sys.stdout = None  # no flush at exit on the closed pipe
         return 0
     finally:
         conn.close()
@@ -753,7 +756,7 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
     root.addHandler(handler)
     progress = make_progress()
     run = Run(specs, settings, report_dir, on_start=progress.on_start, on_result=progress.on_result)
-    run.log_file = log_path
+    run.log_file = log_path       # the report names the log and counts its records
     run.log_records = handler
     status = 0
     # Ctrl-C stops the run with a report even when the shell started us with SIGINT ignored

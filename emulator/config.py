@@ -157,13 +157,15 @@ class Config:
                 raise ConfigError(f"unknown configuration key {key!r}; known keys: {', '.join(sorted(known))}")
             value = _checked(key, value, getattr(cfg, key))
             if key == "ports":
+                assert isinstance(value, dict)   # _checked: the same kind as the default
                 for service, port in value.items():
                     service = service.replace("-", "_")
                     if service not in DEFAULT_PORTS:
                         raise ConfigError(f"unknown service {service!r} in [ports]; known: {', '.join(DEFAULT_PORTS)}")
                     cfg.ports[service] = check_port(f"[ports] {service}", port)
             elif key == "quirks":
-                cfg.quirks = {k: _checked(f"[quirks] {k}", v, True) for k, v in value.items()}
+                assert isinstance(value, dict)
+                cfg.quirks = {k: bool(_checked(f"[quirks] {k}", v, True)) for k, v in value.items()}
             else:
                 setattr(cfg, key, value)
         check_port("sip_public_port", cfg.sip_public_port)

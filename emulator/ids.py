@@ -64,10 +64,10 @@ def deterministic_scheduling(seed: int | str) -> Iterator[None]:
     import trio._core._run as trio_run  # the switch is private to trio
 
     saved_flag, saved_state = trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()
-    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True
+    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]  # trio declares it Final
     trio_run._r.seed(f"{seed}:trio-scheduler")
     try:
         yield
     finally:
-        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag
+        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag  # type: ignore[misc]  # ditto
         trio_run._r.setstate(saved_state)

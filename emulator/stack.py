@@ -47,6 +47,7 @@ from emulator.freeswitch.conference import Bridge
 from emulator.freeswitch.conference_profiles import load_conference_profiles
 from emulator.freeswitch.directory_client import DirectoryClient, parse_directory_url
 from emulator.freeswitch.esl import EslServer
+from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.flow import restart_ids as restart_flow_ids
 from emulator.freeswitch.media import link_presets
 from emulator.freeswitch.media_link import MediaLinks
@@ -279,7 +280,7 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     links = stack.links
     assert links is not None
 
-    def client_of(flow) -> str:
+    def client_of(flow: Flow) -> str:
         return flow.client or links.client_of(flow.peer)
 
     profiles = load_conference_profiles(config.conference_profiles or None,

@@ -33,6 +33,7 @@ class RawWS:
     def __init__(self, stream: trio.abc.Stream):
         self.stream = stream
         self.buffer = bytearray()
+        self.response = b""     # the server's answer to the upgrade request
 
     @classmethod
     async def open(cls, network, port: int, target: str, extra: str = "") -> RawWS:

@@ -413,7 +413,8 @@ class Participant:
         self.current = join
         if restoring:
             self._restoring.add(str(room))
-        self._mark("backend_invite_start", room=room, at=started, **({"restoring": True} if restoring else {}))
+        extra: dict[str, Any] = {"restoring": True} if restoring else {}
+        self._mark("backend_invite_start", room=room, at=started, **extra)
         if self.app_request_rtt:   # the page's AJAX request to call.php travels to the app server
             await trio.sleep(self.app_request_rtt / 2)
         await self.app.invite(str(room), self.user_id, profile=profile, message=message,

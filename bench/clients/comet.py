@@ -1003,7 +1003,7 @@ class CometClient:
                 attempt.outcome = "handshake failed: the server closed the connection"
                 return False, False, 1006
             try:
-                handshake.receive_data(data)
+                handshake.receive_data(bytes(data))
                 for event in handshake.events():
                     if isinstance(event, AcceptConnection):
                         accepted = True
@@ -1100,7 +1100,7 @@ class CometClient:
                     await ws.aclose()  # Close frame, then wait for the server to close TCP
                 return
             try:
-                await ws.send_message(item)  # type: ignore[arg-type]
+                await ws.send_message(item)
             except ConnectionClosed:
                 return
 

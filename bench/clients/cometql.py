@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
@@ -179,7 +179,7 @@ class ClientProtocol:
         out, self._out = bytes(self._out), bytearray()
         return out
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray) -> list[Event]:
         if self.state == ConnectionState.CLOSED:
             return []
         try:
@@ -474,12 +474,12 @@ class _deadline:
         self._scope.__enter__()
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: Any) -> Literal[False]:
         assert self._scope is not None
-        handled = self._scope.__exit__(*exc)
+        self._scope.__exit__(*exc)   # swallows only its own Cancelled, which becomes the error below
         if self._scope.cancelled_caught:
             raise CometQLConnectionError(self.address, f"no answer within {self.timeout:g} s while {self.doing}")
-        return bool(handled)
+        return False
 
 
 __all__ = [

@@ -39,7 +39,7 @@ class EslMessageParser:
         self._head: dict[str, str] | None = None
         self._need = 0
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
         if len(self._buf) > MAX_MESSAGE:
             raise EslError(f"a server message over {MAX_MESSAGE} bytes")

@@ -509,6 +509,7 @@ class UserAgent:
                 self._reply(request, 481, to_tag=_random_token(self.rng, 10))
                 return
             self._reply(request, 200, to_tag=incoming.local_tag)
+            assert incoming.incoming is not None   # found by its incoming INVITE
             self._reply(incoming.incoming, 487, to_tag=incoming.local_tag)
             self._failed(incoming, "remote", "Canceled")
         else:
@@ -573,6 +574,7 @@ class UserAgent:
         aor = f"sip:{cfg.parsed_uri.user}@{cfg.parsed_uri.hostport}"
         contact = (f"<{self.contact_uri}>;+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:{self.instance_id}>\""
                    f";expires={expires}")
+        assert cfg.registrar_server is not None   # UAConfig defaults it
         request = sip.make_request(
             "REGISTER", cfg.registrar_server, via=self._via(), from_=f"{sip.quote_string(cfg.display_name or '')} "
             f"<{aor}>;tag={from_tag}", to=f"<{aor}>", call_id=self._reg_call_id, cseq=self._reg_cseq,
@@ -638,7 +640,7 @@ class UserAgent:
                 self.registered = True
                 self._emit(Event("registered", response=response))
             return
-        if status == 423 and response.headers.get("Min-Expires", "").isdigit():
+        if status == 423 and (response.headers.get("Min-Expires") or "").isdigit():
             self._reg_expires = int(response.headers["Min-Expires"])
             self._send_register(now, expires=self._reg_expires)
             return

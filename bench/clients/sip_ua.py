@@ -477,6 +477,6 @@ class SipPhone:
                     await ws.aclose()
                 return
             try:
-                await ws.send_message(item)  # type: ignore[arg-type]
+                await ws.send_message(item)
             except ConnectionClosed:
                 return

@@ -261,12 +261,12 @@ def deterministic_scheduling(seed: int | str) -> Iterator[None]:
     import trio._core._run as trio_run
 
     saved_flag, saved_state = trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()
-    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True
+    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]  # trio declares it Final
     trio_run._r.seed(f"{seed}:trio-scheduler")
     try:
         yield
     finally:
-        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag
+        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag  # type: ignore[misc]  # ditto
         trio_run._r.setstate(saved_state)
 
 
@@ -296,6 +296,8 @@ class Run:
         self.results: list[ScenarioResult] = []
         self.status = RunStatus.RUNNING
         self.interruption: str | None = None
+        self.log_file: Path | None = None      # the emulator's log during the run (cometbench run sets it)
+        self.log_records: Any = None            # its record counter (bench/cli.py _LogCounter)
         self.started = time.time()
         self.finished: float | None = None
         self.journal_path = self.report_dir / "journal.sqlite"

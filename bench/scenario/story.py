@@ -415,7 +415,7 @@ class Scenario:
         """``SELECT * FROM conference_members WHERE name = <room>`` as the app reads it: one actor
         name per row (ghosts included), or the user id when no actor has it."""
         rows = (await self.app.backend.members(str(room))).rows
-        return [self._name_of_user(int(row[1])) for row in rows]
+        return [self._name_of_user(int(row[1] or 0)) for row in rows]
 
     def fs_members(self, room: str) -> list:
         """FreeSWITCH's members of the room's conference (newest first)."""

@@ -35,7 +35,8 @@ connection (``Connection: close``), as the original does.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -196,7 +197,7 @@ def classify(head: bytes) -> tuple[str, bytes | None]:
 # --- the quart-trio app ------------------------------------------------------------------------------
 
 
-def _request_line(scope: dict) -> bytes:
+def _request_line(scope: Mapping[str, Any]) -> bytes:
     """A request line rebuilt from an ASGI scope (when the app is driven without the pre-read)."""
     target = scope.get("raw_path") or scope["path"].encode("latin-1")
     query = scope.get("query_string", b"")
@@ -262,7 +263,9 @@ def create_app(store: StateStore, journal: Journal | None = None) -> QuartTrio:
     @app.route("/", defaults={"path": ""}, methods=["GET", "OPTIONS"], provide_automatic_options=False)
     @app.route("/<path:path>", methods=["GET", "OPTIONS"], provide_automatic_options=False)
     async def answer(path: str) -> Response:
-        kind, user = request.scope.get(SCOPE_KEY) or classify(_request_line(request.scope))
+        scope = cast(Mapping[str, Any], request.scope)   # our key is not in quart's TypedDict
+        decided: tuple[str, bytes | None] | None = scope.get(SCOPE_KEY)
+        kind, user = decided or classify(_request_line(scope))
         if kind == "options":
             return Response("+OK\r\n", 200, headers=_COMMON_HEADERS, content_type=CONTENT_TYPE)
         if kind == "directory":
@@ -436,10 +439,11 @@ class DirectoryServer:
         self.config.include_date_header = False
         self._asgi = wrap_app(shielded_send(self.app), self.config.wsgi_max_body_size, "asgi")
         self._context = WorkerContext(None)
-        self.listener = None
+        self.listener: Listener | None = None
         self.requests = 0
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
         await self.network.listen_and_serve("directory", host, port, self.handle, on_listen=self._listening,
                                             task_status=task_status)
 
@@ -463,14 +467,16 @@ class DirectoryServer:
                 await stream.send_all(BAD_REQUEST)
                 return
             assert self.listener is not None
-            server = TCPServer(_WithScope(self._asgi, (kind, user)), self.config, self._context, {},
-                               _ConnectionStream(stream, prefix, self.listener.endpoint))  # type: ignore[arg-type]
+            # hypercorn's per-connection server on our own stream (docs/decisions.md, "hypercorn's
+            # per-connection server"): its types name its own app wrapper and trio's SocketStream
+            server = TCPServer(_WithScope(self._asgi, (kind, user)), self.config, self._context,  # type: ignore[arg-type]
+                               {}, _ConnectionStream(stream, prefix, self.listener.endpoint))  # type: ignore[arg-type]
             try:
                 await server.run()
             finally:
                 # TCPServer -> its protocol -> a bound method of the TCPServer: cut the cycle so the
                 # connection's objects go with reference counting
-                server.protocol = None  # type: ignore[assignment]
+                server.protocol = None  # type: ignore[assignment]  # cleared on purpose, see above
         except Exception as exc:
             if not is_peer_gone(exc):
                 raise

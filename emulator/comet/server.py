@@ -44,12 +44,14 @@ that thousands of closed connections leave no tracked object behind.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from typing import cast
 
 import trio
 from trio_websocket import WebSocketConnection
 from wsproto.connection import Connection as FrameConnection
 from wsproto.connection import ConnectionState, ConnectionType
-from wsproto.events import CloseConnection, Ping
+from wsproto.events import CloseConnection, Event, Message, Ping
 
 from emulator.comet.hub import Hub
 from emulator.journal import Journal
@@ -90,15 +92,18 @@ class CometWebSocket(WebSocketConnection):
     fails loudly if an upgrade changes them.
     """
 
-    def __init__(self, stream: trio.abc.Stream, frames: _ServerFrames, on_message, on_closed) -> None:
-        super().__init__(stream, frames, message_queue_size=0, max_message_size=w.MAX_FRAME,
-                         receive_buffer_size=65536)
+    def __init__(self, stream: trio.abc.Stream, frames: _ServerFrames, on_message: Callable[[str], None],
+                 on_closed: Callable[[str], None]) -> None:
+        # a frame layer without the HTTP handshake where trio-websocket expects a WSConnection
+        # (docs/decisions.md, "trio-websocket's internals")
+        super().__init__(stream, frames, message_queue_size=0,  # type: ignore[arg-type]
+                         max_message_size=w.MAX_FRAME, receive_buffer_size=65536)
         self._on_message = on_message
         self._on_closed = on_closed
         self.reason = ""
         self._open_handshake.set()
 
-    async def _send(self, event) -> None:  # type: ignore[override]
+    async def _send(self, event: Event) -> None:
         # trio-websocket only sends on its own for a closing handshake (a protocol error's Close,
         # an oversize message's 1009): CppComet closes TCP instead (spec 1.3, 7.3)
         if isinstance(event, CloseConnection):
@@ -106,17 +111,17 @@ class CometWebSocket(WebSocketConnection):
             return
         await self._drop(f"unexpected {type(event).__name__} to send")  # pragma: no cover - defensive
 
-    async def _handle_close_connection_event(self, event: CloseConnection) -> None:  # type: ignore[override]
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         if self._wsproto.state == ConnectionState.REMOTE_CLOSING:
             reason = f"client Close frame ({event.code})"  # answered by a TCP close, never a Close frame
         else:  # wsproto turns a frame it cannot parse into a CloseConnection event
             reason = f"protocol error ({event.code}): {event.reason}"[:200]
         await self._drop(reason)
 
-    async def _handle_ping_event(self, event: Ping) -> None:  # type: ignore[override]
+    async def _handle_ping_event(self, event: Ping) -> None:
         await self._drop("client Ping")  # the real server closes on Ping (1.3)
 
-    async def _handle_message_event(self, event) -> None:  # type: ignore[override]
+    async def _handle_message_event(self, event: Message) -> None:
         if event.frame_finished and not event.message_finished:
             # a fragmented message: the real server accepts only FIN frames (spec 1.3)
             self._message_parts = []
@@ -131,12 +136,12 @@ class CometWebSocket(WebSocketConnection):
         if event.message_finished:
             parts, self._message_parts, self._message_size = self._message_parts, [], 0
             if isinstance(parts[0], str):
-                text = "".join(parts)
+                text = "".join(cast(list[str], parts))
             else:
-                text = b"".join(parts).decode("utf-8", "replace")
+                text = b"".join(cast(list[bytes], parts)).decode("utf-8", "replace")
             self._on_message(text)
 
-    async def _close_web_socket(self, code: int, reason: str | None = None) -> None:  # type: ignore[override]
+    async def _close_web_socket(self, code: int, reason: str | None = None) -> None:
         await super()._close_web_socket(code, reason)
         self._on_closed(self.reason or "client closed the connection")
 
@@ -175,7 +180,8 @@ class _Outbox:
         "stats",
     )
 
-    def __init__(self, hub: Hub, journal: Journal, stats: dict, try_send) -> None:
+    def __init__(self, hub: Hub, journal: Journal, stats: dict[str, int],
+                 try_send: Callable[[bytes], int] | None) -> None:
         self.hub = hub
         self.journal = journal
         self.stats = stats

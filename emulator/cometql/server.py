@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -49,12 +50,13 @@ class CometQLServer:
         self.query_delay = 0.0
         #: awaited before a statement that reads conference_members (an external FreeSWITCH node is
         #: asked over ESL first: emulator/cometql/esl_links.py); None = nothing to prepare
-        self.prepare_members = None
+        self.prepare_members: Callable[[], Awaitable[None]] | None = None
 
     def sessions_of(self, dev_id: int) -> int:
         return sum(1 for s in self.sessions.values() if s.dev_id == dev_id and s.authenticated)
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
         self._started = trio.current_time()
         await self.network.listen_and_serve("cometql", host, port, self.handle, on_listen=self._listening,
                                             task_status=task_status)

@@ -165,7 +165,9 @@ class Writes(Enum):
     HIDDEN = "hidden"              # answered as if the table did not exist (profiler)
 
 
-Selector = Callable[["Executor", int, "list[q.Value] | None"], "list[list[object]]"]
+#: What a table's SELECT produces before LIMIT and the projection: rows of values.
+Rows = Sequence[Sequence[object]]
+Selector = Callable[["Executor", int, "list[q.Value] | None"], Rows]
 Inserter = Callable[["Executor", int, "dict[str, q.Value]"], Result]
 Deleter = Callable[["Executor", int, "dict[str, list[q.Value]]"], Result]
 
@@ -412,9 +414,9 @@ def _delete_revoked_tokens(ex: Executor, dev: int, where: dict[str, list[q.Value
 
 
 # conference, conference_members (the FreeSWITCH side's provider) ------------------------------------
-def _select_conference(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+def _select_conference(ex: Executor, dev: int, keys: list[q.Value] | None) -> Rows:
     names = [v.text for v in keys or [] if 1 <= len(v.text) <= MAX_NAME and valid_name_chars(v.text)]
-    return list(ex.conference.select_conference(dev, names)) if ex.conference else []
+    return ex.conference.select_conference(dev, names) if ex.conference else []
 
 
 def _insert_conference(ex: Executor, dev: int, v: dict[str, q.Value]) -> Result:
@@ -441,11 +443,11 @@ def _delete_conference(ex: Executor, dev: int, where: dict[str, list[q.Value]]) 
     return ok()
 
 
-def _select_conference_members(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+def _select_conference_members(ex: Executor, dev: int, keys: list[q.Value] | None) -> Rows:
     if ex.conference is None:
         return []
     names = None if keys is None else [v.text for v in keys]
-    return list(ex.conference.select_members(dev, names))
+    return ex.conference.select_members(dev, names)
 
 
 TABLES: dict[str, Table] = {t.name: t for t in (
@@ -678,7 +680,8 @@ class Executor:
         uptime = _time.monotonic() - self.started
         if flag == "GLOBAL":
             s = hub.stats
-            data = [["flag", "global"], ["uptime", int(uptime)], ["uptime_in_hours", int(uptime // 3600)],
+            data: list[list[object]] = [
+                    ["flag", "global"], ["uptime", int(uptime)], ["uptime_in_hours", int(uptime // 3600)],
                     ["uptime_in_days", f"{uptime / 86400:.2f}"], ["frontend_name", "ws"],
                     ["backend_name", "cometql"], ["frontend_stat_interval", 0], ["backend_stat_interval", 0],
                     ["frontend_online", len(hub.connections)],

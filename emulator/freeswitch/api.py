@@ -429,11 +429,12 @@ class ConferenceApi:
             if isinstance(newest, Member) and not newest.left:
                 out.append(command.run(self, newest, data, leaving))
         elif member_id:
-            m = self.bridge.member(member_id)
-            if m is None or m.conference is not conf or m.kicked or m.left:
+            target_member = self.bridge.member(member_id)
+            if (target_member is None or target_member.conference is not conf or target_member.kicked
+                    or target_member.left):
                 out.append(self.reply("member_not_found", id=member_id))
             else:
-                out.append(command.run(self, m, data, leaving))
+                out.append(command.run(self, target_member, data, leaving))
         else:
             out.append(command.usage)
         for m, cause in leaving:

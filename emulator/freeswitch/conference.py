@@ -151,7 +151,7 @@ class Bridge:
         self.recorder = Recorder(
             recordings_dir=Path(recordings_dir) if recordings_dir is not None else Path("recordings"),
             now=self.now, timers=timers, journal=self.journal, next_id=lambda: next(self._member_ids),
-            emit=lambda conf, action, extra: self.emit(conf, action, extra=extra), flush=record_flush,
+            emit=self._emit_recording, flush=record_flush,
             group=TIMER_GROUP)
         self.commands = ConferenceApi(self)
         self._members: dict[int, Member] = {}
@@ -262,9 +262,6 @@ class Bridge:
         due = self.timers.next_due()
         return None if due is None else self.clock.at(due)
 
-    def _after(self, delay: float, fn: Callable[..., None], *args: object) -> object:
-        return self.timers.after(delay, fn, *args, group=TIMER_GROUP)
-
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drive the node's timers (when nothing else does: the stack runs ``timers.run`` itself) and
         write recordings up to the end when cancelled."""
@@ -305,6 +302,9 @@ class Bridge:
         if event is not None:
             self._fire(event, conf=conf, member=member)
         return event
+
+    def _emit_recording(self, conf: Conference, action: str, extra: Iterable[Header]) -> None:
+        self.emit(conf, action, extra=extra)
 
     def _fire(self, event: Event, *, conf: Conference | None = None, member: Member | None = None,
               channel: Channel | None = None) -> None:

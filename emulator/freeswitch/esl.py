@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import uuid as _uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import trio
@@ -37,6 +38,15 @@ from emulator.wire import esl as e
 EVENT_QUEUE = 100000   # mod_event_socket's queue: events beyond it are dropped ...
 MAX_LOST_EVENTS = 500  # ... and a listener that lost more than this is disconnected
 FS_VERSION = "1.6.20"
+
+
+@dataclass
+class _ConnectionState:
+    """One ESL connection's event subscription and how many events it lost."""
+
+    unsubscribe: Callable[[], None] | None = None
+    closing: bool = False
+    lost: int = 0
 
 
 class EslBridge(Protocol):
@@ -67,7 +77,8 @@ class EslServer:
         self._ids = itertools.count(1)
         self.new_uuid = lambda: str(_uuid.uuid4())   # Job-UUIDs of bgapi (a seeded one in virtual time)
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
         await self.network.listen_and_serve("esl", host, port, self.handle, on_listen=self._listening,
                                             task_status=task_status)
 
@@ -105,18 +116,18 @@ class EslServer:
         self.connections += 1
         send, receive = trio.open_memory_channel[bytes | None](EVENT_QUEUE)
         sub = e.Subscription()
-        state = {"unsubscribe": None, "closing": False, "lost": 0}
+        state = _ConnectionState()
         deadline = ReadDeadline(start=self.auth_timeout)
 
         def push(data: bytes | None) -> None:
             try:
                 send.send_nowait(data)
             except trio.WouldBlock:  # a listener that does not keep up: drop, then give up on it
-                state["lost"] += 1
-                if state["lost"] > MAX_LOST_EVENTS and not state["closing"]:
-                    state["closing"] = True
+                state.lost += 1
+                if state.lost > MAX_LOST_EVENTS and not state.closing:
+                    state.closing = True
                     self.journal.record("esl", "listener_dropped", conn_id=conn_id,
-                                        data=f"lost {state['lost']} events")
+                                        data=f"lost {state.lost} events")
                     send.close()
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
@@ -139,9 +150,9 @@ class EslServer:
                             self.journal.record("esl", "idle_timeout", conn_id=conn_id)
                         nursery.cancel_scope.cancel()  # FreeSWITCH just closes: no notice
                 finally:
-                    if state["unsubscribe"] is not None:
-                        state["unsubscribe"]()
-                        state["unsubscribe"] = None
+                    if state.unsubscribe is not None:
+                        state.unsubscribe()
+                        state.unsubscribe = None
                     send.close()
         except Exception as exc:
             if not is_peer_gone(exc):
@@ -151,7 +162,7 @@ class EslServer:
             self.connections -= 1
             await quiet_close(stream)
 
-    async def _writer(self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel,
+    async def _writer(self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel[bytes | None],
                       deadline: ReadDeadline) -> None:
         async for data in receive:
             if data is None:
@@ -163,8 +174,9 @@ class EslServer:
             deadline.sent()
         await trio.aclose_forcefully(stream)
 
-    async def _reader(self, stream, conn_id, sub: e.Subscription, state, push, on_event, nursery,
-                      deadline: ReadDeadline) -> None:
+    async def _reader(self, stream: trio.abc.Stream, conn_id: int, sub: e.Subscription, state: _ConnectionState,
+                      push: Callable[[bytes | None], None], on_event: Callable[[Event], None],
+                      nursery: trio.Nursery, deadline: ReadDeadline) -> None:
         parser = e.CommandParser()
         authed = False
         while True:
@@ -229,8 +241,8 @@ class EslServer:
                     continue
                 sub.format = parsed[0]
                 sub.add(parsed[1])
-                if state["unsubscribe"] is None:
-                    state["unsubscribe"] = self.bridge.subscribe(on_event)
+                if state.unsubscribe is None:
+                    state.unsubscribe = self.bridge.subscribe(on_event)
                 push(e.command_reply(f"+OK event listener enabled {sub.format}"))
             elif word == "nixevent":
                 for word_ in command.rest.split():
@@ -250,7 +262,7 @@ class EslServer:
             else:
                 push(e.command_reply("-ERR command not found"))
 
-    async def _background(self, command: str, job: str, on_event) -> None:
+    async def _background(self, command: str, job: str, on_event: Callable[[Event], None]) -> None:
         await trio.lowlevel.checkpoint()
         body = self.api(command)
         word, _, arg = command.partition(" ")

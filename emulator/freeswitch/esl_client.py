@@ -83,7 +83,7 @@ class EslClient:
     async def __aenter__(self) -> EslClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     # -- plumbing ----------------------------------------------------------------------------------

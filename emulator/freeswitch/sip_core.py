@@ -29,12 +29,14 @@ moves its clock by hand calls ``core.timers.run_due()``.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import uuid as _uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import trio
 
@@ -201,8 +203,8 @@ class SipCore:
         self.stats = {"registers": 0, "invites": 0, "answered": 0, "byes": 0}
 
     # -- time --------------------------------------------------------------------------------------
-    def _at(self, when: float, fn: Callable[[], None]) -> None:
-        self.timers.at(when, fn, group=TIMER_GROUP)
+    def _at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
+        self.timers.at(when, fn, *args, group=TIMER_GROUP)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The task of the asynchronous directory lookups; it also drives the node's timers when no
@@ -235,13 +237,17 @@ class SipCore:
         data = self._send(flow, response)
         if request.method != "ACK" and status >= 200:
             self.responses[(request.branch or "", request.method)] = (data, self.clock() + 32.0)
-            self._at(self.clock() + 32.0, lambda key=(request.branch or "", request.method): self._forget(key))
+            self._at(self.clock() + 32.0, self._forget, (request.branch or "", request.method))
         if request.method == "INVITE" and status >= 300 and not flow.reliable:
             # Timer G: a final error to an INVITE over UDP is repeated until its ACK (Timer H: 64*T1)
             branch = request.branch or ""
             self.unacked[branch] = data
-            self._at(self.clock() + T1, lambda: self._repeat(flow, branch, data, T1, self.clock() + 64 * T1))
+            self._at(self.clock() + T1, self._repeat_first, flow, branch, data)
         return data
+
+    def _repeat_first(self, flow: Flow, key: str, data: bytes) -> None:
+        """The first repetition (T1 after the original); Timers H/F run 64*T1 from now."""
+        self._repeat(flow, key, data, T1, self.clock() + 64 * T1)
 
     def _repeat(self, flow: Flow, key: str, data: bytes, interval: float, deadline: float) -> None:
         """Timers G/H (error answers to INVITE) and E/F (our BYE) over UDP: T1 doubling up to T2."""
@@ -253,7 +259,7 @@ class SipCore:
             return
         flow.send(data)
         interval = min(interval * 2, T2)
-        self._at(now + interval, lambda: self._repeat(flow, key, data, interval, deadline))
+        self._at(now + interval, self._repeat, flow, key, data, interval, deadline)
 
     def _forget(self, key: tuple[str, str]) -> None:
         entry = self.responses.get(key)
@@ -423,7 +429,7 @@ class SipCore:
             if expires > 0:
                 bindings.append(Binding(aor, _without_expires(str(contact)), uri, flow, now + expires,
                                         request.call_id))
-                self._at(now + expires, lambda aor=aor, uri=uri: self._expire(aor, uri))
+                self._at(now + expires, self._expire, aor, uri)
         if not bindings:
             self.bindings.pop(aor, None)
         contacts = [(b.contact + f";expires={max(0, int(b.expires_at - now))}") for b in self.bindings.get(aor, [])]
@@ -462,7 +468,7 @@ class SipCore:
                                 self.clock() + self.answer_delay, routed)
         self.pending[branch] = pending
         if self.answer_delay > 0:
-            self._at(pending.answer_at, lambda: self._answer(branch))
+            self._at(pending.answer_at, self._answer, branch)
         else:
             self._answer(branch)
 
@@ -500,7 +506,7 @@ class SipCore:
                           media_delay=media_start_delay(self.link_for(flow), quality_of(offer), self.rng))
         dialog = Dialog(request.call_id, pending.to_tag, request.from_tag or "", request, flow, channel,
                         conference, profile)
-        channel.hangup = lambda cause, d=dialog: self._server_bye(d, cause)
+        channel.hangup = functools.partial(self._server_bye, dialog)
         self.bridge.channel_create(channel)
         self.bridge.channel_answer(channel)
         contact = f"<sip:mod_sofia@{self.host}:{self._local_port(flow)};transport={flow.transport.lower()}>"
@@ -513,11 +519,11 @@ class SipCore:
         if not flow.reliable:
             now = self.clock()
             dialog.retransmit_interval, dialog.retransmit_deadline = T1, now + 64 * T1
-            self._at(now + T1, lambda d=dialog: self._retransmit(d))
+            self._at(now + T1, self._retransmit, dialog)
         result = self.bridge.join(conference, profile, channel)
         if isinstance(result, Refusal):
             dialog.refused = result  # the BYE follows the ACK (or a short grace without one)
-            self._at(self.clock() + 2.0, lambda d=dialog: self._refuse(d))
+            self._at(self.clock() + 2.0, self._refuse, dialog)
         else:
             dialog.member_id = result.id
 
@@ -530,7 +536,7 @@ class SipCore:
             return
         dialog.flow.send(dialog.response)
         dialog.retransmit_interval = min(dialog.retransmit_interval * 2, T2)
-        self._at(now + dialog.retransmit_interval, lambda d=dialog: self._retransmit(d))
+        self._at(now + dialog.retransmit_interval, self._retransmit, dialog)
 
     def _refuse(self, dialog: Dialog) -> None:
         if dialog.refused is not None and dialog.state != DialogState.TERMINATED:
@@ -587,7 +593,7 @@ class SipCore:
             if not dialog.flow.reliable:  # Timer E until the client answers (Timer F: 64*T1)
                 key, flow = bye.branch or "", dialog.flow
                 self.unacked[key] = data
-                self._at(self.clock() + T1, lambda: self._repeat(flow, key, data, T1, self.clock() + 64 * T1))
+                self._at(self.clock() + T1, self._repeat_first, flow, key, data)
         # the bridge already removed the member for kick/hup/timeouts; a refused one never joined
         self._end(dialog, cause, leave=dialog.refused is None and dialog.member_id is not None
                   and self.bridge.member(dialog.member_id) is not None)

@@ -229,7 +229,7 @@ class _Replay(trio.abc.Stream):
     def release(self) -> None:
         self._released.set()
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._head:
             await trio.lowlevel.checkpoint()
             chunk, self._head = self._head, b""
@@ -376,7 +376,8 @@ class SipWebSocketTransport(_StreamBase):
         self.kind = "WSS" if tls_context is not None else "WS"
         self.active = 0  # accepted streams being served (handshaking or open)
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
         await self.network.listen_and_serve("sip_ws", host, port, self.handle, on_listen=self._listening,
                                             task_status=task_status)
 
@@ -560,7 +561,8 @@ class SipTcpTransport(_StreamBase):
         self.idle_timeout = idle_timeout
         self.active = 0
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
         await self.network.listen_and_serve("sip", host, port, self.handle, on_listen=self._listening,
                                             task_status=task_status)
 

@@ -95,9 +95,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
+
+if TYPE_CHECKING:  # pragma: no cover - network.py hands its streams to this module
+    from emulator.net.network import Endpoint
 
 __all__ = [
     "PROTOCOLS", "SERVICE_PROTOCOL", "Link", "LinkError", "LinkChange", "Links", "LinkStream", "LinkDatagram",
@@ -172,7 +175,7 @@ class Link:
         unknown = sorted(set(table) - known)
         if unknown:
             raise LinkError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        kw = {k: (str(v) if k == "description" else v) for k, v in table.items()}
+        kw: dict[str, Any] = {k: (str(v) if k == "description" else v) for k, v in table.items()}
         try:
             return cls(**kw)
         except LinkError as exc:
@@ -325,7 +328,7 @@ class _Conn:
         self.reset_at_heal = False
         self.message_offer = False   # the client asked for the message shortcut (see MessageChannel)
 
-    def halves(self):
+    def halves(self) -> tuple[_Half, _Half]:
         return (self.c2s, self.s2c)
 
     def live_ends(self) -> list[LinkStream]:
@@ -387,7 +390,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
 
     # -- plumbing -------------------------------------------------------------------------------
     @property
-    def socket(self):
+    def socket(self) -> Any:
         return getattr(self.transport_stream, "socket", None)
 
     @property
@@ -444,7 +447,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("stream was closed")
         if self._conn.state == "half-open":
             return len(data)
-        written = self.transport_stream.cometbench_try_send(data)
+        written: int = self.transport_stream.cometbench_try_send(data)  # type: ignore[attr-defined]  # see wrap_stream
         self._stamp(written)
         return written
 
@@ -679,10 +682,10 @@ class LinkDatagram:
         self._free_at = 0.0
         self.dropped = 0
 
-    async def recvfrom(self):
+    async def recvfrom(self) -> tuple[bytes, Endpoint]:
         return await self._inner.recvfrom()
 
-    async def sendto(self, data: bytes, destination) -> None:
+    async def sendto(self, data: bytes, destination: Endpoint) -> None:
         client = self.client or self._links.client_of(destination)
         links = self._links
         link = links.link(client, self.protocol)
@@ -705,7 +708,7 @@ class LinkDatagram:
         await trio.lowlevel.checkpoint()
         links._nursery.start_soon(self._later, trio.current_time() + delay, bytes(data), destination)
 
-    async def _later(self, at: float, data: bytes, destination) -> None:
+    async def _later(self, at: float, data: bytes, destination: Endpoint) -> None:
         await trio.sleep_until(at)
         try:
             await self._inner.sendto(data, destination)
@@ -715,7 +718,7 @@ class LinkDatagram:
     async def aclose(self) -> None:
         await self._inner.aclose()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
@@ -781,7 +784,7 @@ class Links:
         _check_protocol(protocol)
         self._check_fields(changes)
         base = self._rules.get((client, protocol)) or self.link(client, protocol)
-        return self.set(replace(base, **changes), client=client, protocol=protocol)
+        return self.set(replace(base, **changes), client=client, protocol=protocol)  # type: ignore[arg-type]  # checked above
 
     def clear(self, *, client: str = "*", protocol: str = "*") -> None:
         """Remove the rules the selector covers (``clear()`` removes every rule)."""
@@ -1014,7 +1017,7 @@ class Links:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The table's timers (scheduled changes, partition durations, TCP give-ups) and delayed
         datagrams.  Runs until cancelled; the stack starts it."""
         async with trio.open_nursery() as nursery:

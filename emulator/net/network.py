@@ -50,10 +50,13 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 import trio.testing
+
+if TYPE_CHECKING:  # pragma: no cover - links.py wraps this module's streams
+    from emulator.net.links import Links
 
 log = logging.getLogger("cometbench.net")
 
@@ -115,7 +118,7 @@ class Network:
     kind = "abstract"
     #: The link conditions of this network (:class:`emulator.net.links.Links`), or None: no conditions
     #: and no wrapping at all.  ``open_stack`` gives the network one when it has none.
-    links = None
+    links: Links | None = None
 
     async def listen(self, service: str, host: str, port: int, *, backlog: int = 4096) -> Listener:
         raise NotImplementedError
@@ -224,7 +227,7 @@ def forget_traceback(exc: BaseException) -> None:
     been dealt with (logged or journaled) and is about to be dropped.
     """
     seen: set[int] = set()
-    stack = [exc]
+    stack: list[BaseException | None] = [exc]
     while stack:
         e = stack.pop()
         if e is None or id(e) in seen:

@@ -905,7 +905,8 @@ class _Parser:
             word = tok.text.upper()
             if word in _TRANSACTION_WORDS:
                 return Transaction(word)
-            if word == "START" and self.at(NAME) and self.peek().text.upper() == "TRANSACTION":
+            following = self.peek() if self.at(NAME) else None
+            if word == "START" and following is not None and following.text.upper() == "TRANSACTION":
                 self.i += 1
                 return Transaction("START TRANSACTION")
         raise _syntax(tok.start)
@@ -975,8 +976,8 @@ class _Parser:
         if (
             self.opts.lenient_select_variables
             and name.upper() in ("@@SESSION", "@@GLOBAL", "@@LOCAL")
-            and self.at(NAME)
-            and self.peek().start == tok.end + 1
+            and (following := self.peek() if self.at(NAME) else None) is not None
+            and following.start == tok.end + 1
             and self.text[tok.end] == "."
         ):
             name = f"{name}.{self.next().text}"

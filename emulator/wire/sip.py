@@ -1025,12 +1025,12 @@ class SipStreamParser:
         """Bytes received and not yet returned in a message."""
         return len(self._buf)
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Append received bytes (may be empty)."""
         self._check_alive()
         self._buf += data
 
-    def feed(self, data: bytes) -> list[SipMessage]:
+    def feed(self, data: bytes | bytearray) -> list[SipMessage]:
         """Append ``data`` and return every message now complete.
 
         If a bad message follows good ones in the same call, the error is raised and the good

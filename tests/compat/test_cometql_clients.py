@@ -331,7 +331,9 @@ def node_mysql_available() -> bool:
 
 async def run_node_mysql(port: int, steps: list) -> list[dict]:
     job = {"port": port, "user": str(DEV), "password": PASSWORD, "database": "CometQL_v1", "steps": steps}
-    done = await run_tool([shutil.which("node"), str(NODE_SCRIPT)], stdin=json.dumps(job).encode(),
+    node = shutil.which("node")
+    assert node is not None
+    done = await run_tool([node, str(NODE_SCRIPT)], stdin=json.dumps(job).encode(),
                           env={"COMETQL_CLIENT_DEADLINE_MS": str((TIMEOUT - 5) * 1000)})
     assert done.returncode == 0, (done.stdout.decode()[-2000:], done.stderr.decode()[-2000:])
     return [json.loads(line) for line in done.stdout.decode().splitlines() if line.strip()]

@@ -21,6 +21,7 @@ import json
 import shutil
 import subprocess
 import urllib.parse
+from typing import Any
 
 import pytest
 import trio
@@ -66,13 +67,13 @@ class Client:
         self._ids = iter(range(1, 1_000_000))
 
     @staticmethod
-    def _matches(msg: dict, kind: str | None, match: dict[str, str]) -> bool:
+    def _matches(msg: dict, kind: str | None, match: dict[str, Any]) -> bool:
         if kind is not None and msg["type"] != kind:
             return False
         fields = msg.get("h", {}) if msg["type"] == "event" else msg
         return all(fields.get(k) == v for k, v in match.items())
 
-    async def next(self, kind: str | None = None, **match: str) -> dict:
+    async def next(self, kind: str | None = None, **match: Any) -> dict:
         """The first message not yet taken of ``kind`` (an ``event`` whose headers include ``match``).
 
         Others stay pending: an event may come before or after the api reply of the command that caused it.
@@ -83,6 +84,7 @@ class Client:
                     if self._matches(msg, kind, match):
                         return self.pending.pop(i)
                 while b"\n" not in self.buffer:
+                    assert self.proc.stdout is not None
                     data = await self.proc.stdout.receive_some(65536)
                     if not data:
                         raise AssertionError(f"modesl client ended; waiting for {kind} {match}; saw {self.seen}")
@@ -99,6 +101,7 @@ class Client:
                 self.pending.append(msg)
 
     async def send(self, obj: dict) -> None:
+        assert self.proc.stdin is not None
         await self.proc.stdin.send_all((json.dumps(obj) + "\n").encode())
 
     async def api(self, command: str) -> str:

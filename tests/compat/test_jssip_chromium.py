@@ -270,7 +270,7 @@ async def test_answered_call_then_bye(browser_tools, page_server):
         # the ACK and the BYE go to the 200's Contact, on the same socket; the BYE gets its 200
         answer_200 = [t for d, t in frames.items if d == "in" and t.startswith("SIP/2.0 200")
                       and "INVITE" in (header(t, "CSeq") or "")][0]
-        contact = re.fullmatch(r"<([^>]+)>", header(answer_200, "Contact") or "").group(1)  # type: ignore[union-attr]
+        contact = re.fullmatch(r"<([^>]+)>", header(answer_200, "Contact") or "").group(1)
         assert flow[len(expected):] == [f"out ACK {contact} SIP/2.0", f"out BYE {contact} SIP/2.0",
                                         "in SIP/2.0 200 OK"], flow
         invite = frames.find("out", "INVITE ")[-1]

@@ -151,7 +151,7 @@ async def test_register_over_wss_with_digest_auth(node, stack):
         contact_sent = header(sent[1], "Contact")
         contact_got = header(got[1], "Contact")
         assert contact_sent and contact_got
-        instance = re.search(r'\+sip\.instance="[^"]+"', contact_sent).group(0)  # type: ignore[union-attr]
+        instance = re.search(r'\+sip\.instance="[^"]+"', contact_sent).group(0)
         assert instance in contact_got and ";expires=600" in contact_got
 
         bindings = stack.sip.registrations(AOR)

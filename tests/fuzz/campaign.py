@@ -122,9 +122,9 @@ class CoreHarness:
         self.core.receive(flow, request(2, [("Proxy-Authorization", auth)]))
         finals = [sip.parse_message(x) for x in self.sent if not x.startswith(b"SIP/2.0 100")]
         self.sent.clear()
-        if len(finals) != 1 or finals[0].status not in (200, 488):
+        final = finals[0] if len(finals) == 1 else None
+        if not isinstance(final, sip.SipResponse) or final.status not in (200, 488):
             raise Finding(f"an authenticated INVITE got {[f.start_line for f in finals]}")
-        final = finals[0]
         if final.status == 200:
             s.parse_sdp(final.body)  # our answer must parse
             bye = sip.make_request("BYE", uri, via=f"SIP/2.0/TCP c.invalid;branch=z9hG4bKb{self.n}",
@@ -166,7 +166,7 @@ class Targets:
             self.executor.execute(self.session, sql)
         self.frames: list[str] = []
         self.conn = self.hub.connect(w.parse_url(f"/ws/sesion=h5&myid=5&devid=1&v=4.08&uuid={'a' * 32}&api=js"),
-                                     deliver=self.frames.append, drop=lambda: None)
+                                     deliver=lambda text, wire: self.frames.append(text), drop=lambda: None)
         self.esl = EslServer(self.core.bridge, network=None, journal=Journal(enabled=False),  # type: ignore[arg-type]
                              clock=lambda: self.core.t)
 
@@ -283,7 +283,7 @@ class Targets:
         self.frames.clear()
         if not self.conn.open:
             self.conn = self.hub.connect(w.parse_url(f"/ws/sesion=h5&myid=5&devid=1&v=4.08&uuid={'b' * 32}&api=js"),
-                                         deliver=self.frames.append, drop=lambda: None)
+                                         deliver=lambda text, wire: self.frames.append(text), drop=lambda: None)
 
     def http(self, data: bytes) -> None:
         kind, user = classify(data)

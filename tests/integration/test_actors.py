@@ -71,7 +71,7 @@ async def whole_call(network, *, max_join: float | None) -> None:
             assert sorted(m.channel.caller_id_name for m in members_of(stack)) == [
                 f"{DEV:06d}{DOCTOR}", f"{DEV:06d}{PATIENT}"]
             rows = await doctor.app.backend.members(ROOM)
-            assert sorted(r[1] for r in rows.rows) == [str(DOCTOR), str(PATIENT)]
+            assert sorted(r[1] or "" for r in rows.rows) == [str(DOCTOR), str(PATIENT)]
 
             # the journal has both sides' marks with the documented fields
             marks = journal_marks(stack)
@@ -79,6 +79,7 @@ async def whole_call(network, *, max_join: float | None) -> None:
                 mine = [m for m in marks if m["actor"] == actor]
                 assert {m["mark"] for m in mine} >= set(CHAIN)
                 assert all(m["room"] == ROOM for m in mine if m["mark"] in CHAIN)
+                assert side.current is not None
                 call_key = side.current.call_key
                 assert call_key and all(m["call"] == call_key for m in mine if m["mark"] in CHAIN[2:])
                 assert all(set(m) >= {"actor", "room", "call", "mark", "t"} for m in mine)
@@ -297,9 +298,11 @@ async def test_same_seed_same_actor_timeline(autojump_clock):
                 await in_call(doctor, patient)
                 await patient.wait_mark("first_remote_frame")
                 await doctor.wait_mark("first_remote_frame")
+                phones = [p.video.phone for p in (doctor, patient)]
+                assert all(phone is not None for phone in phones)
                 return tuple((p.display_name, {k: round(v - t0, 9) for k, v in p.marks.items()},
-                              p.video.phone.ua.sent[0].encode(), p.video.phone.ua.sent[2].body)
-                             for p in (doctor, patient))
+                              phone.ua.sent[0].encode(), phone.ua.sent[2].body)
+                             for p, phone in zip((doctor, patient), phones) if phone is not None)
 
     first, second, other = await run(11), await run(11), await run(12)
     assert first == second

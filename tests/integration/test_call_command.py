@@ -23,6 +23,7 @@ ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
 
 
 def usage_error(capsys, *argv: str) -> str:
+    status: int | str | None
     try:
         status = main(list(argv))
     except SystemExit as exc:

@@ -18,6 +18,7 @@ import json
 import logging
 import socket
 import struct
+from typing import Any, cast
 
 import pytest
 import trio
@@ -45,7 +46,7 @@ def upgrade(target: str) -> bytes:
 
 def reset(ws: RawWS) -> None:
     """Make the next close a TCP reset (SO_LINGER 0)."""
-    ws.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    cast(Any, ws.stream).socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 # what the client sends to misbehave, and the reason the journal must give

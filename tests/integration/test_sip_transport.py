@@ -82,6 +82,7 @@ class StubCore:
             return
         if data.startswith(b"REGISTER"):
             req = sip.parse_message(data)
+            assert isinstance(req, sip.SipRequest)
             flow.send(sip.make_response(req, 200, to_tag="fs1", headers=[("Expires", "600")]).encode())
 
     def flow_closed(self, flow: Flow) -> None:
@@ -359,7 +360,9 @@ async def handshake_status(net, port, subprotocols) -> int:
             ws = await ws_client(nursery, net, port, subprotocols=subprotocols)
             await ws.aclose()
     except* trio_websocket.ConnectionRejected as group:
-        status = group.exceptions[0].status_code
+        rejected = group.exceptions[0]
+        assert isinstance(rejected, trio_websocket.ConnectionRejected)
+        status = rejected.status_code
     return status
 
 

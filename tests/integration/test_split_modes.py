@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from bench.actors.participant import Target
-from bench.clients.cometql import CometQLClient
+from bench.clients.cometql import CometQLClient, ResultSet
 from emulator.config import Config, ConfigError
 from emulator.net.network import VirtualNetwork
 from emulator.stack import open_stack
@@ -42,6 +42,7 @@ def serve(*args: str):
     """A ``cometbench serve`` process; yields its ready line."""
     proc = subprocess.Popen([*CLI, "serve", *args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         line = proc.stdout.readline()
         if not line:
@@ -94,7 +95,9 @@ def test_a_comet_side_alone_with_a_freeswitch_alone_carry_a_call():
                 async with await CometQLClient.connect(
                         __import__("emulator.net.network", fromlist=["OSNetwork"]).OSNetwork(), "127.0.0.1",
                         comet["cometql"], user="15", password="CometQLPassword") as client:
-                    return (await client.query("SELECT * FROM conference_members")).rows
+                    members = await client.query("SELECT * FROM conference_members")
+                    assert isinstance(members, ResultSet)
+                    return members.rows
 
             assert trio.run(members_during_a_call) == []   # the call is over: nobody left in the room
 

@@ -20,6 +20,7 @@ import resource
 import statistics
 import sys
 import time
+from typing import Any
 
 import trio
 import trio.testing
@@ -41,7 +42,8 @@ async def one_call(seed: int, minutes: float) -> dict:
                 nursery.start_soon(patient.join, ROOM)
             await doctor.wait_mark("first_remote_frame")
             await patient.wait_mark("first_remote_frame")
-            result = {"join_total_ms": [doctor.stages()["join_total"], patient.stages()["join_total"]]}
+            result: dict[str, Any] = {"join_total_ms": [doctor.stages()["join_total"],
+                                                        patient.stages()["join_total"]]}
             if minutes:
                 await trio.sleep(minutes * 60)
                 assert doctor.video.is_in_call() and patient.video.is_in_call()

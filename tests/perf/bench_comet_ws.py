@@ -406,7 +406,7 @@ async def subscriber_worker(args: argparse.Namespace) -> None:
             nursery.start_soon(reader, k, c)
         out.write("ready\n")
         out.flush()
-        await trio.wrap_file(sys.stdin).read()  # until the main process closes our stdin
+        await trio.to_thread.run_sync(sys.stdin.read)  # until the main process closes our stdin
         await trio.sleep(0.2)  # anything delivered twice shows up by now
         nursery.cancel_scope.cancel()
     duplicates = sum(1 for count in received.values() if count > n)
@@ -438,6 +438,7 @@ async def cometql_fan_out(ports: dict, pid: int, subscribers: int, inserts: int)
     worker = await trio.lowlevel.open_process(
         [sys.executable, __file__, "--worker", "--ws-port", str(ports["ws"]), "--pipe", pipe,
          "--subscribers", str(subscribers)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert worker.stdout is not None and worker.stdin is not None
     try:
         lines = Lines(worker.stdout)
         with trio.fail_after(180):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import emulator.stack  # noqa: F401  (services register their quirks on import)
 from emulator.profiles import QUIRKS
@@ -77,7 +78,7 @@ def recorded_kinds() -> set[tuple[str, str]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "record" \
                     and len(node.args) >= 2:
-                values = []
+                values: list[Any] = []
                 for arg in node.args[:2]:
                     if isinstance(arg, ast.Constant):
                         values.append(arg.value)

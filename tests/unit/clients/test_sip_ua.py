@@ -67,8 +67,10 @@ def ok_register(request: sip.SipRequest, expires: int | None = 600, contact: boo
 def registered_ua(seed: int = 1, now: float = 0.0, expires: int = 600, **config) -> UserAgent:
     ua = connected(make_ua(seed, **config), now)
     (first,) = sent(ua)
+    assert isinstance(first, sip.SipRequest)
     ua.receive(challenge(first), now)
     (second,) = sent(ua)
+    assert isinstance(second, sip.SipRequest)
     ua.receive(ok_register(second, expires), now)
     assert "registered" in names(ua)
     return ua
@@ -85,6 +87,7 @@ def invite_answered(ua: UserAgent, now: float = 0.0):
     """call -> INVITE -> 100 -> 200 -> (SRD) -> ACK; returns (session, invite, ok)."""
     session = ua.call(TARGET, now, offer=LocalMedia(random.Random(5)).offer())
     (invite,) = sent(ua)
+    assert isinstance(invite, sip.SipRequest)
     ua.receive(sip.make_response(invite, 100).encode(), now)
     ok = sip.make_response(invite, 200, to_tag="fstag", headers=[
         ("Contact", "<sip:mod_sofia@127.0.0.1:7443;transport=wss>"), ("Content-Type", "application/sdp")],
@@ -93,7 +96,7 @@ def invite_answered(ua: UserAgent, now: float = 0.0):
     assert [e.name for e in ua.events()][-1] == "answer"
     ua.remote_description_applied(session, now)
     (ack,) = sent(ua)
-    assert ack.method == "ACK"
+    assert isinstance(ack, sip.SipRequest) and ack.method == "ACK"
     return session, invite, ok
 
 

@@ -7,6 +7,7 @@ would get from ``s.after``, ``s.between``, ``s.this_step`` and ``s.expect``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import trio
@@ -23,7 +24,7 @@ class Story:
 
     def __init__(self) -> None:
         self.timeline = Timeline()
-        self.expectations = []
+        self.expectations: list[Any] = []
 
     def _check_event_name(self, name: str) -> None:
         who = name.split(".", 1)[0]

@@ -89,7 +89,7 @@ def test_valid_commands_parse_the_same_in_any_chunking(seeds, size):
     assert not failed and len(whole) == sum(1 for s in seeds if s.strip()) == len(chunked)
 
 
-HEADER = st.tuples(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=":\n\r"),
+HEADER = st.tuples(st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters=":\n\r"),
                            min_size=1, max_size=20),
                    st.text(max_size=60))
 
