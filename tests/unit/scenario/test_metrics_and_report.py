@@ -160,3 +160,15 @@ def test_percentiles_are_the_packages_own():
         ps = [1, 50, 90, 95, 99, 99.9, 100]
         assert percentile_values(h, ps) == {p: h.get_value_at_percentile(p) for p in ps}
     assert percentile_values(new_histogram(), [50]) == {50: 0}
+
+
+def test_a_log_reads_back_whatever_the_fraction_of_its_start_time(tmp_path):
+    # a StartTime rounded up past the interval's start made HdrHistogram's reader skip every interval
+    from bench.metrics import Metrics as _Metrics
+
+    for start in (1_796_528_887.747958, 1_796_528_887.7431, 1_700_000_000.0):
+        m = _Metrics()
+        m.add("join_total", 650.0, scenario="s", network="loopback")
+        m.write_log(tmp_path / "h.hlog", start=start, end=start + 1)
+        back = _Metrics.read_log(tmp_path / "h.hlog")
+        assert back.summary()["join_total"]["count"] == 1, start
