@@ -113,8 +113,9 @@ class CorePhone:
 
     def invite(self, number: str = "15*101*video", body: bytes | str = b"") -> list[sip.SipMessage]:
         """INVITE ``<number>@127.0.0.1`` with ``body`` as the offer; after the 407 (which the UA
-        ACKs and answers with credentials), what the core answered the authenticated INVITE."""
-        offer = body.decode("utf-8") if isinstance(body, bytes) else body
+        ACKs and answers with credentials), what the core answered the authenticated INVITE.  A
+        ``bytes`` body goes byte for byte (a fuzzer's), a ``str`` one as the UA's text offer."""
+        offer = body
 
         def call() -> None:
             self.session = self.ua.call(f"sip:{number}@127.0.0.1", self.now(), offer=offer)

@@ -672,7 +672,7 @@ class UserAgent:
     # =============================================================================================
     # sessions
     # =============================================================================================
-    def call(self, target: str, now: float, *, offer: str | None = None) -> Session:
+    def call(self, target: str, now: float, *, offer: str | bytes | None = None) -> Session:
         """``ua.call(target)``: a new outgoing session.  The INVITE leaves when the offer is given
         (here or later with :meth:`send_offer`), as JsSIP sends it only once ICE gathering is done."""
         if self.stopped:
@@ -686,12 +686,20 @@ class UserAgent:
             self.send_offer(session, offer, now)
         return session
 
-    def send_offer(self, session: Session, offer: str, now: float) -> None:
-        """The local description is complete: filter it (``sdp`` event) and send the INVITE."""
+    def send_offer(self, session: Session, offer: str | bytes, now: float) -> None:
+        """The local description is complete: filter it (``sdp`` event) and send the INVITE.
+
+        An offer given as bytes is a test's arbitrary body (the SDP fuzzer's, tests/fuzz/sipua.py):
+        it goes byte for byte, unfiltered -- a browser's offer is always text."""
         if session.status != SessionStatus.WAITING_OFFER:
             return  # terminated meanwhile (JsSIP checks the status after gathering)
-        if self.config.sdp_filter is not None:
-            offer = self.config.sdp_filter("local", "offer", offer)
+        if isinstance(offer, bytes):
+            body = offer
+            offer = offer.decode("utf-8", "replace")
+        else:
+            if self.config.sdp_filter is not None:
+                offer = self.config.sdp_filter("local", "offer", offer)
+            body = offer.encode()
         session.local_sdp = offer
         cfg = self.config
         session.invite_cseq = self.rng.randrange(10000)   # JsSIP: Math.floor(Math.random() * 10000)
@@ -703,7 +711,7 @@ class UserAgent:
             max_forwards=MAX_FORWARDS, contact=f"<{self.contact_uri};ob>",
             headers=[("Content-Type", "application/sdp"), ("Allow", ALLOW),
                      ("Supported", "ice,replaces,outbound"), ("User-Agent", cfg.user_agent)],
-            body=offer.encode())
+            body=body)
         session.status = SessionStatus.INVITE_SENT
         self._send_invite(session, request, now)
         self._emit(Event("sending", session, request=request))

@@ -106,6 +106,18 @@ def quality_of(offer: s.SessionDescription) -> Quality:
     return Quality(best.width, best.height, best.fps, float(kbps), best.audio_kbps)
 
 
+def transaction_key(message: sip.SipMessage) -> str:
+    """What names a transaction, server or client (RFC 3261 17.2.3, 17.1.3): the top Via's branch
+    and its sent-by (host and port), so two clients that happen to pick the same branch are two
+    transactions.  That happens: JsSIP's branch is ``z9hG4bK`` and 7 random digits, and a few
+    thousand INVITEs from many browsers make a repeat likely (birthday bound); matching on the
+    branch alone answered one client's INVITE with another's cached response.  The method is not
+    part of the key: callers pair it with the method where they need to (a CANCEL and an ACK share
+    their INVITE's key)."""
+    via = message.top_via
+    return f"{via.branch or ''} {via.host.lower()}:{via.port or ''}"
+
+
 @dataclass(eq=False)
 class Binding:
     aor: str
@@ -154,7 +166,7 @@ class PendingInvite:
     request: sip.SipRequest
     flow: Flow
     to_tag: str
-    branch: str
+    key: str                         # the INVITE's transaction_key
     user: str
     answer_at: float
     route: tuple[str, str, bool]     # (conference, profile, audio only) from the dialplan
@@ -197,9 +209,10 @@ class SipCore:
         self.nonces = sip.NonceManager.from_rng(rng, ttl=nonce_ttl)
         self.bindings: dict[str, list[Binding]] = {}
         self.dialogs: dict[tuple[str, str], Dialog] = {}
-        self.pending: dict[str, PendingInvite] = {}          # INVITE branch -> not yet answered
-        self.responses: dict[tuple[str, str], tuple[bytes, float]] = {}  # (branch, method) -> last response
-        self.unacked: dict[str, bytes] = {}  # branch -> message repeated over UDP until answered
+        # server and client transactions, by transaction_key (branch and sent-by, RFC 3261 17.2.3)
+        self.pending: dict[str, PendingInvite] = {}          # INVITE's key -> not yet answered
+        self.responses: dict[tuple[str, str], tuple[bytes, float]] = {}  # (key, method) -> last response
+        self.unacked: dict[str, bytes] = {}  # key -> message repeated over UDP until answered
         self.stats = {"registers": 0, "invites": 0, "answered": 0, "byes": 0}
 
     # -- time --------------------------------------------------------------------------------------
@@ -236,13 +249,14 @@ class SipCore:
         response = sip.make_response(request, status, to_tag=to_tag, headers=extra, body=body)
         data = self._send(flow, response)
         if request.method != "ACK" and status >= 200:
-            self.responses[(request.branch or "", request.method)] = (data, self.clock() + 32.0)
-            self._at(self.clock() + 32.0, self._forget, (request.branch or "", request.method))
+            key = (transaction_key(request), request.method)
+            self.responses[key] = (data, self.clock() + 32.0)
+            self._at(self.clock() + 32.0, self._forget, key)
         if request.method == "INVITE" and status >= 300 and not flow.reliable:
             # Timer G: a final error to an INVITE over UDP is repeated until its ACK (Timer H: 64*T1)
-            branch = request.branch or ""
-            self.unacked[branch] = data
-            self._at(self.clock() + T1, self._repeat_first, flow, branch, data)
+            tkey = transaction_key(request)
+            self.unacked[tkey] = data
+            self._at(self.clock() + T1, self._repeat_first, flow, tkey, data)
         return data
 
     def _repeat_first(self, flow: Flow, key: str, data: bytes) -> None:
@@ -312,9 +326,9 @@ class SipCore:
                 self.bindings[aor] = kept
             else:
                 del self.bindings[aor]
-        for branch, pending in list(self.pending.items()):
+        for key, pending in list(self.pending.items()):
             if pending.flow is flow:
-                del self.pending[branch]
+                del self.pending[key]
         for dialog in list(self.dialogs.values()):
             if dialog.flow is flow and dialog.state != DialogState.TERMINATED:
                 if dialog.member_id is not None:
@@ -330,7 +344,7 @@ class SipCore:
             if name not in request.headers:
                 raise sip.SipParseError(f"missing {name}")
         if request.method != "ACK":
-            cached = self.responses.get((request.branch or "", request.method))
+            cached = self.responses.get((transaction_key(request), request.method))
             if cached is not None:  # a retransmission: answer it the same way again
                 flow.send(cached[0])
                 return
@@ -450,8 +464,8 @@ class SipCore:
             del self.bindings[aor]
 
     def _invite(self, flow: Flow, request: sip.SipRequest) -> None:
-        branch = request.branch or ""
-        if branch in self.pending:
+        key = transaction_key(request)
+        if key in self.pending:
             return  # retransmission while we wait to answer
         self.stats["invites"] += 1
         user = self._authorize(flow, request, "Proxy-Authorization", "Proxy-Authenticate", 407)
@@ -464,16 +478,16 @@ class SipCore:
             self._respond(flow, request, 404)
             return
         self._respond(flow, request, 100)
-        pending = PendingInvite(request, flow, sip.generate_tag(self.rng), branch, user,
+        pending = PendingInvite(request, flow, sip.generate_tag(self.rng), key, user,
                                 self.clock() + self.answer_delay, routed)
-        self.pending[branch] = pending
+        self.pending[key] = pending
         if self.answer_delay > 0:
-            self._at(pending.answer_at, self._answer, branch)
+            self._at(pending.answer_at, self._answer, key)
         else:
-            self._answer(branch)
+            self._answer(key)
 
-    def _answer(self, branch: str) -> None:
-        pending = self.pending.pop(branch, None)
+    def _answer(self, key: str) -> None:
+        pending = self.pending.pop(key, None)
         if pending is None or not pending.flow.alive:
             return
         request, flow = pending.request, pending.flow
@@ -546,7 +560,7 @@ class SipCore:
         return self.dialogs.get((request.call_id, request.to_tag or ""))
 
     def _ack(self, flow: Flow, request: sip.SipRequest) -> None:
-        self.unacked.pop(request.branch or "", None)  # the ACK of an error answer ends Timer G
+        self.unacked.pop(transaction_key(request), None)  # the ACK of an error answer ends Timer G
         dialog = self._find_dialog(request)
         if dialog is None:
             return  # the ACK of a non-2xx final response (absorbed) or of a dead dialog
@@ -591,7 +605,7 @@ class SipCore:
                                              headers=[("Reason", f'Q.850;cause=16;text="{cause}"')])
             data = self._send(dialog.flow, bye)
             if not dialog.flow.reliable:  # Timer E until the client answers (Timer F: 64*T1)
-                key, flow = bye.branch or "", dialog.flow
+                key, flow = transaction_key(bye), dialog.flow
                 self.unacked[key] = data
                 self._at(self.clock() + T1, self._repeat_first, flow, key, data)
         # the bridge already removed the member for kick/hup/timeouts; a refused one never joined
@@ -599,7 +613,7 @@ class SipCore:
                   and self.bridge.member(dialog.member_id) is not None)
 
     def _cancel(self, flow: Flow, request: sip.SipRequest) -> None:
-        pending = self.pending.pop(request.branch or "", None)
+        pending = self.pending.pop(transaction_key(request), None)
         if pending is None:
             self._respond(flow, request, 481)
             return
@@ -629,7 +643,7 @@ class SipCore:
 
     def _on_response(self, flow: Flow, response: sip.SipResponse) -> None:
         """Responses to our own requests (the client's answer to a server BYE) stop their retransmission."""
-        self.unacked.pop(response.branch or "", None)
+        self.unacked.pop(transaction_key(response), None)
 
     def _local_port(self, flow: Flow) -> int:
         """Where this flow's peer reaches us: the advertised WSS port, or the UDP/TCP listener's."""

@@ -58,6 +58,7 @@ from emulator.wire import sdp as s
 from emulator.wire import sip
 from tests.fuzz.corpus import SEEDS
 from tests.fuzz.mutate import Mutator
+from tests.sipkit import CorePhone
 
 ROOT = Path(__file__).resolve().parents[2]
 FINDINGS = ROOT / "reports" / "fuzz" / "findings"
@@ -102,36 +103,21 @@ class CoreHarness:
         self.sent.clear()
 
     def invite(self, body: bytes) -> int:
-        """An authenticated INVITE carrying ``body`` through the core; the final status."""
-        flow = self.flows[2]
+        """An authenticated INVITE carrying ``body`` through the core, sent by the project's SIP
+        client (tests/sipkit.py: the JsSIP-like UA on a TCP flow; a new phone per INVITE, so a long
+        campaign keeps no sessions); the final status.  A 200 is ACKed and hung up."""
         self.n += 1
-        uri = f"sip:1*{self.n % 50}*video@127.0.0.1"
-
-        def request(cseq: int, extra: list[tuple[str, str]]) -> bytes:
-            return sip.make_request("INVITE", uri, via=f"SIP/2.0/TCP c.invalid;branch=z9hG4bKc{self.n}x{cseq}",
-                                    from_=f"<sip:{USER}@127.0.0.1>;tag=t{self.n}", to=f"<{uri}>",
-                                    call_id=f"camp-{self.n}", cseq=cseq, contact="<sip:c@c.invalid;transport=tcp>",
-                                    headers=extra, body=body, content_type="application/sdp").encode()
-
-        self.core.receive(flow, request(1, []))
-        challenge = sip.parse_message(self.sent.pop())
-        self.sent.clear()
-        params = sip.parse_digest_params(challenge.headers["Proxy-Authenticate"])
-        auth = sip.make_digest_authorization(params, username=USER, password=HASH, method="INVITE", uri=uri,
-                                             cnonce="0a4f113b")
-        self.core.receive(flow, request(2, [("Proxy-Authorization", auth)]))
-        finals = [sip.parse_message(x) for x in self.sent if not x.startswith(b"SIP/2.0 100")]
-        self.sent.clear()
+        phone = CorePhone(self.core, user=USER, password=HASH, transport="TCP", now=lambda: self.t,
+                          seed=self.rng.getrandbits(32))
+        answers = phone.invite(f"1*{self.n % 50}*video", body)   # the 407 is ACKed and answered
+        finals = [m for m in answers if isinstance(m, sip.SipResponse) and m.status >= 200]
         final = finals[0] if len(finals) == 1 else None
-        if not isinstance(final, sip.SipResponse) or final.status not in (200, 488):
+        if final is None or final.status not in (200, 488):
             raise Finding(f"an authenticated INVITE got {[f.start_line for f in finals]}")
         if final.status == 200:
             s.parse_sdp(final.body)  # our answer must parse
-            bye = sip.make_request("BYE", uri, via=f"SIP/2.0/TCP c.invalid;branch=z9hG4bKb{self.n}",
-                                   from_=f"<sip:{USER}@127.0.0.1>;tag=t{self.n}", to=final.headers["To"],
-                                   call_id=f"camp-{self.n}", cseq=3)
-            self.core.receive(flow, bye.encode())
-            self.sent.clear()
+            phone.ack()
+            phone.bye()
         self.tick()
         return final.status
 

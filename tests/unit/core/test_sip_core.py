@@ -224,3 +224,29 @@ def test_udp_error_answers_to_invite_repeat_until_ack_and_server_bye_until_answe
     core.receive(phone.flow, sip.make_response(bye, 200).encode())
     _run_due(core, clock, 4.0)
     assert phone.take() == []
+
+
+def test_two_clients_that_pick_the_same_branch_are_two_transactions():
+    """JsSIP's branch is ``z9hG4bK`` and 7 random digits: among many browsers a repeat is likely.
+    A transaction is its branch and its Via's sent-by (RFC 3261 17.2.3), so a second client's INVITE
+    with a branch another client used is answered for itself, not with the other's cached answer
+    (found by the SDP fuzzer once its INVITEs came from the JsSIP-like UA)."""
+    core, _, _ = make_core()
+    a, b = Phone(core), Phone(core)
+    uri = "sip:15*101*video@127.0.0.1"
+
+    def invite(phone: CorePhone, host: str) -> sip.SipMessage:
+        request = sip.make_request("INVITE", uri, via=f"SIP/2.0/WSS {host}.invalid;branch=z9hG4bK1234567",
+                                   from_=f"<sip:{USER}@127.0.0.1>;tag=t{host}", to=f"<{uri}>",
+                                   call_id=f"call-{host}", cseq=1, contact=f"<sip:{host}@{host}.invalid;transport=ws>",
+                                   body=CHROME_OFFER.encode(), content_type="application/sdp")
+        core.receive(phone.flow, request.encode())
+        (answer,) = phone.take()
+        return answer
+
+    first, second = invite(a, "a"), invite(b, "b")
+    assert isinstance(first, sip.SipResponse) and isinstance(second, sip.SipResponse)
+    assert first.status == second.status == 407
+    assert (first.call_id, second.call_id) == ("call-a", "call-b")
+    assert second.top_via.host == "b.invalid"
+    assert invite(a, "a").encode() == first.encode()   # a's retransmission: a's answer again
