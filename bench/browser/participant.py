@@ -51,7 +51,7 @@ import trio
 
 from bench.actors.backend import demo_hash
 from bench.actors.participant import JS_CALLBACKS, Join, Participant
-from bench.browser.host import BrowserError, BrowserHost, LaunchOptions
+from bench.browser.host import CHROMIUM, BrowserError, BrowserHost, LaunchOptions
 from bench.browser.page import Calibration, PageDriver, Route
 from bench.browser.profile import AppProfile, demo_profile, fill, fill_deep
 from bench.browser.relay import Relay
@@ -76,7 +76,7 @@ class BrowserSettings:
     camera: Path | None = None               # None: the generated fixture
     microphone: Path | None = None
     relay: bool = True                       # the page's connections pass per-actor relays (link faults)
-    executable: str = "/usr/bin/chromium"
+    executable: str = CHROMIUM
     artifacts_dir: Path | None = None        # screenshots and console logs (the runner sets it per scenario)
 
     def __post_init__(self) -> None:

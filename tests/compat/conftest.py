@@ -16,6 +16,7 @@ in a module-level ``STACK_USERS = [(dev_id, user_id, hash), ...]``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -48,6 +49,35 @@ def require_tool(name: str, check: Callable[[], object] | object, hint: str = ""
     if in_ci():
         pytest.fail(message + " (CI is set: compat tests must not skip)", pytrace=False)
     pytest.skip(message)
+
+
+def playwright_available() -> bool:
+    import playwright.sync_api  # noqa: F401  (ImportError -> missing)
+    return True
+
+
+def npm_version(name: str, prefix: str) -> bool:
+    """Whether node_modules/<name> is installed at a version starting with ``prefix``."""
+    meta = NODE_MODULES / name / "package.json"
+    return meta.is_file() and json.loads(meta.read_text())["version"].startswith(prefix)
+
+
+def jssip2_available() -> bool:
+    """JsSIP 2.0.6 (npm alias jssip2) with its browser bundle, what cometVideoApi pages load."""
+    return (NODE_MODULES / "jssip2" / "dist" / "jssip.js").is_file() and npm_version("jssip2", "2.0.6")
+
+
+def require_browser_tools(*, jssip3: bool = False) -> None:
+    """Debian's Chromium, Python's playwright, JsSIP 2.0.6 (and, for the browser actors' own-app
+    profiles, JsSIP 3.x): what every test that drives a real Chromium needs."""
+    from bench.browser.host import CHROMIUM
+
+    require_tool("chromium (Debian package)", lambda: shutil.which(CHROMIUM) is not None, "apt-get install chromium")
+    require_tool("python playwright", playwright_available, "pip install -e '.[test]'")
+    require_tool("npm package jssip2 (jssip@2.0.6)", jssip2_available, "run `npm install` at the repository root")
+    if jssip3:
+        require_tool("npm package jssip (3.x)", lambda: npm_version("jssip", "3."),
+                     "run `npm install` at the repository root")
 
 
 def node_ws_available() -> bool:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -34,14 +33,14 @@ from collections.abc import Callable
 import pytest
 import trio
 
+from bench.browser.host import CHROMIUM
 from emulator.config import Config
 from emulator.fixtures import path as fixture_path
 from emulator.stack import open_stack
-from tests.compat.conftest import NODE_MODULES, require_tool
+from tests.compat.conftest import NODE_MODULES
 
 pytestmark = pytest.mark.compat
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 PAGE = fixture_path("pages", "jssip-call.html")
@@ -52,24 +51,6 @@ NUMBER = f"{DEV}*101*video"
 CONFERENCE = f"{DEV}*101-FSdefaultDomain"
 WAIT_MS = 10_000         # each Playwright wait
 BROWSER_DEADLINE = 45    # seconds, a whole browser scenario
-
-
-def playwright_available() -> bool:
-    import playwright.sync_api  # noqa: F401  (ImportError -> missing)
-    return True
-
-
-def jssip2_available() -> bool:
-    meta = NODE_MODULES / "jssip2" / "package.json"
-    return JSSIP2.is_file() and json.loads(meta.read_text())["version"] == "2.0.6"
-
-
-@pytest.fixture
-def browser_tools() -> None:
-    require_tool("chromium (Debian package)", lambda: shutil.which(CHROMIUM) is not None,
-                 "apt-get install chromium")
-    require_tool("python playwright", playwright_available, "pip install -e '.[test]'")
-    require_tool("npm package jssip2 (jssip@2.0.6)", jssip2_available, "run `npm install` at the repository root")
 
 
 # --- a tiny static server for the page and the JsSIP bundle --------------------------------------

@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 import trio
 
+from bench.browser.host import CHROMIUM
 from bench.cli import start_control
 from emulator.net.network import OSNetwork
 from tests.actorkit import CONF, PATIENT, doctor_and_patient, in_call, members_of, stack_and_target, until
-from tests.compat.conftest import require_tool
-from tests.compat.test_jssip_chromium import CHROMIUM, CHROMIUM_ARGS, playwright_available
+from tests.compat.conftest import playwright_available, require_tool
+from tests.compat.test_jssip_chromium import CHROMIUM_ARGS
 from tests.integration.test_cli_run import CLI, ROOT
 
 pytestmark = pytest.mark.compat
