@@ -78,9 +78,12 @@ def test_the_actors_against_a_separate_serve_process():
 
 @pytest.mark.slow
 def test_a_comet_side_alone_with_a_freeswitch_alone_carry_a_call():
-    directory, esl, sip_ws, sip = free_port(), free_port(), free_port(), free_port()
+    directory, esl, sip_ws, sip, control = free_port(), free_port(), free_port(), free_port(), free_port()
+    # every port chosen, the control plane's too: its default (8088) is shared by every cometbench
+    # serve on the machine, so another one running made this test fail
     with serve("--freeswitch-only", "--directory-url", f"http://127.0.0.1:{directory}", "--sip-ws-port", str(sip_ws),
-               "--esl-port", str(esl), "--sip-port", str(sip), "--no-journal") as fs:
+               "--esl-port", str(esl), "--sip-port", str(sip), "--control-port", str(control),
+               "--no-journal") as fs:
         assert set(fs) >= {"sip_ws", "esl", "sip"} and "ws" not in fs and "cometql" not in fs
         node = f"server=127.0.0.1,esl_port={esl},ws_port={sip_ws},esl_password=ClueCon"
         with serve("--no-freeswitch", "--freeswitch-node", node, "--free-ports", "--directory-port",
