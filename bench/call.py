@@ -38,8 +38,9 @@ from typing import Any
 import trio
 import trio.testing
 
-from bench.actors.participant import STAGES, Participant, Target, open_participant
+from bench.actors.participant import STAGE_NAMES, Participant, Target, open_participant
 from emulator.clock import virtual_clock
+from emulator.config import DEFAULT_PASSWORD
 from emulator.ids import deterministic_scheduling
 from emulator.net.links import Link, LinkError, Links, get_profile, profile_names
 
@@ -50,7 +51,6 @@ ACTORS = ("doctor", "patient")
 USER_IDS = {"doctor": 501, "patient": 502}
 ROOM = "101"
 #: Every stage name the result can carry (docs/stages.md), in order.
-STAGE_NAMES = tuple(STAGES) + ("system",)
 JOIN_TIMEOUT = 180.0     # seconds (simulated or real) for both sides to see each other
 FRAME_HISTORY = 256      # frames each page keeps (nothing here reads them; an hour sends ~22,000 each)
 END_TIMEOUT = 60.0
@@ -70,7 +70,7 @@ class TargetSpec:
     cometql_host: str
     cometql_port: int
     dev_id: int = 15
-    password: str = "CometQLPassword"
+    password: str = DEFAULT_PASSWORD
     ca_file: str = ""
     insecure: bool = False
     sip_tls: bool = True
@@ -99,19 +99,21 @@ def parse_target(text: str) -> TargetSpec:
             if key in ("insecure", "no-tls", "ws-sip"):
                 flags.add(key)
                 continue
-            raise CallSetupError(f"target: {part!r} is not KEY=VALUE (keys: ws, cometql, dev_id, password, ca, insecure)")
+            raise CallSetupError(f"target: {part!r} is not KEY=VALUE "
+                                 "(keys: ws, cometql, dev_id, password, ca, insecure)")
         if key not in ("ws", "cometql", "dev_id", "password", "ca"):
             raise CallSetupError(f"target: unknown key {key!r}; known: ws, cometql, dev_id, password, ca, insecure")
         fields_[key] = value.strip()
     addresses = {name: _hostport(name, fields_[name]) for name in ("ws", "cometql") if name in fields_}
     for required in ("ws", "cometql"):
         if required not in addresses:
-            raise CallSetupError(f"target: {required}=HOST:PORT is required (e.g. ws=127.0.0.1:8087,cometql=127.0.0.1:3307)")
+            raise CallSetupError(f"target: {required}=HOST:PORT is required "
+                                 "(e.g. ws=127.0.0.1:8087,cometql=127.0.0.1:3307)")
     (ws_host, ws_port), (ql_host, ql_port) = addresses["ws"], addresses["cometql"]
     dev_text = fields_.get("dev_id", "15")
     if not dev_text.isdigit() or not 0 < int(dev_text) < 1_000_000:
         raise CallSetupError(f"target dev_id={dev_text!r}: expected a number 1-999999")
-    return TargetSpec(ws_host, ws_port, ql_host, ql_port, int(dev_text), fields_.get("password", "CometQLPassword"),
+    return TargetSpec(ws_host, ws_port, ql_host, ql_port, int(dev_text), fields_.get("password", DEFAULT_PASSWORD),
                       fields_.get("ca", ""), "insecure" in flags, "no-tls" not in flags and "ws-sip" not in flags)
 
 
@@ -285,9 +287,9 @@ async def _virtual_or_real(options: CallOptions, actor_links: dict[str, Link]) -
 
 
 async def _against_target(options: CallOptions, actor_links: dict[str, Link]) -> dict:
+    from bench.clients.sip_ua import client_ssl_context
     from emulator.journal import Journal
     from emulator.net.network import OSNetwork
-    from bench.clients.sip_ua import client_ssl_context
 
     spec = options.target
     assert spec is not None
@@ -317,7 +319,8 @@ async def check_target(network: Any, spec: TargetSpec, timeout: float = 5.0) -> 
             with trio.fail_after(timeout):
                 stream = await network.connect(host, port, client="probe")
         except trio.TooSlowError:
-            raise CallSetupError(f"target {name}={host}:{port} does not answer (no connection within {timeout:g} s)") from None
+            raise CallSetupError(f"target {name}={host}:{port} does not answer "
+                                 f"(no connection within {timeout:g} s)") from None
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise CallSetupError(f"target {name}={host}:{port} does not answer ({reason})") from None

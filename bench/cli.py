@@ -39,6 +39,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
@@ -89,7 +90,7 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse with this command's error format: ``cometbench: ...`` and a pointer to --help."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"cometbench: {message}\n(see `{self.prog} --help`)\n")
 
 
@@ -99,7 +100,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError, version as package_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
 
     try:
         return package_version("cometbench")
@@ -127,10 +129,11 @@ def node_arg(text: str) -> dict:
             raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE with a key of {', '.join(known)}")
         if key in ("esl_port", "ws_port"):
             try:
-                value = port_arg(value)
+                entry[key] = port_arg(value)
             except argparse.ArgumentTypeError as exc:
                 raise argparse.ArgumentTypeError(f"{key}: {exc}") from None
-        entry[key] = value
+        else:
+            entry[key] = value
     if "server" not in entry or "esl_port" not in entry:
         raise argparse.ArgumentTypeError(f"{text!r} needs server=HOST and esl_port=N")
     return entry
@@ -149,7 +152,8 @@ def quirk_arg(text: str) -> tuple[str, bool]:
 def _config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH",
                    help=f"TOML config file (default: ./{CONFIG_FILE} if it exists; README lists every key)")
-    p.add_argument("--state", metavar="PATH", help=f"state file, or :memory: to keep nothing (default: {DEFAULTS.state})")
+    p.add_argument("--state", metavar="PATH",
+                   help=f"state file, or :memory: to keep nothing (default: {DEFAULTS.state})")
     p.add_argument("--journal-path", metavar="PATH",
                    help="journal file (default: journal.sqlite beside the state file; in memory with :memory:)")
 
@@ -162,7 +166,8 @@ def _serve_parser(sub) -> None:
                     "stdout (the ready line); what is running is said on stderr.")
     _config_arguments(p)
     p.add_argument("--host", help=f"address every listener binds (default: {DEFAULTS.host})")
-    p.add_argument("--password", help=f"server password: CometQL login, JWT secret prefix (default: {DEFAULTS.password})")
+    p.add_argument("--password",
+                   help=f"server password: CometQL login, JWT secret prefix (default: {DEFAULTS.password})")
     p.add_argument("--profile", choices=PROFILE_NAMES, help=f"fidelity profile (default: {DEFAULT_PROFILE})")
     p.add_argument("--quirk", action="append", default=[], metavar="NAME=on|off", type=quirk_arg,
                    help="switch one quirk on top of the profile, which is then named <profile>+custom (repeatable)")
@@ -563,8 +568,9 @@ def check_names(cfg: Config, source: Source, flag_quirks: list[str], media_link_
 
         try:
             load_conference_profiles(cfg.conference_profiles)
-        except Exception as exc:  # a missing or malformed XML file; the message says which
-            raise UsageError(f"conference_profiles {cfg.conference_profiles!r}{in_file} cannot be used: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a missing or malformed XML file; the message says which
+            raise UsageError(f"conference_profiles {cfg.conference_profiles!r}{in_file} cannot be used: {exc}"
+                             ) from None
 
 
 # --- serve -----------------------------------------------------------------------------------------
@@ -701,9 +707,10 @@ def _os_error(exc: BaseException) -> OSError | None:
     if isinstance(exc, BaseExceptionGroup):
         matched, rest = exc.split(OSError)
         if matched is not None and rest is None:
-            while isinstance(matched, BaseExceptionGroup):
-                matched = matched.exceptions[0]
-            return matched
+            first: BaseException = matched
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            return first if isinstance(first, OSError) else None
     return None
 
 
@@ -827,7 +834,7 @@ def read_journal(args: argparse.Namespace, out=None) -> int:
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:  # `cometbench journal | head`
-        sys.stdout = None  # type: ignore[assignment]  (no flush at exit on the closed pipe)
+        sys.stdout = None  # no flush at exit on the closed pipe
         return 0
     finally:
         conn.close()
@@ -938,7 +945,7 @@ def browser_settings(args: argparse.Namespace):
         app = load_profile(args.app)
     except ProfileError as exc:
         raise UsageError(f"--app: {exc}") from None
-    media = {}
+    media: dict[str, Path] = {}
     for flag, value in (("camera", args.camera), ("microphone", args.microphone)):
         if value is not None:
             path = Path(value)
@@ -952,7 +959,8 @@ def browser_settings(args: argparse.Namespace):
         check_available()
     except BrowserUnavailable as exc:
         raise UsageError(f"--browser: {exc}") from None
-    return BrowserSettings(actors=tuple(names), app=app, shim=False if args.no_shim else None, **media)
+    return BrowserSettings(actors=tuple(names), app=app, shim=False if args.no_shim else None,
+                           camera=media.get("camera"), microphone=media.get("microphone"))
 
 
 def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thresholds=None, baseline=None) -> int:
@@ -971,7 +979,7 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
     root.addHandler(handler)
     progress = make_progress()
     run = Run(specs, settings, report_dir, on_start=progress.on_start, on_result=progress.on_result)
-    run.log_file = log_path
+    run.log_file = log_path       # the report names the log and counts its records
     run.log_records = handler
     run.thresholds, run.baseline = thresholds, baseline
     if baseline is not None:
@@ -987,7 +995,7 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
         run.execute()
     except KeyboardInterrupt:
         status = 130
-    except BaseException as exc:  # noqa: BLE001 - a crash of the bench itself: the report says so
+    except BaseException as exc:  # a crash of the bench itself: the report says so
         if isinstance(exc, SystemExit):
             raise
         status = -1
@@ -1199,7 +1207,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # the reader went away (`cometbench journal | head`): stop quietly, as Unix tools do
         try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+            sys.stdout = open(os.devnull, "w")  # keeps the interpreter's final flush quiet
         except OSError:
             pass
         return 141

@@ -28,9 +28,9 @@ from __future__ import annotations
 import io
 import math
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader, HistogramLogWriter
@@ -61,7 +61,7 @@ class Key:
         return f"stage={self.stage};scenario={self.scenario};network={self.network}"
 
     @classmethod
-    def from_tag(cls, tag: str) -> "Key":
+    def from_tag(cls, tag: str) -> Key:
         fields = dict(part.split("=", 1) for part in tag.split(";") if "=" in part)
         try:
             return cls(fields["stage"], fields["scenario"], fields["network"])
@@ -127,7 +127,7 @@ class Metrics:
         histogram = self.histograms.get(key)
         if histogram is None:
             histogram = self.histograms[key] = new_histogram()
-        us = int(round(ms * 1000.0))
+        us = round(ms * 1000.0)
         if us < 0:
             us = 0
         if us > HIGHEST_US:
@@ -158,7 +158,7 @@ class Metrics:
                          and (network is None or k.network == network)})
         return {stage: summarize(self.merged(stage=stage, scenario=scenario, network=network)) for stage in stages}
 
-    def merge(self, other: "Metrics") -> None:
+    def merge(self, other: Metrics) -> None:
         for key, histogram in other.histograms.items():
             mine = self.histograms.get(key)
             if mine is None:
@@ -198,7 +198,7 @@ class Metrics:
         return buffer.getvalue()
 
     @classmethod
-    def read_log(cls, paths: str | Path | Iterable[str | Path]) -> "Metrics":
+    def read_log(cls, paths: str | Path | Iterable[str | Path]) -> Metrics:
         """The histograms of one or more logs, added together by tag (several machines, one run)."""
         if isinstance(paths, (str, Path)):
             paths = [paths]

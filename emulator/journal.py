@@ -43,8 +43,9 @@ import logging
 import sqlite3
 import time as _time
 import uuid as _uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import sqlite_utils
 import trio
@@ -91,13 +92,13 @@ class Journal:
             conn.execute("PRAGMA synchronous=OFF")  # a journal is diagnostics; speed first
         self._conn = conn
         self.db = sqlite_utils.Database(conn)
-        self.db["runs"].create({"run_id": str, "seed": int, "profile": str, "started": float, "clock": str},
+        self.db.table("runs").create({"run_id": str, "seed": int, "profile": str, "started": float, "clock": str},
                                pk="run_id", if_not_exists=True)
-        self.db["entries"].create(
+        self.db.table("entries").create(
             {"seq": int, "run_id": str, "t": float, "service": str, "kind": str, "direction": str,
              "dev_id": int, "user_id": int, "conn_id": int, "data": str}, pk="seq", if_not_exists=True)
-        self.db["entries"].create_index(["run_id", "seq"], if_not_exists=True)
-        self.db["runs"].insert({"run_id": self.run_id, "seed": seed, "profile": profile,
+        self.db.table("entries").create_index(["run_id", "seq"], if_not_exists=True)
+        self.db.table("runs").insert({"run_id": self.run_id, "seed": seed, "profile": profile,
                                 "started": self._now(), "clock": clock})
 
     def set_clock(self, now: Callable[[], float]) -> None:
@@ -121,8 +122,8 @@ class Journal:
         """Start a new journal run (a new run_id, a row in ``runs``) in the same file; its id."""
         self.flush()
         self.run_id = _uuid.uuid4().hex[:12]
-        if self.stored:
-            self.db["runs"].insert({"run_id": self.run_id, "started": self._now(), **self._meta})
+        if self.stored and self.db is not None:
+            self.db.table("runs").insert({"run_id": self.run_id, "started": self._now(), **self._meta})
         return self.run_id
 
     def record(self, service: str, kind: str, *, direction: str = "", dev_id: int | None = None,
@@ -134,7 +135,7 @@ class Journal:
             for tap in self._taps:
                 tap(now, service, kind, direction, dev_id, user_id, conn_id, data)
         if self._echo is not None:
-            self._log(service, kind, direction, dev_id, user_id, conn_id, data)
+            self._log(self._echo, service, kind, direction, dev_id, user_id, conn_id, data)
         if not self.stored:
             return
         if not isinstance(data, str):
@@ -151,9 +152,11 @@ class Journal:
                                              and _time.monotonic() >= self._due_real):
             self._wakeup.set()
 
-    def _log(self, service: str, kind: str, direction: str, dev_id, user_id, conn_id, data: Any) -> None:
+    @staticmethod
+    def _log(echo: logging.Logger, service: str, kind: str, direction: str, dev_id: int | None,
+             user_id: int | None, conn_id: int | None, data: Any) -> None:
         level = logging.DEBUG if kind in TRAFFIC_KINDS else logging.INFO
-        if not self._echo.isEnabledFor(level):
+        if not echo.isEnabledFor(level):
             return
         ids = " ".join(f"{name}={value}" for name, value in (("dev", dev_id), ("user", user_id), ("conn", conn_id))
                        if value is not None)
@@ -161,7 +164,7 @@ class Journal:
             data = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else repr(data)
         text = data if len(data) <= ECHO_DATA_LIMIT else data[:ECHO_DATA_LIMIT] + f"... ({len(data)} chars)"
         text = text.replace("\r", "\\r").replace("\n", "\\n")
-        self._echo.log(level, "%s %s%s%s%s", service, kind, f" {direction}" if direction else "",
+        echo.log(level, "%s %s%s%s%s", service, kind, f" {direction}" if direction else "",
                        f" {ids}" if ids else "", f": {text}" if text else "")
 
     def flush(self) -> None:
@@ -173,7 +176,8 @@ class Journal:
             self._conn.executemany(
                 f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", pending)
 
-    async def run_flusher(self, interval: float = 0.25, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run_flusher(self, interval: float = 0.25,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flush ``interval`` seconds after the first pending record or when a batch fills (see the
         module docstring for virtual time); flush once more on cancellation.  A journal that stores
         nothing needs no flusher: the task ends at once."""
@@ -218,7 +222,8 @@ class Journal:
         if not self.stored:
             return []
         self.flush()
-        clauses, params = ["seq > ?"], [after]
+        clauses: list[str] = ["seq > ?"]
+        params: list[object] = [after]
         if run != "all":
             clauses.append("run_id = ?")
             params.append(run or self.run_id)

@@ -43,5 +43,5 @@ async def story(s: Scenario) -> None:
         for actor in everyone:
             s.check(actor.stage("join_total") is not None, f"{actor.name} measured its join")
             s.check(len(actor.callbacks("onCallStart")) == 1, f"{actor.name} got onCallStart once")
-        slowest = max(actor.stage("join_total") for actor in everyone)
+        slowest = max(actor.stage("join_total") or 0.0 for actor in everyone)
         s.mark("storm_over", slowest_join_ms=slowest)

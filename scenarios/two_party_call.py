@@ -61,7 +61,7 @@ async def story(s: Scenario) -> None:
         doctor.hangup()
         await s.wait("freeswitch.conference-destroy", within=5)
         rows = (await s.app.backend.invitations(ROOM)).rows
-        s.check(sorted(int(row[1]) for row in rows) == sorted([doctor.user_id, patient.user_id]),
+        s.check(sorted(int(row[1] or 0) for row in rows) == sorted([doctor.user_id, patient.user_id]),
                 "both invitations are still in the conference table")
 
     s.expect("doctor.onCallStart", count=1)

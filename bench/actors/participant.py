@@ -43,21 +43,38 @@ from __future__ import annotations
 import json
 import random
 import ssl
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, Protocol
 
 import trio
+import trio.lowlevel
 
 from bench.actors.backend import App, Backend
 from bench.clients.comet import START_TIMER_MS, CometClient
 from bench.clients.quirks import ClientQuirks
-from bench.clients.video import CallState, VideoClient
+from bench.clients.video import VideoClient
 from bench.clients.webrtc import DeviceTimings
+from emulator.config import DEFAULT_PASSWORD
 from emulator.net.network import Network
 
 __all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "stage_values", "actor_rng",
            "JS_CALLBACKS", "callback_data"]
+
+class CallView(Protocol):
+    """What a join's marks read of a call: the virtual client's :class:`bench.clients.video.CallState`
+    or a real page's mirror of it (:class:`bench.browser.participant.PageCall`)."""
+
+    @property
+    def room(self) -> str: ...
+
+    @property
+    def call_key(self) -> str: ...
+
+    @property
+    def sys(self) -> dict: ...
+
 
 #: Every mark, in the order a join normally produces them (docs/stages.md).
 MARKS = (
@@ -104,6 +121,9 @@ STAGES: dict[str, tuple[str, str]] = {
     "first_remote_frame": ("call_start", "first_remote_frame"),
     "join_total": ("backend_invite_start", "first_remote_frame"),
 }
+#: Every stage a report or ``--stage`` may name: the stages above and ``system`` (the latency the
+#: system adds to a join: join_total without the user's decision).
+STAGE_NAMES: tuple[str, ...] = (*STAGES, "system")
 
 
 #: cometVideoApi's callback names (video.py's Python names -> the JavaScript option names the seed uses).
@@ -163,7 +183,7 @@ class Target:
     cometql_host: str
     cometql_port: int
     dev_id: int
-    password: str = "CometQLPassword"
+    password: str = DEFAULT_PASSWORD
     ws_prefix: str = ""
     ssl_context: ssl.SSLContext | None = None
     sip_secure: bool = True
@@ -175,7 +195,7 @@ class Target:
         return f"{self.ws_host}:{self.ws_port}{self.ws_prefix}"
 
     @classmethod
-    def from_stack(cls, stack: Any, dev_id: int = 15) -> "Target":
+    def from_stack(cls, stack: Any, dev_id: int = 15) -> Target:
         """The in-process emulator of ``emulator.stack.open_stack``."""
         host = stack.config.host
         certificates = stack.certificates
@@ -231,6 +251,8 @@ def fake_name(seed: int) -> str:
 
 class Participant:
     """A doctor or a patient: user id, display name, app, page, marks."""
+
+    _change_event: trio.Event | None = None   # made only while someone waits (see _notify)
 
     def __init__(self, target: Target, network: Network, *, user_id: int, nursery: trio.Nursery | None = None,
                  role: str = "patient", actor: str | None = None, seed: int | str = 0, app: App | None = None,
@@ -290,7 +312,7 @@ class Participant:
         # app callback (by its JavaScript name), as it happens (the scenario timeline's hook)
         self.listeners: list[Any] = []
         if target.bridge is not None:
-            self._media_observer_remove = target.bridge.add_media_observer(self._on_media)
+            self._media_observer_remove = target.bridge.add_media_observer(self.on_media)
         self.closed = False
 
     @property
@@ -381,7 +403,7 @@ class Participant:
         state is gone, and a new page starts (auth, the tab-election wait, a new video client)."""
         self._mark_event("page_refresh")
         self._close_page()
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         return await self.open_page(wait_auth=wait_auth)
 
     def close_tab(self) -> None:
@@ -430,7 +452,8 @@ class Participant:
         self.current = join
         if restoring:
             self._restoring.add(str(room))
-        self._mark("backend_invite_start", room=room, at=started, **({"restoring": True} if restoring else {}))
+        extra: dict[str, Any] = {"restoring": True} if restoring else {}
+        self._mark("backend_invite_start", room=room, at=started, **extra)
         if self.app_request_rtt:   # the page's AJAX request to call.php travels to the app server
             await trio.sleep(self.app_request_rtt / 2)
         await self.app.invite(str(room), self.user_id, profile=profile, message=message,
@@ -519,7 +542,7 @@ class Participant:
             self._nursery.start_soon(self.app.rejoin, self, room, f"call end: {status}")
 
     # -- marks -----------------------------------------------------------------------------------------
-    def _observe(self, name: str, call: CallState | None, data: dict) -> None:
+    def _observe(self, name: str, call: CallView | None, data: dict) -> None:
         """The video client's observations -> marks of the join they belong to.  ``data`` may carry
         ``at``, the trio time of a moment observed elsewhere (a real browser's page clock, mapped:
         bench/browser), and ``service``, the journal service of the mark (default ``bench``)."""
@@ -547,8 +570,9 @@ class Participant:
             self._first_frame_check()
         self._notify()
 
-    def _on_media(self, member: Any, flowing: bool) -> None:
-        """The bridge's media model: this participant's member started (or stopped) media.
+    def on_media(self, member: Any, flowing: bool) -> None:
+        """The bridge's media observer (:meth:`Bridge.add_media_observer`): this participant's member
+        started (or stopped) media.
 
         The model counts from the moment FreeSWITCH answered; a page slowed down by a busy machine
         (real time, a join storm) may handle that 200 OK later than the model's delay.  Media
@@ -582,7 +606,7 @@ class Participant:
             self._mark("first_remote_frame", room=room, call=call, media="bridge",
                        at=max(marks["video_attached"], marks["media_flowing"]))
 
-    def _mark(self, name: str, *, room: Any = "", call: CallState | None = None, at: float | None = None,
+    def _mark(self, name: str, *, room: Any = "", call: CallView | None = None, at: float | None = None,
               service: str = "bench", journal: dict | None = None, **data: Any) -> None:
         now = trio.current_time() if at is None else at
         join = self.current
@@ -623,14 +647,14 @@ class Participant:
             listener(name, t, data)
 
     def _changed(self) -> trio.Event:
-        event = getattr(self, "_change_event", None)
+        event = self._change_event
         if event is None:
             event = self._change_event = trio.Event()
         return event
 
     def _notify(self) -> None:
         # an Event exists only while someone waits (a callPipe event used to make a new one each)
-        event = getattr(self, "_change_event", None)
+        event = self._change_event
         if event is not None:
             self._change_event = None
             event.set()

@@ -42,15 +42,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import trio
 
 from bench.actors.backend import demo_hash
 from bench.actors.participant import JS_CALLBACKS, Join, Participant
-from bench.browser.host import BrowserError, BrowserHost, LaunchOptions
+from bench.browser.host import CHROMIUM, BrowserError, BrowserHost, LaunchOptions
 from bench.browser.page import Calibration, PageDriver, Route
 from bench.browser.profile import AppProfile, demo_profile, fill, fill_deep
 from bench.browser.relay import Relay
@@ -75,7 +76,7 @@ class BrowserSettings:
     camera: Path | None = None               # None: the generated fixture
     microphone: Path | None = None
     relay: bool = True                       # the page's connections pass per-actor relays (link faults)
-    executable: str = "/usr/bin/chromium"
+    executable: str = CHROMIUM
     artifacts_dir: Path | None = None        # screenshots and console logs (the runner sets it per scenario)
 
     def __post_init__(self) -> None:
@@ -143,7 +144,7 @@ class PageCall:
 class PageVideo:
     """What the story reads of the page's ``cometVideoApi`` (``actor.video``), from the probe's reports."""
 
-    def __init__(self, participant: "BrowserParticipant") -> None:
+    def __init__(self, participant: BrowserParticipant) -> None:
         self._p = participant
         self.calls: dict[str, PageCall] = {}
         self.last: PageCall | None = None
@@ -381,6 +382,7 @@ class BrowserParticipant(Participant):
         await self.env.ensure_started()
         if self.driver is None:
             await self._open_context()
+        assert self.driver is not None     # _open_context made it
         await self.host.call(self.driver.new_page, what=f"{self.actor}: opening a tab", timeout=ACTION_TIMEOUT)
         return await self._load(reload=False, wait_auth=wait_auth, timeout=timeout)
 
@@ -575,7 +577,7 @@ class BrowserParticipant(Participant):
         async for fn, what, args, waiter in self._actions_receive:
             try:
                 result = await fn(*args)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if waiter is not None:
                     waiter[1].append(exc)
                     waiter[0].set()
@@ -690,7 +692,7 @@ class BrowserParticipant(Participant):
         assert server is not None
         if self.profile.is_demo:
             backend = self.profile.demo_backend or "/api/"
-            demo = {"node": values["node"], "devId": self.target.dev_id, "userId": str(self.user_id),
+            demo: dict[str, Any] = {"node": values["node"], "devId": self.target.dev_id, "userId": str(self.user_id),
                     "userKey": self.user_key, "backend": backend, "confirm": True, "legacy": self.profile.legacy,
                     "quirks": dict(self.quirks.states), "callType": self.call_type, "iceServers": []}
             if self.bandwidth is not None:
@@ -706,8 +708,8 @@ class BrowserParticipant(Participant):
             for node in profile.comet_nodes:
                 probe_config["wsRewrite"] += [[f"ws://{node}", comet_to], [f"wss://{node}", comet_to]]
             if profile.user_storage_key:
-                init_scripts.append("try { localStorage.setItem(%s, %s); } catch (e) {}" % (
-                    json.dumps(profile.user_storage_key), json.dumps(str(self.user_id))))
+                init_scripts.append(f"try {{ localStorage.setItem({json.dumps(profile.user_storage_key)}, "
+                                    f"{json.dumps(str(self.user_id))}); }} catch (e) {{}}")
             if profile.config_global:
                 init_scripts.append(f"window[{json.dumps(profile.config_global)}] = "
                                     + json.dumps(fill_deep(profile.config, values)) + ";")
@@ -847,7 +849,7 @@ class BrowserParticipant(Participant):
             return                                       # a late report from a document that is gone
         try:
             self._handle(page, calibration.to_trio(float(origin), float(ev.get("n", 0.0))), ev)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 - a malformed report must not kill the actor
+        except Exception:
             log.exception("%s: cannot handle the page event %r", self.actor, ev)
 
     def _journal_fields(self, t: float) -> dict:
@@ -869,6 +871,7 @@ class BrowserParticipant(Participant):
     def _handle(self, page: BrowserPage, t: float, ev: dict) -> None:
         kind = ev.get("k")
         video = page.video
+        call: PageCall | None
         if kind == "server_info":
             page.comet.authorized = bool(ev.get("authorized"))
             page.comet.server_infos.append((t, page.comet.authorized))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import trio
 
+from emulator.config import DEFAULT_ESL_PASSWORD
 from emulator.net.network import Network
 
 __all__ = ["EslMessageParser", "EslClient", "EslError"]
@@ -38,7 +39,7 @@ class EslMessageParser:
         self._head: dict[str, str] | None = None
         self._need = 0
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
         if len(self._buf) > MAX_MESSAGE:
             raise EslError(f"a server message over {MAX_MESSAGE} bytes")
@@ -78,8 +79,8 @@ class EslClient:
         self._lock = trio.Lock()
 
     @classmethod
-    async def connect(cls, network: Network, host: str, port: int, *, password: str = "ClueCon",
-                      client: str = "ops", timeout: float = 10.0) -> "EslClient":
+    async def connect(cls, network: Network, host: str, port: int, *, password: str = DEFAULT_ESL_PASSWORD,
+                      client: str = "ops", timeout: float = 10.0) -> EslClient:
         """Connect and authenticate; :class:`EslError` if the password is refused."""
         with trio.fail_after(timeout):
             stream = await network.connect(host, port, client=client)
@@ -133,7 +134,7 @@ class EslClient:
             pass
         await trio.aclose_forcefully(self._stream)
 
-    async def __aenter__(self) -> "EslClient":
+    async def __aenter__(self) -> EslClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -66,7 +66,7 @@ def _utc(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
-def build_report(run: "Run", *, final: bool) -> dict[str, Any]:
+def build_report(run: Run, *, final: bool) -> dict[str, Any]:
     settings = run.settings
     results = run.results
     counts = {status: sum(1 for r in results if r.status == status)
@@ -106,7 +106,7 @@ def build_report(run: "Run", *, final: bool) -> dict[str, Any]:
     }
 
 
-def _log(run: "Run") -> dict | None:
+def _log(run: Run) -> dict | None:
     path = getattr(run, "log_file", None)
     counter = getattr(run, "log_records", None)
     if path is None:

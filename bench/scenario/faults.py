@@ -33,7 +33,7 @@ __all__ = ["Faults", "Link"]
 class Faults:
     """Server-side faults of the in-process stack."""
 
-    def __init__(self, scenario: "Scenario") -> None:
+    def __init__(self, scenario: Scenario) -> None:
         self._s = scenario
 
     async def esl(self, command: str) -> str:
@@ -49,7 +49,7 @@ class Faults:
         self._s._journal("fault", {"action": "esl", "command": command, "reply": reply.strip()})
         return reply
 
-    async def esl_kick(self, actor: "Actor", room: str | None = None) -> str:
+    async def esl_kick(self, actor: Actor, room: str | None = None) -> str:
         """Kick the actor's member out of the room's conference (FreeSWITCH then sends BYE)."""
         member = actor.member(room)
         if member is None:
@@ -57,7 +57,7 @@ class Faults:
         self._s.timeline.add("fault", "esl_kick", {"actor": actor.name, "member": member.id})
         return await self._member_command("kick", member)
 
-    async def esl_mute(self, actor: "Actor", mute: bool = True, room: str | None = None) -> str:
+    async def esl_mute(self, actor: Actor, mute: bool = True, room: str | None = None) -> str:
         """``conference <name> mute|unmute <id>``: FreeSWITCH's own mute flag (others stop hearing
         the member); the browser is not told."""
         member = actor.member(room)
@@ -87,7 +87,7 @@ class Link:
 
     PROTOCOLS = ("*", "comet", "cometql", "sip", "media", "directory", "esl")
 
-    def __init__(self, scenario: "Scenario", actor: "Actor", protocol: str = "*") -> None:
+    def __init__(self, scenario: Scenario, actor: Actor, protocol: str = "*") -> None:
         if protocol not in self.PROTOCOLS:
             raise ScenarioError(f"unknown protocol {protocol!r}; protocols: {', '.join(self.PROTOCOLS)}")
         self._s = scenario

@@ -24,10 +24,11 @@ import importlib.util
 import inspect
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["ScenarioSpec", "pack_dir", "pack", "default_pack", "load", "resolve", "UnknownScenario"]
 
@@ -98,7 +99,7 @@ def load(path: Path) -> ScenarioSpec:
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[module_name] = module     # dataclasses and pickling inside the story need it
         module_spec.loader.exec_module(module)
-    except BaseException as exc:  # noqa: BLE001 - a broken file fails its scenario, never the run
+    except BaseException as exc:  # a broken file fails its scenario, never the run
         if isinstance(exc, KeyboardInterrupt):
             raise
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]

@@ -14,8 +14,8 @@
   journal of every scenario in ``journal.sqlite`` (one journal run per scenario run),
   ``histograms.hlog`` and ``report.json``, rewritten after each scenario (between repetitions of
   one scenario at most once a second, unless one failed: ``--repeat 1000`` would spend its time
-  rewriting) so a run that is killed still says how far it got.  Ctrl-C (KeyboardInterrupt) stops it after writing the report with
-  status ``interrupted`` and the unfinished scenarios named.
+  rewriting) so a run that is killed still says how far it got.  Ctrl-C (KeyboardInterrupt) stops it
+  after writing the report with status ``interrupted`` and the unfinished scenarios named.
 
 Seeds: repetition 0 of every scenario uses the run's seed as it is (so ``--seed 7`` means 7 to the
 stack and the actors); repetition ``i`` uses a seed derived from ``(seed, i)``, so repeated runs
@@ -28,10 +28,12 @@ import hashlib
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import trio
 import trio.testing
@@ -41,11 +43,12 @@ from bench.scenario.errors import ScenarioError, ScenarioFailure
 from bench.scenario.loader import ScenarioSpec
 from bench.scenario.network import apply_network, check_network
 from bench.scenario.story import Scenario
+from emulator.profiles import DEFAULT_PROFILE
 
-__all__ = ["RunSettings", "ScenarioResult", "tell", "run_one", "Run", "scenario_seed", "VIRTUAL_EPOCH"]
+__all__ = ["RunSettings", "ScenarioResult", "ScenarioStatus", "RunStatus", "tell", "run_one", "Run", "scenario_seed",
+           "VIRTUAL_EPOCH"]
 
 VIRTUAL_EPOCH = 1_700_000_000.0      # the Unix time virtual runs start at (2023-11-14T22:13:20Z)
-DEFAULT_PROFILE = "cppcomet-4.09"
 
 
 @dataclass
@@ -59,11 +62,29 @@ class RunSettings:
     browser: Any = None                  # bench.browser.participant.BrowserSettings: real browsers in the pack
 
 
+class ScenarioStatus(StrEnum):
+    """One scenario run in a report: not run yet, running, and how it ended."""
+
+    NOT_RUN = "not_run"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class RunStatus(StrEnum):
+    """A whole run (report.json ``status``)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"
+
+
 @dataclass
 class ScenarioResult:
     name: str
     passed: bool = False
-    status: str = "not_run"              # passed | failed | interrupted | not_run
+    status: ScenarioStatus = ScenarioStatus.NOT_RUN
     duration_ms: float = 0.0             # wall time the scenario took to run
     simulated_ms: float = 0.0            # trio-clock time of the story (= wall in real time)
     failure: str | None = None
@@ -136,7 +157,7 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
     wall0, t0 = time.perf_counter(), trio.current_time()
 
     def failed(cause: str, step: str | None = None) -> ScenarioResult:
-        result.status, result.passed, result.step = "failed", False, step
+        result.status, result.passed, result.step = ScenarioStatus.FAILED, False, step
         where = f"step {step!r}: " if step else ""
         result.failure = f"{spec.name}: {where}{cause}"
         result.failures = result.failures or [result.failure]
@@ -220,12 +241,12 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         step = scenario.failed_step if scenario is not None else None
         return finish(failed(describe_exception(story_error, spec.path), step))
     if result.failures:
-        result.status, result.passed = "failed", False
+        result.status, result.passed = ScenarioStatus.FAILED, False
         more = len(result.failures) - 1
         result.failure = result.failures[0] + (f" (and {more} more expectation{'s' if more > 1 else ''} failed)"
                                                if more else "")
         return finish(result)
-    result.status, result.passed = "passed", True
+    result.status, result.passed = ScenarioStatus.PASSED, True
     return finish(result)
 
 
@@ -262,12 +283,12 @@ def deterministic_scheduling(seed: int | str) -> Iterator[None]:
     import trio._core._run as trio_run
 
     saved_flag, saved_state = trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()
-    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True
+    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]  # trio declares it Final
     trio_run._r.seed(f"{seed}:trio-scheduler")
     try:
         yield
     finally:
-        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag
+        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag  # type: ignore[misc]  # ditto
         trio_run._r.setstate(saved_state)
 
 
@@ -297,8 +318,10 @@ class Run:
         self.on_result = on_result
         self.metrics = Metrics()
         self.results: list[ScenarioResult] = []
-        self.status = "running"
+        self.status = RunStatus.RUNNING
         self.interruption: str | None = None
+        self.log_file: Path | None = None      # the emulator's log during the run (cometbench run sets it)
+        self.log_records: Any = None            # its record counter (bench/cli.py _LogCounter)
         self.started = time.time()
         self.finished: float | None = None
         self.journal_path = self.report_dir / "journal.sqlite"
@@ -317,7 +340,7 @@ class Run:
     def planned(self) -> list[tuple[ScenarioSpec, int]]:
         return [(spec, i) for spec in self.specs for i in range(self.settings.repeat)]
 
-    def execute(self) -> str:
+    def execute(self) -> RunStatus:
         """Run everything; the final status (``complete`` or ``interrupted``).  KeyboardInterrupt is
         turned into status ``interrupted``; any other exception also writes the report, then goes on."""
         self.report_dir.mkdir(parents=True, exist_ok=True)
@@ -331,8 +354,9 @@ class Run:
                 for index, (spec, repetition) in enumerate(plan):
                     if self.on_start is not None:
                         self.on_start(index, len(plan), spec, repetition)
-                    self.results[index].status = "running"
-                    result = run_one(spec, clock=self.settings.clock, seed=scenario_seed(self.settings.seed, repetition),
+                    self.results[index].status = ScenarioStatus.RUNNING
+                    seed = scenario_seed(self.settings.seed, repetition)
+                    result = run_one(spec, clock=self.settings.clock, seed=seed,
                                      profile=self.settings.profile, network=self.settings.network,
                                      repetition=repetition, metrics=self.metrics,
                                      journal_path=str(self.journal_path), certs_dir=certs, position=index,
@@ -345,14 +369,14 @@ class Run:
                     if (not result.passed or following is not spec
                             or time.monotonic() - self._written >= self.write_interval):
                         self.write()
-            self.status = "complete"
+            self.status = RunStatus.COMPLETE
         except BaseException as exc:
             if is_interrupt(exc):
-                self.status, self.interruption = "interrupted", "SIGINT (Ctrl-C)"
+                self.status, self.interruption = RunStatus.INTERRUPTED, "SIGINT (Ctrl-C)"
                 self._mark_unfinished("interrupted by SIGINT (Ctrl-C) before it finished")
                 raise KeyboardInterrupt from None
             what = describe_exception(exc, None)
-            self.status, self.interruption = "interrupted", f"crash: {what}"
+            self.status, self.interruption = RunStatus.INTERRUPTED, f"crash: {what}"
             self._mark_unfinished(f"not finished: the run crashed ({what})")
             raise
         finally:
@@ -362,10 +386,10 @@ class Run:
 
     def _mark_unfinished(self, why: str) -> None:
         for result in self.results:
-            if result.status == "running":
-                result.status, result.passed = "interrupted", False
+            if result.status == ScenarioStatus.RUNNING:
+                result.status, result.passed = ScenarioStatus.INTERRUPTED, False
                 result.failure = f"{result.name}: {why}"
-            elif result.status == "not_run":
+            elif result.status == ScenarioStatus.NOT_RUN:
                 result.failure = f"{result.name}: not run: {why}"
 
     def write(self, *, final: bool = False) -> None:

@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
-from typing import Any, Awaitable, Iterator
+from typing import Any
 
 import trio
 
@@ -141,7 +142,8 @@ class Scenario:
                 raise ScenarioError(f"actor {name!r} exists already; options apply only when it is created")
             return self._actors[name]
         if not name.isidentifier() or name in RESERVED_NAMES:
-            raise ScenarioError(f"actor name {name!r} must be an identifier other than {', '.join(sorted(RESERVED_NAMES))}")
+            raise ScenarioError(f"actor name {name!r} must be an identifier other than "
+                                f"{', '.join(sorted(RESERVED_NAMES))}")
         if same_user_as is not None:
             if user_id is not None:
                 raise ScenarioError("give same_user_as or user_id, not both")
@@ -447,7 +449,7 @@ class Scenario:
         """``SELECT * FROM conference_members WHERE name = <room>`` as the app reads it: one actor
         name per row (ghosts included), or the user id when no actor has it."""
         rows = (await self.app.backend.members(str(room))).rows
-        return [self._name_of_user(int(row[1])) for row in rows]
+        return [self._name_of_user(int(row[1] or 0)) for row in rows]
 
     def fs_members(self, room: str) -> list:
         """FreeSWITCH's members of the room's conference (newest first)."""

@@ -30,8 +30,9 @@ recorded after the step's own ``scenario.step`` happening, whatever its ``t``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import trio
 
@@ -143,7 +144,7 @@ class Timeline:
     def whats(self, who: str) -> set[str]:
         return {h.what for h in self.happenings if h.who == who}
 
-    def __iter__(self) -> Iterable[Happening]:
+    def __iter__(self) -> Iterator[Happening]:
         return iter(self.happenings)
 
     def __len__(self) -> int:

@@ -92,11 +92,15 @@ import struct
 import tomllib
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import trio
+
+if TYPE_CHECKING:  # pragma: no cover - network.py hands its streams to this module
+    from emulator.net.network import Endpoint
 
 __all__ = [
     "PROTOCOLS", "SERVICE_PROTOCOL", "Link", "LinkError", "LinkChange", "Links", "LinkStream", "LinkDatagram",
@@ -164,14 +168,14 @@ class Link:
         return max(RTO_MIN, (self.rtt_ms + 4.0 * self.jitter_ms) / 1000.0)
 
     @classmethod
-    def from_table(cls, table: dict, where: str = "link") -> "Link":
+    def from_table(cls, table: dict, where: str = "link") -> Link:
         """A link from a TOML table (``rtt_ms``, ``jitter_ms``, ``loss``, ``bandwidth_kbps``,
         ``description``); unknown keys are a :class:`LinkError` naming them."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(table) - known)
         if unknown:
             raise LinkError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        kw = {k: (str(v) if k == "description" else v) for k, v in table.items()}
+        kw: dict[str, Any] = {k: (str(v) if k == "description" else v) for k, v in table.items()}
         try:
             return cls(**kw)
         except LinkError as exc:
@@ -216,7 +220,7 @@ def get_profile(name: str) -> Link:
         raise LinkError(f"unknown network profile {name!r}; known: {', '.join(_profiles())}") from None
 
 
-def _as_link(link: "Link | str") -> Link:
+def _as_link(link: Link | str) -> Link:
     if isinstance(link, Link):
         return link
     if isinstance(link, str):
@@ -272,7 +276,7 @@ class _Half:
     entries it has delivered past.
     """
 
-    __slots__ = ("sent", "entries", "free_at", "last", "lot", "fin_at", "fin_sent_at", "fin", "watched", "messages")
+    __slots__ = ("entries", "fin", "fin_at", "fin_sent_at", "free_at", "last", "lot", "messages", "sent", "watched")
 
     def __init__(self) -> None:
         self.sent = 0
@@ -291,10 +295,25 @@ class _Half:
 class _Conn:
     """A connection as the link table sees it: its client and protocol, its two directions, its ends."""
 
-    __slots__ = ("links", "id", "client", "protocol", "c2s", "s2c", "ends", "state", "opened", "ready_client",
-                 "ready_server", "key", "reset_at_heal", "message_offer", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "c2s",
+        "client",
+        "ends",
+        "id",
+        "key",
+        "links",
+        "message_offer",
+        "opened",
+        "protocol",
+        "ready_client",
+        "ready_server",
+        "reset_at_heal",
+        "s2c",
+        "state",
+    )
 
-    def __init__(self, links: "Links", key: Any, client: str, protocol: str, now: float) -> None:
+    def __init__(self, links: Links, key: Any, client: str, protocol: str, now: float) -> None:
         self.links = links
         self.id = next(links._conn_ids)
         self.key = key
@@ -309,10 +328,10 @@ class _Conn:
         self.reset_at_heal = False
         self.message_offer = False   # the client asked for the message shortcut (see MessageChannel)
 
-    def halves(self):
+    def halves(self) -> tuple[_Half, _Half]:
         return (self.c2s, self.s2c)
 
-    def live_ends(self) -> list["LinkStream"]:
+    def live_ends(self) -> list[LinkStream]:
         return [end for end in (ref() for ref in self.ends) if end is not None]
 
     def wake(self) -> None:
@@ -344,7 +363,7 @@ def _abort_inner(stream: trio.abc.Stream) -> None:
         if close is not None:
             try:
                 close()
-            except Exception:  # pragma: no cover - an already closed pipe
+            except Exception:  # noqa: BLE001  # pragma: no cover - an already closed pipe
                 pass
 
 
@@ -354,7 +373,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
     It wraps the network's stream; ``transport_stream`` is that stream, ``cometbench_peer`` the peer,
     ``socket`` the OS socket if any.  A reset end raises :class:`trio.BrokenResourceError`."""
 
-    def __init__(self, links: "Links", inner: trio.abc.Stream, conn: _Conn, *, server: bool) -> None:
+    def __init__(self, links: Links, inner: trio.abc.Stream, conn: _Conn, *, server: bool) -> None:
         self._links = links
         self.transport_stream = inner
         self._conn = conn
@@ -371,7 +390,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
 
     # -- plumbing -------------------------------------------------------------------------------
     @property
-    def socket(self):
+    def socket(self) -> Any:
         return getattr(self.transport_stream, "socket", None)
 
     @property
@@ -407,7 +426,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
         half.entries.append([start, start + nbytes, at, trio.current_time()])
 
     @property
-    def cometbench_messages(self) -> "MessageChannel | None":
+    def cometbench_messages(self) -> MessageChannel | None:
         """The message shortcut of this connection (virtual network only), or None (see MessageChannel)."""
         if not self._links.message_shortcut or getattr(self.transport_stream, "socket", None) is not None:
             return None
@@ -428,7 +447,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("stream was closed")
         if self._conn.state == "half-open":
             return len(data)
-        written = self.transport_stream.cometbench_try_send(data)
+        written: int = self.transport_stream.cometbench_try_send(data)  # type: ignore[attr-defined]  # see wrap_stream
         self._stamp(written)
         return written
 
@@ -560,7 +579,7 @@ class MessageChannel:
 
     __slots__ = ("_end",)
 
-    def __init__(self, end: "LinkStream") -> None:
+    def __init__(self, end: LinkStream) -> None:
         self._end = end
 
     def offer(self) -> None:
@@ -672,7 +691,7 @@ class LinkDatagram:
     """A UDP endpoint under link conditions: lost and partitioned datagrams are dropped, the others
     leave after the link's one-way delay, jitter and serialisation time (needs :meth:`Links.run`)."""
 
-    def __init__(self, links: "Links", inner: Any, *, service: str, client: str) -> None:
+    def __init__(self, links: Links, inner: Any, *, service: str, client: str) -> None:
         self._links = links
         self._inner = inner
         self.endpoint = inner.endpoint
@@ -682,10 +701,10 @@ class LinkDatagram:
         self._free_at = 0.0
         self.dropped = 0
 
-    async def recvfrom(self):
+    async def recvfrom(self) -> tuple[bytes, Endpoint]:
         return await self._inner.recvfrom()
 
-    async def sendto(self, data: bytes, destination) -> None:
+    async def sendto(self, data: bytes, destination: Endpoint) -> None:
         client = self.client or self._links.client_of(destination)
         links = self._links
         link = links.link(client, self.protocol)
@@ -708,7 +727,7 @@ class LinkDatagram:
         await trio.lowlevel.checkpoint()
         links._nursery.start_soon(self._later, trio.current_time() + delay, bytes(data), destination)
 
-    async def _later(self, at: float, data: bytes, destination) -> None:
+    async def _later(self, at: float, data: bytes, destination: Endpoint) -> None:
         await trio.sleep_until(at)
         try:
             await self._inner.sendto(data, destination)
@@ -718,7 +737,7 @@ class LinkDatagram:
     async def aclose(self) -> None:
         await self._inner.aclose()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
@@ -756,7 +775,7 @@ class Links:
         self.history: list[LinkChange] = []
 
     # -- rules ---------------------------------------------------------------------------------
-    def _resolve(self, link: "Link | str") -> Link:
+    def _resolve(self, link: Link | str) -> Link:
         if isinstance(link, str) and self._profiles is not None:
             try:
                 return self._profiles[link]
@@ -764,7 +783,7 @@ class Links:
                 raise LinkError(f"unknown network profile {link!r}; known: {', '.join(self._profiles)}") from None
         return _as_link(link)
 
-    def set(self, link: "Link | str", *, client: str = "*", protocol: str = "*") -> Link:
+    def set(self, link: Link | str, *, client: str = "*", protocol: str = "*") -> Link:
         """Give the selected (client, protocol) pairs this link (a :class:`Link` or a profile name);
         returns the link set.  Connections already open follow the new link from their next write."""
         key = (_check_client(client), _check_protocol(protocol))
@@ -784,7 +803,7 @@ class Links:
         _check_protocol(protocol)
         self._check_fields(changes)
         base = self._rules.get((client, protocol)) or self.link(client, protocol)
-        return self.set(replace(base, **changes), client=client, protocol=protocol)
+        return self.set(replace(base, **changes), client=client, protocol=protocol)  # type: ignore[arg-type]  # checked above
 
     def clear(self, *, client: str = "*", protocol: str = "*") -> None:
         """Remove the rules the selector covers (``clear()`` removes every rule)."""
@@ -894,7 +913,8 @@ class Links:
     def connections(self, *, client: str = "*", protocol: str = "*") -> list[dict]:
         """The live connections the selector covers: id, client, protocol, state."""
         return [{"id": c.id, "client": c.client, "protocol": c.protocol, "state": c.state,
-                 "ends": len(c.live_ends())} for c in list(self._conns.values()) if _covers(client, c.client) and _covers(protocol, c.protocol)]
+                 "ends": len(c.live_ends())} for c in list(self._conns.values())
+                if _covers(client, c.client) and _covers(protocol, c.protocol)]
 
     def reset(self, *, client: str = "*", protocol: str = "*") -> int:
         """Reset the selected connections: both ends see a connection reset.  Returns how many."""
@@ -1016,7 +1036,7 @@ class Links:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The table's timers (scheduled changes, partition durations, TCP give-ups) and delayed
         datagrams.  Runs until cancelled; the stack starts it."""
         async with trio.open_nursery() as nursery:
@@ -1250,7 +1270,7 @@ class Links:
 
     # -- inspection ----------------------------------------------------------------------------------
     def snapshot(self) -> dict:
-        return {"rules": {f"{c}/{p}": vars(l) for (c, p), l in self._rules.items()},
+        return {"rules": {f"{c}/{p}": vars(link) for (c, p), link in self._rules.items()},
                 "partitions": [f"{c}/{p}" for c, p in sorted(self._partitions)],
                 "connections": len(self._conns), "media_paths": len(self._media)}
 

@@ -23,6 +23,7 @@ ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
 
 
 def usage_error(capsys, *argv: str) -> str:
+    status: int | str | None
     try:
         status = main(list(argv))
     except SystemExit as exc:
@@ -89,7 +90,8 @@ def test_network_and_target_parsing():
     with pytest.raises(CallSetupError, match="rtt_ms must be >= 0"):
         parse_network("4g", {"rtt_ms": -1})
     for bad, message in (("ws=host", "ws='host': expected HOST:PORT"), ("cometql=a:1", "ws=HOST:PORT is required"),
-                         ("ws=a:1,cometql=a:2,dev_id=x", "dev_id='x'"), ("ws=a:1,cometql=a:2,colour=red", "unknown key 'colour'")):
+                         ("ws=a:1,cometql=a:2,dev_id=x", "dev_id='x'"),
+                         ("ws=a:1,cometql=a:2,colour=red", "unknown key 'colour'")):
         with pytest.raises(CallSetupError, match=message):
             parse_target(bad)
 

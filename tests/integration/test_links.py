@@ -11,8 +11,7 @@ import math
 import pytest
 import trio
 
-from emulator.net.links import (Link, LinkError, Links, RTO_MIN, SYN_TIMEOUT, get_profile, load_profiles,
-                                _give_up_after)
+from emulator.net.links import RTO_MIN, SYN_TIMEOUT, Link, LinkError, Links, _give_up_after, get_profile, load_profiles
 from emulator.net.network import OSNetwork, VirtualNetwork
 
 
@@ -377,9 +376,9 @@ def test_profiles_and_bad_values():
     assert (drop.bandwidth_kbps, drop.rtt_ms, drop.loss) == (50, 500, 0.2)
     with pytest.raises(LinkError, match="rtt_ms must be >= 0"):
         Link(rtt_ms=-5)
-    with pytest.raises(LinkError, match="loss .*over 100 %"):
+    with pytest.raises(LinkError, match=r"loss .*over 100 %"):
         Link(loss=1.5)
-    with pytest.raises(LinkError, match="unknown network profile 'moon'.*known: loopback"):
+    with pytest.raises(LinkError, match=r"unknown network profile 'moon'.*known: loopback"):
         get_profile("moon")
     links = Links()
     with pytest.raises(LinkError, match="unknown protocol 'http'"):

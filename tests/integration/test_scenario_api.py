@@ -156,8 +156,8 @@ async def test_an_unknown_event_in_an_expectation_is_reported_as_unknown(autojum
 
     result = await tell(spec_of(story))
     assert result.failure == ("story: expectation declared in step 'typo': patient.onCallStrat during the scenario -- "
-                              "unknown event 'patient.onCallStrat': not a callback, mark, page event or action of actor "
-                              "patient, and no s.mark('onCallStrat') happened")
+                              "unknown event 'patient.onCallStrat': not a callback, mark, page event or action "
+                              "of actor patient, and no s.mark('onCallStrat') happened")
 
 
 async def test_unknown_fidelity_profile_and_bad_config(autojump_clock):
