@@ -99,6 +99,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from emulator.net.network import nonblocking_send
+
 if TYPE_CHECKING:  # pragma: no cover - network.py hands its streams to this module
     from emulator.net.network import Endpoint
 
@@ -267,6 +269,11 @@ _SELECTOR_ORDER = ((True, True), (True, False), (False, True), (False, False))
 # --- one TCP connection ---------------------------------------------------------------------------
 
 
+#: The empty ``entries``/``messages`` of a :class:`_Half` that has never had any: a tuple, so that
+#: anything but reading it (an append that skipped ``add_entry``) fails loudly instead of sharing it.
+_NOTHING: Any = ()
+
+
 class _Half:
     """One direction of one connection: what the sending end wrote and when each byte arrives.
 
@@ -280,7 +287,10 @@ class _Half:
 
     def __init__(self) -> None:
         self.sent = 0
-        self.entries: deque[list] = deque()
+        # ``entries`` and ``messages`` start as the shared empty :data:`_NOTHING` and become deques
+        # at their first append (:meth:`add_entry`, :meth:`add_message`): four empty deques cost
+        # ~3 KB per connection, and most connections (any clean link) never stamp a write.
+        self.entries: deque[list] = _NOTHING
         self.free_at = 0.0          # the transmitter is busy until then (bandwidth)
         self.last = 0.0             # delivery time of the latest entry (TCP keeps order)
         self.lot = trio.lowlevel.ParkingLot()
@@ -289,7 +299,17 @@ class _Half:
         self.fin_sent_at = 0.0
         self.watched = False        # a give-up check is scheduled for its stalled writes
         #: whole WebSocket messages of the message shortcut: [deliver_at, kind, payload, sent_at]
-        self.messages: deque[list] = deque()
+        self.messages: deque[list] = _NOTHING
+
+    def add_entry(self, entry: list) -> None:
+        if self.entries is _NOTHING:
+            self.entries = deque()
+        self.entries.append(entry)
+
+    def add_message(self, message: list) -> None:
+        if self.messages is _NOTHING:
+            self.messages = deque()
+        self.messages.append(message)
 
 
 class _Conn:
@@ -423,7 +443,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
         at = self._links._arrival(self._conn, half, nbytes, server=self._server)
         if at is _IMMEDIATE:
             return
-        half.entries.append([start, start + nbytes, at, trio.current_time()])
+        half.add_entry([start, start + nbytes, at, trio.current_time()])
 
     @property
     def cometbench_messages(self) -> MessageChannel | None:
@@ -434,22 +454,33 @@ class LinkStream(trio.abc.HalfCloseableStream):
 
     @property
     def cometbench_try_send(self) -> Callable[[bytes], int] | None:
-        """The non-blocking writer of the network's stream, stamped like ``send_all`` (None if the
-        stream has none).  A property, so that no reference cycle is stored on the end."""
-        if getattr(self.transport_stream, "cometbench_try_send", None) is None:
-            return None
-        return self._try_send
+        """The non-blocking writer of the network's stream (an OS socket's ``os.write``, a virtual
+        pipe's ``put_data``, see :func:`~emulator.net.network.nonblocking_send`), stamped like
+        ``send_all``; None if the network's stream has none.
 
-    def _try_send(self, data: bytes) -> int:
-        if self._reset is not None:
-            raise trio.BrokenResourceError(self._reset)
-        if self._closed:
-            raise trio.ClosedResourceError("stream was closed")
-        if self._conn.state == "half-open":
-            return len(data)
-        written: int = self.transport_stream.cometbench_try_send(data)  # type: ignore[attr-defined]  # see wrap_stream
-        self._stamp(written)
-        return written
+        A clean link costs this writer a few attribute checks and one stamp, so a comet fan-out over
+        OS sockets keeps writing from inside the publish (issue 14's direct path) instead of waking
+        a writer task per connection and frame; link conditions set later (delays, partitions,
+        half-open hangs, resets) still apply to its writes.  A property returning a closure, so
+        that no reference cycle is stored on the end.
+        """
+        inner = nonblocking_send(self.transport_stream)
+        if inner is None:
+            return None
+        conn = self._conn
+
+        def try_send(data: bytes) -> int:
+            if self._reset is not None:
+                raise trio.BrokenResourceError(self._reset)
+            if self._closed:
+                raise trio.ClosedResourceError("stream was closed")
+            if conn.state == "half-open":   # the bytes vanish; the writer is none the wiser
+                return len(data)
+            written = inner(data)
+            self._stamp(written)
+            return written
+
+        return try_send
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         self._check()
@@ -604,7 +635,7 @@ class MessageChannel:
         if at is _IMMEDIATE:
             at = now
         half.sent += wire_len
-        half.messages.append([at, kind, payload, now])
+        half.add_message([at, kind, payload, now])
         lot = half.lot
         if lot:   # the reader is waiting (not when this is the second message of one moment)
             lot.unpark_all()
@@ -626,7 +657,7 @@ class MessageChannel:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return None
             if end._conn.state == "half-open":
-                half.messages.clear()
+                half.messages = _NOTHING
                 await half.lot.park()
                 waited = True
                 continue
