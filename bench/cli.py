@@ -43,7 +43,7 @@ from typing import NoReturn
 
 import trio
 
-from emulator.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, Config, ConfigError
+from emulator.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, MEDIA_MODES, Config, ConfigError
 from emulator.profiles import DEFAULT_PROFILE, PROFILE_NAMES, quirks_table
 
 EXIT_BREACH = 3   # a threshold breached (bench.report.thresholds.EXIT_BREACH)
@@ -194,6 +194,9 @@ def _serve_parser(sub) -> None:
     p.add_argument("--media-link", metavar="PRESET",
                    help=f"link preset of the media model: loopback, lan, dsl, 4g, 3g, bad-wifi "
                         f"(default: {DEFAULTS.media_link})")
+    p.add_argument("--media", choices=MEDIA_MODES, default=None,
+                   help="model: no media endpoint, the media start from the media model (default); real: a real "
+                        "WebRTC endpoint (aiortc) in a media worker process (needs the 'media' extra, real time)")
     for service, default in DEFAULT_PORTS.items():
         later = "" if service in IMPLEMENTED_SERVICES else "; reserved"
         p.add_argument(f"--{service.replace('_', '-')}-port", type=port_arg, metavar="N",
@@ -508,7 +511,7 @@ def load_config(args: argparse.Namespace) -> tuple[Config, Source]:
 def config_from_args(args: argparse.Namespace) -> tuple[Config, Source]:
     cfg, source = load_config(args)
     for name in ("host", "password", "profile", "sip_public_host", "sip_public_port", "esl_password", "media_link",
-                 "control_host"):
+                 "control_host", "media"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)

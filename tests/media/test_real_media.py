@@ -1,0 +1,218 @@
+"""Real media (media = "real"): the bridge answers WebRTC offers with the media worker's endpoint.
+
+The browsers here are aiortc peers (tests/media/aiopeer.py) talking SIP through the project's
+JsSIP-like UA wired straight into the SIP core; tests/browser/test_real_media_browsers.py does
+the same with two real Chromium pages.  Real time, real UDP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+
+pytest.importorskip("aiortc")
+
+from emulator.clock import WallClock
+from emulator.freeswitch.conference import Bridge
+from emulator.freeswitch.real_media import RealMedia
+from emulator.freeswitch.sip_core import SipCore
+from emulator.journal import Journal
+from emulator.profiles import get_profile
+from emulator.wire import sdp as s
+from emulator.wire import sip
+from tests.media.aiopeer import AioPeer
+from tests.sipkit import CorePhone
+
+USERS = {"000015503": "PassForUser503", "000015504": "PassForUser504", "000015505": "PassForUser505"}
+
+
+async def wait_for(predicate, timeout=15.0, what="condition"):
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
+
+
+class Node:
+    def __init__(self, nursery, rtp_timeout=300.0):
+        self.journal = Journal(":memory:")
+        wall = WallClock()
+        self.bridge = Bridge(clock=wall, rng=random.Random(1), profile=get_profile("cppcomet-4.09"),
+                             rtp_timeout=rtp_timeout, journal=self.journal)
+        self.core = SipCore(self.bridge, USERS.get, rng=random.Random(2), journal=self.journal)
+        self.real = RealMedia(self.bridge, self.journal)
+        self.core.real_media = self.real
+        self.nursery = nursery
+
+    async def start(self):
+        await self.nursery.start(self.core.run)
+        await self.nursery.start(self.real.run)
+
+    def kinds(self):
+        return [e["kind"] for e in self.journal.entries(service="media")]
+
+
+async def call(node, user, peer, number="15*101*video", **offer_kw):
+    phone = CorePhone(node.core, user=user, password=USERS[user])
+    phone.register()
+    offer = await peer.offer(**offer_kw)
+    early = phone.invite(number, offer)
+    assert [m.status for m in early if isinstance(m, sip.SipResponse)] == [100]
+    got = []
+    await wait_for(lambda: got.extend(phone.take()) or any(m.status >= 200 for m in got
+                                                              if isinstance(m, sip.SipResponse)))
+    final = [m for m in got if isinstance(m, sip.SipResponse) and m.status >= 200][-1]
+    phone.read_arrived()
+    phone.take()
+    return phone, final
+
+
+@pytest.fixture
+async def node(nursery):
+    n = Node(nursery)
+    await n.start()
+    return n
+
+
+async def test_answer_is_freeswitch_shaped_with_the_endpoints_transport_and_media_flows(node):
+    peer = AioPeer()
+    try:
+        phone, ok = await call(node, "000015503", peer)
+        assert ok.status == 200
+        answer = s.parse_sdp(ok.body)
+        assert answer.origin.username == "FreeSWITCH" and answer.session_name == "FreeSWITCH"
+        for media in answer.media:
+            assert [f for f, _ in media.fingerprints] == ["sha-256"]
+            assert len(media.formats) == 1 and media.extmaps == []
+            assert media.candidates and media.candidates[0].address == "127.0.0.1"
+        assert [c.name for m in answer.media for c in m.codecs] == ["opus", "VP8"]
+        await peer.answer(ok.body.decode())
+        phone.ack()
+        await wait_for(lambda: peer.frames["video"] > 15 and peer.frames["audio"] > 20)
+        member = node.bridge.members("15*101-FSdefaultDomain")[0]
+        await wait_for(lambda: member.media == "flowing")
+        kinds = node.kinds()
+        for kind in ("worker_started", "ice_connected", "dtls_connected", "first_rtp_in", "first_rtp_out"):
+            assert kind in kinds
+        key = next(iter(node.real.calls))
+        timings = node.real.timings(key)
+        assert 0 <= timings["ice_connected"] <= timings["dtls_connected"] < 5
+        phone.bye()
+        await wait_for(lambda: not node.real.calls)
+    finally:
+        await peer.close()
+
+
+async def test_two_members_see_and_hear_each_other_and_mute_silences(node):
+    a, b = AioPeer(), AioPeer()
+    try:
+        pa, oka = await call(node, "000015503", a)
+        await a.answer(oka.body.decode())
+        pa.ack()
+        pb, okb = await call(node, "000015504", b)
+        await b.answer(okb.body.decode())
+        pb.ack()
+        await wait_for(lambda: a.frames["video"] > 30 and b.frames["video"] > 30)
+        await wait_for(lambda: a.recent_level() > -40 and b.recent_level() > -40, what="the peer's tone")
+        routes = node.real._routes
+        keys = {c.member_id: c.key for c in node.real.calls.values()}
+        ka, kb = keys[1], keys[2]
+        assert routes[ka] == (kb, kb) and routes[kb] == (ka, ka)
+        # talking from the real audio level: both members talk
+        await wait_for(lambda: all(m.talking for m in node.bridge.members("15*101-FSdefaultDomain")))
+        # conference mute of member 1: b stops hearing a's tone (a still hears b)
+        node.bridge.api("conference 15*101-FSdefaultDomain mute 1")
+        await wait_for(lambda: b.recent_level() < -90, what="silence after mute")
+        assert a.recent_level() > -40
+        pa.bye()
+        pb.bye()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_offer_without_usable_candidate_answers_then_times_out_and_others_carry_on(nursery):
+    node = Node(nursery, rtp_timeout=2.0)
+    await node.start()
+    good, bad = AioPeer(), AioPeer()
+    try:
+        pg, okg = await call(node, "000015503", good)
+        await good.answer(okg.body.decode())
+        pg.ack()
+        offer = await bad.offer()
+        # no usable candidate: the only one points at a port nobody listens on, on a TEST-NET address
+        lines = [ln for ln in offer.splitlines() if not ln.startswith("a=candidate")]
+        lines = [ln.replace("a=end-of-candidates", "a=candidate:1 1 udp 2130706431 192.0.2.1 9 typ host\r\n"
+                            "a=end-of-candidates") for ln in lines]
+        phone = CorePhone(node.core, user="000015504", password=USERS["000015504"])
+        phone.register()
+        phone.invite("15*101*video", "\r\n".join(lines) + "\r\n")
+        got = []
+        await wait_for(lambda: got.extend(phone.take()) or any(getattr(m, "status", 0) >= 200 for m in got))
+        ok = [m for m in got if isinstance(m, sip.SipResponse) and m.status >= 200][-1]
+        assert ok.status == 200          # FreeSWITCH answers; the media never comes
+        phone.read_arrived()
+        phone.ack()
+        # its RTP timeout ends it with a BYE (MEDIA_TIMEOUT); the good call keeps its media
+        await wait_for(lambda: any(isinstance(m, sip.SipRequest) and m.method == "BYE" for m in phone.take()),
+                       timeout=10)
+        assert len(node.bridge.members("15*101-FSdefaultDomain")) == 1
+        before = good.frames["video"]
+        await trio.sleep(0.5)
+        assert good.frames["video"] > before
+    finally:
+        await good.close()
+        await bad.close()
+
+
+async def test_unsupported_codec_rejects_the_stream_or_the_call(node):
+    peer = AioPeer()
+    try:
+        offer = await peer.offer()
+        # video offered with H264 only: the video m-line is rejected (port 0), audio still answered
+        h264 = offer.replace("VP8/90000", "H264/90000")
+        phone = CorePhone(node.core, user="000015503", password=USERS["000015503"])
+        phone.register()
+        phone.invite("15*101*video", h264)
+        got = []
+        await wait_for(lambda: got.extend(phone.take()) or any(getattr(m, "status", 0) >= 200 for m in got))
+        ok = [m for m in got if isinstance(m, sip.SipResponse) and m.status >= 200][-1]
+        assert ok.status == 200
+        video = s.parse_sdp(ok.body).media[1]
+        assert video.kind == "video" and video.port == 0
+        # nothing usable at all: 488, and no call in the worker
+        phone2 = CorePhone(node.core, user="000015504", password=USERS["000015504"])
+        phone2.register()
+        bad = h264.replace("opus/48000/2", "speex/48000").replace(" 0 8", "").replace("PCMU", "XU").replace(
+            "PCMA", "XA").replace("G722", "XG")
+        replies = phone2.invite("15*102*video", bad)
+        assert [m.status for m in replies if isinstance(m, sip.SipResponse)][-1] == 488
+    finally:
+        await peer.close()
+
+
+async def test_worker_crash_fails_its_calls_and_a_new_worker_serves_new_calls(node):
+    peer = AioPeer()
+    try:
+        phone, ok = await call(node, "000015503", peer)
+        await peer.answer(ok.body.decode())
+        phone.ack()
+        await wait_for(lambda: peer.frames["video"] > 5)
+        old_pid = node.real.worker.pid
+        node.real.worker.process.kill()
+        await wait_for(lambda: any(isinstance(m, sip.SipRequest) and m.method == "BYE" for m in phone.take()))
+        assert "worker_crashed" in node.kinds() and "call_failed" in node.kinds()
+        assert node.bridge.members("15*101-FSdefaultDomain") == []
+        await wait_for(lambda: node.real.worker.ready.is_set() and node.real.worker.pid != old_pid)
+        other = AioPeer()
+        try:
+            phone2, ok2 = await call(node, "000015504", other)
+            assert ok2.status == 200
+            await other.answer(ok2.body.decode())
+            phone2.ack()
+            await wait_for(lambda: other.frames["video"] > 5)
+        finally:
+            await other.close()
+    finally:
+        await peer.close()
