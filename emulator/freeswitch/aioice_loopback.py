@@ -8,7 +8,7 @@ loopback too -- and, to keep the answer short and the checks quick, only the add
 serves on.  aioice has no public option for this, so :func:`gather_only` replaces the module-level
 function (``Connection.gather_candidates`` looks it up in the module at call time).
 
-``tests/unit/test_private_library_uses.py`` checks the assumptions (the function exists with this
+``tests/unit/test_library_pins.py`` checks the assumptions (the function exists with this
 signature, ``gather_candidates`` calls it by that name, a patched gather yields the address): an
 aioice upgrade that moves it fails that test loudly instead of leaving the browser's ICE silently
 without a pair.  Pinned: aioice==0.13.0 (pyproject.toml, the ``media`` extra).

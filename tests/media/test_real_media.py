@@ -133,13 +133,14 @@ async def test_two_members_see_and_hear_each_other_and_mute_silences(node):
 
 
 async def test_offer_without_usable_candidate_answers_then_times_out_and_others_carry_on(nursery):
-    node = Node(nursery, rtp_timeout=2.0)
+    node = Node(nursery, rtp_timeout=4.0)
     await node.start()
     good, bad = AioPeer(), AioPeer()
     try:
         pg, okg = await call(node, "000015503", good)
         await good.answer(okg.body.decode())
         pg.ack()
+        await wait_for(lambda: node.bridge.members("15*101-FSdefaultDomain")[0].media == "flowing")
         offer = await bad.offer()
         # no usable candidate: the only one points at a port nobody listens on, on a TEST-NET address
         lines = [ln for ln in offer.splitlines() if not ln.startswith("a=candidate")]
