@@ -29,7 +29,7 @@ def gather_only(address: str) -> Callable[[bool, bool], list[str]]:
     """Make aioice gather host candidates on ``address`` alone (an IPv4 or IPv6 literal, loopback
     allowed) in this process; returns the function it installed.  ``0.0.0.0`` / ``::`` keep aioice's
     own choice plus loopback."""
-    import aioice.ice as ice   # the media worker's process only: the emulator never imports aioice
+    import aioice.ice as ice  # the media worker's process only: the emulator never imports aioice
 
     original = getattr(ice, "get_host_addresses", None)
     if original is None or not callable(original):

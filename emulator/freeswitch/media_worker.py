@@ -140,6 +140,8 @@ class Worker:
             import aioice
             import aiortc
 
+            floor_clip()   # made before the worker says it is up: no call waits for it
+
             return {"pid": os.getpid(), "aiortc": aiortc.__version__, "aioice": aioice.__version__,
                     "av": av.__version__}
         if op == "ping":
@@ -159,10 +161,10 @@ class Worker:
                 await self.hangup(key)
                 raise
         if op == "route":
-            call = self.calls.get(key)
-            if call is None:
+            routed = self.calls.get(key)
+            if routed is None:
                 raise KeyError(f"no call {key}")
-            call.route(request.get("video"), request.get("audio"))
+            routed.route(request.get("video"), request.get("audio"))
             return {}
         if op == "hangup":
             await self.hangup(key)
@@ -245,8 +247,9 @@ class Call:
         self.video_from = video if video in calls else None
         new_audio = audio if audio in calls else None
         if new_audio != self.audio_from:
-            if self.audio_from in calls:
-                source = calls[self.audio_from]
+            source_call = calls.get(self.audio_from) if self.audio_from is not None else None
+            if source_call is not None:
+                source = source_call
                 source.audio_queues = [q for q in source.audio_queues if q is not getattr(self, "_audio_q", None)]
             self.audio_from = new_audio
             self._audio_q: asyncio.Queue[av.AudioFrame] = asyncio.Queue(maxsize=10)
@@ -259,7 +262,7 @@ class Call:
         next_level, loudest = loop.time() + LEVEL_INTERVAL, SILENCE_DBOV
         try:
             while True:
-                frame = await track.recv()
+                frame: Any = await track.recv()   # av.VideoFrame or av.AudioFrame, by the track's kind
                 self.frames_in[kind] += 1
                 if self.frames_in[kind] == 1:
                     self.once("first_rtp_in", kind=kind)

@@ -199,7 +199,7 @@ class MediaWorker:
             raise MediaWorkerError("the media worker is not running")
         self._next_id += 1
         rid = self._next_id
-        done, box = trio.Event(), []
+        done, box = trio.Event(), list[dict]()
         self._waiting[rid] = (done, box)
         data = (json.dumps({"id": rid, "op": op, **fields}) + "\n").encode()
         try:

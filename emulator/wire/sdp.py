@@ -959,7 +959,8 @@ def reskin_answer(endpoint: SessionDescription | bytes | str, model: SessionDesc
         formats = [f for f in section.formats if f in answer.formats] or section.formats[:1]
         rtx = [f for f in section.formats if f not in formats]   # retransmission formats: not FreeSWITCH's
         lines = [(k, v) for k, v in lines
-                 if not (k == "a" and v.partition(":")[0] in _PER_FORMAT and v.partition(":")[2].split(" ", 1)[0] in rtx)]
+                 if not (k == "a" and v.partition(":")[0] in _PER_FORMAT
+                         and v.partition(":")[2].split(" ", 1)[0] in rtx)]
         media_out.append(SdpMedia(lines, kind=section.kind, port=section.port, proto=section.proto, formats=formats))
     session = [(k, v) for k, v in model.lines if k != "a"]
     session += [(k, v) for k, v in endpoint.lines if k == "a" and v.partition(":")[0] in _KEPT_SESSION]

@@ -28,6 +28,7 @@ class AioPeer:
         self.levels: list[float] = []     # dBov of each received audio frame
         self.muted = False
         self.pc: Any = None
+        self.tasks: list[asyncio.Future] = []
 
     async def _call(self, coro: Any) -> Any:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -88,7 +89,7 @@ class AioPeer:
                     self.frames[track.kind] += 1
                     if track.kind == "audio":
                         self.levels.append(dbov(frame))
-            asyncio.ensure_future(consume())
+            self.tasks.append(asyncio.ensure_future(consume()))
 
         await pc.setLocalDescription(await pc.createOffer())
         return pc.localDescription.sdp

@@ -20,7 +20,7 @@ def model_for(offer):
 def endpoint_answer(narrowed: s.SessionDescription) -> str:
     """What aiortc writes for a narrowed offer (shape of aiortc 1.16.0's answers)."""
     lines = ["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0",
-             "a=group:BUNDLE " + " ".join(m.mid for m in narrowed.media), "a=msid-semantic:WMS *"]
+             "a=group:BUNDLE " + " ".join(str(m.mid) for m in narrowed.media), "a=msid-semantic:WMS *"]
     for m in narrowed.media:
         pt = m.formats[0]
         lines += [f"m={m.kind} 40000 UDP/TLS/RTP/SAVPF {pt}", "c=IN IP4 127.0.0.1", "a=sendrecv",
