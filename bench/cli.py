@@ -270,6 +270,10 @@ def _run_parser(sub) -> None:
                         "fixtures/network_profiles.toml need link conditions, which are not merged yet)")
     p.add_argument("--profile", choices=PROFILE_NAMES, default=DEFAULT_PROFILE,
                    help=f"fidelity profile of the emulator (default: {DEFAULT_PROFILE})")
+    p.add_argument("--media", choices=MEDIA_MODES, default="model",
+                   help="model: the media model times the media (default); real: the fake FreeSWITCH answers with a "
+                        "real WebRTC endpoint, so real browsers connect and decode video (needs --real-time and "
+                        "the 'media' extra)")
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times (default 1)")
     p.add_argument("--report-dir", metavar="DIR",
                    help="where the run directory goes (default: a new reports/<UTC time>-seed<N>/)")
@@ -961,8 +965,10 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
     from bench.scenario.progress import make_progress, summary_lines
     from bench.scenario.runner import Run, RunSettings
 
+    if getattr(args, "media", "model") == "real" and args.clock != "real":
+        raise UsageError("--media real needs --real-time (the media worker's sockets and timers are the OS's)")
     settings = RunSettings(seed=args.seed, clock=args.clock, network=args.network, profile=args.profile,
-                           repeat=args.repeat, target=args.target, browser=getattr(args, "browser_settings", None))
+                           media=getattr(args, "media", "model"), repeat=args.repeat, target=args.target, browser=getattr(args, "browser_settings", None))
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

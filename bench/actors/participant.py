@@ -79,6 +79,8 @@ MARKS = (
     "gum2",                   # getUserMedia #2 succeeded
     "sip_invite_sent",        # the first INVITE left (ICE gathering done)
     "answered",               # 200 OK to the INVITE
+    "ice_connected",          # real media: the page's ICE connected (iceConnectionState connected/completed)
+    "dtls_connected",         # real media: the page's peer connection connected (DTLS done)
     "addstream",              # the remote stream appeared (SRD)
     "media_self",             # mediaStart {self} sent
     "call_start",             # onCallStart
@@ -104,7 +106,9 @@ STAGES: dict[str, tuple[str, str]] = {
     "self_media": ("answered", "media_self"),                             # L10
     "peer_handshake": ("media_self", "call_start"),                       # L11
     "media": ("answered", "media_flowing"),                               # L12-L14
-    "first_remote_frame": ("call_start", "first_remote_frame"),
+    "ice_connected": ("answered", "ice_connected"),                       # L12, measured (media = "real")
+    "dtls_connected": ("answered", "dtls_connected"),                     # L13, measured (media = "real")
+    "first_remote_frame": ("answered", "first_remote_frame"),             # L12-L14 to the first picture
     "join_total": ("backend_invite_start", "first_remote_frame"),
 }
 #: Every stage a report or ``--stage`` may name: the stages above and ``system`` (the latency the

@@ -82,6 +82,17 @@ class BrowserSettings:
         self.actors = tuple(self.actors)
 
 
+#: Chromium offers no 127.0.0.1 ICE candidate without this flag; the real media endpoint listens there.
+LOOPBACK_MEDIA_ARG = "--allow-loopback-in-peer-connection"
+
+
+def media_args(stack: Any) -> tuple[str, ...]:
+    """Chromium flags for the stack's media: with ``media = "real"`` the page's ICE must reach the media
+    worker on 127.0.0.1 (emulator/freeswitch/real_media.py)."""
+    config = getattr(stack, "config", None)
+    return (LOOPBACK_MEDIA_ARG,) if getattr(config, "media", "model") == "real" else ()
+
+
 def trust_args(stack: Any) -> tuple[str, ...]:
     """Chromium flags that make it trust the emulator's SIP certificate (its public key's SHA-256,
     ``--ignore-certificate-errors-spki-list``): without them Chromium aborts the first TLS handshake
@@ -155,6 +166,8 @@ class PageVideo:
         self.received: list[tuple[float, dict]] = []
         self.ice: list[tuple[float, str]] = []
         self.remote_frames: list[tuple[float, dict]] = []
+        #: real media: the page's received media every 500 ms (inbound video frames/freezes/fps, audio energy)
+        self.media_stats: list[tuple[float, dict]] = []
         self.gum: list[tuple[float, bool, str | None]] = []
         self.page_errors: list[tuple[float, str]] = []
 
@@ -259,7 +272,8 @@ class BrowserEnvironment(BackendHandler):
                 camera = camera or media.camera
                 microphone = microphone or media.microphone
             host = BrowserHost(LaunchOptions(executable=self.settings.executable, camera=camera,
-                                             microphone=microphone, extra_args=trust_args(self.stack)))
+                                             microphone=microphone,
+                                             extra_args=trust_args(self.stack) + media_args(self.stack)))
             self.server = await self.nursery.start(PageServer(self, jssip=self.profile.jssip,
                                                               app_folder=None if self.profile.is_demo
                                                               else self.profile.folder).run)
@@ -918,6 +932,22 @@ class BrowserParticipant(Participant):
         elif kind == "ice":
             video.ice.append((t, str(ev.get("state"))))
             self._page_mark("ice", video.active, t, state=ev.get("state"))
+            if ev.get("state") in ("connected", "completed") and "ice_connected" not in self.marks:
+                call = video.active
+                self._mark("ice_connected", room=call.room if call else "", call=call, at=t, service="browser",
+                           journal=self._journal_fields(t), media="page")
+        elif kind == "pc":
+            if ev.get("state") == "connected" and "dtls_connected" not in self.marks:
+                call = video.active
+                self._mark("dtls_connected", room=call.room if call else "", call=call, at=t, service="browser",
+                           journal=self._journal_fields(t), media="page")
+        elif kind == "media_stats":
+            sample = {"video": ev.get("video"), "audio": ev.get("audio")}
+            video.media_stats.append((t, sample))
+            if self.journal is not None and getattr(self.journal, "enabled", False):
+                self.journal.record("browser", "media_stats", dev_id=self.target.dev_id, user_id=self.user_id,
+                                    data=json.dumps({"actor": self.actor, "t": round(t, 6), **sample},
+                                                    separators=(",", ":"), sort_keys=True))
         elif kind == "remote_frame":
             video.remote_frames.append((t, {"width": ev.get("width"), "height": ev.get("height")}))
             if "first_remote_frame" not in self.marks:
