@@ -59,7 +59,7 @@ from bench.clients.webrtc import DeviceTimings
 from emulator.config import DEFAULT_PASSWORD
 from emulator.net.network import Network
 
-__all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "stage_values", "actor_rng",
+__all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "MEDIA_STAGES", "stage_values", "actor_rng",
            "JS_CALLBACKS", "callback_data"]
 
 #: Every mark, in the order a join normally produces them (docs/stages.md).
@@ -106,14 +106,17 @@ STAGES: dict[str, tuple[str, str]] = {
     "self_media": ("answered", "media_self"),                             # L10
     "peer_handshake": ("media_self", "call_start"),                       # L11
     "media": ("answered", "media_flowing"),                               # L12-L14
-    "ice_connected": ("answered", "ice_connected"),                       # L12, measured (media = "real")
-    "dtls_connected": ("answered", "dtls_connected"),                     # L13, measured (media = "real")
     "first_remote_frame": ("answered", "first_remote_frame"),             # L12-L14 to the first picture
     "join_total": ("backend_invite_start", "first_remote_frame"),
 }
 #: Every stage a report or ``--stage`` may name: the stages above and ``system`` (the latency the
 #: system adds to a join: join_total without the user's decision).
-STAGE_NAMES: tuple[str, ...] = (*STAGES, "system")
+#: Stages only a real page with real media has (``media = "real"``; docs/stages.md): L12 and L13 measured.
+MEDIA_STAGES: dict[str, tuple[str, str]] = {
+    "ice_connected": ("answered", "ice_connected"),
+    "dtls_connected": ("answered", "dtls_connected"),
+}
+STAGE_NAMES: tuple[str, ...] = (*STAGES, *MEDIA_STAGES, "system")
 
 
 #: cometVideoApi's callback names (video.py's Python names -> the JavaScript option names the seed uses).
@@ -144,7 +147,7 @@ def stage_values(marks: dict[str, float]) -> dict[str, float]:
     """Milliseconds per stage for which both marks exist (``join_total`` starts at the push when
     someone else invited the user); ``system`` is ``join_total`` without the human decision."""
     out: dict[str, float] = {}
-    for name, (start, end) in STAGES.items():
+    for name, (start, end) in (STAGES | MEDIA_STAGES).items():
         if name == "join_total" and start not in marks:
             start = "push_received"
         if start in marks and end in marks:
