@@ -29,8 +29,12 @@ What the page reports (bench/browser/probe.js) becomes the same marks as a virtu
 (docs/stages.md), stamped with the page's own clock mapped onto the bench's (each page load is
 calibrated, :meth:`bench.browser.page.PageDriver.calibrate`), and recorded in the journal with
 service ``browser``.  ``first_remote_frame`` is the first decoded remote video frame when the page
-has one (``requestVideoFrameCallback``); with the fake FreeSWITCH there is no media (ICE never
-completes), so it falls back to the virtual actors' rule: ``max(video_attached, media_flowing)``.
+has one (``requestVideoFrameCallback``); with the fake FreeSWITCH's default media model there is no
+media (ICE never completes), so it falls back to the virtual actors' rule: ``max(video_attached,
+media_flowing)``.  With ``media = "real"`` (emulator/freeswitch/real_media.py) the page's ICE really
+connects: ``ice_connected``, ``dtls_connected`` and ``first_remote_frame`` are the page's own, and the
+page reports its received media every 500 ms (``media_stats``: frames decoded, freezes, fps, audio
+energy); Chromium then runs with ``--allow-loopback-in-peer-connection`` (:func:`media_args`).
 
 Things a Python option cannot do in a page: ``callbacks`` (Python functions) are ignored; the
 demo app defines every callback itself.  ``quirks`` and ``bandwidth`` go to the demo app's
@@ -255,6 +259,11 @@ class BrowserEnvironment(BackendHandler):
     @property
     def profile(self) -> AppProfile:
         return self.settings.app
+
+    @property
+    def real_media(self) -> bool:
+        """The stack's FreeSWITCH has a real media endpoint (``media = "real"``): pages really decode video."""
+        return bool(media_args(self.stack))
 
     @property
     def shim(self) -> bool:
@@ -1059,7 +1068,9 @@ class BrowserParticipant(Participant):
             self._page_mark("session_failed", call, t, status=status, cause=str(ev.get("line", ""))[12:])
 
     def _first_frame_check(self) -> None:
-        if self.page is None:
+        """With real media the page's own first decoded remote frame (``requestVideoFrameCallback``) is
+        ``first_remote_frame``: measured, never the media model's ``max(video_attached, media_flowing)``."""
+        if self.page is None or self.env.real_media:
             return
         super()._first_frame_check()
 

@@ -204,6 +204,8 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
     try:
         async with open_stack(config, network=net, epoch=VIRTUAL_EPOCH if virtual else None) as stack:
             result.journal_run = stack.journal.run_id if stack.journal.stored else None
+            if stack.real_media is not None:   # real media for the browsers; virtual actors send no RTP
+                stack.real_media.real_clients = set(browser.actors) if browser is not None else set()
             apply_network(net, network)
             async with trio.open_nursery() as actors:
                 scenario = Scenario(spec.name, seed=seed, stack=stack, network=net, nursery=actors,

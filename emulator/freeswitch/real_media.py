@@ -21,6 +21,8 @@ it:
   the loudest member among the others that may speak (muted members are not heard), or silence.
 * **Talking** -- the worker's audio levels (dBov every 200 ms) start and stop talking
   (:data:`TALK_ON_DBOV` / :data:`TALK_OFF_DBOV`, with hysteresis), which moves the floor.
+* **Who** -- every caller by default; :attr:`RealMedia.real_clients` narrows it (a scenario names its
+  browser actors: its virtual actors send no RTP, so their calls keep the media model).
 * **Failures** -- ICE or DTLS that fails, or a connection that closes, stops the member's media: its
   RTP timeout (``rtp_timeout``) then ends the call with MEDIA_TIMEOUT, as FreeSWITCH does.  A media
   worker that dies ends every call that used it at once (BYE, cause MEDIA_TIMEOUT, journalled
@@ -118,9 +120,8 @@ class MediaWorker:
                 nursery.start_soon(self._read_replies, process)
                 nursery.start_soon(self._read_stderr, process)
                 try:
-                    with trio.fail_after(START_TIMEOUT):
-                        self.info = await self.request("hello")
-                except (MediaWorkerError, trio.TooSlowError) as exc:
+                    self.info = await self.request("hello", timeout=START_TIMEOUT)
+                except MediaWorkerError as exc:
                     raise MediaWorkerError(f"the media worker did not start: {exc}; "
                                            f"stderr: {' | '.join(self.stderr_tail[-5:])}") from None
                 self.journal.record("media", "worker_started", data=json.dumps(self.info, sort_keys=True))
@@ -192,8 +193,9 @@ class MediaWorker:
             event.set()
         self._waiting.clear()
 
-    async def request(self, op: str, **fields: Any) -> dict:
-        """Send one request and wait for its reply (:class:`MediaWorkerError` when it fails)."""
+    async def request(self, op: str, *, timeout: float = REQUEST_TIMEOUT, **fields: Any) -> dict:
+        """Send one request and wait for its reply, at most ``timeout`` seconds (:class:`MediaWorkerError`
+        when it fails)."""
         process = self.process
         if process is None or process.returncode is not None or process.stdin is None:
             raise MediaWorkerError("the media worker is not running")
@@ -205,7 +207,7 @@ class MediaWorker:
         try:
             async with self._send_lock:
                 await process.stdin.send_all(data)
-            with trio.fail_after(REQUEST_TIMEOUT):
+            with trio.fail_after(timeout):
                 await done.wait()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             self._waiting.pop(rid, None)
@@ -238,6 +240,10 @@ class RealMedia:
         self.clock = trio.current_time
         self.worker = MediaWorker(host, journal, on_event=self._on_event, on_crash=self._on_crash, argv=argv)
         self.calls: dict[str, RealCall] = {}
+        #: The clients (``Channel.client``: the bench's actor names) whose calls get the real endpoint;
+        #: None: every client.  A scenario with browser actors names them: its virtual actors send no
+        #: RTP, so their calls keep the media model's answer and start delay.
+        self.real_clients: set[str] | None = None
         self._by_member: dict[int, RealCall] = {}
         self._routes: dict[str, tuple[str | None, str | None]] = {}
         self._nursery: trio.Nursery | None = None
@@ -255,6 +261,10 @@ class RealMedia:
                 self._unsubscribe()
 
     # -- what the SIP core asks ----------------------------------------------------------------------
+    def serves(self, client: str) -> bool:
+        """Whether a call from ``client`` is answered by the real endpoint (else by the media model)."""
+        return self.real_clients is None or client in self.real_clients
+
     async def answer(self, key: str, offer: str) -> str:
         """The endpoint's answer to a narrowed offer (:class:`MediaWorkerError` if it cannot)."""
         if not self.worker.ready.is_set():

@@ -497,7 +497,7 @@ class SipCore:
                     ice_pwd=_token(self.rng, 24), fingerprint_sha256=self.media_fingerprint, rng=self.rng,
                     audio_codecs=("PCMU", "GSM") if audio_only else ("opus", "PCMU"),
                     allow_video=not audio_only)
-                if self.real_media is not None:
+                if self.real_media is not None and self.real_media.serves(self.client_of(flow)):
                     self._answer_real(pending, offer, model)
                     return
                 answer = model.encode()
