@@ -217,3 +217,64 @@ async def test_worker_crash_fails_its_calls_and_a_new_worker_serves_new_calls(no
             await other.close()
     finally:
         await peer.close()
+
+
+async def test_dtls_that_fails_stops_the_media_and_the_rtp_timeout_ends_the_call(nursery):
+    node = Node(nursery, rtp_timeout=4.0)
+    await node.start()
+    peer = AioPeer()
+    try:
+        offer = await peer.offer()
+        # a fingerprint that is not the peer's certificate: ICE connects, the DTLS handshake cannot
+        wrong = "\r\n".join(ln if not ln.startswith("a=fingerprint:sha-256") else
+                            "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) for ln in offer.split("\r\n"))
+        phone = CorePhone(node.core, user="000015503", password=USERS["000015503"])
+        phone.register()
+        phone.invite("15*101*video", wrong)
+        got = []
+        await wait_for(lambda: got.extend(phone.take()) or any(getattr(m, "status", 0) >= 200 for m in got))
+        ok = [m for m in got if isinstance(m, sip.SipResponse) and m.status >= 200][-1]
+        assert ok.status == 200
+        phone.read_arrived()
+        await peer.answer(ok.body.decode())
+        phone.ack()
+        await wait_for(lambda: any(isinstance(m, sip.SipRequest) and m.method == "BYE" for m in phone.take()),
+                       timeout=20)
+        kinds = node.kinds()
+        assert "dtls_connected" not in kinds and "first_rtp_in" not in kinds
+        assert node.bridge.members("15*101-FSdefaultDomain") == []
+        hangups = [e["data"] for e in node.journal.entries(service="freeswitch", kind="event")
+                   if "CHANNEL_HANGUP" in e["data"]]
+        assert hangups
+        await wait_for(lambda: not node.real.calls)
+    finally:
+        await peer.close()
+
+
+async def test_a_browser_that_vanishes_is_a_ghost_until_its_rtp_timeout_and_the_other_call_goes_on(nursery):
+    node = Node(nursery, rtp_timeout=4.0)
+    await node.start()
+    stays, goes = AioPeer(), AioPeer()
+    try:
+        ps, oks = await call(node, "000015503", stays)
+        await stays.answer(oks.body.decode())
+        ps.ack()
+        pg, okg = await call(node, "000015504", goes)
+        await goes.answer(okg.body.decode())
+        pg.ack()
+        await wait_for(lambda: stays.frames["video"] > 20 and goes.frames["video"] > 20)
+        # the page goes: its peer connection and its SIP connection end without a BYE
+        await goes.close()
+        node.core.flow_closed(pg.flow)
+        members = node.bridge.members("15*101-FSdefaultDomain")
+        assert len(members) == 2      # a ghost, as FreeSWITCH keeps it until the RTP timeout
+        await wait_for(lambda: len(node.bridge.members("15*101-FSdefaultDomain")) == 1, timeout=20)
+        await wait_for(lambda: len(node.real.calls) == 1)
+        assert "failed" in node.kinds()   # the worker saw the vanished peer's connection end
+        before = stays.frames["video"]
+        await trio.sleep(0.5)
+        assert stays.frames["video"] > before
+        # back to the floor clip: the one left sees the clip (640x480) again
+        assert node.real._routes[next(iter(node.real.calls))] == (None, None)
+    finally:
+        await stays.close()
