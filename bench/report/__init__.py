@@ -114,7 +114,8 @@ def media_source(settings: Any) -> dict[str, Any]:
     mode = getattr(settings, "media", "model")
     browsers = list(getattr(getattr(settings, "browser", None), "actors", ()) or ())
     measured = mode == "real" and bool(browsers)
-    return {"mode": mode, "l12_l14": "measured" if measured else "modelled", "measured_by": browsers if measured else []}
+    return {"mode": mode, "l12_l14": "measured" if measured else "modelled",
+            "measured_by": browsers if measured else []}
 
 
 def _log(run: Run) -> dict | None:
