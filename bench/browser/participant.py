@@ -942,14 +942,10 @@ class BrowserParticipant(Participant):
             video.ice.append((t, str(ev.get("state"))))
             self._page_mark("ice", video.active, t, state=ev.get("state"))
             if ev.get("state") in ("connected", "completed") and "ice_connected" not in self.marks:
-                call = video.active
-                self._mark("ice_connected", room=call.room if call else "", call=call, at=t, service="browser",
-                           journal=self._journal_fields(t), media="page")
+                self._media_mark("ice_connected", video.active, t)
         elif kind == "pc":
             if ev.get("state") == "connected" and "dtls_connected" not in self.marks:
-                call = video.active
-                self._mark("dtls_connected", room=call.room if call else "", call=call, at=t, service="browser",
-                           journal=self._journal_fields(t), media="page")
+                self._media_mark("dtls_connected", video.active, t)
         elif kind == "media_stats":
             sample = {"video": ev.get("video"), "audio": ev.get("audio")}
             video.media_stats.append((t, sample))
@@ -1066,6 +1062,12 @@ class BrowserParticipant(Participant):
         elif ev.get("dir") == "in" and isinstance(status, int) and status >= 300 and cseq == "INVITE" \
                 and status not in (401, 407):
             self._page_mark("session_failed", call, t, status=status, cause=str(ev.get("line", ""))[12:])
+
+    def _media_mark(self, name: str, active: PageCall | None, t: float) -> None:
+        """A join mark the page measured with real media (ICE, DTLS connected)."""
+        call: Any = active    # a PageCall stands in for the virtual client's CallState (same fields used)
+        self._mark(name, room=active.room if active else "", call=call, at=t, service="browser",
+                   journal=self._journal_fields(t), media="page")
 
     def _first_frame_check(self) -> None:
         """With real media the page's own first decoded remote frame (``requestVideoFrameCallback``) is

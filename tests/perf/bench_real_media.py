@@ -72,7 +72,9 @@ async function stats() {
   var out = {frames: 0, freezes: 0, energy: 0};
   (await pc.getStats()).forEach(function (s) {
     if (s.type !== 'inbound-rtp') return;
-    if (s.kind === 'video') { out.frames = s.framesDecoded || 0; out.freezes = s.freezeCount || 0; out.width = s.frameWidth; }
+    if (s.kind === 'video') {
+      out.frames = s.framesDecoded || 0; out.freezes = s.freezeCount || 0; out.width = s.frameWidth;
+    }
     else out.energy = s.totalAudioEnergy || 0;
   });
   out.t = t; return out;
@@ -87,7 +89,8 @@ class Worker:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "emulator.freeswitch.media_worker", "--host", "127.0.0.1", cwd=str(ROOT),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-        self.n, self.waiting = 0, {}
+        self.n = 0
+        self.waiting: dict[int, asyncio.Future] = {}
         self.reader = asyncio.ensure_future(self._read())
         await self.request("hello")
 
@@ -138,7 +141,7 @@ def load() -> str:
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def run_round(browser, worker: Worker, groups: set[int], calls: int, hold: float, alone: bool,
@@ -191,7 +194,8 @@ async def main(args: argparse.Namespace) -> None:
     flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
              "--allow-loopback-in-peer-connection"]
     if args.camera == "clip":
-        flags += [f"--use-file-for-fake-video-capture={media.camera}", f"--use-file-for-fake-audio-capture={media.microphone}"]
+        flags += [f"--use-file-for-fake-video-capture={media.camera}",
+                  f"--use-file-for-fake-audio-capture={media.microphone}"]
     worker = Worker()
     await worker.start()
     timings: dict[str, list[float]] = {"ice": [], "dtls": [], "frame": []}
@@ -205,11 +209,13 @@ async def main(args: argparse.Namespace) -> None:
             for n in [int(x) for x in args.calls.split(",")]:
                 r = await run_round(browser, worker, groups, n, args.hold, False, timings)
                 ok = r["min_fps"] >= 15 and r["freezes"] == 0
-                print(f"{r['calls']:>5} {r['pages']:>5} {r['min_fps']:>8.1f} {r['mean_fps']:>8.1f} {r['freezes']:>7} "
+                print(f"{r['calls']:>5} {r['pages']:>5} {r['min_fps']:>8.1f} {r['mean_fps']:>8.1f} "
+                      f"{r['freezes']:>7} "
                       f"{100 * r['worker_cpu_per_call']:>14.1f}% {100 * r['chromium_cpu_per_page']:>16.1f}% "
                       f"{'yes' if ok else 'NO':>9}  {r['load']}")
             r = await run_round(browser, worker, groups, 2, args.hold, True, {"ice": [], "dtls": [], "frame": []})
-            print(f"floor clip only (2 lone pages): worker CPU per call {100 * r['worker_cpu_per_call']:.1f}% of a core, "
+            print(f"floor clip only (2 lone pages): worker CPU per call {100 * r['worker_cpu_per_call']:.1f}% "
+                  f"of a core, "
                   f"min fps {r['min_fps']:.1f}, widths {r['widths']}, load {r['load']}")
         finally:
             await browser.close()
