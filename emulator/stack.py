@@ -170,6 +170,8 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
     config.check_parts()
     network = network or OSNetwork()
     virtual = network.kind == "virtual"
+    if config.media == "real" and virtual and config.freeswitch_emulated:
+        raise ValueError("media = \"real\" needs real time and the OS network (not a virtual network)")
     if network.links is None:
         network.links = Links(seed=config.seed)
     links = network.links
@@ -318,8 +320,6 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     await nursery.start(timers.run)   # the one task that runs the node's timers
     await nursery.start(core.run)     # the SIP core's directory lookups
     if config.media == "real":        # the media worker process: started before the SIP listeners
-        if network.kind == "virtual":
-            raise ValueError("media = \"real\" needs real time and the OS network (not a virtual network)")
         from emulator.freeswitch.real_media import RealMedia
 
         real = RealMedia(bridge, journal, host=core.media_ip)

@@ -278,3 +278,46 @@ async def test_a_browser_that_vanishes_is_a_ghost_until_its_rtp_timeout_and_the_
         assert node.real._routes[next(iter(node.real.calls))] == (None, None)
     finally:
         await stays.close()
+
+
+# --- configuration ----------------------------------------------------------------------------------
+
+def test_media_config_key_and_flags(capsys):
+    from bench.cli import main
+    from emulator.config import Config, ConfigError
+
+    assert Config().media == "model"                   # the media model stays the default
+    assert Config.from_dict({"media": "real"}).media == "real"
+    with pytest.raises(ConfigError, match="media must be one of model, real"):
+        Config.from_dict({"media": "rtp"})
+    # --media real needs the real clock
+    assert main(["run", "two_party_call", "--media", "real"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cometbench: ") and "--media real needs --real-time" in err
+
+
+async def test_real_media_refuses_a_virtual_network():
+    from emulator.config import Config
+    from emulator.net.network import VirtualNetwork
+    from emulator.stack import open_stack
+
+    config = Config.from_dict({"media": "real"})
+    config.free_ports()
+    with pytest.raises(ValueError, match="needs real time"):
+        async with open_stack(config, network=VirtualNetwork()):
+            pass
+
+
+async def test_the_stack_owns_the_worker_and_stops_it():
+    from emulator.config import Config
+    from emulator.stack import open_stack
+
+    config = Config.from_dict({"media": "real"})
+    config.free_ports()
+    async with open_stack(config) as stack:
+        real = stack.real_media
+        assert real is not None and stack.sip is not None and stack.sip.real_media is real
+        process = real.worker.process
+        assert process is not None and process.returncode is None
+        assert real.worker.info["aiortc"] == "1.16.0"
+    assert process.returncode is not None            # stopped with the stack
