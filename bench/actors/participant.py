@@ -59,7 +59,8 @@ from bench.clients.webrtc import DeviceTimings
 from emulator.config import DEFAULT_PASSWORD
 from emulator.net.network import Network
 
-__all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "MEDIA_STAGES", "stage_values", "actor_rng",
+__all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "MEDIA_STAGES", "ALL_STAGE_NAMES",
+           "stage_values", "actor_rng",
            "JS_CALLBACKS", "callback_data"]
 
 #: Every mark, in the order a join normally produces them (docs/stages.md).
@@ -116,7 +117,9 @@ MEDIA_STAGES: dict[str, tuple[str, str]] = {
     "ice_connected": ("answered", "ice_connected"),
     "dtls_connected": ("answered", "dtls_connected"),
 }
-STAGE_NAMES: tuple[str, ...] = (*STAGES, *MEDIA_STAGES, "system")
+STAGE_NAMES: tuple[str, ...] = (*STAGES, "system")
+#: The stages a report, a threshold or a story may name: those above and the real-media ones.
+ALL_STAGE_NAMES: tuple[str, ...] = (*STAGES, *MEDIA_STAGES, "system")
 
 
 #: cometVideoApi's callback names (video.py's Python names -> the JavaScript option names the seed uses).
