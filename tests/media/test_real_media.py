@@ -321,3 +321,24 @@ async def test_the_stack_owns_the_worker_and_stops_it():
         assert process is not None and process.returncode is None
         assert real.worker.info["aiortc"] == "1.16.0"
     assert process.returncode is not None            # stopped with the stack
+
+
+async def test_a_hung_worker_is_killed_its_calls_fail_and_a_new_one_starts(node):
+    import os
+    import signal
+
+    node.real.worker.health_interval, node.real.worker.ping_timeout = 0.2, 0.5
+    peer = AioPeer()
+    try:
+        phone, ok = await call(node, "000015503", peer)
+        await peer.answer(ok.body.decode())
+        phone.ack()
+        await wait_for(lambda: peer.frames["video"] > 5)
+        hung = node.real.worker.pid
+        os.kill(hung, signal.SIGSTOP)       # our own child: it stops answering, its process stays
+        await wait_for(lambda: "worker_unhealthy" in node.kinds(), timeout=20)
+        await wait_for(lambda: any(isinstance(m, sip.SipRequest) and m.method == "BYE" for m in phone.take()))
+        await wait_for(lambda: node.real.worker.ready.is_set() and node.real.worker.pid != hung, timeout=30)
+        assert "call_failed" in node.kinds()
+    finally:
+        await peer.close()
