@@ -43,7 +43,7 @@ from typing import NoReturn
 
 import trio
 
-from emulator.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, Config, ConfigError
+from emulator.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, MEDIA_MODES, Config, ConfigError
 from emulator.profiles import DEFAULT_PROFILE, PROFILE_NAMES, quirks_table
 
 EXIT_BREACH = 3   # a threshold breached (bench.report.thresholds.EXIT_BREACH)
@@ -194,6 +194,9 @@ def _serve_parser(sub) -> None:
     p.add_argument("--media-link", metavar="PRESET",
                    help=f"link preset of the media model: loopback, lan, dsl, 4g, 3g, bad-wifi "
                         f"(default: {DEFAULTS.media_link})")
+    p.add_argument("--media", choices=MEDIA_MODES, default=None,
+                   help="model: no media endpoint, the media start from the media model (default); real: a real "
+                        "WebRTC endpoint (aiortc) in a media worker process (needs the 'media' extra, real time)")
     for service, default in DEFAULT_PORTS.items():
         later = "" if service in IMPLEMENTED_SERVICES else "; reserved"
         p.add_argument(f"--{service.replace('_', '-')}-port", type=port_arg, metavar="N",
@@ -267,6 +270,10 @@ def _run_parser(sub) -> None:
                         "fixtures/network_profiles.toml need link conditions, which are not merged yet)")
     p.add_argument("--profile", choices=PROFILE_NAMES, default=DEFAULT_PROFILE,
                    help=f"fidelity profile of the emulator (default: {DEFAULT_PROFILE})")
+    p.add_argument("--media", choices=MEDIA_MODES, default="model",
+                   help="model: the media model times the media (default); real: the fake FreeSWITCH answers with a "
+                        "real WebRTC endpoint, so real browsers connect and decode video (needs --real-time and "
+                        "the 'media' extra)")
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times (default 1)")
     p.add_argument("--report-dir", metavar="DIR",
                    help="where the run directory goes (default: a new reports/<UTC time>-seed<N>/)")
@@ -508,7 +515,7 @@ def load_config(args: argparse.Namespace) -> tuple[Config, Source]:
 def config_from_args(args: argparse.Namespace) -> tuple[Config, Source]:
     cfg, source = load_config(args)
     for name in ("host", "password", "profile", "sip_public_host", "sip_public_port", "esl_password", "media_link",
-                 "control_host"):
+                 "control_host", "media"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -967,8 +974,11 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
     from bench.scenario.progress import make_progress, summary_lines
     from bench.scenario.runner import Run, RunSettings
 
+    if getattr(args, "media", "model") == "real" and args.clock != "real":
+        raise UsageError("--media real needs --real-time (the media worker's sockets and timers are the OS's)")
     settings = RunSettings(seed=args.seed, clock=args.clock, network=args.network, profile=args.profile,
-                           repeat=args.repeat, target=args.target, browser=getattr(args, "browser_settings", None))
+                           media=getattr(args, "media", "model"), repeat=args.repeat, target=args.target,
+                           browser=getattr(args, "browser_settings", None))
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

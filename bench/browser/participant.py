@@ -29,8 +29,12 @@ What the page reports (bench/browser/probe.js) becomes the same marks as a virtu
 (docs/stages.md), stamped with the page's own clock mapped onto the bench's (each page load is
 calibrated, :meth:`bench.browser.page.PageDriver.calibrate`), and recorded in the journal with
 service ``browser``.  ``first_remote_frame`` is the first decoded remote video frame when the page
-has one (``requestVideoFrameCallback``); with the fake FreeSWITCH there is no media (ICE never
-completes), so it falls back to the virtual actors' rule: ``max(video_attached, media_flowing)``.
+has one (``requestVideoFrameCallback``); with the fake FreeSWITCH's default media model there is no
+media (ICE never completes), so it falls back to the virtual actors' rule: ``max(video_attached,
+media_flowing)``.  With ``media = "real"`` (emulator/freeswitch/real_media.py) the page's ICE really
+connects: ``ice_connected``, ``dtls_connected`` and ``first_remote_frame`` are the page's own, and the
+page reports its received media every 500 ms (``media_stats``: frames decoded, freezes, fps, audio
+energy); Chromium then runs with ``--allow-loopback-in-peer-connection`` (:func:`media_args`).
 
 Things a Python option cannot do in a page: ``callbacks`` (Python functions) are ignored; the
 demo app defines every callback itself.  ``quirks`` and ``bandwidth`` go to the demo app's
@@ -81,6 +85,17 @@ class BrowserSettings:
 
     def __post_init__(self) -> None:
         self.actors = tuple(self.actors)
+
+
+#: Chromium offers no 127.0.0.1 ICE candidate without this flag; the real media endpoint listens there.
+LOOPBACK_MEDIA_ARG = "--allow-loopback-in-peer-connection"
+
+
+def media_args(stack: Any) -> tuple[str, ...]:
+    """Chromium flags for the stack's media: with ``media = "real"`` the page's ICE must reach the media
+    worker on 127.0.0.1 (emulator/freeswitch/real_media.py)."""
+    config = getattr(stack, "config", None)
+    return (LOOPBACK_MEDIA_ARG,) if getattr(config, "media", "model") == "real" else ()
 
 
 def trust_args(stack: Any) -> tuple[str, ...]:
@@ -156,6 +171,8 @@ class PageVideo:
         self.received: list[tuple[float, dict]] = []
         self.ice: list[tuple[float, str]] = []
         self.remote_frames: list[tuple[float, dict]] = []
+        #: real media: the page's received media every 500 ms (inbound video frames/freezes/fps, audio energy)
+        self.media_stats: list[tuple[float, dict]] = []
         self.gum: list[tuple[float, bool, str | None]] = []
         self.page_errors: list[tuple[float, str]] = []
 
@@ -245,6 +262,11 @@ class BrowserEnvironment(BackendHandler):
         return self.settings.app
 
     @property
+    def real_media(self) -> bool:
+        """The stack's FreeSWITCH has a real media endpoint (``media = "real"``): pages really decode video."""
+        return bool(media_args(self.stack))
+
+    @property
     def shim(self) -> bool:
         return self.profile.shim if self.settings.shim is None else self.settings.shim
 
@@ -260,7 +282,8 @@ class BrowserEnvironment(BackendHandler):
                 camera = camera or media.camera
                 microphone = microphone or media.microphone
             host = BrowserHost(LaunchOptions(executable=self.settings.executable, camera=camera,
-                                             microphone=microphone, extra_args=trust_args(self.stack)))
+                                             microphone=microphone,
+                                             extra_args=trust_args(self.stack) + media_args(self.stack)))
             self.server = await self.nursery.start(PageServer(self, jssip=self.profile.jssip,
                                                               app_folder=None if self.profile.is_demo
                                                               else self.profile.folder).run)
@@ -921,6 +944,18 @@ class BrowserParticipant(Participant):
         elif kind == "ice":
             video.ice.append((t, str(ev.get("state"))))
             self._page_mark("ice", video.active, t, state=ev.get("state"))
+            if ev.get("state") in ("connected", "completed") and "ice_connected" not in self.marks:
+                self._media_mark("ice_connected", video.active, t)
+        elif kind == "pc":
+            if ev.get("state") == "connected" and "dtls_connected" not in self.marks:
+                self._media_mark("dtls_connected", video.active, t)
+        elif kind == "media_stats":
+            sample = {"video": ev.get("video"), "audio": ev.get("audio")}
+            video.media_stats.append((t, sample))
+            if self.journal is not None and getattr(self.journal, "enabled", False):
+                self.journal.record("browser", "media_stats", dev_id=self.target.dev_id, user_id=self.user_id,
+                                    data=json.dumps({"actor": self.actor, "t": round(t, 6), **sample},
+                                                    separators=(",", ":"), sort_keys=True))
         elif kind == "remote_frame":
             video.remote_frames.append((t, {"width": ev.get("width"), "height": ev.get("height")}))
             if "first_remote_frame" not in self.marks:
@@ -1031,8 +1066,16 @@ class BrowserParticipant(Participant):
                 and status not in (401, 407):
             self._page_mark("session_failed", call, t, status=status, cause=str(ev.get("line", ""))[12:])
 
+    def _media_mark(self, name: str, active: PageCall | None, t: float) -> None:
+        """A join mark the page measured with real media (ICE, DTLS connected)."""
+        call: Any = active    # a PageCall stands in for the virtual client's CallState (same fields used)
+        self._mark(name, room=active.room if active else "", call=call, at=t, service="browser",
+                   journal=self._journal_fields(t), media="page")
+
     def _first_frame_check(self) -> None:
-        if self.page is None:
+        """With real media the page's own first decoded remote frame (``requestVideoFrameCallback``) is
+        ``first_remote_frame``: measured, never the media model's ``max(video_attached, media_flowing)``."""
+        if self.page is None or self.env.real_media:
             return
         super()._first_frame_check()
 

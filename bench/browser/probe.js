@@ -309,7 +309,36 @@
     pc.addEventListener('iceconnectionstatechange', function () {
       emit('ice', {state: pc.iceConnectionState});
     });
+    pc.addEventListener('connectionstatechange', function () {
+      // 'connected': ICE and DTLS are both up (the DTLS handshake is the last to finish)
+      emit('pc', {state: pc.connectionState});
+    });
   }
+
+  // --- received media (only once a peer connection is connected: real media) ------------------------
+  // Every 500 ms: per connected peer connection, the inbound video's decoded frames, freezes and frame
+  // rate, and the inbound audio's total energy and level (getStats, inbound-rtp).
+  function sampleMedia() {
+    watchedPcs.forEach(function (pc, index) {
+      if (pc.connectionState !== 'connected') { return; }
+      pc.getStats().then(function (report) {
+        var out = {pc: index, video: null, audio: null};
+        report.forEach(function (s) {
+          if (s.type !== 'inbound-rtp') { return; }
+          if (s.kind === 'video') {
+            out.video = {frames: s.framesDecoded || 0, received: s.framesReceived || 0,
+              freezes: s.freezeCount || 0, freeze_s: s.totalFreezesDuration || 0, fps: s.framesPerSecond || 0,
+              width: s.frameWidth || 0, height: s.frameHeight || 0};
+          } else if (s.kind === 'audio') {
+            out.audio = {energy: s.totalAudioEnergy || 0, level: s.audioLevel || 0,
+              duration: s.totalSamplesDuration || 0};
+          }
+        });
+        emit('media_stats', out);
+      }, function () {});
+    });
+  }
+  setInterval(sampleMedia, 500);
   var pcProto = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
   if (pcProto) {
     ['setLocalDescription', 'setRemoteDescription', 'createOffer', 'addStream', 'addTrack'].forEach(function (name) {

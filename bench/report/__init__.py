@@ -102,8 +102,20 @@ def build_report(run: Run, *, final: bool) -> dict[str, Any]:
         "scenarios": [r.as_json() for r in results],
         "by_scenario": by_scenario,
         "stages": run.metrics.summary(),
+        "media": media_source(settings),
         "emulator_log": _log(run),
     }
+
+
+def media_source(settings: Any) -> dict[str, Any]:
+    """Where L12-L14 come from: ``measured`` when the fake FreeSWITCH had a real media endpoint and real
+    browsers played actors (ice_connected, dtls_connected, first_remote_frame are the pages' own),
+    ``modelled`` otherwise (the media model, emulator/freeswitch/media.py)."""
+    mode = getattr(settings, "media", "model")
+    browsers = list(getattr(getattr(settings, "browser", None), "actors", ()) or ())
+    measured = mode == "real" and bool(browsers)
+    return {"mode": mode, "l12_l14": "measured" if measured else "modelled",
+            "measured_by": browsers if measured else []}
 
 
 def _log(run: Run) -> dict | None:

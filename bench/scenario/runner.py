@@ -57,6 +57,7 @@ class RunSettings:
     clock: str = "virtual"               # virtual | real
     network: str = "loopback"
     profile: str = DEFAULT_PROFILE
+    media: str = "model"                 # model | real (emulator/freeswitch/real_media.py; real time only)
     repeat: int = 1
     target: str = "in-process"
     browser: Any = None                  # bench.browser.participant.BrowserSettings: real browsers in the pack
@@ -142,11 +143,12 @@ def describe_exception(exc: BaseException, path: Path | None) -> str:
 async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE, network: str = "loopback",
                repetition: int = 0, metrics: Metrics | None = None, journal_path: str = ":memory:",
                certs_dir: str = "", position: int = 0, browser: Any = None,
-               artifacts_dir: str | Path | None = None) -> ScenarioResult:
+               artifacts_dir: str | Path | None = None, media: str = "model") -> ScenarioResult:
     """Tell one story in the current trio run (see the module docstring).  ``position``: where the
     story stands in its run (a run may tell the same story twice), part of its journal run id.
     ``browser``: real browsers in place of some actors (``bench.browser.participant.BrowserSettings``;
-    real time only); ``artifacts_dir``: where they leave screenshots and console logs."""
+    real time only); ``artifacts_dir``: where they leave screenshots and console logs; ``media``:
+    ``"real"`` gives the fake FreeSWITCH a real media endpoint (real time only)."""
     from emulator.config import Config, ConfigError
     from emulator.net.network import OSNetwork, VirtualNetwork
     from emulator.profiles import PROFILE_NAMES
@@ -190,7 +192,8 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         # identifies it (seed, place in the run, scenario, repetition) so equal seeds give equal journals
         run_id = hashlib.sha256(f"{seed}:{position}:{spec.name}:{repetition}:{profile}".encode()).hexdigest()[:12]
         config = Config.from_dict({"seed": seed, "profile": profile, "journal_path": journal_path,
-                                   "certs_dir": certs_dir, "run_id": run_id, **spec.config})
+                                   "certs_dir": certs_dir, "run_id": run_id,
+                                   **({"media": media} if media != "model" else {}), **spec.config})
     except ConfigError as exc:
         return finish(failed(f"CONFIG of {spec.path.name}: {exc}"))
     config.free_ports()
@@ -201,6 +204,8 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
     try:
         async with open_stack(config, network=net, epoch=VIRTUAL_EPOCH if virtual else None) as stack:
             result.journal_run = stack.journal.run_id if stack.journal.stored else None
+            if stack.real_media is not None:   # real media for the browsers; virtual actors send no RTP
+                stack.real_media.real_clients = set(browser.actors) if browser is not None else set()
             apply_network(net, network)
             async with trio.open_nursery() as actors:
                 scenario = Scenario(spec.name, seed=seed, stack=stack, network=net, nursery=actors,
@@ -360,6 +365,7 @@ class Run:
                                      profile=self.settings.profile, network=self.settings.network,
                                      repetition=repetition, metrics=self.metrics,
                                      journal_path=str(self.journal_path), certs_dir=certs, position=index,
+                                     **({"media": self.settings.media} if self.settings.media != "model" else {}),
                                      **({"browser": self.settings.browser, "artifacts_dir": self.report_dir / "browser"}
                                         if self.settings.browser is not None else {}))
                     self.results[index] = result
