@@ -99,11 +99,19 @@ def build_report(run: "Run", *, final: bool) -> dict[str, Any]:
         "histogram_settings": dict(SETTINGS),
         "versions": versions(),
         "summary": {"scenarios": len(results), **counts},
-        "scenarios": [r.as_json() for r in results],
+        "scenarios": [{**r.as_json(), "call": call} for r, call in zip(results, _call_indices(run, results))],
         "by_scenario": by_scenario,
         "stages": run.metrics.summary(),
         "emulator_log": _log(run),
+        **({"shard": run.shard} if getattr(run, "shard", None) else {}),
+        **({"shards": run.shards} if getattr(run, "shards", None) else {}),
     }
+
+
+def _call_indices(run: "Run", results: list) -> list[int]:
+    """Each result's call index (its place in the run's plan): a shard tells only some calls."""
+    indices = getattr(run, "call_indices", None)
+    return list(indices) if indices is not None and len(indices) == len(results) else list(range(len(results)))
 
 
 def _log(run: "Run") -> dict | None:
