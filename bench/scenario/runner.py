@@ -56,6 +56,7 @@ class RunSettings:
     profile: str = DEFAULT_PROFILE
     repeat: int = 1
     target: str = "in-process"
+    browser: Any = None                  # bench.browser.participant.BrowserSettings: real browsers in the pack
 
 
 @dataclass
@@ -76,6 +77,7 @@ class ScenarioResult:
     expectations: int = 0
     events: int = 0
     join_total_ms: float | None = None   # the slowest join_total of this run (None: no join finished)
+    browsers: list[str] = field(default_factory=list)   # the actors a real browser played
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -118,9 +120,12 @@ def describe_exception(exc: BaseException, path: Path | None) -> str:
 
 async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE, network: str = "loopback",
                repetition: int = 0, metrics: Metrics | None = None, journal_path: str = ":memory:",
-               certs_dir: str = "", position: int = 0) -> ScenarioResult:
+               certs_dir: str = "", position: int = 0, browser: Any = None,
+               artifacts_dir: str | Path | None = None) -> ScenarioResult:
     """Tell one story in the current trio run (see the module docstring).  ``position``: where the
-    story stands in its run (a run may tell the same story twice), part of its journal run id."""
+    story stands in its run (a run may tell the same story twice), part of its journal run id.
+    ``browser``: real browsers in place of some actors (``bench.browser.participant.BrowserSettings``;
+    real time only); ``artifacts_dir``: where they leave screenshots and console logs."""
     from emulator.config import Config, ConfigError
     from emulator.net.network import OSNetwork, VirtualNetwork
     from emulator.profiles import PROFILE_NAMES
@@ -152,6 +157,13 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         check_network(network)
     except ScenarioError as exc:
         return finish(failed(str(exc)))
+    if browser is not None and browser.actors:
+        if virtual:
+            return finish(failed("a real browser runs on the real clock: run with --real-time"))
+        from dataclasses import replace
+
+        folder = Path(artifacts_dir) / f"{spec.name}-seed{seed}" if artifacts_dir is not None else None
+        browser = replace(browser, artifacts_dir=folder)
     try:
         # one journal file holds every scenario of a run: each gets its own run id, derived from what
         # identifies it (seed, place in the run, scenario, repetition) so equal seeds give equal journals
@@ -172,7 +184,7 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
             async with trio.open_nursery() as actors:
                 scenario = Scenario(spec.name, seed=seed, stack=stack, network=net, nursery=actors,
                                     profile=profile, network_profile=network, clock="virtual" if virtual else "real",
-                                    actor_options=spec.actors)
+                                    actor_options=spec.actors, browser=browser)
                 completed = False
                 try:
                     with trio.move_on_after(spec.timeout) as scope:
@@ -187,6 +199,7 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
                         failures = scenario.judge()
                         result.failures = [f"{spec.name}: {e.where()}{e.describe()} -- {e.result}"
                                            for e in failures]
+                    await scenario.finish(failed=not completed or bool(result.failures))
                     scenario.close()
                     actors.cancel_scope.cancel()
             scenario._journal("scenario", {"event": "end", "timed_out": timed_out,
@@ -196,6 +209,7 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         return finish(failed(f"the stack or an actor's task failed: {describe_exception(exc, spec.path)}", step))
     finally:
         if scenario is not None:
+            result.browsers = scenario.browser_actors
             result.events = len(scenario.timeline)
             result.expectations = len(scenario.expectations)
             result.join_total_ms = _record_metrics(metrics, scenario, spec.name, network)
@@ -333,7 +347,9 @@ class Run:
                     result = run_one(spec, clock=self.settings.clock, seed=scenario_seed(self.settings.seed, repetition),
                                      profile=self.settings.profile, network=self.settings.network,
                                      repetition=repetition, metrics=self.metrics,
-                                     journal_path=str(self.journal_path), certs_dir=certs, position=index)
+                                     journal_path=str(self.journal_path), certs_dir=certs, position=index,
+                                     **({"browser": self.settings.browser, "artifacts_dir": self.report_dir / "browser"}
+                                        if self.settings.browser is not None else {}))
                     self.results[n] = result
                     if self.on_result is not None:
                         self.on_result(n, len(indices), result)
