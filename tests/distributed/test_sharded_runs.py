@@ -74,7 +74,8 @@ def test_three_shards_merge_into_the_single_run_bit_for_bit(runs):
     finally:
         conn.close()
     assert shards == [0, 1, 2] and entries[0] > 0 and entries[1] == 3
-    assert (sharded / "report.html").is_file() and (sharded / "junit.xml").is_file()
+    assert "merged from 3 shards of 4 calls" in (sharded / "report.html").read_text(encoding="utf-8")
+    assert (sharded / "junit.xml").is_file()
 
 
 def test_merge_command_again_gives_the_same_figures(runs, tmp_path):
@@ -147,6 +148,8 @@ def test_a_late_shard_is_merged_and_fails_the_run(runs, tmp_path):
     assert "shard 1/3" in err and "812.5 ms after the shared start" in err
     merged = report(tmp_path / "merged")
     assert merged["shards"]["skew_ok"] is False and merged["shards"]["max_skew_ms"] == 812.5
+    html = (tmp_path / "merged" / "report.html").read_text(encoding="utf-8")
+    assert "shard 1 started 812.5 ms after the shared start (tolerance 500 ms)" in html
 
 
 def test_a_shard_that_starts_after_the_tolerance_exits_1(tmp_path):
