@@ -290,6 +290,7 @@ def merge_runs(paths: list[str | Path], out_dir: str | Path, *, thresholds: Any 
         parts.append({"index": s.shard["index"], "calls": s.shard["calls"], "path": str(s.path),
                       "host": s.shard.get("host"), "skew_ms": s.shard.get("skew_ms"),
                       "skew_ok": bool(s.shard.get("skew_ok", True)), "wall_ms": s.report.get("wall_ms"),
+                      "cpu_ms": s.shard.get("cpu_ms"),
                       "journal_sha256": s.report.get("journal_sha256"), "passed": summary.get("passed", 0),
                       "failed": summary.get("failed", 0) + summary.get("interrupted", 0)})
 

@@ -12,7 +12,9 @@ so every seed, journal run id and scheduling order is the one the unsharded run 
   barrier's clock);
 * ``run.shard`` -- report.json's ``shard`` block: the partition (index, count, R, the call range), the
   plan (scenario names in order, ``repeat`` and a digest of the scenario files), the start (barrier,
-  instant, when this shard began, skew, tolerance, whether it held), host and pid.
+  instant, when this shard began, skew, tolerance, whether it held), host and pid, and the shard's CPU
+  time from its start to the end of its last call (``cpu_ms``: the machine's other load does not
+  change it, so it compares shards of a busy machine, and projects a run with a core per shard).
 
 The run's ``started`` is set to the shared instant, so the shard's histogram log (its ``StartTime``)
 and ``wall_ms`` count from the same moment in every shard: the logs line up, and ``cometbench merge``
@@ -31,7 +33,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bench.distributed.barrier import DEFAULT_BARRIER_TIMEOUT, DEFAULT_TOLERANCE, StartAborted, StartSignal, sleep_until
@@ -78,8 +80,21 @@ class ShardContext:
             "barrier": self.start.description if self.start is not None else None,
             "start_at": None, "started_at": None, "skew_ms": None,
             "tolerance_ms": round(self.tolerance * 1000.0, 3), "skew_ok": True,
-            "host": socket.gethostname(), "pid": os.getpid(),
+            "host": socket.gethostname(), "pid": os.getpid(), "cpu_ms": None,
         }
+        # the shard's CPU time from its start, updated after every call (report.json is rewritten then):
+        # a figure the machine's other load does not change, unlike wall time
+        chained = run.on_result
+
+        def on_result(n: int, total: int, result: Any) -> None:
+            if self._cpu0 is not None and run.shard is not None:
+                run.shard["cpu_ms"] = round((time.process_time() - self._cpu0) * 1000.0, 3)
+            if chained is not None:
+                chained(n, total, result)
+
+        run.on_result = on_result
+
+    _cpu0: float | None = field(default=None, init=False, repr=False)   # process_time() at the start
 
     def _begin(self, run: "Run") -> None:
         warm_up()
@@ -87,6 +102,7 @@ class ShardContext:
             self.prepare()
         if self.start is None:
             run.started = time.time()
+            self._cpu0 = time.process_time()
             return
         try:
             signal = self.start.arrive(self.shard.index, self.shard.count, self.barrier_timeout)
@@ -94,6 +110,7 @@ class ShardContext:
             raise ShardStartError(f"shard {self.shard.label} did not start: {exc}") from None
         woke = sleep_until(signal.local_start_at)
         skew = woke - signal.local_start_at
+        self._cpu0 = time.process_time()
         run.started = signal.local_start_at
         assert run.shard is not None
         run.shard.update({

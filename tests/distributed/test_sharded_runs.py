@@ -46,6 +46,7 @@ def test_three_shards_merge_into_the_single_run_bit_for_bit(runs):
     parts = merged["shards"]["parts"]
     assert [(p["calls"]["first"], p["calls"]["end"]) for p in parts] == [(0, 1), (1, 2), (2, 4)]
     assert [report(p["path"])["shard"]["index"] for p in parts] == [0, 1, 2]
+    assert all(p["cpu_ms"] > 0 and p["cpu_ms"] == report(p["path"])["shard"]["cpu_ms"] for p in parts)
     # the same calls, seeds and outcomes, in call order
     fields = ("name", "seed", "repetition", "status", "passed", "journal_run")
     assert [tuple(e[f] for f in fields) for e in merged["scenarios"]] == \

@@ -10,6 +10,10 @@ Prints:
   virtual time, so a shard is CPU-bound: on 2 cores the rate can at most double, whatever N;
   The CPU column is the command's CPU time with its child processes (for ``local``: the driver and
   every shard; for ``ray``: the driver only -- Ray's workers are not its children);
+  From each shard's own CPU time (report.json ``shard.cpu_ms``, which the machine's other load does
+  not change): participants per CPU-second, and the **projected** rate with a core per shard
+  (participants / the slowest shard's CPU time) with its efficiency -- what a run with one node per
+  shard can reach, which a busy shared machine's wall time cannot show;
 * **start skew**: each shard's skew at the barrier (ms), from the merged report;
 * **merge**: ``--merge-shards`` shards of one call each (made in this process with ``--shard i/M``,
   virtual time), then ``cometbench merge`` over them: wall and CPU time of the whole merge, and of
@@ -62,7 +66,8 @@ def sharded_run(base: pathlib.Path, repeat: int, shards: int, executor: str) -> 
     participants = 2 * report["summary"]["passed"]
     if report["summary"]["passed"] != report["summary"]["scenarios"]:
         raise SystemExit(f"{out}: not every call passed: {report['summary']}")
-    return {"shards": shards, "executor": executor, "span_s": span, "total_s": total, "participants": participants,
+    shard_cpu = [p["cpu_ms"] / 1000.0 for p in parts]
+    return {"shards": shards, "executor": executor, "span_s": span, "shard_cpu": shard_cpu, "total_s": total, "participants": participants,
             "rate": participants / span, "cpu_s": cpu, "skews": [p["skew_ms"] for p in parts], "merge_ms": report["shards"]["merge_ms"]}
 
 
@@ -70,18 +75,25 @@ def scaling(repeat: int, counts: list[int], executors: list[str]) -> None:
     print(f"scaling: two_party_call --repeat {repeat} (virtual time, one in-process emulator per shard); "
           f"load before: {load()}")
     print(f"{'executor':9} {'N':>2} {'participants':>12} {'span s':>7} {'part/s':>7} {'efficiency':>10} "
+          f"{'shard CPU s (sum/max)':>21} {'part/CPU-s':>10} {'projected':>9} {'proj.eff':>8} "
           f"{'command s':>9} {'CPU s':>6}  start skew per shard (ms)")
     with tempfile.TemporaryDirectory(prefix="cometbench-bench-shards-") as tmp:
         for executor in executors:
-            base_rate = None
+            base_rate = base_projected = None
             for n in counts:
                 r = sharded_run(pathlib.Path(tmp), repeat, n, executor)
-                if n == 1 or base_rate is None:
-                    base_rate = r["rate"] / n
+                # projected: the rate if every shard had a core of its own (a node each), from the
+                # slowest shard's CPU time -- what a multi-node run can reach, this machine's load aside
+                projected = r["participants"] / max(r["shard_cpu"])
+                if base_rate is None:
+                    base_rate, base_projected = r["rate"] / n, projected / n
                 eff = r["rate"] / (n * base_rate)
                 skews = ", ".join(f"{s:.2f}" for s in r["skews"])
+                cpu = f"{sum(r['shard_cpu']):.2f}/{max(r['shard_cpu']):.2f}"
                 print(f"{executor:9} {n:>2} {r['participants']:>12} {r['span_s']:>7.2f} {r['rate']:>7.1f} {eff:>10.2f} "
-                      f"{r['total_s']:>9.1f} {r['cpu_s']:>6.1f}  {skews}", flush=True)
+                      f"{cpu:>21} {r['participants'] / sum(r['shard_cpu']):>10.1f} {projected:>9.1f} "
+                      f"{projected / (n * base_projected):>8.2f} {r['total_s']:>9.1f} {r['cpu_s']:>6.1f}  {skews}",
+                      flush=True)
     print(f"load after: {load()}")
 
 
