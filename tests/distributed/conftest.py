@@ -6,8 +6,10 @@ Ray skips the Ray tests, in CI (``CI`` set) it FAILS them, as a missing tool fai
 :func:`crash_hook` makes one shard of a run crash for real: a ``sitecustomize`` on ``PYTHONPATH``
 (read by every Python process started with it: ``--executor local``'s subprocesses, Ray's workers)
 replaces :meth:`bench.distributed.shard.ShardContext._begin` with one that ends the process
-(``os._exit(9)``) when the shard index is the one named in the file ``COMETBENCH_TEST_CRASH`` points
-to -- a shard dying the way a killed pod or an out-of-memory worker does, with nothing written after.
+(``os._exit(9)``) when the shard index is named in the file ``COMETBENCH_TEST_CRASH`` points to: a
+line ``1`` kills shard 1 before the start, ``2 mid`` kills shard 2 at the end of its first call
+after the start -- a shard dying the way a killed pod or an out-of-memory worker does, with
+nothing written after.
 """
 
 from __future__ import annotations
@@ -47,15 +49,25 @@ if _marker:
 
     _begin = _shard.ShardContext._begin
 
-    def _crashing_begin(self, run):
+    def _doomed():
         try:
             with open(_marker, encoding="utf-8") as f:
-                doomed = {int(x) for x in f.read().split()}
+                lines = [line.split() for line in f.read().splitlines() if line.strip()]
         except OSError:
-            doomed = set()
-        if self.shard.index in doomed:
+            return {}
+        return {int(words[0]): (words[1] if len(words) > 1 else "before") for words in lines}
+
+    def _crashing_begin(self, run):
+        when = _doomed().get(self.shard.index)
+        if when == "before":
             os._exit(9)
-        return _begin(self, run)
+        result = _begin(self, run)
+        if when == "mid":
+            def crash_after_first_call(*args):
+                os._exit(9)
+
+            run.on_result = crash_after_first_call
+        return result
 
     _shard.ShardContext._begin = _crashing_begin
 '''
@@ -78,8 +90,8 @@ def quick_call(tmp_path: Path) -> Path:
 
 
 def crash_hook(folder: Path, doomed: str = "") -> dict[str, str]:
-    """Environment variables that arm the crash hook (see the module docstring); ``doomed`` lists
-    shard indices, e.g. ``"1"``, and the file can be rewritten later."""
+    """Environment variables that arm the crash hook (see the module docstring); ``doomed`` is the
+    file's first content (``"1"``, ``"2 mid"``); the file can be rewritten later."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE), encoding="utf-8")
     marker = folder / "crash-shards"

@@ -165,14 +165,33 @@ def test_a_shard_that_starts_after_the_tolerance_exits_1(tmp_path):
 
 
 def test_a_shard_that_crashes_mid_run_fails_the_run_without_a_merged_report(tmp_path):
-    env = crash_hook(tmp_path / "hook", "1")
+    env = crash_hook(tmp_path / "hook", "2 mid")     # shard 2 (calls 2, 3) dies after call 2
     out_dir = tmp_path / "run"
     status, out, err = cli("run", *PLAN, "--shards", "3", "--executor", "local", "--report-dir", str(out_dir),
                            env=env)
     assert status == 1
-    assert "shard 1/3 failed: exited with status 9" in err
+    assert "shard 2/3 failed: exited with status 9" in err
     assert "no merged report: 1 of 3 shards did not finish" in err
     assert not (out_dir / "report.json").exists() and not (out_dir / "histograms.hlog").exists()
+    shards = out_dir / "shards"
+    assert report(shards / "shard-2")["status"] == "running"        # it died in the middle
+    assert report(shards / "shard-0")["status"] == "complete"       # the others ran to their end
+    # merging what is there by hand is refused too, naming the dead shard
+    _refused([shards / f"shard-{i}" for i in range(3)], tmp_path / "m", "shard 2/3", "did not finish (status running")
+
+
+def test_a_shard_that_dies_before_the_start_calls_it_off_for_the_others(tmp_path):
+    env = crash_hook(tmp_path / "hook", "0")
+    out_dir = tmp_path / "run"
+    status, out, err = cli("run", *PLAN, "--shards", "3", "--executor", "local", "--report-dir", str(out_dir),
+                           "--barrier-timeout", "120", env=env)
+    assert status == 1
+    assert "shard 0/3 failed: exited with status 9" in err
+    for i in (1, 2):
+        log = (out_dir / "shards" / f"shard-{i}.log").read_text(encoding="utf-8")
+        assert "the start was called off: shard 0 ended before the start (status 9)" in log
+        assert report(out_dir / "shards" / f"shard-{i}")["summary"]["not_run"] > 0
+    assert not (out_dir / "report.json").exists()
 
 
 def test_three_shards_in_real_time_start_together(quick_call, tmp_path):
