@@ -7,6 +7,7 @@ the merge -- not load (a shared ``cometbench serve`` target is what makes shards
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -210,6 +211,10 @@ def test_three_shards_in_real_time_start_together(quick_call, tmp_path):
         assert shard["barrier"] == "tcp" and shard["skew_ms"] is not None and shard["skew_ok"]
         assert abs(shard["clock_offset_ms"]) < 50          # one machine: the barrier's clock is ours
         assert shard["started_at"] >= shard["start_at"]   # nobody began before the instant
+        # the shard's histogram log counts from the shared start (so the logs line up), not its launch
+        hlog = (Path(part["path"]) / "histograms.hlog").read_text(encoding="utf-8")
+        start_time = float(re.search(r"\[StartTime: ([0-9.]+)", hlog).group(1))
+        assert abs(start_time - shard["start_at"]) < 0.05
     assert len(starts) == 1
     assert merged["summary"]["passed"] == 3
 
