@@ -300,6 +300,9 @@ def _run_parser(sub) -> None:
                          help="the fake microphone's sound (default: a generated beep)")
     p.add_argument("--list", action="store_true", help="list the pack's scenarios and exit")
     _report_options(p)
+    from bench.distributed.cli import add_run_arguments
+
+    add_run_arguments(p)   # --shard i/N, --shards N --executor ..., the shared start (bench/distributed)
 
 
 def _report_options(p: argparse.ArgumentParser) -> None:
@@ -464,6 +467,9 @@ def build_parser() -> Parser:
     _run_parser(sub)
     _report_parser(sub)
     _diff_parser(sub)
+    from bench.distributed.cli import add_merge_parser
+
+    add_merge_parser(sub, HelpFormatter, _report_options)   # cometbench merge (bench/distributed)
     _serve_parser(sub)
     sub.add_parser("quirks", help="list the fidelity quirks, their state in each profile and their docs",
                    formatter_class=HelpFormatter)
@@ -909,7 +915,12 @@ def run_scenarios(args: argparse.Namespace) -> int:
     else:
         report_dir = default_report_dir(args.seed)
     thresholds, baseline = report_inputs(args)
-    return execute_run(specs, args, report_dir, thresholds=thresholds, baseline=baseline)
+    from bench.distributed.cli import run_shards, shard_context
+
+    shard = shard_context(args, UsageError)
+    if getattr(args, "shards", None):
+        return run_shards(args, report_dir, thresholds=thresholds, baseline=baseline, usage=UsageError)
+    return execute_run(specs, args, report_dir, thresholds=thresholds, baseline=baseline, shard=shard)
 
 
 def report_inputs(args: argparse.Namespace) -> tuple:
@@ -970,7 +981,8 @@ def browser_settings(args: argparse.Namespace):
                            camera=media.get("camera"), microphone=media.get("microphone"))
 
 
-def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thresholds=None, baseline=None) -> int:
+def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thresholds=None, baseline=None,
+                shard=None) -> int:
     from bench.scenario.progress import make_progress, summary_lines
     from bench.scenario.runner import Run, RunSettings
 
@@ -992,6 +1004,8 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
     run.log_file = log_path       # the report names the log and counts its records
     run.log_records = handler
     run.thresholds, run.baseline = thresholds, baseline
+    if shard is not None:   # bench/distributed/shard.py: this run tells one shard's calls
+        shard.attach(run)
     if baseline is not None:
         from bench.report.diff import DiffSettings
 
@@ -1000,7 +1014,7 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
     # Ctrl-C stops the run with a report even when the shell started us with SIGINT ignored
     # (a background job of a script): that is what --help and the report promise
     previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
-    progress.begin(len(run.planned))
+    progress.begin(len(run.call_indices))
     try:
         run.execute()
     except KeyboardInterrupt:
@@ -1039,6 +1053,13 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
             if name not in played:
                 print(f"cometbench: --browser {name}: no scenario of this run opened a page for an actor "
                       f"called {name!r}", file=sys.stderr)
+    if shard is not None:
+        from bench.distributed.shard import skew_message
+
+        late = skew_message(report.get("shard") or {})
+        if late:
+            print(f"cometbench: {late}", file=sys.stderr)
+            return 1
     return exit_status(report)
 
 
@@ -1193,6 +1214,7 @@ def call_summary(result, options) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # run --shards hands it on to the shards
     try:
         if args.command == "quirks":
             import emulator.stack  # noqa: F401  (services register their quirks on import)
@@ -1207,6 +1229,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_report(args)
         if args.command == "diff":
             return run_diff(args)
+        if args.command == "merge":
+            from bench.distributed.cli import run_merge
+
+            thresholds, baseline = report_inputs(args)
+            return run_merge(args, thresholds=thresholds, baseline=baseline, default_dir=default_report_dir,
+                             usage=UsageError)
         if args.command == "journal":
             return read_journal(args)
         if args.command == "call":

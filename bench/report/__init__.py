@@ -99,11 +99,13 @@ def build_report(run: Run, *, final: bool) -> dict[str, Any]:
         "histogram_settings": dict(SETTINGS),
         "versions": versions(),
         "summary": {"scenarios": len(results), **counts},
-        "scenarios": [r.as_json() for r in results],
+        "scenarios": [{**r.as_json(), "call": call} for r, call in zip(results, _call_indices(run, results))],
         "by_scenario": by_scenario,
         "stages": run.metrics.summary(),
         "media": media_source(settings),
         "emulator_log": _log(run),
+        **({"shard": shard} if (shard := getattr(run, "shard", None)) else {}),
+        **({"shards": shards} if (shards := getattr(run, "shards", None)) else {}),
     }
 
 
@@ -116,6 +118,12 @@ def media_source(settings: Any) -> dict[str, Any]:
     measured = mode == "real" and bool(browsers)
     return {"mode": mode, "l12_l14": "measured" if measured else "modelled",
             "measured_by": browsers if measured else []}
+
+
+def _call_indices(run: Run, results: list) -> list[int]:
+    """Each result's call index (its place in the run's plan): a shard tells only some calls."""
+    indices = getattr(run, "call_indices", None)
+    return list(indices) if indices is not None and len(indices) == len(results) else list(range(len(results)))
 
 
 def _log(run: Run) -> dict | None:

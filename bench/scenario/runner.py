@@ -340,26 +340,40 @@ class Run:
         self.diff_settings: Any = None  # bench.report.diff.DiffSettings for that comparison
         self.written: Any = None        # what the final write wrote (bench.report.writer.Written)
         self.report_error: str | None = None   # why report.html / junit.xml could not be written
+        # sharded runs (bench/distributed): the plan indices this run tells (None: every call), a hook
+        # run once before the first call (the shared start), and report.json's "shard" block
+        self.calls: list[int] | None = None
+        self.before_start: Callable[[Run], Any] | None = None
+        self.shard: dict[str, Any] | None = None
 
     @property
     def planned(self) -> list[tuple[ScenarioSpec, int]]:
         return [(spec, i) for spec in self.specs for i in range(self.settings.repeat)]
+
+    @property
+    def call_indices(self) -> list[int]:
+        """The plan indices (call indices) this run tells, in order: all of them, or a shard's."""
+        return list(range(len(self.planned))) if self.calls is None else list(self.calls)
 
     def execute(self) -> RunStatus:
         """Run everything; the final status (``complete`` or ``interrupted``).  KeyboardInterrupt is
         turned into status ``interrupted``; any other exception also writes the report, then goes on."""
         self.report_dir.mkdir(parents=True, exist_ok=True)
         plan = self.planned
+        indices = self.call_indices
         self.results = [ScenarioResult(spec.name, seed=scenario_seed(self.settings.seed, i), repetition=i,
                                        profile=self.settings.profile, network=self.settings.network)
-                        for spec, i in plan]
+                        for spec, i in (plan[index] for index in indices)]
         self.write()
         try:
+            if self.before_start is not None:
+                self.before_start(self)
             with tempfile.TemporaryDirectory(prefix="cometbench-run-certs-") as certs:
-                for index, (spec, repetition) in enumerate(plan):
+                for n, index in enumerate(indices):
+                    spec, repetition = plan[index]
                     if self.on_start is not None:
-                        self.on_start(index, len(plan), spec, repetition)
-                    self.results[index].status = ScenarioStatus.RUNNING
+                        self.on_start(n, len(indices), spec, repetition)
+                    self.results[n].status = ScenarioStatus.RUNNING
                     seed = scenario_seed(self.settings.seed, repetition)
                     result = run_one(spec, clock=self.settings.clock, seed=seed,
                                      profile=self.settings.profile, network=self.settings.network,
@@ -368,10 +382,10 @@ class Run:
                                      **({"media": self.settings.media} if self.settings.media != "model" else {}),
                                      **({"browser": self.settings.browser, "artifacts_dir": self.report_dir / "browser"}
                                         if self.settings.browser is not None else {}))
-                    self.results[index] = result
+                    self.results[n] = result
                     if self.on_result is not None:
-                        self.on_result(index, len(plan), result)
-                    following = plan[index + 1][0] if index + 1 < len(plan) else None
+                        self.on_result(n, len(indices), result)
+                    following = plan[indices[n + 1]][0] if n + 1 < len(indices) else None
                     if (not result.passed or following is not spec
                             or time.monotonic() - self._written >= self.write_interval):
                         self.write()
