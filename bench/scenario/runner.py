@@ -17,6 +17,14 @@
   rewriting) so a run that is killed still says how far it got.  Ctrl-C (KeyboardInterrupt) stops it after writing the report with
   status ``interrupted`` and the unfinished scenarios named.
 
+**Against a target** (``target=``, ``cometbench run --target ...``): no stack is started; the actors
+run on OS sockets under the real clock against the deployment, and the bench's own records (marks,
+steps, callbacks) go to the run's journal under the scenario's run id.  A story whose ``NEEDS`` name a
+power the target lacks (:data:`TARGET_POWERS`: server faults, link conditions, a look inside
+FreeSWITCH are the in-process stack's) is **skipped** before it starts: status ``skipped``, the reason
+in ``skipped``; a skip is not a failure.  An action that needs such a power in a story that did not
+declare it fails that story with :class:`~bench.scenario.errors.NotAvailable`, naming what it needs.
+
 Seeds: repetition 0 of every scenario uses the run's seed as it is (so ``--seed 7`` means 7 to the
 stack and the actors); repetition ``i`` uses a seed derived from ``(seed, i)``, so repeated runs
 vary the way different seeds do while staying reproducible.
@@ -28,24 +36,32 @@ import hashlib
 import tempfile
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 import trio.testing
 
 from bench.metrics import Metrics
-from bench.scenario.errors import ScenarioError, ScenarioFailure
+from bench.options import NetworkSpec, SetupError
+from bench.scenario.errors import ScenarioError, ScenarioFailure, describe_needs
 from bench.scenario.loader import ScenarioSpec
-from bench.scenario.network import apply_network, check_network
+from bench.scenario.network import network_spec
 from bench.scenario.story import Scenario
+from emulator.ids import deterministic_scheduling
 
-__all__ = ["RunSettings", "ScenarioResult", "tell", "run_one", "Run", "scenario_seed", "VIRTUAL_EPOCH"]
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.options import TargetSpec
+
+__all__ = ["RunSettings", "ScenarioResult", "tell", "run_one", "Run", "scenario_seed", "VIRTUAL_EPOCH",
+           "TARGET_POWERS"]
 
 VIRTUAL_EPOCH = 1_700_000_000.0      # the Unix time virtual runs start at (2023-11-14T22:13:20Z)
 DEFAULT_PROFILE = "cppcomet-4.09"
+#: The powers a story has against an external target (bench.scenario.errors.POWERS): none -- the
+#: actors talk to the deployment, and what it does is seen through them and through CometQL.
+TARGET_POWERS: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -56,13 +72,14 @@ class RunSettings:
     profile: str = DEFAULT_PROFILE
     repeat: int = 1
     target: str = "in-process"
+    target_spec: "TargetSpec | None" = None     # the parsed --target (None: in-process)
 
 
 @dataclass
 class ScenarioResult:
     name: str
     passed: bool = False
-    status: str = "not_run"              # passed | failed | interrupted | not_run
+    status: str = "not_run"              # passed | failed | skipped | interrupted | not_run
     duration_ms: float = 0.0             # wall time the scenario took to run
     simulated_ms: float = 0.0            # trio-clock time of the story (= wall in real time)
     failure: str | None = None
@@ -75,6 +92,8 @@ class ScenarioResult:
     journal_run: str | None = None
     expectations: int = 0
     events: int = 0
+    target: str = "in-process"
+    skipped: str | None = None           # why it was not told (it needs what the target does not have)
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -115,18 +134,24 @@ def describe_exception(exc: BaseException, path: Path | None) -> str:
     return "; ".join(parts)
 
 
-async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE, network: str = "loopback",
-               repetition: int = 0, metrics: Metrics | None = None, journal_path: str = ":memory:",
-               certs_dir: str = "", position: int = 0) -> ScenarioResult:
+async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE,
+               network: "str | NetworkSpec" = "loopback", repetition: int = 0, metrics: Metrics | None = None,
+               journal_path: str = ":memory:", certs_dir: str = "", position: int = 0,
+               target: "TargetSpec | None" = None) -> ScenarioResult:
     """Tell one story in the current trio run (see the module docstring).  ``position``: where the
-    story stands in its run (a run may tell the same story twice), part of its journal run id."""
-    from emulator.config import Config, ConfigError
-    from emulator.net.network import OSNetwork, VirtualNetwork
+    story stands in its run (a run may tell the same story twice), part of its journal run id.
+    ``target``: an external deployment instead of a fresh in-process stack (real time only)."""
     from emulator.profiles import PROFILE_NAMES
-    from emulator.stack import open_stack
 
-    virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
-    result = ScenarioResult(spec.name, seed=seed, profile=profile, network=network, repetition=repetition)
+    try:
+        net_spec = network_spec(network)
+    except ScenarioError as exc:
+        net_spec, network_error = None, str(exc)
+    else:
+        network_error = None
+    result = ScenarioResult(spec.name, seed=seed, profile=profile, repetition=repetition,
+                            network=net_spec.text if net_spec is not None else str(network),
+                            target=target.describe() if target is not None else "in-process")
     wall0, t0 = time.perf_counter(), trio.current_time()
 
     def failed(cause: str, step: str | None = None) -> ScenarioResult:
@@ -147,49 +172,49 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         if name not in PROFILE_NAMES:
             return finish(failed(f"unknown fidelity profile {name!r} (PROFILES of {spec.path.name}); known: "
                                  f"{', '.join(PROFILE_NAMES)}"))
-    try:
-        check_network(network)
-    except ScenarioError as exc:
-        return finish(failed(str(exc)))
-    try:
-        # one journal file holds every scenario of a run: each gets its own run id, derived from what
-        # identifies it (seed, place in the run, scenario, repetition) so equal seeds give equal journals
-        run_id = hashlib.sha256(f"{seed}:{position}:{spec.name}:{repetition}:{profile}".encode()).hexdigest()[:12]
-        config = Config.from_dict({"seed": seed, "profile": profile, "journal_path": journal_path,
-                                   "certs_dir": certs_dir, "run_id": run_id, **spec.config})
-    except ConfigError as exc:
-        return finish(failed(f"CONFIG of {spec.path.name}: {exc}"))
-    config.free_ports()
-    net = VirtualNetwork() if virtual else OSNetwork()
+    if net_spec is None:
+        return finish(failed(network_error or "bad network"))
+    if target is not None:
+        if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+            return finish(failed("a target runs in real time: its servers keep the wall clock"))
+        missing = [need for need in spec.needs if need not in TARGET_POWERS]
+        if missing:
+            result.status = "skipped"
+            result.skipped = (f"{spec.name} needs {describe_needs(missing)}, which only the in-process stack has "
+                              f"(NEEDS of {spec.path.name}); the target {target.describe()} is an external "
+                              "deployment")
+            return finish(result)
+        try:
+            net_spec.check_target()
+        except SetupError as exc:
+            return finish(failed(str(exc)))
+    # one journal file holds every scenario of a run: each gets its own run id, derived from what
+    # identifies it (seed, place in the run, scenario, repetition) so equal seeds give equal journals
+    run_id = hashlib.sha256(f"{seed}:{position}:{spec.name}:{repetition}:{profile}".encode()).hexdigest()[:12]
     scenario: Scenario | None = None
-    story_error: BaseException | None = None
-    timed_out = False
+    outcome: dict[str, Any] = {"error": None, "timed_out": False}
     try:
-        async with open_stack(config, network=net, epoch=VIRTUAL_EPOCH if virtual else None) as stack:
-            result.journal_run = stack.journal.run_id if stack.journal.stored else None
-            apply_network(net, network)
-            async with trio.open_nursery() as actors:
-                scenario = Scenario(spec.name, seed=seed, stack=stack, network=net, nursery=actors,
-                                    profile=profile, network_profile=network, clock="virtual" if virtual else "real",
-                                    actor_options=spec.actors)
-                completed = False
-                try:
-                    with trio.move_on_after(spec.timeout) as scope:
-                        await spec.story(scenario)
-                        await scenario.settle()
-                    timed_out = scope.cancelled_caught
-                    completed = not timed_out
-                except Exception as exc:  # noqa: BLE001 - a story's failure is reported, never raised
-                    story_error = exc
-                finally:
-                    if completed:
-                        failures = scenario.judge()
-                        result.failures = [f"{spec.name}: {e.where()}{e.describe()} -- {e.result}"
-                                           for e in failures]
-                    scenario.close()
-                    actors.cancel_scope.cancel()
-            scenario._journal("scenario", {"event": "end", "timed_out": timed_out,
-                                           "failed": bool(story_error or result.failures)})
+        if target is None:
+            from emulator.config import Config, ConfigError
+            from emulator.net.network import OSNetwork, VirtualNetwork
+            from emulator.stack import open_stack
+
+            virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+            try:
+                config = Config.from_dict({"seed": seed, "profile": profile, "journal_path": journal_path,
+                                           "certs_dir": certs_dir, "run_id": run_id, **spec.config})
+            except ConfigError as exc:
+                return finish(failed(f"CONFIG of {spec.path.name}: {exc}"))
+            config.free_ports()
+            net = VirtualNetwork() if virtual else OSNetwork()
+            async with open_stack(config, network=net, epoch=VIRTUAL_EPOCH if virtual else None) as stack:
+                result.journal_run = stack.journal.run_id if stack.journal.stored else None
+                scenario = await _story(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec,
+                                        stack=stack, network=net, target=None,
+                                        clock="virtual" if virtual else "real", journal=stack.journal)
+        else:
+            scenario = await _against_target(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec,
+                                             target=target, journal_path=journal_path, run_id=run_id)
     except Exception as exc:  # noqa: BLE001 - an actor's task or the stack failed: that scenario fails
         step = scenario.failed_step or scenario.current_step if scenario is not None else None
         return finish(failed(f"the stack or an actor's task failed: {describe_exception(exc, spec.path)}", step))
@@ -198,13 +223,13 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
             result.events = len(scenario.timeline)
             result.expectations = len(scenario.expectations)
             if metrics is not None:
-                _record_metrics(metrics, scenario, spec.name, network)
-    if timed_out:
+                _record_metrics(metrics, scenario, spec.name, net_spec)
+    if outcome["timed_out"]:
         step = scenario.failed_step or scenario.current_step if scenario is not None else None
         return finish(failed(f"timed out after {spec.timeout:g} s (TIMEOUT of {spec.path.name})", step))
-    if story_error is not None:
+    if outcome["error"] is not None:
         step = scenario.failed_step if scenario is not None else None
-        return finish(failed(describe_exception(story_error, spec.path), step))
+        return finish(failed(describe_exception(outcome["error"], spec.path), step))
     if result.failures:
         result.status, result.passed = "failed", False
         more = len(result.failures) - 1
@@ -215,38 +240,76 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
     return finish(result)
 
 
-def _record_metrics(metrics: Metrics, scenario: Scenario, name: str, network: str) -> None:
+async def _story(spec: ScenarioSpec, outcome: dict, result: ScenarioResult, *, seed: int, profile: str,
+                 net_spec: NetworkSpec, stack: Any, network: Any, target: Any, clock: str, journal: Any,
+                 target_name: str = "in-process") -> Scenario:
+    """The story itself, on a stack or against a target: returns the scenario once it is told and
+    judged; ``outcome`` gets the story's error and whether it timed out."""
+    async with trio.open_nursery() as actors:
+        scenario = Scenario(spec.name, seed=seed, stack=stack, network=network, nursery=actors, profile=profile,
+                            network_profile=net_spec, clock=clock, actor_options=spec.actors, target=target,
+                            target_name=target_name)
+        completed = False
+        try:
+            with trio.move_on_after(spec.timeout) as scope:
+                await spec.story(scenario)
+                await scenario.settle()
+            outcome["timed_out"] = scope.cancelled_caught
+            completed = not scope.cancelled_caught
+            unknown = [a for a in net_spec.actors if a not in scenario.actors]
+            if completed and unknown:
+                raise ScenarioError(f"--network names actor(s) {', '.join(unknown)}, which this story does not "
+                                    f"have (its actors: {', '.join(scenario.actors)})")
+        except Exception as exc:  # noqa: BLE001 - a story's failure is reported, never raised
+            outcome["error"] = exc
+        finally:
+            if completed and outcome["error"] is None:
+                failures = scenario.judge()
+                result.failures = [f"{spec.name}: {e.where()}{e.describe()} -- {e.result}" for e in failures]
+            scenario.close()
+            actors.cancel_scope.cancel()
+    scenario._journal("scenario", {"event": "end", "timed_out": outcome["timed_out"],
+                                   "failed": bool(outcome["error"] or result.failures)})
+    return scenario
+
+
+async def _against_target(spec: ScenarioSpec, outcome: dict, result: ScenarioResult, *, seed: int, profile: str,
+                          net_spec: NetworkSpec, target: "TargetSpec", journal_path: str, run_id: str) -> Scenario:
+    """The story against an external deployment: the actors on OS sockets, the bench's own records in
+    the run's journal (the deployment keeps its own)."""
+    from emulator.journal import Journal
+    from emulator.net.links import Links
+    from emulator.net.network import OSNetwork
+
+    network = OSNetwork()
+    network.links = Links(seed=seed)    # resets and half-open hangs still work on our ends
+    journal = Journal(journal_path, seed=seed, profile=f"target:{profile}", clock="real", run_id=run_id)
+    result.journal_run = journal.run_id if journal.stored else None
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run_flusher)
+            await nursery.start(network.links.run)
+            scenario = await _story(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec, stack=None,
+                                    network=network, target=target.participant_target(journal), clock="real",
+                                    journal=journal, target_name=target.describe())
+            await trio.sleep(0.5)     # the pages' last frames and closes reach the journal
+            nursery.cancel_scope.cancel()
+    finally:
+        journal.close()
+    return scenario
+
+
+def _record_metrics(metrics: Metrics, scenario: Scenario, name: str, spec: NetworkSpec) -> None:
+    """Every join's stages under the profile of the actor who joined; the story's own measures under
+    the run's network label."""
     from bench.actors.participant import stage_values
 
     for actor in scenario.actors.values():
+        network = spec.profile_of(actor.name)
         for join in actor.participant.joins:
             metrics.add_stages(stage_values(join.marks), scenario=name, network=network)
     for stage, ms in scenario.measures:
-        metrics.add(stage, ms, scenario=name, network=network)
-
-
-@contextmanager
-def deterministic_scheduling(seed: int | str) -> Iterator[None]:
-    """Within the block, trio runs the tasks that are ready at the same moment in an order that
-    depends only on ``seed``.
-
-    trio picks that order itself (a batch is reversed or not by a module-level generator, and
-    batches are partly collected from sets); in virtual time many tasks are ready at the same
-    instant, so two runs with one seed would interleave differently.  trio's Hypothesis support has
-    the switch that sorts each batch by task creation and shuffles it with a seeded generator; it is
-    private to trio, hence the reach into ``trio._core._run``.  (The same switch is being added to
-    the emulator with its seeded ids; this one is the scenario runner's until they meet.)
-    """
-    import trio._core._run as trio_run
-
-    saved_flag, saved_state = trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()
-    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True
-    trio_run._r.seed(f"{seed}:trio-scheduler")
-    try:
-        yield
-    finally:
-        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag
-        trio_run._r.setstate(saved_state)
+        metrics.add(stage, ms, scenario=name, network=spec.label)
 
 
 def run_one(spec: ScenarioSpec, *, clock: str = "virtual", **kwargs: Any) -> ScenarioResult:
@@ -254,6 +317,8 @@ def run_one(spec: ScenarioSpec, *, clock: str = "virtual", **kwargs: Any) -> Sce
     sleep, and a scheduling order fixed by the seed)."""
     if clock not in ("virtual", "real"):
         raise ValueError(f"clock must be 'virtual' or 'real', not {clock!r}")
+    if kwargs.get("target") is not None:
+        clock = "real"                   # a deployment keeps the wall clock
     if clock == "virtual":
         with deterministic_scheduling(kwargs.get("seed", 0)):
             return trio.run(lambda: tell(spec, **kwargs), clock=trio.testing.MockClock(autojump_threshold=0))
@@ -293,7 +358,8 @@ class Run:
         self.report_dir.mkdir(parents=True, exist_ok=True)
         plan = self.planned
         self.results = [ScenarioResult(spec.name, seed=scenario_seed(self.settings.seed, i), repetition=i,
-                                       profile=self.settings.profile, network=self.settings.network)
+                                       profile=self.settings.profile, network=self.settings.network,
+                                       target=self.settings.target)
                         for spec, i in plan]
         self.write()
         try:
@@ -305,7 +371,8 @@ class Run:
                     result = run_one(spec, clock=self.settings.clock, seed=scenario_seed(self.settings.seed, repetition),
                                      profile=self.settings.profile, network=self.settings.network,
                                      repetition=repetition, metrics=self.metrics,
-                                     journal_path=str(self.journal_path), certs_dir=certs, position=index)
+                                     journal_path=str(self.journal_path), certs_dir=certs, position=index,
+                                     target=self.settings.target_spec)
                     self.results[index] = result
                     if self.on_result is not None:
                         self.on_result(index, len(plan), result)
