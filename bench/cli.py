@@ -702,9 +702,10 @@ def list_scenarios(out=None) -> int:
     specs = pack()
     width = max(len(spec.name) for spec in specs)
     for spec in specs:
-        where = "" if spec.default else " (not in the default pack)"
+        notes = ([] if spec.default else ["not in the default pack"]) + (["runs against a --target too"]
+                                                                           if not spec.needs else [])
         text = spec.error or spec.summary
-        out.write(f"{spec.name.ljust(width)}  {text}{where}\n")
+        out.write(f"{spec.name.ljust(width)}  {text}{''.join(f' ({note})' for note in notes)}\n")
     return 0
 
 

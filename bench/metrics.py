@@ -178,7 +178,9 @@ class Metrics:
         buffer = io.StringIO()
         writer = HistogramLogWriter(buffer)
         writer.output_comment(f"[Histogram log format version {LOG_FORMAT_VERSION}]")
-        writer.output_comment(f"[StartTime: {start:.3f} (seconds since epoch), "
+        # the intervals' own start is written as %f: the same digits here, or a reader that rounds this
+        # one up (.3f) sees every interval start before the log and skips it
+        writer.output_comment(f"[StartTime: {start:f} (seconds since epoch), "
                               f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(start))}]")
         writer.output_comment(f"[cometbench: values in microseconds, {LOWEST_US}..{HIGHEST_US}, "
                               f"{SIGNIFICANT_DIGITS} significant digits; Tag = stage;scenario;network]")

@@ -20,14 +20,14 @@ are lost while it is down."
 from bench.scenario import Scenario
 
 NEEDS = ("faults", "freeswitch")
-ROOM = "105"
+ROOM = "111"
 DOWN = 5.0
 
 
 async def story(s: Scenario) -> None:
     doctor, patient = s.doctor, s.patient
 
-    with s.step("the doctor and the patient are in a call in room 105"):
+    with s.step("the doctor and the patient are in a call in room 111"):
         await s.meet(ROOM, doctor, patient)
         await s.sleep(5)
         members = [doctor.member(), patient.member()]

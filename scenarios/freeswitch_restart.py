@@ -26,7 +26,7 @@ from bench.scenario import Scenario
 
 PROFILES = ("cppcomet-4.09", "lenient")   # the comet server's ESL link stays dead (faithful) or comes back
 NEEDS = ("faults", "freeswitch")
-ROOM = "106"
+ROOM = "112"
 DOWN = 5.0
 ICE = 30.0            # seconds without media until Chrome's ICE gives up (bench/clients/sip_ua.py)
 
@@ -35,7 +35,7 @@ async def story(s: Scenario) -> None:
     doctor, patient = s.doctor, s.patient
     both = (doctor, patient)
 
-    with s.step("the doctor and the patient are in a call in room 106"):
+    with s.step("the doctor and the patient are in a call in room 112"):
         await s.meet(ROOM, doctor, patient)
         await s.sleep(5)
 

@@ -22,6 +22,7 @@ What each side sees:
 
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "102"
 PROFILE = "video-2"      # max-members 2
 

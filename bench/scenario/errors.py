@@ -19,11 +19,9 @@ __all__ = ["ScenarioFailure", "ScenarioError", "NotAvailable", "POWERS", "descri
 
 #: Every power of the in-process stack a story can need, and how a message names it.
 POWERS = {
-    "faults": "server faults (restarting the comet server or FreeSWITCH, a slow CometQL: stack.faults)",
-    "links": "link conditions on both ends of every connection (profiles, partitions, lost networks: "
-             "stack.links)",
-    "freeswitch": "a look inside FreeSWITCH (its conference events, members and flags, ESL commands, talking: "
-                  "the in-process bridge)",
+    "faults": "server faults (stack.faults: restarts, a slow CometQL)",
+    "links": "link conditions (stack.links: profiles, partitions, lost networks)",
+    "freeswitch": "a look inside FreeSWITCH (the in-process bridge: its events, members, flags, ESL)",
 }
 
 

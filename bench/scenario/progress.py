@@ -110,11 +110,17 @@ def summary_lines(report: dict, report_path: str, log: tuple[str, int] | None = 
              f"profile {', '.join(report['profiles'])}{target})"]
     if report["status"] == "interrupted":
         lines.append(f"interrupted: {report['interruption']}")
+    skipped: dict[str, list[str]] = {}
     for scenario in report["scenarios"]:
         if scenario["status"] in ("failed", "interrupted"):
             lines.append(f"  {scenario['failure']}")
-        elif scenario["status"] == "skipped":
-            lines.append(f"  skipped: {scenario.get('skipped')}")
+        elif scenario["status"] == "skipped" and scenario["name"] not in skipped.get(scenario.get("skipped"), []):
+            skipped.setdefault(scenario.get("skipped"), []).append(scenario["name"])
+    for reason, names in skipped.items():
+        lines.append(f"  skipped {', '.join(names)}: {reason}")
+    if skipped and not counts["passed"]:
+        lines.append(f"no scenario could run against the target {report.get('target')}: name one that can "
+                     "(`cometbench run --list` marks them)")
     stages = report["stages"]
     for name in ("join_total", "system"):
         stage = stages.get(name)

@@ -180,9 +180,8 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         missing = [need for need in spec.needs if need not in TARGET_POWERS]
         if missing:
             result.status = "skipped"
-            result.skipped = (f"{spec.name} needs {describe_needs(missing)}, which only the in-process stack has "
-                              f"(NEEDS of {spec.path.name}); the target {target.describe()} is an external "
-                              "deployment")
+            result.skipped = (f"needs {describe_needs(missing)} (NEEDS of {spec.path.name}), which only the "
+                              "in-process stack has")
             return finish(result)
         try:
             net_spec.check_target()

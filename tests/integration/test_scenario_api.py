@@ -371,3 +371,74 @@ async def test_a_network_spec_naming_an_actor_the_story_lacks_fails_it(autojump_
     assert not result.passed
     assert result.failure == ("story: --network names actor(s) nurse, which this story does not have "
                               "(its actors: doctor, patient)")
+
+
+async def test_fault_and_link_actions_reach_the_stack_and_the_timeline(autojump_clock):
+    """Every action of s.faults and s.link(actor) works on the stack's own controls and goes on the
+    timeline, so windows can be scoped by it -- a scheduled heal included."""
+    seen = {}
+
+    async def story(s):
+        doctor, patient = s.doctor, s.patient
+        await s.meet("101")
+        with s.step("link actions"):
+            s.link(patient).partition(5)
+            seen["partitioned"] = s.stack.links.partitioned("patient", "sip")
+            await s.wait("link.heal", within=6)
+            seen["healed_after"] = s.timeline.last("link.heal").t - s.timeline.last("link.partition").t
+            seen["reset"] = s.link(patient, "sip").reset()
+            s.link(doctor).profile("3g")
+            s.link(doctor, "media").latency(300, jitter_ms=10)
+            s.link(doctor).loss(0.02)
+            seen["links"] = (s.stack.links.link("doctor", "comet").rtt_ms, s.stack.links.link("doctor", "media"),
+                             s.stack.links.link("doctor", "comet").loss)
+            s.link(doctor).clear()
+            s.link(doctor, "media").clear()
+            seen["cleared"] = s.stack.links.link("doctor", "comet").clean
+            seen["half_open"] = s.link(doctor, "cometql").half_open()
+        with s.step("a slow CometQL"):
+            s.faults.slow_cometql(0.5)
+            rows = await s.conference_members("101")
+            seen["slow"] = s.stack.faults.cometql_delay
+            s.faults.clear_slow_cometql()
+            seen["rows"] = rows
+        with s.step("the comet server restarts"):
+            await s.faults.restart_comet(downtime=2)
+            await s.wait("patient.comet_open", within=5)
+        seen["names"] = [h.name for h in s.timeline if h.who in ("link", "fault")]
+        seen["reset_event"] = s.timeline.last("link.reset").data
+
+    result = await tell(spec_of(story))
+    assert result.passed, result.failure
+    assert seen["partitioned"] and seen["healed_after"] == pytest.approx(5)
+    assert seen["reset"] == 1 and seen["reset_event"] == {"protocol": "sip", "actor": "patient", "connections": 1}
+    assert seen["links"][0] == 250.0 and seen["links"][1].rtt_ms == 300 and seen["links"][1].jitter_ms == 10
+    assert seen["links"][2] == 0.02 and seen["cleared"]
+    assert seen["half_open"] == 0                       # the app backend, not the doctor, speaks CometQL
+    assert seen["slow"] == 0.5 and sorted(seen["rows"]) == ["doctor", "patient"]
+    assert seen["names"] == ["link.partition", "link.heal", "link.reset", "link.set", "link.set", "link.set",
+                             "link.set", "link.set", "link.half_open", "fault.slow_cometql", "fault.slow_cometql",
+                             "fault.restart_comet", "fault.comet_up"]
+
+
+async def test_a_lost_network_is_seen_by_the_page_and_ends_when_it_is_back(autojump_clock):
+    seen = {}
+
+    async def story(s):
+        await s.meet("101")
+        with s.step("the patient's network goes for 10 s"):
+            s.between("link.offline", "link.online").expect("patient.comet_close", count=1, code=1006)
+            s.between("link.offline", "link.online").expect_no("patient.comet_open")
+            seen["connections"] = s.link(s.patient).lose_network(10)
+            seen["offline"] = (s.stack.links.offline("patient"), s.patient.comet.online)
+            await s.wait("patient.go_online", within=11)
+            await s.wait("patient.comet_open", within=2)
+        seen["order"] = [h.name for h in s.timeline if h.name in (
+            "patient.go_offline", "link.offline", "link.partition", "link.heal", "link.online", "patient.go_online")]
+
+    result = await tell(spec_of(story))
+    assert result.passed, result.failure
+    assert seen["connections"] == 2                 # the comet WebSocket and the SIP WebSocket
+    assert seen["offline"] == (True, False)
+    assert seen["order"] == ["patient.go_offline", "link.offline", "link.partition", "link.heal", "link.online",
+                             "patient.go_online"]

@@ -119,20 +119,42 @@ E1 = (1700000000.5, "comet", "connect", "", 15, 5, 1, "auth=hash authorized=True
 E2 = (1700000001.25, "bench", "mark", "", 15, 5, None, '{"mark":"on_call","t":1.25}')
 
 
-def test_digest_ignores_run_ids_and_seq_values_but_not_order_or_content(tmp_path):
+def test_digest_covers_everything_run_ids_seq_values_order_and_content(tmp_path):
+    """Ids are seeded, so nothing is masked: another run id, another order or another byte of content
+    each give another digest; equal files give equal digests."""
     journal(tmp_path / "a.sqlite", [("aaaa", [E1, E2]), ("bbbb", [E1])])
-    journal(tmp_path / "b.sqlite", [("zzzz", [E1, E2]), ("yyyy", [E1])])
-    assert journal_sha256(tmp_path / "a.sqlite") == journal_sha256(tmp_path / "b.sqlite")
-    journal(tmp_path / "c.sqlite", [("aaaa", [E2, E1]), ("bbbb", [E1])])
+    journal(tmp_path / "a2.sqlite", [("aaaa", [E1, E2]), ("bbbb", [E1])])
+    assert journal_sha256(tmp_path / "a.sqlite") == journal_sha256(tmp_path / "a2.sqlite")
+    journal(tmp_path / "b.sqlite", [("zzzz", [E1, E2]), ("yyyy", [E1])])        # other run ids
+    journal(tmp_path / "c.sqlite", [("aaaa", [E2, E1]), ("bbbb", [E1])])        # other order
     journal(tmp_path / "d.sqlite", [("aaaa", [E1, E2[:-1] + ('{"mark":"on_call","t":1.26}',)]), ("bbbb", [E1])])
-    journal(tmp_path / "e.sqlite", [("aaaa", [E1]), ("bbbb", [E2, E1])])   # same rows, other runs
-    digests = {journal_sha256(tmp_path / f"{n}.sqlite") for n in "acde"}
-    assert len(digests) == 4
+    journal(tmp_path / "e.sqlite", [("aaaa", [E1]), ("bbbb", [E2, E1])])        # same rows, other runs
+    digests = {journal_sha256(tmp_path / f"{n}.sqlite") for n in "abcde"}
+    assert len(digests) == 5
     import hashlib
 
-    line = json.dumps([0, *E1], separators=(",", ":"), ensure_ascii=False) + "\n"
+    line = json.dumps([1, "x", *E1], separators=(",", ":"), ensure_ascii=False) + "\n"
     journal(tmp_path / "f.sqlite", [("x", [E1])])
     assert journal_sha256(tmp_path / "f.sqlite") == hashlib.sha256(line.encode()).hexdigest()
+
+
+def test_a_file_with_one_run_has_the_digest_its_journal_reports(tmp_path):
+    from emulator.journal import Journal
+
+    j = Journal(tmp_path / "j.sqlite", seed=3, run_id="0123456789ab", now=lambda: 1700000000.25)
+    j.record("comet", "connect", dev_id=15, user_id=5, conn_id=1, data="auth=hash authorized=True")
+    j.record("bench", "mark", dev_id=15, data='{"mark":"on_call","t":1.25,"who":"Zoë"}')
+    j.flush()
+    assert journal_sha256(tmp_path / "j.sqlite") == j.sha256()
+    j.close()
+
+
+def test_the_histogram_log_start_is_written_with_the_intervals_digits(tmp_path):
+    """A log whose StartTime rounded up past its intervals' start was read back empty."""
+    metrics = Metrics()
+    metrics.add("join_total", 650.0, scenario="a", network="lan")
+    metrics.write_log(tmp_path / "x.hlog", start=1796532760.712780, end=1796532761.951081)
+    assert Metrics.read_log(tmp_path / "x.hlog").summary()["join_total"]["count"] == 1
 
 
 def test_digest_of_a_file_without_a_journal(tmp_path):
