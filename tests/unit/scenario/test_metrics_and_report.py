@@ -182,3 +182,38 @@ def test_percentiles_are_the_packages_own():
         ps = [1, 50, 90, 95, 99, 99.9, 100]
         assert percentile_values(h, ps) == {p: h.get_value_at_percentile(p) for p in ps}
     assert percentile_values(new_histogram(), [50]) == {50: 0}
+
+
+def test_percentile_values_equal_the_packages_own_answer():
+    """The one-pass percentiles (which start at the minimum's bucket) give what HdrHistogram's
+    get_value_at_percentile gives, for values near 0, within one bucket, and spread wide."""
+    import random
+
+    from bench.metrics import new_histogram, percentile_values
+
+    rng = random.Random(7)
+    cases = [[0, 0, 5], [1], [650_000] * 3 + [651_234], [rng.randrange(1, 3_600_000_000) for _ in range(500)],
+             [int(rng.lognormvariate(13, 1)) for _ in range(300)], [0] + [rng.randrange(1, 10_000) for _ in range(99)]]
+    for values in cases:
+        h = new_histogram()
+        for v in values:
+            h.record_value(v)
+        got = percentile_values(h, (1, 50, 90, 95, 99, 100))
+        assert got == {p: h.get_value_at_percentile(p) for p in (1, 50, 90, 95, 99, 100)}, values[:5]
+
+
+def test_summaries_follow_every_new_value():
+    m = Metrics()
+    m.add("join_total", 600, scenario="a", network="lan")
+    m.add("join_total", 700, scenario="b", network="lan")
+    assert m.summary()["join_total"]["count"] == 2 and m.summary(scenario="a")["join_total"]["max"] == pytest.approx(600, rel=1e-3)
+    m.summary(scenario="b")["join_total"]["count"] = 99          # a caller's copy, not the cache
+    m.add("join_total", 900, scenario="a", network="3g")
+    assert m.summary()["join_total"]["count"] == 3
+    assert m.summary(scenario="a")["join_total"]["max"] == pytest.approx(900, rel=1e-3)
+    assert m.summary(scenario="a", network="lan")["join_total"]["count"] == 1
+    assert m.summary(scenario="b")["join_total"]["count"] == 1
+    other = Metrics()
+    other.add("push", 2, scenario="b", network="lan")
+    m.merge(other)
+    assert m.summary(scenario="b")["push"]["count"] == 1
