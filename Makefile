@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-calls fuzz clean
+.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-calls bench-reports fuzz clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -60,6 +60,9 @@ bench-calls: setup
 # campaign (>= 1,000,000 inputs per protocol); ARGS="--live-minutes 5" etc. (tests/fuzz/run.py)
 fuzz: setup
 	$(BIN)/python -m tests.fuzz.run $(ARGS)
+
+bench-reports: setup
+	$(BIN)/python tests/perf/bench_reports.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .hypothesis build dist *.egg-info

@@ -1,5 +1,5 @@
-"""The ``cometbench`` command: run the scenarios, run the emulator, run one call through it, list its quirks,
-read its journal.
+"""The ``cometbench`` command: run the scenarios, write and compare their reports, run the emulator
+(with its control plane), run one call through it, list its quirks, read its journal.
 
 Every mistake a user can make on the command line or in the config file is a *usage error*: one
 line on stderr starting with ``cometbench:`` that names the flag, file or key and says what would
@@ -13,7 +13,11 @@ the journal and the generated CA certificate are, and whether SIP is served as w
 ``run`` tells the scenario pack's stories (or the ones named) against fresh in-process stacks and
 writes a run directory (journal, histograms, report.json); it shows its progress on stdout, ends
 with a summary and the report's path, and exits 0 only when every scenario passed (1 when one
-failed, 130 when Ctrl-C stopped it -- the report then says what did not finish).
+failed, 3 when only a limit of ``--thresholds`` was breached, 130 when Ctrl-C stopped it -- the
+report then says what did not finish); at its end it writes report.html and junit.xml too
+(bench/report/writer.py).  ``report`` writes a run directory's reports again; ``diff`` compares two
+run directories stage by stage (exit 1 on a regression).  ``serve`` also starts the control plane
+(emulator/control/) unless ``--no-control``, and prints its token on stderr.
 
 ``call`` runs one two-party call (``bench/call.py``) and prints a summary on stderr and one JSON line
 on stdout; its exit status is 0 only when the call went through (1 when it did not).
@@ -41,6 +45,8 @@ import trio
 from emulator.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, Config, ConfigError
 from emulator.profiles import DEFAULT_PROFILE, PROFILE_NAMES, quirks_table
 
+EXIT_BREACH = 3   # a threshold breached (bench.report.thresholds.EXIT_BREACH)
+
 DEFAULTS = Config()
 CONFIG_FILE = "cometbench.toml"
 
@@ -50,6 +56,9 @@ examples:
   cometbench run refresh_mid_call --seed 7   one scenario (see `cometbench run --list`)
   cometbench serve                           the emulator on the real servers' ports (WebSocket 8087,
                                              CometQL 3307, SIP/WSS 7443, SIP 5060, ESL 8021, directory 8082)
+  cometbench run --thresholds examples/thresholds.toml   the pack, judged against limits (exit 3 on a breach)
+  cometbench report reports/<run>            write a run's report.html, junit.xml, report.json again
+  cometbench diff reports/<a> reports/<b>    compare two runs stage by stage, flag regressions
   cometbench serve --free-ports              every service on a free port; read them from the ready line
   cometbench serve --profile lenient         without the real server's harmful quirks
   cometbench serve --quirk queue_ten_per_login=off
@@ -181,9 +190,13 @@ def _serve_parser(sub) -> None:
                    help=f"link preset of the media model: loopback, lan, dsl, 4g, 3g, bad-wifi "
                         f"(default: {DEFAULTS.media_link})")
     for service, default in DEFAULT_PORTS.items():
-        later = "" if service in IMPLEMENTED_SERVICES else "; reserved: the control plane is not built yet"
+        later = "" if service in IMPLEMENTED_SERVICES else "; reserved"
         p.add_argument(f"--{service.replace('_', '-')}-port", type=port_arg, metavar="N",
                        help=f"port of the {service} service (default: {default}{later})")
+    p.add_argument("--no-control", action="store_true",
+                   help="do not run the control plane (REST API, dashboard, /metrics on --control-port)")
+    p.add_argument("--control-host", metavar="HOST",
+                   help=f"address the control plane binds (default: {DEFAULTS.control_host}, loopback only)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log connections, logins, queries and commands on stderr as they happen; "
                         "-vv adds every frame and message")
@@ -265,6 +278,93 @@ def _run_parser(sub) -> None:
     p.add_argument("--all", action="store_true",
                    help="every scenario of the pack, the long ones kept out of the default pack included")
     p.add_argument("--list", action="store_true", help="list the pack's scenarios and exit")
+    _report_options(p)
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--thresholds", metavar="FILE",
+                   help="TOML file of limits, e.g. limits = [\"p99(join_total) < 8 s\", \"failure_rate < 1 %%\"]; "
+                        f"a breach exits with status {EXIT_BREACH} (README: Thresholds)")
+    p.add_argument("--baseline", metavar="RUN_DIR",
+                   help="a run directory to compare with: the HTML report and report.json include the comparison")
+    p.add_argument("--tolerance", type=_percent_arg, default=10.0, metavar="PCT",
+                   help="with --baseline: how much slower a percentile may be before it is a regression "
+                        "(default 10%%)")
+
+
+def _percent_arg(text: str) -> float:
+    try:
+        value = float(text.strip().rstrip("%").strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a percentage such as 10 or 10%, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a tolerance cannot be negative, got {text!r}")
+    return value
+
+
+def _ms_arg(text: str) -> float:
+    raw = text.strip()
+    scale = 1.0
+    for unit, factor in (("ms", 1.0), ("s", 1000.0)):
+        if raw.endswith(unit):
+            raw, scale = raw[: -len(unit)].strip(), factor
+            break
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects milliseconds such as 5 or 5ms, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative, got {text!r}")
+    return value
+
+
+REPORT_EXAMPLES = """\
+examples:
+  cometbench report reports/20261207T101500Z-seed0            write report.html, junit.xml again
+  cometbench report RUN --thresholds thresholds.toml          judge a finished run against limits
+  cometbench report RUN --baseline reports/last-release       include a comparison in report.html
+"""
+
+DIFF_EXAMPLES = """\
+examples:
+  cometbench diff reports/main reports/my-branch              stage by stage, regressions flagged
+  cometbench diff A B --tolerance 5 --percentiles 50,99       stricter, two percentiles
+  cometbench diff A B --json                                  the comparison as JSON on stdout
+"""
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser(
+        "report", help="write a run directory's reports again (report.html, report.json, junit.xml)",
+        formatter_class=HelpFormatter, epilog=REPORT_EXAMPLES,
+        description="Regenerate the reports of a run directory that `cometbench run` wrote, from its\n"
+                    "report.json, histograms.hlog and journal.sqlite; optionally judge it against thresholds\n"
+                    f"(exit status {EXIT_BREACH} on a breach) and compare it with a baseline run.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (e.g. reports/<time>-seed0)")
+    _report_options(p)
+
+
+def _diff_parser(sub) -> None:
+    p = sub.add_parser(
+        "diff", help="compare two runs stage by stage and flag regressions", formatter_class=HelpFormatter,
+        epilog=DIFF_EXAMPLES,
+        description="Compare RUN_B (the candidate) with RUN_A (the baseline) stage by stage from their\n"
+                    "histograms.  A percentile slower by more than the tolerance is a regression only when its\n"
+                    "95% confidence intervals in the two runs do not overlap; otherwise the difference is noise.\n"
+                    "Exit status 1 when there is a regression, 0 when not, 2 for a usage error.")
+    p.add_argument("run_a", metavar="RUN_A", help="the baseline run directory")
+    p.add_argument("run_b", metavar="RUN_B", help="the run to judge")
+    p.add_argument("--tolerance", type=_percent_arg, default=10.0, metavar="PCT",
+                   help="how much slower a percentile may be before it is a regression (default 10%%)")
+    p.add_argument("--min-delta", type=_ms_arg, default=1.0, metavar="MS",
+                   help="differences of at most this many milliseconds are never flagged (default 1 ms)")
+    p.add_argument("--percentiles", default="50,90,99", metavar="LIST",
+                   help="percentiles to compare, comma-separated (default 50,90,99)")
+    p.add_argument("--scenario", metavar="NAME", help="compare one scenario's histograms (default: the whole run)")
+    p.add_argument("--all", action="store_true", help="list the stages within the tolerance too")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+
 def fraction_arg(text: str) -> float:
     """A probability: 0.2 or 20%."""
     value_text = text.strip()
@@ -341,6 +441,8 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"cometbench {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
+    _report_parser(sub)
+    _diff_parser(sub)
     _serve_parser(sub)
     sub.add_parser("quirks", help="list the fidelity quirks, their state in each profile and their docs",
                    formatter_class=HelpFormatter)
@@ -391,7 +493,8 @@ def load_config(args: argparse.Namespace) -> tuple[Config, Source]:
 
 def config_from_args(args: argparse.Namespace) -> tuple[Config, Source]:
     cfg, source = load_config(args)
-    for name in ("host", "password", "profile", "sip_public_host", "sip_public_port", "esl_password", "media_link"):
+    for name in ("host", "password", "profile", "sip_public_host", "sip_public_port", "esl_password", "media_link",
+                 "control_host"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -401,6 +504,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Source]:
         cfg.sip_tls = False
     if args.no_freeswitch:
         cfg.freeswitch_emulated = False
+    if args.no_control:
+        cfg.control = False
     if args.freeswitch_only:
         cfg.comet_emulated = False
     if args.directory_url is not None:
@@ -527,19 +632,49 @@ def describe(stack, source: Source) -> list[str]:
     return lines
 
 
+async def start_control(stack):
+    """The control plane on the stack's nursery (None when ``control = false``), in its own
+    :class:`emulator.stack.Service` (a comet or FreeSWITCH restart does not touch it)."""
+    from emulator.control.server import ControlServer
+    from emulator.stack import Service
+
+    cfg = stack.config
+    if not cfg.control:
+        return None
+    control = ControlServer(stack, cfg.control_token or None)
+    await Service("control", control.serve, cfg.control_host, cfg.ports["control"], nursery=stack.nursery).start()
+    stack.ports["control"] = control.port
+    return control
+
+
 async def serve(cfg: Config, source: Source | None = None) -> None:
     from emulator.stack import open_stack
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with open_stack(cfg) as stack:
+            control = await start_control(stack)
             tune_gc()
             for line in describe(stack, source or Source()):
                 print(f"cometbench: {line}", file=sys.stderr)
+            if control is not None:
+                base = f"http://{_url_host(cfg.control_host)}:{control.port}"
+                print(f"cometbench: control plane {base}/api (Authorization: Bearer {control.token}), "
+                      f"dashboard {base}/dashboard#token={control.token}, metrics {base}/metrics, "
+                      f"API description {base}/openapi.json", file=sys.stderr)
+                print(f"cometbench: control token {control.token}"
+                      + (" (control_token of the config)" if cfg.control_token else
+                         " (random; set control_token in the config to fix it)"), file=sys.stderr)
+            else:
+                print("cometbench: control plane off (--no-control / control = false)", file=sys.stderr)
             sys.stderr.flush()
             print(json.dumps(ready_line(stack)), flush=True)
             async for _ in signals:
                 print("cometbench: shutting down", file=sys.stderr, flush=True)
                 break
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _os_error(exc: BaseException) -> OSError | None:
@@ -749,6 +884,7 @@ def run_scenarios(args: argparse.Namespace) -> int:
             raise UsageError(f"--report-dir {report_dir} is a file, not a directory")
     else:
         report_dir = default_report_dir(args.seed)
+    thresholds, baseline = report_inputs(args)
     if args.target_spec is not None:
         from bench.options import probe_target
 
@@ -756,7 +892,7 @@ def run_scenarios(args: argparse.Namespace) -> int:
             probe_target(args.target_spec)     # a deployment that does not answer: nothing to run against
         except SetupError as exc:
             raise UsageError(str(exc)) from None
-    return execute_run(specs, args, report_dir)
+    return execute_run(specs, args, report_dir, thresholds=thresholds, baseline=baseline)
 
 
 def target_arg(text: str, ca: str | None, insecure: bool):
@@ -769,7 +905,26 @@ def target_arg(text: str, ca: str | None, insecure: bool):
         raise UsageError(str(exc)) from None
 
 
-def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
+def report_inputs(args: argparse.Namespace) -> tuple:
+    """The thresholds file and the baseline run of --thresholds / --baseline, checked before anything runs."""
+    from bench.report.rundir import RunDirError, load_run
+    from bench.report.thresholds import ThresholdError, load_thresholds
+
+    thresholds = baseline = None
+    if getattr(args, "thresholds", None):
+        try:
+            thresholds = load_thresholds(args.thresholds)
+        except ThresholdError as exc:
+            raise UsageError(str(exc)) from None
+    if getattr(args, "baseline", None):
+        try:
+            baseline = load_run(args.baseline)
+        except RunDirError as exc:
+            raise UsageError(f"--baseline: {exc}") from None
+    return thresholds, baseline
+
+
+def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thresholds=None, baseline=None) -> int:
     from bench.scenario.progress import make_progress, summary_lines
     from bench.scenario.runner import Run, RunSettings
 
@@ -789,6 +944,11 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
     run = Run(specs, settings, report_dir, on_start=progress.on_start, on_result=progress.on_result)
     run.log_file = log_path
     run.log_records = handler
+    run.thresholds, run.baseline = thresholds, baseline
+    if baseline is not None:
+        from bench.report.diff import DiffSettings
+
+        run.diff_settings = DiffSettings(tolerance=args.tolerance)
     status = 0
     # Ctrl-C stops the run with a report even when the shell started us with SIGINT ignored
     # (a background job of a script): that is what --help and the report promise
@@ -808,9 +968,17 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
         progress.close()
         root.removeHandler(handler)
         handler.close()
+    from bench.report.terminal import print_summary
+    from bench.report.writer import exit_status
+
     report = json.loads(run.report_path.read_text(encoding="utf-8"))
-    for line in summary_lines(report, str(run.report_path), (str(log_path), handler.error_count)):
-        print(line, flush=True)
+    tail = summary_lines(report, str(run.report_path), (str(log_path), handler.error_count))
+    if run.written is not None:
+        tail.insert(-1, f"html: {run.written.html}  junit: {run.written.junit}")
+    print_summary(report, tail)
+    if run.report_error:
+        print(f"cometbench: report.html and junit.xml could not be written ({run.report_error}); "
+              f"`cometbench report {report_dir}` tries again", file=sys.stderr)
     if status == -1:
         print(f"cometbench: the run stopped: {crash}; the report says which scenarios did not finish",
               file=sys.stderr)
@@ -818,14 +986,71 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path) -> int:
     if status == 130:
         print("cometbench: interrupted (Ctrl-C); the report says which scenarios did not finish", file=sys.stderr)
         return 130
-    return run_status(report["summary"])
+    return exit_status(report)
 
 
-def run_status(summary: dict) -> int:
-    """0 when every scenario passed, or was skipped (it needs what the --target lacks) while at least
-    one other passed; 1 otherwise."""
-    passed, skipped = summary["passed"], summary.get("skipped", 0)
-    return 0 if passed and passed + skipped == summary["scenarios"] else 1
+# --- report and diff -------------------------------------------------------------------------------
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from bench.report import rundir
+    from bench.report.diff import DiffSettings
+    from bench.report.terminal import print_summary
+    from bench.report.writer import exit_status, write_reports
+    from bench.scenario.progress import summary_lines
+
+    thresholds, baseline = report_inputs(args)
+    try:
+        run = rundir.load_run(args.run_dir)
+        if run.journal_problem and run.report.get("journal"):
+            print(f"cometbench: warning: {run.path}: {run.journal_problem}; the HTML report has no sequence diagrams",
+                  file=sys.stderr)
+        written = write_reports(run.path, thresholds=thresholds, baseline=baseline,
+                                diff_settings=DiffSettings(tolerance=args.tolerance))
+    except rundir.RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write the reports into {args.run_dir}: {exc.strerror or exc}") from None
+    report = written.report
+    log = report.get("emulator_log")
+    tail = summary_lines(report, str(written.json),
+                         (str(written.json.parent / log["path"]), log["errors"]) if log else None)
+    tail.insert(-1, f"html: {written.html}  junit: {written.junit}")
+    print_summary(report, tail)
+    return exit_status(report)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from bench.report.diff import DiffSettings, compare, diff_json, diff_lines
+    from bench.report.rundir import RunDirError, load_run
+
+    try:
+        percentiles = tuple(float(p.strip().lstrip("p")) for p in args.percentiles.split(",") if p.strip())
+    except ValueError:
+        raise UsageError(f"--percentiles expects numbers such as 50,90,99, got {args.percentiles!r}") from None
+    if not percentiles or not all(0 < p <= 100 for p in percentiles):
+        raise UsageError(f"--percentiles must be between 0 and 100, got {args.percentiles!r}")
+    runs = []
+    for which, path in (("RUN_A", args.run_a), ("RUN_B", args.run_b)):
+        try:
+            runs.append(load_run(path))
+        except RunDirError as exc:
+            raise UsageError(f"{which}: {exc}") from None
+    a, b = runs
+    settings = DiffSettings(tolerance=args.tolerance, min_delta_ms=args.min_delta, percentiles=percentiles,
+                            scenario=args.scenario)
+    if args.scenario:
+        known = {k.scenario for k in a.metrics.histograms} | {k.scenario for k in b.metrics.histograms}
+        if args.scenario not in known:
+            raise UsageError(f"--scenario {args.scenario!r}: neither run measured it; they have "
+                             f"{', '.join(sorted(known)) or 'no scenarios with latencies'}")
+    diffs = compare(a.metrics, b.metrics, settings)
+    if args.json:
+        print(json.dumps(diff_json(diffs, settings, str(a.path), str(b.path)), indent=2))
+    else:
+        for line in diff_lines(diffs, settings, str(a.path), str(b.path), show_all=args.all):
+            print(line)
+    return 1 if any(d.verdict == "regression" for d in diffs) else 0
 
 
 class _LogCounter(logging.FileHandler):
@@ -916,6 +1141,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_serve(args)
         if args.command == "run":
             return run_scenarios(args)
+        if args.command == "report":
+            return run_report(args)
+        if args.command == "diff":
+            return run_diff(args)
         if args.command == "journal":
             return read_journal(args)
         if args.command == "call":

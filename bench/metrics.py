@@ -26,6 +26,7 @@ spaces).  The interval's max column is in whole milliseconds (max_value_unit_rat
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,9 +198,9 @@ class Metrics:
         buffer = io.StringIO()
         writer = HistogramLogWriter(buffer)
         writer.output_comment(f"[Histogram log format version {LOG_FORMAT_VERSION}]")
-        # the intervals' own start is written as %f: the same digits here, or a reader that rounds this
-        # one up (.3f) sees every interval start before the log and skips it
-        writer.output_comment(f"[StartTime: {start:f} (seconds since epoch), "
+        # the StartTime is rounded *down* to the millisecond: a reader skips intervals that start
+        # before it (rounded up, half the logs read back empty)
+        writer.output_comment(f"[StartTime: {math.floor(start * 1000) / 1000:.3f} (seconds since epoch), "
                               f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(start))}]")
         writer.output_comment(f"[cometbench: values in microseconds, {LOWEST_US}..{HIGHEST_US}, "
                               f"{SIGNIFICANT_DIGITS} significant digits; Tag = stage;scenario;network]")
@@ -224,7 +225,9 @@ class Metrics:
         for path in paths:
             reader = HistogramLogReader(str(path), new_histogram())
             while True:
-                histogram = reader.get_next_interval_histogram()
+                # every interval, whatever its start relative to the log's StartTime (logs written
+                # before the StartTime was rounded down can start a fraction of a millisecond before it)
+                histogram = reader.get_next_interval_histogram(range_start_time_sec=-1e12)
                 if histogram is None:
                     break
                 tag = histogram.get_tag()

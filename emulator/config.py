@@ -43,7 +43,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "directory": 8082,
     "control": 8088,
 }
-IMPLEMENTED_SERVICES = ("ws", "cometql", "directory", "sip_ws", "sip", "esl")
+IMPLEMENTED_SERVICES = ("ws", "cometql", "directory", "sip_ws", "sip", "esl", "control")
 
 
 class ConfigError(ValueError):
@@ -117,6 +117,10 @@ class Config:
     sip_ws_idle_timeout: float = 0.0     # SIP over WS(S) after the upgrade (sofia's WS transport: never)
     esl_auth_timeout: float = 25.0       # ESL: auth must succeed this soon after connect (mod_event_socket: 25)
     esl_idle_timeout: float = 0.0        # ESL after auth: no command this long -> closed (FreeSWITCH: never)
+    # the control plane of `cometbench serve` (emulator/control/): REST API, dashboard, /metrics
+    control: bool = True
+    control_host: str = "127.0.0.1"      # loopback only unless set: it can drop clients and reset state
+    control_token: str = ""              # Authorization: Bearer <token>; "" = a random one printed at start
 
     def free_ports(self) -> None:
         """Bind every service to port 0 (the OS picks)."""

@@ -11,6 +11,12 @@ profile, started, clock ("real"/"virtual").  Reports, replays and run diffs read
 ``cometbench journal`` prints them.  Every kind that is recorded is listed in README.md (a test
 compares that list with the ``record`` calls of the code).
 
+Taps: :meth:`Journal.add_tap` hands every record, as it is recorded, to a function (the control
+plane counts traffic and times joins for ``/metrics`` that way, and tails the journal for the
+dashboard); a journal with a tap records even when it stores nothing (``enabled`` turns true), so
+the call sites produce their records.  :meth:`Journal.new_run` starts a new journal run in the same
+file (the control plane's reset between tests).
+
 Echo: when the logger ``cometbench.journal`` is enabled for INFO at construction (``cometbench serve
 -v``), every entry is also logged as it is recorded, even with the journal itself off: the traffic
 kinds of :data:`TRAFFIC_KINDS` at DEBUG (``-vv``), everything else at INFO.  Without it the cost is
@@ -52,6 +58,8 @@ class Journal:
         self._batch = batch
         self._wakeup = trio.Event()
         self.dropped = 0
+        self._taps: list[Callable[..., None]] = []
+        self._meta = {"seed": seed, "profile": profile, "clock": clock}
         self.db: sqlite_utils.Database | None = None
         if not self.stored:
             return
@@ -75,14 +83,40 @@ class Journal:
     def set_clock(self, now: Callable[[], float]) -> None:
         self._now = now
 
+    def add_tap(self, tap: Callable[..., None]) -> Callable[[], None]:
+        """Call ``tap(t, service, kind, direction, dev_id, user_id, conn_id, data)`` for every record
+        from now on (``data`` as the call site gave it: text, bytes or an object); returns the
+        function that removes the tap.  A tap must be quick and must not raise."""
+        self._taps.append(tap)
+        self.enabled = True
+
+        def remove() -> None:
+            if tap in self._taps:
+                self._taps.remove(tap)
+            self.enabled = self.stored or self._echo is not None or bool(self._taps)
+
+        return remove
+
+    def new_run(self) -> str:
+        """Start a new journal run (a new run_id, a row in ``runs``) in the same file; its id."""
+        self.flush()
+        self.run_id = _uuid.uuid4().hex[:12]
+        if self.stored:
+            self.db["runs"].insert({"run_id": self.run_id, "started": self._now(), **self._meta})
+        return self.run_id
+
     def record(self, service: str, kind: str, *, direction: str = "", dev_id: int | None = None,
                user_id: int | None = None, conn_id: int | None = None, data: Any = "") -> None:
         if not self.enabled:
             return
+        if self._taps:
+            now = self._now()
+            for tap in self._taps:
+                tap(now, service, kind, direction, dev_id, user_id, conn_id, data)
         if self._echo is not None:
             self._log(service, kind, direction, dev_id, user_id, conn_id, data)
-            if not self.stored:
-                return
+        if not self.stored:
+            return
         if not isinstance(data, str):
             data = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else repr(data)
         elif not data.isascii():  # lone surrogates (undecodable bytes) cannot be stored in SQLite
@@ -139,6 +173,35 @@ class Journal:
         rows = self._conn.execute(
             f"SELECT seq, {', '.join(COLUMNS)} FROM entries WHERE {' AND '.join(clauses)} ORDER BY seq", params)
         return [dict(zip(("seq", *COLUMNS), r)) for r in rows]
+
+    def read(self, *, run: str | None = None, after: int = 0, limit: int = 100,
+             filters: dict[str, list] | None = None) -> list[dict]:
+        """Entries after ``seq`` ``after``, oldest first, at most ``limit`` (paging: pass the last
+        seq as the next ``after``); ``run``: this run by default, a run id, or ``"all"``;
+        ``filters``: column -> accepted values."""
+        if not self.stored:
+            return []
+        self.flush()
+        clauses, params = ["seq > ?"], [after]
+        if run != "all":
+            clauses.append("run_id = ?")
+            params.append(run or self.run_id)
+        for column, values in (filters or {}).items():
+            if column not in COLUMNS:
+                raise KeyError(column)
+            if values:
+                clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params.extend(values)
+        rows = self._conn.execute(f"SELECT seq, {', '.join(COLUMNS)} FROM entries WHERE {' AND '.join(clauses)} "
+                                  "ORDER BY seq LIMIT ?", [*params, limit])
+        return [dict(zip(("seq", *COLUMNS), r)) for r in rows]
+
+    def runs(self) -> list[dict]:
+        """Every run in the journal file, oldest first."""
+        if not self.stored:
+            return []
+        rows = self._conn.execute("SELECT run_id, seed, profile, started, clock FROM runs ORDER BY started, rowid")
+        return [dict(zip(("run_id", "seed", "profile", "started", "clock"), r)) for r in rows]
 
     def sha256(self) -> str:
         """SHA-256 of this run's entries in seq order: for each entry, the JSON array ``[seq, run_id,

@@ -15,8 +15,10 @@ holds:
 
 The report is rewritten as scenarios finish (atomically: a temporary file renamed over it; between
 repetitions of one scenario at most once a second unless one failed), so a run killed at any point
-leaves one that says which scenarios finished.  Other formats (HTML, JUnit)
-belong beside this module.
+leaves one that says which scenarios finished.  At the end of the run (and on ``cometbench report``)
+:mod:`bench.report.writer` completes it (``thresholds``, ``baseline``, ``reports``) and writes
+``report.html`` (:mod:`bench.report.html`) and ``junit.xml`` (:mod:`bench.report.junit`) beside it.
+Thresholds are :mod:`bench.report.thresholds`, run comparisons :mod:`bench.report.diff`.
 """
 
 from __future__ import annotations

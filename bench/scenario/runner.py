@@ -94,6 +94,7 @@ class ScenarioResult:
     events: int = 0
     target: str = "in-process"
     skipped: str | None = None           # why it was not told (it needs what the target does not have)
+    join_total_ms: float | None = None   # the slowest join_total of this run (None: no join finished)
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -221,8 +222,7 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         if scenario is not None:
             result.events = len(scenario.timeline)
             result.expectations = len(scenario.expectations)
-            if metrics is not None:
-                _record_metrics(metrics, scenario, spec.name, net_spec)
+            result.join_total_ms = _record_metrics(metrics, scenario, spec.name, net_spec)
     if outcome["timed_out"]:
         step = scenario.failed_step or scenario.current_step if scenario is not None else None
         return finish(failed(f"timed out after {spec.timeout:g} s (TIMEOUT of {spec.path.name})", step))
@@ -298,17 +298,24 @@ async def _against_target(spec: ScenarioSpec, outcome: dict, result: ScenarioRes
     return scenario
 
 
-def _record_metrics(metrics: Metrics, scenario: Scenario, name: str, spec: NetworkSpec) -> None:
-    """Every join's stages under the profile of the actor who joined; the story's own measures under
-    the run's network label."""
+def _record_metrics(metrics: Metrics | None, scenario: Scenario, name: str, spec: NetworkSpec) -> float | None:
+    """Every join's stages into ``metrics`` (when given) under the profile of the actor who joined, the
+    story's own measures under the run's network label; the slowest join_total of the story."""
     from bench.actors.participant import stage_values
 
+    slowest: float | None = None
     for actor in scenario.actors.values():
         network = spec.profile_of(actor.name)
         for join in actor.participant.joins:
-            metrics.add_stages(stage_values(join.marks), scenario=name, network=network)
-    for stage, ms in scenario.measures:
-        metrics.add(stage, ms, scenario=name, network=spec.label)
+            stages = stage_values(join.marks)
+            if "join_total" in stages:
+                slowest = max(slowest or 0.0, stages["join_total"])
+            if metrics is not None:
+                metrics.add_stages(stages, scenario=name, network=network)
+    if metrics is not None:
+        for stage, ms in scenario.measures:
+            metrics.add(stage, ms, scenario=name, network=spec.label)
+    return None if slowest is None else round(slowest, 3)
 
 
 def run_one(spec: ScenarioSpec, *, clock: str = "virtual", **kwargs: Any) -> ScenarioResult:
@@ -346,6 +353,12 @@ class Run:
         self.report_path = self.report_dir / "report.json"
         self.write_interval = 1.0       # seconds between rewrites among repetitions of one scenario
         self._written = 0.0
+        # the final write also writes report.html and junit.xml (bench/report/writer.py)
+        self.thresholds: Any = None     # bench.report.thresholds.Thresholds
+        self.baseline: Any = None       # bench.report.rundir.RunData to compare with
+        self.diff_settings: Any = None  # bench.report.diff.DiffSettings for that comparison
+        self.written: Any = None        # what the final write wrote (bench.report.writer.Written)
+        self.report_error: str | None = None   # why report.html / junit.xml could not be written
 
     @property
     def planned(self) -> list[tuple[ScenarioSpec, int]]:
@@ -410,3 +423,11 @@ class Run:
         report = build_report(self, final=final)
         write_json(self.report_path, report)
         self._written = time.monotonic()
+        if final:
+            from bench.report.writer import write_reports
+
+            try:
+                self.written = write_reports(self.report_dir, thresholds=self.thresholds, baseline=self.baseline,
+                                             diff_settings=self.diff_settings)
+            except Exception as exc:  # noqa: BLE001 - report.json is written; say why the others are not
+                self.report_error = f"{type(exc).__name__}: {exc}"

@@ -205,6 +205,7 @@ class Reconnecting:
         self.sessions: list[list[int]] = []   # the sequence numbers each connection got
         self.ws: RawWS | None = None
         self.scope = trio.CancelScope()
+        self.done = trio.Event()
 
     async def connect(self) -> None:
         uuid = f"again{len(self.sessions):027d}"
@@ -213,14 +214,21 @@ class Reconnecting:
         session: list[int] = []
         self.sessions.append(session)
         self.scope = trio.CancelScope()
-        self.nursery.start_soon(self._read, self.ws, session, self.scope)
+        self.done = trio.Event()
+        self.nursery.start_soon(self._read, self.ws, session, self.scope, self.done)
 
-    async def _read(self, ws: RawWS, session: list[int], scope: trio.CancelScope) -> None:
-        with scope:
-            await read_all(ws, session, self.last)
+    async def _read(self, ws: RawWS, session: list[int], scope: trio.CancelScope, done: trio.Event) -> None:
+        try:
+            with scope:
+                await read_all(ws, session, self.last)
+        finally:
+            done.set()
 
     async def reconnect(self) -> None:
+        # the reader must be gone before its socket closes: closing a socket another task waits on
+        # wakes that task with ClosedResourceError, which can beat the cancellation (a flaky failure)
         self.scope.cancel()
+        await self.done.wait()
         assert self.ws is not None
         await self.ws.aclose()
         await self.connect()
