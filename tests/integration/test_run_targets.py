@@ -190,6 +190,13 @@ def test_cometbench_run_against_a_separate_serve_process(tmp_path):
     undeclared = next(s for s in report["scenarios"] if s["name"] == "undeclared")
     assert undeclared["failure"].startswith("undeclared: step 'restart FreeSWITCH': s.faults.restart_freeswitch() "
                                             "needs server faults")
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
+    skipped = [case for case in suite.iter("testcase") if case.find("skipped") is not None]
+    assert [case.get("name") for case in skipped] == ["restarts"]
+    assert skipped[0].find("skipped").get("message").startswith("needs server faults")
     lines = done.stdout.splitlines()
     assert any(line.startswith("[2/3] restarts: skipped: needs server faults") for line in lines), done.stdout
     assert any(line.startswith("  skipped restarts: needs server faults") for line in lines), done.stdout
