@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-calls bench-reports fuzz clean
+.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-browsers bench-calls bench-reports fuzz clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -52,6 +52,9 @@ bench-actors: setup
 
 bench-scenarios: setup
 	$(BIN)/python tests/perf/bench_scenarios.py $(ARGS)
+
+bench-browsers: setup
+	$(BIN)/python tests/perf/bench_browsers.py $(ARGS)
 
 bench-calls: setup
 	$(BIN)/python tests/perf/bench_calls.py $(ARGS)

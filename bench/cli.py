@@ -236,6 +236,10 @@ examples:
   cometbench run two_party_call --target ws=10.0.0.5:8087,cometql=10.0.0.5:3307,insecure
                                                  against a deployment (real time; stories that need the
                                                  in-process stack are skipped, the report says why)
+  cometbench run two_party_call --real-time --browser patient
+                                                 a real Chromium plays the patient (the demo app)
+  cometbench run mute_propagation --real-time --browser doctor --app my_app.toml
+                                                 ... your own page plays the doctor (README: bring your own app)
 """
 
 
@@ -277,6 +281,22 @@ def _run_parser(sub) -> None:
                    help="with --target: accept any certificate for SIP over WSS (like --ignore-certificate-errors)")
     p.add_argument("--all", action="store_true",
                    help="every scenario of the pack, the long ones kept out of the default pack included")
+    browser = p.add_argument_group("real browsers (need --real-time; Debian's /usr/bin/chromium and the "
+                                   "'browser' extra)")
+    browser.add_argument("--browser", action="append", default=[], metavar="ACTOR",
+                         help="a real headless Chromium plays this actor (repeatable: --browser doctor "
+                              "--browser patient); the others stay virtual")
+    browser.add_argument("--app", default="demo", metavar="PROFILE",
+                         help="the page the browsers open: demo (default), demo-legacy (streams attached with "
+                              "URL.createObjectURL, as cometVideoApi.js does), demo-jssip3, or an app profile "
+                              "file of yours (.toml/.json)")
+    browser.add_argument("--no-shim", action="store_true",
+                         help="do not install the URL.createObjectURL(MediaStream) shim Chromium 156 needs for "
+                              "cometVideoApi.js (shows what the unshimmed client does)")
+    browser.add_argument("--camera", metavar="FILE.y4m",
+                         help="the fake camera's video (default: a generated test pattern)")
+    browser.add_argument("--microphone", metavar="FILE.wav",
+                         help="the fake microphone's sound (default: a generated beep)")
     p.add_argument("--list", action="store_true", help="list the pack's scenarios and exit")
     _report_options(p)
 
@@ -871,6 +891,10 @@ def run_scenarios(args: argparse.Namespace) -> int:
     args.clock = args.clock or "virtual"
     if args.scenarios and args.all:
         raise UsageError("name scenarios or use --all, not both")
+    if args.target_spec is not None and getattr(args, "browser", None):
+        raise UsageError("--browser with --target: real browsers play actors against the in-process stack only "
+                         "(the demo app's backend talks to it)")
+    args.browser_settings = browser_settings(args)
     try:
         specs = resolve(args.scenarios) if args.scenarios else (pack() if args.all else default_pack())
     except UnknownScenario as exc:
@@ -924,6 +948,44 @@ def report_inputs(args: argparse.Namespace) -> tuple:
     return thresholds, baseline
 
 
+def browser_settings(args: argparse.Namespace):
+    """``--browser`` and its companions -> BrowserSettings (None without --browser)."""
+    names = list(dict.fromkeys(getattr(args, "browser", []) or []))
+    if not names:
+        for flag, given in (("--no-shim", getattr(args, "no_shim", False)), ("--camera", getattr(args, "camera", None)),
+                            ("--microphone", getattr(args, "microphone", None)),
+                            ("--app", getattr(args, "app", "demo") != "demo")):
+            if given:
+                raise UsageError(f"{flag} applies to real browsers: name the actors with --browser ACTOR")
+        return None
+    if args.clock != "real":
+        raise UsageError("--browser: a real browser runs on the real clock; add --real-time")
+    for name in names:
+        if not name.isidentifier():
+            raise UsageError(f"--browser {name!r}: an actor name (doctor, patient, nurse ...)")
+    from bench.browser.profile import ProfileError, load_profile
+
+    try:
+        app = load_profile(args.app)
+    except ProfileError as exc:
+        raise UsageError(f"--app: {exc}") from None
+    media = {}
+    for flag, value in (("camera", args.camera), ("microphone", args.microphone)):
+        if value is not None:
+            path = Path(value)
+            if not path.is_file():
+                raise UsageError(f"--{flag} {value}: no such file")
+            media[flag] = path.resolve()
+    from bench.browser.host import BrowserUnavailable, check_available
+    from bench.browser.participant import BrowserSettings
+
+    try:
+        check_available()
+    except BrowserUnavailable as exc:
+        raise UsageError(f"--browser: {exc}") from None
+    return BrowserSettings(actors=tuple(names), app=app, shim=False if args.no_shim else None, **media)
+
+
 def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thresholds=None, baseline=None) -> int:
     from bench.scenario.progress import make_progress, summary_lines
     from bench.scenario.runner import Run, RunSettings
@@ -931,7 +993,7 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
     target_spec = getattr(args, "target_spec", None)
     settings = RunSettings(seed=args.seed, clock=args.clock, network=args.network, profile=args.profile,
                            repeat=args.repeat, target=target_spec.describe() if target_spec is not None else args.target,
-                           target_spec=target_spec)
+                           target_spec=target_spec, browser=getattr(args, "browser_settings", None))
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -986,6 +1048,12 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
     if status == 130:
         print("cometbench: interrupted (Ctrl-C); the report says which scenarios did not finish", file=sys.stderr)
         return 130
+    if settings.browser is not None:
+        played = {name for entry in report["scenarios"] for name in entry.get("browsers", [])}
+        for name in settings.browser.actors:
+            if name not in played:
+                print(f"cometbench: --browser {name}: no scenario of this run opened a page for an actor "
+                      f"called {name!r}", file=sys.stderr)
     return exit_status(report)
 
 

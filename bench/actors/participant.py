@@ -498,24 +498,29 @@ class Participant:
 
     # -- marks -----------------------------------------------------------------------------------------
     def _observe(self, name: str, call: CallState | None, data: dict) -> None:
-        """The video client's observations -> marks of the join they belong to."""
+        """The video client's observations -> marks of the join they belong to.  ``data`` may carry
+        ``at``, the trio time of a moment observed elsewhere (a real browser's page clock, mapped:
+        bench/browser), and ``service``, the journal service of the mark (default ``bench``)."""
+        at = data.pop("at", None)
+        service = data.pop("service", "bench")
+        journal_extra = data.pop("journal", None)   # fields for the journal record only
+        now = trio.current_time() if at is None else at
         room = call.room if call is not None else (self.current.room if self.current is not None else "")
         if name == "push_received":
             if self.current is None or self.current.room != room or "push_received" in self.current.marks:
-                join = Join(room, trio.current_time())  # invited by someone else, or a second push
+                join = Join(room, now)  # invited by someone else, or a second push
                 self.joins.append(join)
                 self.current = join
             self.current.call_key = call.call_key if call is not None else ""
         if name in MARKS:
-            self._mark(name, room=room, call=call, **data)
+            self._mark(name, room=room, call=call, at=at, service=service, journal=journal_extra, **data)
             early = self._early_media
             if name == "answered" and early is not None:
                 self._early_media = None
                 if early[0] is self.current and "media_flowing" not in self.current.marks:
-                    self._mark("media_flowing", room=room, call=call, member=early[1], early=True)
+                    self._mark("media_flowing", room=room, call=call, member=early[1], early=True, at=at)
         elif self.listeners:
-            self._emit(name, trio.current_time(), {"room": room, "call": call.call_key if call is not None else "",
-                                                   **data})
+            self._emit(name, now, {"room": room, "call": call.call_key if call is not None else "", **data})
         if name == "video_attached":
             self._first_frame_check()
         elif name == "ua_created" and self.page is not None and self.page.video.phone is not None:
@@ -559,7 +564,7 @@ class Participant:
                        at=max(marks["video_attached"], marks["media_flowing"]))
 
     def _mark(self, name: str, *, room: Any = "", call: CallState | None = None, at: float | None = None,
-              **data: Any) -> None:
+              service: str = "bench", journal: dict | None = None, **data: Any) -> None:
         now = trio.current_time() if at is None else at
         join = self.current
         if join is not None:
@@ -571,8 +576,12 @@ class Participant:
             record = {"actor": self.actor, "room": str(room), "call": call.call_key if call is not None else
                       (join.call_key if join is not None else ""), "mark": name, "t": round(now, 6)}
             record.update({k: v for k, v in data.items() if v is not None})
-            self.journal.record("bench", "mark", dev_id=self.target.dev_id, user_id=self.user_id,
-                                data=json.dumps(record, separators=(",", ":"), sort_keys=True, default=str))
+            record.update(journal or {})
+            text = json.dumps(record, separators=(",", ":"), sort_keys=True, default=str)
+            if service == "browser":     # observed in a real browser's page (bench/browser)
+                self.journal.record("browser", "mark", dev_id=self.target.dev_id, user_id=self.user_id, data=text)
+            else:
+                self.journal.record("bench", "mark", dev_id=self.target.dev_id, user_id=self.user_id, data=text)
         self._notify()
 
     def _mark_event(self, name: str) -> None:
@@ -593,10 +602,11 @@ class Participant:
         if self.listeners:
             self._emit(name, trio.current_time(), data)
 
-    def _on_callback(self, name: str, arg: dict) -> None:
-        """An app callback of the page fired (the video client's listener)."""
+    def _on_callback(self, name: str, arg: dict, at: float | None = None) -> None:
+        """An app callback of the page fired (the video client's listener; ``at``: when, if it was
+        observed elsewhere)."""
         if self.listeners:
-            self._emit(JS_CALLBACKS.get(name, name), trio.current_time(), callback_data(arg))
+            self._emit(JS_CALLBACKS.get(name, name), trio.current_time() if at is None else at, callback_data(arg))
 
     def _emit(self, name: str, t: float, data: dict) -> None:
         for listener in list(self.listeners):

@@ -73,6 +73,7 @@ class RunSettings:
     repeat: int = 1
     target: str = "in-process"
     target_spec: "TargetSpec | None" = None     # the parsed --target (None: in-process)
+    browser: Any = None                  # bench.browser.participant.BrowserSettings: real browsers in the pack
 
 
 @dataclass
@@ -95,6 +96,7 @@ class ScenarioResult:
     target: str = "in-process"
     skipped: str | None = None           # why it was not told (it needs what the target does not have)
     join_total_ms: float | None = None   # the slowest join_total of this run (None: no join finished)
+    browsers: list[str] = field(default_factory=list)   # the actors a real browser played
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -138,10 +140,13 @@ def describe_exception(exc: BaseException, path: Path | None) -> str:
 async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE,
                network: "str | NetworkSpec" = "loopback", repetition: int = 0, metrics: Metrics | None = None,
                journal_path: str = ":memory:", certs_dir: str = "", position: int = 0,
-               target: "TargetSpec | None" = None) -> ScenarioResult:
+               target: "TargetSpec | None" = None, browser: Any = None,
+               artifacts_dir: str | Path | None = None) -> ScenarioResult:
     """Tell one story in the current trio run (see the module docstring).  ``position``: where the
     story stands in its run (a run may tell the same story twice), part of its journal run id.
-    ``target``: an external deployment instead of a fresh in-process stack (real time only)."""
+    ``target``: an external deployment instead of a fresh in-process stack (real time only).
+    ``browser``: real browsers in place of some actors (``bench.browser.participant.BrowserSettings``;
+    real time only); ``artifacts_dir``: where they leave screenshots and console logs."""
     from emulator.profiles import PROFILE_NAMES
 
     try:
@@ -188,6 +193,16 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
             net_spec.check_target()
         except SetupError as exc:
             return finish(failed(str(exc)))
+    if browser is not None and browser.actors:
+        if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+            return finish(failed("a real browser runs on the real clock: run with --real-time"))
+        if target is not None:
+            return finish(failed("real browsers play actors against the in-process stack only (the demo app's "
+                                 "backend talks to it), not against --target"))
+        from dataclasses import replace
+
+        folder = Path(artifacts_dir) / f"{spec.name}-seed{seed}" if artifacts_dir is not None else None
+        browser = replace(browser, artifacts_dir=folder)
     # one journal file holds every scenario of a run: each gets its own run id, derived from what
     # identifies it (seed, place in the run, scenario, repetition) so equal seeds give equal journals
     run_id = hashlib.sha256(f"{seed}:{position}:{spec.name}:{repetition}:{profile}".encode()).hexdigest()[:12]
@@ -211,7 +226,8 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
                 result.journal_run = stack.journal.run_id if stack.journal.stored else None
                 scenario = await _story(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec,
                                         stack=stack, network=net, target=None,
-                                        clock="virtual" if virtual else "real", journal=stack.journal)
+                                        clock="virtual" if virtual else "real", journal=stack.journal,
+                                        browser=browser)
         else:
             scenario = await _against_target(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec,
                                              target=target, journal_path=journal_path, run_id=run_id)
@@ -220,6 +236,7 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         return finish(failed(f"the stack or an actor's task failed: {describe_exception(exc, spec.path)}", step))
     finally:
         if scenario is not None:
+            result.browsers = scenario.browser_actors
             result.events = len(scenario.timeline)
             result.expectations = len(scenario.expectations)
             result.join_total_ms = _record_metrics(metrics, scenario, spec.name, net_spec)
@@ -241,13 +258,13 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
 
 async def _story(spec: ScenarioSpec, outcome: dict, result: ScenarioResult, *, seed: int, profile: str,
                  net_spec: NetworkSpec, stack: Any, network: Any, target: Any, clock: str, journal: Any,
-                 target_name: str = "in-process") -> Scenario:
+                 target_name: str = "in-process", browser: Any = None) -> Scenario:
     """The story itself, on a stack or against a target: returns the scenario once it is told and
     judged; ``outcome`` gets the story's error and whether it timed out."""
     async with trio.open_nursery() as actors:
         scenario = Scenario(spec.name, seed=seed, stack=stack, network=network, nursery=actors, profile=profile,
                             network_profile=net_spec, clock=clock, actor_options=spec.actors, target=target,
-                            target_name=target_name)
+                            target_name=target_name, browser=browser)
         completed = False
         try:
             with trio.move_on_after(spec.timeout) as scope:
@@ -265,6 +282,7 @@ async def _story(spec: ScenarioSpec, outcome: dict, result: ScenarioResult, *, s
             if completed and outcome["error"] is None:
                 failures = scenario.judge()
                 result.failures = [f"{spec.name}: {e.where()}{e.describe()} -- {e.result}" for e in failures]
+            await scenario.finish(failed=not completed or bool(outcome["error"] or result.failures))
             scenario.close()
             actors.cancel_scope.cancel()
     scenario._journal("scenario", {"event": "end", "timed_out": outcome["timed_out"],
@@ -384,7 +402,9 @@ class Run:
                                      profile=self.settings.profile, network=self.settings.network,
                                      repetition=repetition, metrics=self.metrics,
                                      journal_path=str(self.journal_path), certs_dir=certs, position=index,
-                                     target=self.settings.target_spec)
+                                     target=self.settings.target_spec,
+                                     **({"browser": self.settings.browser, "artifacts_dir": self.report_dir / "browser"}
+                                        if self.settings.browser is not None else {}))
                     self.results[index] = result
                     if self.on_result is not None:
                         self.on_result(index, len(plan), result)

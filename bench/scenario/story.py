@@ -99,7 +99,7 @@ class Scenario:
                  profile: str = "cppcomet-4.09", network_profile: str | NetworkSpec = "loopback",
                  clock: str = "virtual", dev_id: int = DEFAULT_DEV_ID, restore: bool = False,
                  target: Target | None = None, actor_options: dict[str, dict[str, Any]] | None = None,
-                 target_name: str = "in-process") -> None:
+                 target_name: str = "in-process", browser: Any = None) -> None:
         self.name = name
         self.seed = seed
         self.stack = stack
@@ -130,6 +130,9 @@ class Scenario:
         self._step_start = 0          # seq of the current step's scenario.step happening
         self._member_actor: dict[int, str] = {}
         self.actor_options = {name: dict(options) for name, options in (actor_options or {}).items()}
+        # real browsers in place of some actors (bench/browser: BrowserSettings; cometbench run --browser)
+        self.browser = browser
+        self._browser_env: Any = None
         self.app = App(Backend(network, self.target.cometql_host, self.target.cometql_port, dev_id=dev_id,
                                password=self.target.password, name="backend",
                                rng=random.Random(self.rng.getrandbits(64))), restore=restore)
@@ -174,9 +177,14 @@ class Scenario:
         rtt = apply_to_actor(self.links, self.network_spec, name)   # the run's --network, for this actor
         if rtt and "app_request_rtt" not in options:
             options["app_request_rtt"] = rtt
-        participant = Participant(self.target, self.network, nursery=self._nursery, user_id=int(user_id),
-                                  role=role or (same_user_as.role if same_user_as is not None else name),
-                                  actor=name, seed=self.seed, app=self.app, **options)
+        kind: Any = Participant
+        if self.browser is not None and name in self.browser.actors:   # a real Chromium plays this actor
+            from bench.browser.participant import BrowserParticipant
+
+            kind, options["env"] = BrowserParticipant, self._browser()
+        participant = kind(self.target, self.network, nursery=self._nursery, user_id=int(user_id),
+                           role=role or (same_user_as.role if same_user_as is not None else name),
+                           actor=name, seed=self.seed, app=self.app, **options)
         if same_user_as is not None:
             participant.user_key = same_user_as.participant.user_key
         actor = Actor(self, participant)
@@ -186,6 +194,28 @@ class Scenario:
     @property
     def actors(self) -> dict[str, Actor]:
         return dict(self._actors)
+
+    @property
+    def browser_actors(self) -> list[str]:
+        """The actors a real browser played (``cometbench run --browser``; those that opened a page),
+        in order of creation."""
+        return [name for name, a in self._actors.items()
+                if getattr(a.participant, "kind", "") == "browser" and a.participant.pages]
+
+    def _browser(self) -> Any:
+        if self._browser_env is None:
+            from bench.browser.participant import BrowserEnvironment
+
+            self._browser_env = BrowserEnvironment(self.browser, scenario=self.name, nursery=self._nursery,
+                                                   network=self.network, stack=self.stack, app=self.app)
+        return self._browser_env
+
+    async def finish(self, *, failed: bool) -> None:
+        """The story is over (the runner calls it before :meth:`close`): real browsers save their
+        console logs, and a screenshot each when the scenario failed."""
+        if self._browser_env is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(30):
+                await self._browser_env.finish(failed=failed)
 
     def _actor(self, name: str) -> Actor:
         try:
@@ -338,6 +368,8 @@ class Scenario:
     async def settle(self) -> None:
         """Let time run until every timed window that has opened has closed (the runner calls it when
         the story ends, before judging): "no onOut within 5 s after the hangup" needs those 5 s."""
+        if self._browser_env is not None:      # what real pages reported is on the timeline first
+            await self._browser_env.flush()
         until = self.now
         for expectation in self.expectations:
             window = expectation.window
@@ -352,6 +384,8 @@ class Scenario:
             until = max(until, opened.t + window.within)
         if until > self.now:
             await trio.sleep_until(self.at(until) + 1e-6)
+            if self._browser_env is not None:
+                await self._browser_env.flush()
 
     def verify(self) -> None:
         """Judge the expectations not judged yet; :class:`ScenarioFailure` listing the failed ones."""
