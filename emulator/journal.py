@@ -17,6 +17,13 @@ dashboard); a journal with a tap records even when it stores nothing (``enabled`
 the call sites produce their records.  :meth:`Journal.new_run` starts a new journal run in the same
 file (the control plane's reset between tests).
 
+Run ids: a virtual run's id comes from its seed (equal seeds, equal journals -- the id is part of the
+digest), so a second virtual run with the same seed in the same journal file would reuse an id the
+file holds.  That is refused with :class:`JournalError` naming the file, the run and the ways out
+(another file, removing it, another seed or ``run_id``) instead of SQLite's bare UNIQUE error; the
+old run is never overwritten (a journal loses nothing), and a fresh id would break "same seed, same
+digest".
+
 Echo: when the logger ``cometbench.journal`` is enabled for INFO at construction (``cometbench serve
 -v``), every entry is also logged as it is recorded, even with the journal itself off: the traffic
 kinds of :data:`TRAFFIC_KINDS` at DEBUG (``-vv``), everything else at INFO.  Without it the cost is
@@ -41,6 +48,10 @@ COLUMNS = ("run_id", "t", "service", "kind", "direction", "dev_id", "user_id", "
 LOGGER = logging.getLogger("cometbench.journal")
 TRAFFIC_KINDS = frozenset({"frame", "message", "event", "media"})  # one per frame or packet: -vv
 ECHO_DATA_LIMIT = 300  # characters of ``data`` an echoed entry shows
+
+
+class JournalError(Exception):
+    """The journal cannot be opened as asked (a run id the file already holds)."""
 
 
 class Journal:
@@ -77,6 +88,12 @@ class Journal:
             {"seq": int, "run_id": str, "t": float, "service": str, "kind": str, "direction": str,
              "dev_id": int, "user_id": int, "conn_id": int, "data": str}, pk="seq", if_not_exists=True)
         self.db["entries"].create_index(["run_id", "seq"], if_not_exists=True)
+        if run_id is not None and conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (self.run_id,)).fetchone():
+            conn.close()
+            raise JournalError(
+                f"the journal {self.path} already holds run {self.run_id} (a virtual run's id comes from its "
+                f"seed: the same seed was recorded in this file before); use another journal file, remove "
+                f"this one, or change the seed or run_id")
         self.db["runs"].insert({"run_id": self.run_id, "seed": seed, "profile": profile,
                                 "started": self._now(), "clock": clock})
 

@@ -523,7 +523,7 @@ class Participant:
             self._emit(name, now, {"room": room, "call": call.call_key if call is not None else "", **data})
         if name == "video_attached":
             self._first_frame_check()
-        elif name == "ua_created" and self.page is not None and self.page.video.phone is not None:
+        elif name == "ua_created" and self.page is not None and getattr(self.page.video, "phone", None) is not None:
             phone, ua = self.page.video.phone, len(self.page.video.phones)   # its transport closes too
             phone.on("disconnected", lambda event: self._page_event("sip_disconnected", ua=ua))
         self._notify()
