@@ -232,9 +232,11 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
             scenario = await _against_target(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec,
                                              target=target, journal_path=journal_path, run_id=run_id)
     except Exception as exc:  # noqa: BLE001 - an actor's task or the stack failed: that scenario fails
+        scenario = scenario or outcome.get("scenario")
         step = scenario.failed_step or scenario.current_step if scenario is not None else None
         return finish(failed(f"the stack or an actor's task failed: {describe_exception(exc, spec.path)}", step))
     finally:
+        scenario = scenario or outcome.get("scenario")
         if scenario is not None:
             result.browsers = scenario.browser_actors
             result.events = len(scenario.timeline)
@@ -265,6 +267,7 @@ async def _story(spec: ScenarioSpec, outcome: dict, result: ScenarioResult, *, s
         scenario = Scenario(spec.name, seed=seed, stack=stack, network=network, nursery=actors, profile=profile,
                             network_profile=net_spec, clock=clock, actor_options=spec.actors, target=target,
                             target_name=target_name, browser=browser)
+        outcome["scenario"] = scenario       # the caller's, even when an actor's task fails the nursery
         completed = False
         try:
             with trio.move_on_after(spec.timeout) as scope:
