@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-browsers bench-calls bench-reports fuzz clean
+.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-browsers bench-calls bench-calls-process bench-reports fuzz clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -58,6 +58,9 @@ bench-browsers: setup
 
 bench-calls: setup
 	$(BIN)/python tests/perf/bench_calls.py $(ARGS)
+
+bench-calls-process: setup
+	$(BIN)/python tests/perf/bench_calls_process.py $(ARGS)
 
 # about an hour: hypothesis fuzz tests in the long profile, the live-socket fuzzer, the mutation
 # campaign (>= 1,000,000 inputs per protocol); ARGS="--live-minutes 5" etc. (tests/fuzz/run.py)

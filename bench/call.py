@@ -42,6 +42,7 @@ import trio.testing
 
 from bench.actors.participant import STAGES, Participant, Target, open_participant
 from bench.options import SetupError, TargetSpec, check_target, parse_network_spec, parse_target
+from emulator.clock import virtual_clock
 from emulator.ids import deterministic_scheduling
 from emulator.net.links import Link, Links
 
@@ -54,6 +55,7 @@ ROOM = "101"
 #: Every stage name the result can carry (docs/stages.md), in order.
 STAGE_NAMES = tuple(STAGES) + ("system",)
 JOIN_TIMEOUT = 180.0     # seconds (simulated or real) for both sides to see each other
+FRAME_HISTORY = 256      # frames each page keeps (nothing here reads them; an hour sends ~22,000 each)
 END_TIMEOUT = 60.0
 
 
@@ -134,7 +136,7 @@ async def _story(target: Target, network: Any, links: Links | None, options: Cal
             rtt = link.rtt_ms / 1000.0 if link is not None else 0.0
             people[actor] = await exits.enter_async_context(open_participant(
                 target, network, user_id=USER_IDS[actor], role=actor, actor=actor, seed=options.seed,
-                app_request_rtt=rtt))
+                app_request_rtt=rtt, history=FRAME_HISTORY))
         doctor, patient = people["doctor"], people["patient"]
         names = {actor: p.display_name for actor, p in people.items()}
         try:
@@ -245,7 +247,7 @@ def run_call(options: CallOptions) -> CallResult:
     elif options.mode == "virtual":
         with deterministic_scheduling(options.seed):
             outcome = trio.run(_virtual_or_real, options, actor_links,
-                               clock=trio.testing.MockClock(autojump_threshold=0))
+                               clock=virtual_clock())
     elif options.mode == "real-time":
         outcome = trio.run(_virtual_or_real, options, actor_links)
     else:

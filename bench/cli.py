@@ -594,6 +594,12 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
+def open_connections(stack) -> int:
+    """Connections open now: the link table's (every protocol), or the comet hub's without one."""
+    links = getattr(stack, "links", None)
+    return len(links.connections()) if links is not None else len(stack.hub.connections)
+
+
 def ready_line(stack) -> dict:
     """The stack's ready line plus what a script needs to connect: state, journal, SIP scheme, CA."""
     cfg = stack.config
@@ -668,12 +674,14 @@ async def start_control(stack):
 
 
 async def serve(cfg: Config, source: Source | None = None) -> None:
+    from emulator.housekeeping import reclaim_after_drops
     from emulator.stack import open_stack
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with open_stack(cfg) as stack:
             control = await start_control(stack)
             tune_gc()
+            stack.nursery.start_soon(reclaim_after_drops, lambda: open_connections(stack))
             for line in describe(stack, source or Source()):
                 print(f"cometbench: {line}", file=sys.stderr)
             if control is not None:

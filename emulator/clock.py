@@ -13,6 +13,7 @@ import time
 from typing import Callable
 
 import trio
+import trio.testing
 
 
 class WallClock:
@@ -31,6 +32,29 @@ class WallClock:
     def seconds(self) -> int:
         """Whole Unix seconds, as the real server's ``time(0)``."""
         return int(self.now())
+
+
+def virtual_clock() -> trio.testing.MockClock:
+    """trio's ``MockClock(autojump_threshold=0)`` for virtual runs, with a cheaper ``current_time``.
+
+    Everything in a virtual run reads the clock (timestamps, link arrivals, timers): an hour of call
+    asks it about 600,000 times.  ``MockClock.current_time`` reads ``perf_counter`` and scales it by
+    the rate even at rate 0 (virtual time stands still between jumps); the clock made here returns
+    the virtual time directly while the rate is 0.  The value is the same either way (``base + 0 * x``),
+    so runs are unchanged.  MockClock cannot be subclassed (trio marks it final) and trio's autojump
+    works only with a MockClock, so the instance gets its own ``current_time``; it reads MockClock's
+    private ``_rate`` and ``_virtual_base``, and a trio without them gets the plain clock.
+    """
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    if not (isinstance(getattr(clock, "_rate", None), float) and isinstance(getattr(clock, "_virtual_base", None), float)):
+        return clock   # pragma: no cover - a trio whose MockClock is built differently
+    slow = clock.current_time
+
+    def current_time() -> float:
+        return clock._virtual_base if clock._rate == 0.0 else slow()
+
+    clock.current_time = current_time   # type: ignore[method-assign]
+    return clock
 
 
 class ManualClock(WallClock):

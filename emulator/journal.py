@@ -5,6 +5,18 @@ Recording is cheap: :meth:`Journal.record` appends a tuple to an in-memory batch
 shutdown the remaining batch is flushed.  ``Journal(enabled=False)`` records nothing and costs one
 attribute check per call site.
 
+When the flusher wakes: under the real clock, every ``interval`` (0.25 s) while something is
+pending, and at once when a batch fills; it sleeps without a deadline while nothing is pending.  In
+virtual time (``clock="virtual"``) the interval is counted in *real* seconds by :meth:`record`
+itself (plus one fallback deadline of :data:`VIRTUAL_IDLE_FLUSH` simulated seconds per flush cycle,
+so records do not wait in memory for ever when they stop coming), never as a 0.25 s trio deadline:
+a virtual-time timer every 0.25 simulated seconds would make the MockClock jump four times per
+simulated second, which was most of what an idle simulated hour cost
+(readers -- :meth:`entries`, :meth:`sha256`, :meth:`close` -- flush first anyway, and a live
+``cometbench journal --follow`` still sees the rows within about ``interval`` of real time while
+records keep coming).  When the flushes happen never changes what is stored: rows keep the order of
+:meth:`record` calls.
+
 Schema (table ``entries``): seq, run_id, t (wall/virtual Unix time, float), service, kind,
 direction ("in"/"out"/""), dev_id, user_id, conn_id, data (text).  Table ``runs``: run_id, seed,
 profile, started, clock ("real"/"virtual").  Reports, replays and run diffs read these tables;
@@ -44,6 +56,11 @@ from typing import Any, Callable
 import sqlite_utils
 import trio
 
+#: In virtual time, the longest (simulated) time a pending record waits for its flush when records
+#: stop coming: without it a quiet run kept its last records in memory until the next burst or a
+#: reader.  One timer per flush cycle -- at most one clock jump per simulated second -- costs little.
+VIRTUAL_IDLE_FLUSH = 1.0
+
 COLUMNS = ("run_id", "t", "service", "kind", "direction", "dev_id", "user_id", "conn_id", "data")
 LOGGER = logging.getLogger("cometbench.journal")
 TRAFFIC_KINDS = frozenset({"frame", "message", "event", "media"})  # one per frame or packet: -vv
@@ -68,6 +85,9 @@ class Journal:
         self._pending: list[tuple] = []
         self._batch = batch
         self._wakeup = trio.Event()
+        self._virtual = clock == "virtual"
+        self._interval = 0.25           # seconds between timed flushes (real seconds in virtual time)
+        self._due_real = 0.0            # virtual time: the real moment (monotonic) a flush is due
         self.dropped = 0
         self._taps: list[Callable[..., None]] = []
         self._meta = {"seed": seed, "profile": profile, "clock": clock}
@@ -138,8 +158,14 @@ class Journal:
             data = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else repr(data)
         elif not data.isascii():  # lone surrogates (undecodable bytes) cannot be stored in SQLite
             data = data.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-        self._pending.append((self.run_id, self._now(), service, kind, direction, dev_id, user_id, conn_id, data))
-        if len(self._pending) >= self._batch:
+        pending = self._pending
+        pending.append((self.run_id, self._now(), service, kind, direction, dev_id, user_id, conn_id, data))
+        if len(pending) == 1:
+            if self._virtual:
+                self._due_real = _time.monotonic() + self._interval
+            self._wakeup.set()   # the flusher counts its interval from the first pending record
+        elif len(pending) >= self._batch or (self._virtual and not len(pending) & 63
+                                             and _time.monotonic() >= self._due_real):
             self._wakeup.set()
 
     def _log(self, service: str, kind: str, direction: str, dev_id, user_id, conn_id, data: Any) -> None:
@@ -165,13 +191,23 @@ class Journal:
                 f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", pending)
 
     async def run_flusher(self, interval: float = 0.25, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Flush every ``interval`` seconds or when a batch fills; flush once more on cancellation."""
+        """Flush ``interval`` seconds after the first pending record or when a batch fills (see the
+        module docstring for virtual time); flush once more on cancellation.  A journal that stores
+        nothing needs no flusher: the task ends at once."""
+        self._interval = interval
         task_status.started()
+        if not self.stored:
+            return
         try:
             while True:
-                with trio.move_on_after(interval):
-                    await self._wakeup.wait()
+                await self._wakeup.wait()
                 self._wakeup = trio.Event()
+                if self._pending and len(self._pending) < self._batch:
+                    # more records join this batch meanwhile; in virtual time the wait is long
+                    # (VIRTUAL_IDLE_FLUSH) and record() ends it after ``interval`` of real time
+                    with trio.move_on_after(VIRTUAL_IDLE_FLUSH if self._virtual else interval):
+                        await self._wakeup.wait()
+                    self._wakeup = trio.Event()
                 self.flush()
         finally:
             self.flush()

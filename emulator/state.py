@@ -41,6 +41,12 @@ class StateStore:
         self.db = sqlite_utils.Database(conn)
         self._conn = conn
         self._create()
+        #: pipes_settings mirrored in memory: every ``web_pipe2`` asks for its pipe's history length,
+        #: and a SQLite query per message was a tenth of the hub's work in a long call.  The table
+        #: is written only through this object (set/delete/reset), which keeps the mirror in step.
+        self._log_lengths: dict[tuple[int, str], int] = {
+            (dev_id, pipe): length for dev_id, pipe, length in
+            self._all("SELECT dev_id, pipe, length FROM pipes_settings", ())}
 
     # -- schema ------------------------------------------------------------------------------------
     def _create(self) -> None:
@@ -140,18 +146,19 @@ class StateStore:
 
     # -- pipe history and settings -----------------------------------------------------------------
     def pipe_log_length(self, dev_id: int, pipe: str) -> int | None:
-        row = self._one("SELECT length FROM pipes_settings WHERE dev_id=? AND pipe=?", (dev_id, pipe))
-        return None if row is None else row[0]
+        return self._log_lengths.get((dev_id, pipe))
 
     def set_pipe_log_length(self, dev_id: int, pipe: str, length: int) -> None:
         self._conn.execute("INSERT OR REPLACE INTO pipes_settings (dev_id, pipe, length) VALUES (?,?,?)",
                            (dev_id, pipe, length))
+        self._log_lengths[(dev_id, pipe)] = length
 
     def delete_pipe_settings(self, dev_id: int, pipe: str) -> None:
         with self._conn:
             self._conn.execute("BEGIN")
             self._conn.execute("DELETE FROM pipes_settings WHERE dev_id=? AND pipe=?", (dev_id, pipe))
             self._conn.execute("DELETE FROM pipe_history WHERE dev_id=? AND pipe=?", (dev_id, pipe))
+        self._log_lengths.pop((dev_id, pipe), None)
 
     def append_history(self, dev_id: int, pipe: str, uuid: str, time: int, event: str, message: str,
                        user_id: int, keep: int) -> None:
@@ -236,3 +243,4 @@ class StateStore:
             for table in ("users_auth", "users_data", "users_messages", "pipe_history", "pipes_settings",
                           "revoked_tokens", "users_time", "conference"):
                 self._conn.execute(f"DELETE FROM {table}")
+        self._log_lengths.clear()

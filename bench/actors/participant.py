@@ -208,6 +208,27 @@ class Join:
     call_key: str = ""
 
 
+
+_FAKER: Any = None
+
+
+def fake_name(seed: int) -> str:
+    """A person's name from Faker, the same for the same seed.
+
+    One Faker instance serves every participant, seeded again for each name: an instance costs
+    about 40 KB and 3 ms to build (its providers), so one per participant made a thousand pages pay
+    40 MB and 3 s for a name each.  ``seed_instance`` gives the instance its own ``random.Random``
+    seeded afresh, so the name depends on ``seed`` only, not on the names drawn before it.
+    """
+    global _FAKER
+    if _FAKER is None:
+        from faker import Faker  # imported here: it is slow to import and only names need it
+
+        _FAKER = Faker()
+    _FAKER.seed_instance(seed)
+    return _FAKER.name()
+
+
 class Participant:
     """A doctor or a patient: user id, display name, app, page, marks."""
 
@@ -218,7 +239,7 @@ class Participant:
                  tab_election: float = START_TIMER_MS / 1000, fresh_connection: bool = True,
                  bandwidth: tuple[int, int] | None = None, journal: Any = None,
                  page_url: str = "http://localhost/video-chat", callbacks: dict[str, Any] | None = None,
-                 app_request_rtt: float = 0.0) -> None:
+                 app_request_rtt: float = 0.0, history: int | None = None) -> None:
         if accept not in ("auto", "manual"):
             raise ValueError(f"accept must be 'auto' or 'manual', not {accept!r}")
         if decision_delay < 0:
@@ -234,11 +255,7 @@ class Participant:
         self.actor = actor or f"{role}{user_id}"
         self.seed = seed
         self.rng = actor_rng(seed, self.actor)
-        from faker import Faker  # imported here: it is slow to import and only names need it
-
-        faker = Faker()
-        faker.seed_instance(self.rng.getrandbits(64))
-        self.display_name = faker.name()
+        self.display_name = fake_name(self.rng.getrandbits(64))
         self.quirks = quirks or ClientQuirks()
         self.timings = timings or DeviceTimings()
         self.accept_policy = accept
@@ -248,6 +265,11 @@ class Participant:
         self.bandwidth = bandwidth
         self.page_url = page_url
         self.app_request_rtt = app_request_rtt   # the page's AJAX round trip to the app server (L0)
+        if history is not None and history < 1:
+            raise ValueError(f"history must be None (keep everything) or >= 1, not {history!r}")
+        # how many raw frames/messages each page's comet client keeps (CometClient's ``history``):
+        # None keeps all (tests read them whole); a bound keeps a long call or a thousand pages small
+        self.history = history
         self.callbacks = dict(callbacks or {})   # more cometVideoApi callbacks (on_in, on_toggle_mute ...)
         if {"on_call", "on_call_end"} & set(self.callbacks):
             raise ValueError("on_call and on_call_end belong to the participant; observe them via video.callbacks")
@@ -328,7 +350,8 @@ class Participant:
                 comet = CometClient(self.network, self.target.node, nursery=nursery, user_key=self.user_key,
                                     user_id=self.user_id, dev_id=self.target.dev_id,
                                     rng=random.Random(self.rng.getrandbits(64)), name=self.actor,
-                                    start_delay=self.tab_election, page_url=self.page_url)
+                                    start_delay=self.tab_election, page_url=self.page_url,
+                                    history=self.history)
                 video = VideoClient(comet, nursery=nursery, network=self.network,
                                     rng=random.Random(self.rng.getrandbits(64)), name=self.actor, quirks=self.quirks,
                                     timings=self.timings, ssl_context=self.target.ssl_context,
@@ -613,15 +636,17 @@ class Participant:
             listener(name, t, data)
 
     def _changed(self) -> trio.Event:
-        if not hasattr(self, "_change_event"):
-            self._change_event = trio.Event()
-        return self._change_event
+        event = getattr(self, "_change_event", None)
+        if event is None:
+            event = self._change_event = trio.Event()
+        return event
 
     def _notify(self) -> None:
+        # an Event exists only while someone waits (a callPipe event used to make a new one each)
         event = getattr(self, "_change_event", None)
         if event is not None:
+            self._change_event = None
             event.set()
-            self._change_event = trio.Event()
 
 
 @asynccontextmanager

@@ -49,6 +49,7 @@ import math
 import random
 import re
 import ssl
+from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
@@ -84,6 +85,8 @@ _SIGNAL_ALL = "comet_server_msg"     # the catch-all signal of subscription("") 
 _PIPE_RE = re.compile(r"^[A-z0-9_.\-]+$")       # the JS check (A-z includes [\]^_`): logs, still sends
 _PIPE_EVENT_RE = re.compile(r"^([^.]+)\.([^.]+)$")  # "pipe.event" -> "pipe" (exactly one dot)
 _JS_WS = "\t\n\x0b\x0c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_JS_WS_CHARS = frozenset("\t\n\x0b\x0c\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff"
+                         + "".join(chr(c) for c in range(0x2000, 0x200B)))
 _LEAD_WS = re.compile(f"[{_JS_WS}]+")
 _TRAIL_WS = re.compile(f"[{_JS_WS}]+\\Z")
 _STRIPSLASHES_RE = re.compile("\\\\([^\n\r\u2028\u2029]?)")  # JS /\\(.?)/g: '.' skips line terminators
@@ -166,6 +169,14 @@ def _is_array_index(key: str) -> bool:
     return key.isdigit() and key.isascii() and (key == "0" or key[0] != "0") and int(key) < 2**32 - 1
 
 
+_DIGITS = frozenset("0123456789")
+
+
+def _plain(text: str) -> bool:
+    """A string JSON.stringify writes as is between quotes (nothing to escape)."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
 def js_stringify(value: Any) -> str:
     """``JSON.stringify(value)``: no spaces, non-ASCII kept, integer-like keys first, JS numbers."""
     if value is None:
@@ -179,13 +190,27 @@ def js_stringify(value: Any) -> str:
     if isinstance(value, float):
         return js_number_to_string(value) if math.isfinite(value) else "null"
     if isinstance(value, str):
-        if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        if _plain(value):
             return '"' + value + '"'   # nothing to escape (the usual case): what JSON.stringify gives
         text = json.dumps(value, ensure_ascii=False)
         return _SURROGATE_RE.sub(lambda m: "\\u%04x" % ord(m.group()), text)  # well-formed stringify
     if isinstance(value, (list, tuple)):
         return "[" + ",".join("null" if v is UNDEFINED else js_stringify(v) for v in value) + "]"
     if isinstance(value, dict):
+        # the usual message ({"status": "ping", "_cometApi_uuid": ...}): string keys that are not
+        # array indices (their first character is not a digit) and plain values, in insertion order
+        out = []
+        for k, v in value.items():
+            if type(k) is not str or not k or k[0] in _DIGITS or not _plain(k):
+                break
+            if type(v) is str and _plain(v):
+                out.append(f'"{k}":"{v}"')
+            elif v is True or v is False or v is None or type(v) is int:
+                out.append(f'"{k}":{js_stringify(v)}')
+            else:
+                break
+        else:
+            return "{" + ",".join(out) + "}"
         items = [(js_string(k), v) for k, v in value.items() if v is not UNDEFINED]
         index_keys = sorted((kv for kv in items if _is_array_index(kv[0])), key=lambda kv: int(kv[0]))
         other_keys = [kv for kv in items if not _is_array_index(kv[0])]
@@ -200,23 +225,51 @@ def _bad_constant(name: str) -> Any:
 _JS_DECODER = json.JSONDecoder(parse_constant=_bad_constant)
 
 
+_JS_SCAN = _JS_DECODER.scan_once
+_JSON_WS = frozenset(" \t\n\r")
+
+
 def js_json_parse(text: str) -> Any:
     """``JSON.parse``: like :func:`json.loads` but without NaN/Infinity."""
+    if text and text[0] not in _JSON_WS:
+        # the usual line: one value, nothing around it -- the decoder's scanner alone, without the
+        # two whitespace searches of ``decode`` (anything else takes the full path below)
+        try:
+            value, end = _JS_SCAN(text, 0)
+        except StopIteration:
+            pass
+        else:
+            if end == len(text):
+                return value
     return _JS_DECODER.decode(text)
+
+
+def _stripslashes_repl(m: re.Match) -> str:
+    c = m.group(1)
+    if c == "\\":
+        return "\\"
+    if c == "0":
+        return "\x00"
+    return c  # '' for a trailing backslash or one before a line terminator
 
 
 def stripslashes(text: str) -> str:
     """php.js ``stripslashes`` as bundled in CometServerApi.js."""
+    if "\\" not in text:
+        return text
+    if "\\\\" not in text and "\\0" not in text:
+        # every backslash escapes an ordinary character (or a line terminator, or ends the text):
+        # each one simply goes, which is what the replacement below does one match at a time
+        return text.replace("\\", "")
+    return _STRIPSLASHES_RE.sub(_stripslashes_repl, text)
 
-    def repl(m: re.Match) -> str:
-        c = m.group(1)
-        if c == "\\":
-            return "\\"
-        if c == "0":
-            return "\x00"
-        return c  # '' for a trailing backslash or one before a line terminator
 
-    return _STRIPSLASHES_RE.sub(repl, text)
+def _surely_not_json(text: str) -> bool:
+    """True when ``JSON.parse(text)`` is certain to throw: an object or array whose first member
+    starts with a backslash (the server's MySQL escaping turns ``{"a"`` into ``{\\"a"``).  A cheap
+    exact test that spares the cascade below a parse and an exception for every such message."""
+    t = text.lstrip(" \t\n\r")
+    return t[:1] in ("{", "[") and t[1:].lstrip(" \t\n\r")[:1] == "\\"
 
 
 def decode_data(data: str) -> Any:
@@ -234,6 +287,8 @@ def decode_data(data: str) -> Any:
         if step in (1, 3):
             data = stripslashes(data)
         candidate = unquote(data) if step in (0, 2, 4) else data
+        if _surely_not_json(candidate):
+            continue
         try:
             return js_json_parse(candidate)
         except ValueError:
@@ -243,6 +298,8 @@ def decode_data(data: str) -> Any:
 
 def trim_once(text: str) -> str:
     """``text.replace(/^\\s+|\\s+$/, '')`` (no ``g``): leading whitespace if any, else trailing."""
+    if text and text[0] not in _JS_WS_CHARS and text[-1] not in _JS_WS_CHARS:
+        return text   # the usual frame: nothing to trim (no regular expression needed)
     m = _LEAD_WS.match(text)
     if m:
         return text[m.end():]
@@ -363,7 +420,7 @@ class CloseRecord:
     reconnect_in_ms: int | None  # the delay chosen by the reconnect algorithm; None: no reconnect
 
 
-@dataclass
+@dataclass(slots=True)
 class CometMessage:
     """What a subscription callback receives: ``{data, server_info}`` plus bench bookkeeping."""
 
@@ -376,7 +433,8 @@ class CometMessage:
     uuid: Any          # UNDEFINED when the frame had none
     raw: dict          # the parsed frame object (before the data cascade)
     time: float        # trio time the frame was received
-    seq: int           # position in CometClient.messages
+    seq: int           # number of messages dispatched before this one (its index in CometClient.messages
+                       # while the history is complete)
 
     @property
     def server_info(self) -> dict:
@@ -388,6 +446,8 @@ class Subscription:
     """A local slot on a signal (``pipe``, ``pipe.event``, ``msg.event``, ``_answer_to_pipe`` ...).
 
     Messages are kept in :attr:`messages`; :meth:`receive` returns them in order, one each call.
+    With the client's ``history`` bound set, only the newest ``history`` are kept (a reader of
+    :meth:`receive` must keep up within that many).
     """
 
     def __init__(self, client: "CometClient", signal: str, callback: Callable[[CometMessage], Any] | None,
@@ -406,7 +466,13 @@ class Subscription:
             return
         if self.filtered and message.marker is not UNDEFINED and message.marker != self.client.custom_id:
             return  # addressed to another tab's (or a one-shot) request
-        self.messages.append(message)
+        messages = self.messages
+        messages.append(message)
+        limit = self.client.history
+        if limit is not None and len(messages) > limit:
+            drop = len(messages) - limit
+            del messages[:drop]
+            self._read = max(0, self._read - drop)
         if self._arrived is not None:
             self._arrived.set()
         if self.callback is not None:
@@ -483,8 +549,15 @@ class CometClient:
                  accept_language: str = "en-US,en;q=0.9", ssl_context: ssl.SSLContext | None = None,
                  close_timeout: float = 60.0,
                  on_auth_success: Callable[[], Any] | None = None,
-                 on_auth_failure: Callable[[], Any] | None = None) -> None:
+                 on_auth_failure: Callable[[], Any] | None = None,
+                 history: int | None = None) -> None:
+        if history is not None and history < 1:
+            raise ValueError(f"history must be None (keep everything) or >= 1, not {history!r}")
         self.network = network
+        #: how many entries each record below keeps: None keeps everything (tests read them whole);
+        #: a number keeps the newest that many, so a long run or a thousand pages stay bounded (the
+        #: counters frames_sent / frames_received / dispatched always count everything)
+        self.history = history
         self._nursery = nursery
         self.rng = rng if rng is not None else random.Random()
         self.name = name
@@ -544,23 +617,28 @@ class CometClient:
         # dispatch
         self._slots: dict[str, list[Subscription]] = {}
         self._marker_waiters: dict[str, list[trio.MemorySendChannel]] = {}
-        self._changed = trio.Event()
+        self._changed: trio.Event | None = None   # made when someone waits (see _notify)
         self._consumed: set[int] = set()
 
         # records (trio time first)
         self.attempts: list[ConnectAttempt] = []
         self.opens: list[float] = []
         self.closes: list[CloseRecord] = []
-        self.received: list[tuple[float, str | bytes]] = []   # every raw frame
-        self.sent: list[tuple[float, str]] = []               # every frame written to a socket
-        self.messages: list[CometMessage] = []                # every dispatched message
+        record = list if history is None else (lambda: deque(maxlen=history))
+        self.received: list[tuple[float, str | bytes]] = record()   # every raw frame
+        self.sent: list[tuple[float, str]] = record()               # every frame written to a socket
+        self.messages: list[CometMessage] = record()                # every dispatched message
+        self.frames_received = 0                              # counts of the above, never bounded
+        self.frames_sent = 0
+        self.dispatched = 0
         self.unparseable = 0                                  # lines JSON.parse refused
-        self.unparseable_lines: list[str] = []
+        self.unparseable_lines: list[str] = record()
         self.duplicates = 0                                   # messages dropped by de-duplication
+        # one per connection, not per frame: kept whole
         self.server_infos: list[tuple[float, bool, Any]] = []  # (time, authorized, data)
         self.auth_changes: list[tuple[float, bool]] = []      # onAuthSuccess / onAuthFalill firings
-        self.console: list[tuple[float, str, str]] = []       # (time, level, text) the JS would log
-        self.jscode: list[str] = []
+        self.console: list[tuple[float, str, str]] = record()       # (time, level, text) the JS would log
+        self.jscode: list[str] = record()
 
     # -- public state -------------------------------------------------------------------------------
     @property
@@ -732,7 +810,9 @@ class CometClient:
         ``_cometApi_uuid`` added to ``msg`` (in place, as the JS does) so receivers keep one copy."""
         count = count or 3
         interval_ms = round((interval or 1.0) * 1000)
-        uuid = "jsapi" + "".join(self.rng.choices(TAB_ALPHABET, k=11))   # Math.random() per character
+        # Math.random() per character; random.choices(TAB_ALPHABET, k=11) drawn the same way, inline
+        r = self.rng.random
+        uuid = "jsapi" + "".join([TAB_ALPHABET[int(r() * 62)] for _ in range(11)])
         if isinstance(msg, dict):
             msg["_cometApi_uuid"] = uuid
         for i in range(1, count):
@@ -794,6 +874,8 @@ class CometClient:
         """Wait until ``predicate()`` holds; re-checked after every frame, attempt, open and close."""
         with trio.fail_after(timeout) if timeout is not None else trio.CancelScope():
             while not predicate():
+                if self._changed is None:
+                    self._changed = trio.Event()
                 await self._changed.wait()
 
     async def wait_connected(self, timeout: float | None = 10.0) -> None:
@@ -874,6 +956,7 @@ class CometClient:
             self._console("log", f"frame dropped, socket not open: {text[:80]}")
             return False
         self.sent.append((trio.current_time(), text))
+        self.frames_sent += 1
         if channel is not None:
             try:
                 channel.send("text", text, _client_wire_length(text))
@@ -1133,7 +1216,9 @@ class CometClient:
         self.ever_received = True
         self.error_count = 0
         self.reconnect_ms = RECONNECT_AFTER_FRAME_MS
-        self.received.append((trio.current_time(), frame))
+        now = trio.current_time()
+        self.received.append((now, frame))
+        self.frames_received += 1
         try:
             if isinstance(frame, bytes):
                 raise _JsError("event.data.replace is not a function (binary frame)")
@@ -1144,28 +1229,30 @@ class CometClient:
                     self.unparseable += 1
                     self.unparseable_lines.append(line)
                     continue
-                self._cultivate(obj)
+                self._cultivate(obj, now)
         except _JsError as exc:  # a TypeError in onmessage: the rest of the frame is lost
             self._console("error", str(exc))
         self._notify()
 
-    def _cultivate(self, msg: Any) -> None:
+    def _cultivate(self, msg: Any, now: float) -> None:
         """``msg_cultivate`` (spec 4.2 steps 3-9)."""
         if msg is None:
             raise _JsError("Cannot read properties of null (reading 'data')")
         if not isinstance(msg, dict) or "data" not in msg:
             return  # data undefined: ignored
-        if _js_greater_than_400(msg.get("error")):
+        get = msg.get
+        error = get("error")
+        if error is not None and _js_greater_than_400(error):
             self.fatal = True
-            self._console("error", f"CometServerError:{msg.get('error')}")
+            self._console("error", f"CometServerError:{error}")
         if "jscode" in msg:
             self.jscode.append(js_string(msg["jscode"]))
             return
-        if "authorized" in msg and msg.get("event") == "serverInfo" and msg.get("pipe") == "sys":
+        if "authorized" in msg and get("event") == "serverInfo" and get("pipe") == "sys":
             status = msg["authorized"] is True or msg["authorized"] == "true"
             self._set_authorized(status)
             data = msg["data"]
-            self.server_infos.append((trio.current_time(), status, data))
+            self.server_infos.append((now, status, data))
             if not isinstance(data, str):
                 raise _JsError("msg.data.replace is not a function")
             self.real_user_key = data.replace(" ", "_", 1)
@@ -1173,28 +1260,31 @@ class CometClient:
 
         data = msg["data"]
         web_id: Any = 0
-        if isinstance(data, str) and data.startswith("A::"):  # legacy sender prefix
-            parts = data.split(";")
-            web_id = _js_to_number(parts[0].replace("A::", "", 1))
-            data = parts[1] if len(parts) > 1 else UNDEFINED
-        data_text = data if isinstance(data, str) else None
-        if data_text is not None:
-            # a copy of an event already handled (cometVideoApi sends each three times): the JS would
-            # decode it again and drop it at the de-duplication below; nothing before that has an
-            # effect, so skip straight to the result
-            known = self._uuid_of_data.get(data_text)
-            if known is not None and known in self._seen_uuids and not _js_truthy(msg.get("uuid", UNDEFINED)):
-                self.duplicates += 1
-                return
-            data = decode_data(data_text)
-        user_id = msg["user_id"] if _js_truthy(msg.get("user_id", UNDEFINED)) else web_id
-        event = msg.get("event", UNDEFINED)
-        message = CometMessage(data=data, user_id=user_id, pipe=msg.get("pipe", UNDEFINED), event=event,
-                               history=msg.get("history") is True, marker=msg.get("marker", UNDEFINED),
-                               uuid=msg.get("uuid", UNDEFINED), raw=msg, time=trio.current_time(),
-                               seq=len(self.messages))
+        top_uuid = get("uuid", UNDEFINED)
+        data_text = None
+        if isinstance(data, str):
+            if data.startswith("A::"):  # legacy sender prefix
+                parts = data.split(";")
+                web_id = _js_to_number(parts[0].replace("A::", "", 1))
+                data = parts[1] if len(parts) > 1 else UNDEFINED
+            if isinstance(data, str):
+                data_text = data
+                # a copy of an event already handled (cometVideoApi sends each three times): the JS
+                # would decode it again and drop it at the de-duplication below; nothing before that
+                # has an effect, so skip straight to the result
+                known = self._uuid_of_data.get(data_text)
+                if known is not None and known in self._seen_uuids and not _js_truthy(top_uuid):
+                    self.duplicates += 1
+                    return
+                data = decode_data(data_text)
+        user_id = get("user_id", UNDEFINED)
+        if not _js_truthy(user_id):
+            user_id = web_id
+        event = get("event", UNDEFINED)
+        marker = get("marker", UNDEFINED)
+        message = CometMessage(data, user_id, get("pipe", UNDEFINED), event, get("history") is True, marker,
+                               top_uuid, msg, now, self.dispatched)
 
-        top_uuid = msg.get("uuid", UNDEFINED)
         if _js_truthy(top_uuid):
             key = js_string(top_uuid)
             if key in self._seen_uuids:
@@ -1212,6 +1302,7 @@ class CometClient:
             del data["_cometApi_uuid"]
 
         self.messages.append(message)
+        self.dispatched += 1
         named_event = isinstance(event, str) or (isinstance(event, (int, float)) and not isinstance(event, bool))
         if "pipe" in msg:
             pipe = js_string(msg["pipe"])
@@ -1223,7 +1314,6 @@ class CometClient:
             self._emit("msg", message)
         else:
             self._emit("msg", message)
-        marker = msg.get("marker", UNDEFINED)
         if _js_truthy(marker):
             key = js_string(marker)
             self._emit(key, message)
@@ -1235,8 +1325,10 @@ class CometClient:
         self._emit(_SIGNAL_ALL, message)
 
     def _emit(self, signal: str, message: CometMessage) -> None:
-        for slot in list(self._slots.get(signal, [])):
-            slot._deliver(message)
+        slots = self._slots.get(signal)
+        if slots:
+            for slot in tuple(slots):   # a callback may add or remove slots: the ones of this moment
+                slot._deliver(message)
 
     def _set_authorized(self, status: bool) -> None:
         changed = self.authorized != status
@@ -1250,8 +1342,11 @@ class CometClient:
 
     # -- plumbing ------------------------------------------------------------------------------------------
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        # an Event only while someone waits: a frame used to cost a new Event even when nobody did
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
 
     def _console(self, level: str, text: str) -> None:
         self.console.append((trio.current_time(), level, text))

@@ -206,9 +206,10 @@ class VideoClient:
         # (the scenario timeline's hook; they must not call back into the client)
         self.listeners: list[Callable[[str, dict], Any]] = []
         self._timers: dict[Timer, None] = {}      # this page's pending timers of the video API
+        self._timers_purge_at = 64                # size at which cancelled ones are forgotten
         self._dialled: set[int] = set()           # ids of UAs whose registered already dialled
         self.closed = False
-        self._changed = trio.Event()
+        self._changed: trio.Event | None = None   # made when someone waits (see _notify)
 
     # =============================================================================================
     # public API (cometVideoApi.*)
@@ -385,6 +386,8 @@ class VideoClient:
         """Wait until ``predicate()`` holds (re-checked after every callback and callPipe event)."""
         with trio.fail_after(timeout) if timeout is not None else trio.CancelScope():
             while not predicate():
+                if self._changed is None:
+                    self._changed = trio.Event()
                 await self._changed.wait()
 
     async def wait_callback(self, name: str, *, since: int = 0, timeout: float | None = 10.0) -> dict:
@@ -821,8 +824,10 @@ class VideoClient:
         self.console.append((trio.current_time(), level, text))
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
 
     def _get_user_media(self, delay: float, success: Callable[[], None], failure: Callable[[], None]) -> None:
         """``navigator.getUserMedia``: ``success`` after ``delay``, or ``failure`` when denied."""
@@ -841,9 +846,12 @@ class VideoClient:
             timer.cancel()
         else:
             timers[timer] = None
-            if len(timers) > 64:   # forget the ones that were cancelled
+            if len(timers) > self._timers_purge_at:   # forget the ones that were cancelled
                 for stale in [t for t in timers if t.cancelled]:
                     del timers[stale]
+                # amortised: the next purge when the live ones have doubled (the 1 s ping timer is
+                # cancelled and set again by every event, so a fixed limit purged on every call)
+                self._timers_purge_at = max(64, 2 * len(timers))
         return timer
 
     def _every(self, interval: float, fn: Callable[[], bool]) -> None:

@@ -347,8 +347,10 @@ def run_one(spec: ScenarioSpec, *, clock: str = "virtual", **kwargs: Any) -> Sce
     if kwargs.get("target") is not None:
         clock = "real"                   # a deployment keeps the wall clock
     if clock == "virtual":
+        from emulator.clock import virtual_clock
+
         with deterministic_scheduling(kwargs.get("seed", 0)):
-            return trio.run(lambda: tell(spec, **kwargs), clock=trio.testing.MockClock(autojump_threshold=0))
+            return trio.run(lambda: tell(spec, **kwargs), clock=virtual_clock())
     return trio.run(lambda: tell(spec, **kwargs))
 
 

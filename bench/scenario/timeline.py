@@ -87,7 +87,7 @@ class Timeline:
         self.happenings: list[Happening] = []
         self._by_name: dict[str, list[Happening]] = {}
         self.step = ""
-        self._changed = trio.Event()
+        self._changed: trio.Event | None = None   # made when someone waits
         self.listeners: list[Callable[[Happening], Any]] = []
 
     def now(self) -> float:
@@ -102,8 +102,10 @@ class Timeline:
         self._by_name.setdefault(f"{who}.{what}", []).append(happening)
         for listener in self.listeners:
             listener(happening)
-        self._changed.set()
-        self._changed = trio.Event()
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
         return happening
 
     def named(self, name: str) -> list[Happening]:
@@ -139,6 +141,8 @@ class Timeline:
                 found = predicate()
                 if found is not None:
                     return found
+                if self._changed is None:
+                    self._changed = trio.Event()
                 await self._changed.wait()
         return predicate()
 

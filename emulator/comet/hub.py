@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import uuid as _uuid
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from emulator.clock import WallClock
 from emulator.comet import auth as _auth
@@ -58,6 +58,9 @@ class Connection:
     auth_method: str = ""
     pipes: list[str] = field(default_factory=list)
     open: bool = True
+    #: False for a transport that needs only the text (the virtual network's message shortcut): its
+    #: ``deliver`` is then always given ``wire=None`` and no frame bytes are built for it
+    raw: bool = True
 
 
 
@@ -87,6 +90,10 @@ class Hub:
         self._ids = itertools.count(1)
         self.stats = {"connects": 0, "disconnects": 0, "frames_in": 0, "frames_out": 0, "published": 0}
         self._short_frames = profile.on("short_frame_truncation")
+        self._escape = profile.on("web_pipe2_mysql_escape")
+        self._count_long = profile.on("web_answer_counts_long_frames")
+        self._handlers: dict[str, Callable[[Connection, str], None]] = {
+            name: getattr(self, "_cmd_" + name) for name in w.COMMAND_PREFIXES}
         #: ids of history entries, queued messages and minted JWT hashes (a seeded one in virtual time)
         self.new_uuid: Callable[[], str] = lambda: str(_uuid.uuid1())
 
@@ -113,7 +120,7 @@ class Hub:
     def _send(self, conn: Connection, frame: dict) -> None:
         if conn.open:  # skip the encoding for a closed connection
             text = self.encode(frame, conn.major)
-            self._send_text(conn, text, w.encode_server_frame(text))
+            self._send_text(conn, text, w.encode_server_frame(text) if conn.raw else None)
 
     def _send_text(self, conn: Connection, text: str, wire: bytes | None) -> None:
         if not conn.open:
@@ -124,14 +131,17 @@ class Hub:
                                 conn_id=conn.id, data=text)
         conn.deliver(text, wire)
 
-    def _fan_out(self, conns: list[Connection], frame: dict) -> int:
+    def _fan_out(self, conns: list[Connection], frame: dict,
+                 cache: dict[bool, tuple[str, bytes | None]] | None = None) -> int:
         """Send one frame to many connections, serialising and encoding once per client major version.
 
         This loop is the delivery hot path (a publish to a pipe of 1,000 subscribers runs it 1,000
         times), so it does per connection only what must be per connection: the open check, the
-        journal record and the ``deliver`` call.
+        journal record and the ``deliver`` call.  ``cache`` (major >= 4 -> (text, wire)), when
+        given, is filled with what was encoded, for a caller that needs it again.
         """
-        cache: dict[bool, tuple[str, bytes | None]] = {}
+        if cache is None:
+            cache = {}
         journal = self.journal if self.journal.enabled else None
         stats = self.stats
         n = 0
@@ -141,9 +151,13 @@ class Hub:
             new = conn.major >= 4
             encoded = cache.get(new)
             if encoded is None:
-                text = self.encode(frame, conn.major)
-                encoded = cache[new] = (text, w.encode_server_frame(text))
+                encoded = cache[new] = (self.encode(frame, conn.major), _LAZY)
             text, wire = encoded
+            if not conn.raw:
+                wire = None
+            elif wire is _LAZY:   # the bytes are built once, for the first subscriber that needs them
+                wire = w.encode_server_frame(text)
+                cache[new] = (text, wire)
             stats["frames_out"] += 1
             if journal is not None:
                 journal.record("comet", "frame", direction="out", dev_id=conn.dev_id, user_id=conn.user_id,
@@ -239,8 +253,11 @@ class Hub:
         if self.journal.enabled:
             self.journal.record("comet", "frame", direction="in", dev_id=conn.dev_id, user_id=conn.user_id,
                                 conn_id=conn.id, data=text)
+        if text.startswith("web_pipe2"):   # the heartbeat's command; no other prefix can match it
+            self._cmd_web_pipe2(conn, text[10:])
+            return
         cmd = w.parse_command(text)
-        handler = getattr(self, "_cmd_" + cmd.name, None)
+        handler = self._handlers.get(cmd.name)
         if handler is None:
             self.close_connection(conn, "unknown command")
             return
@@ -283,19 +300,33 @@ class Hub:
             return
         sender = 0 if msg.anonymous else conn.user_id
         now = self.now()
-        escaped = w.mysql_escape(msg.message) if self.profile.on("web_pipe2_mysql_escape") else msg.message
+        escaped = w.mysql_escape(msg.message) if self._escape else msg.message
         tenant = self.tenant(conn.dev_id)
         tenant.messages += 1
-        targets = [c for c in tenant.subscribers(msg.pipe) if c is not conn]
+        members = tenant.pipes.get(msg.pipe)
+        targets = [c for c in members.values() if c is not conn] if members else []
         frame = w.pipe_message(msg.pipe, msg.event, escaped, now, sender)
-        n = self._fan_out(targets, frame)
-        if self.profile.on("web_answer_counts_long_frames"):
-            # the real writer reports success (0) only on its long-frame path (>= 126 bytes)
-            long = {new: w.frame_length(w.dumps(w.for_client_version(frame, 4 if new else 3))) >= 126
-                    for new in {c.major >= 4 for c in targets}}
+        encoded: dict[bool, tuple[str, bytes | None]] = {}
+        if targets:   # clients of version 4: the text without the generic encoder (w.pipe_message_text)
+            text = w.pipe_message_text(msg.pipe, msg.event, escaped, now, sender)
+            encoded[True] = (w.short_frame_quirk(text) if self._short_frames else text, _LAZY)
+        n = self._fan_out(targets, frame, encoded)
+        if targets and self._count_long:
+            # the real writer reports success (0) only on its long-frame path (>= 126 bytes); the
+            # short-frame quirk keeps a frame's byte length, so the encoded text's length is the one
+            long = {}
+            for new in {c.major >= 4 for c in targets}:
+                text = encoded[new][0] if new in encoded else w.dumps(w.for_client_version(frame, 4 if new else 3))
+                long[new] = w.frame_length(text) >= 126
             n = sum(1 for c in targets if c.open and long[c.major >= 4])
         self._store_history(conn.dev_id, msg.pipe, msg.event, msg.message, sender, now)
-        self._send(conn, w.web_answer(msg.pipe, escaped, n, now))
+        if conn.major >= 4 and conn.open:
+            text = w.web_answer_text(msg.pipe, escaped, n, now)
+            if self._short_frames:
+                text = w.short_frame_quirk(text)
+            self._send_text(conn, text, w.encode_server_frame(text) if conn.raw else None)
+        else:
+            self._send(conn, w.web_answer(msg.pipe, escaped, n, now))
 
     def _cmd_pipe_log(self, conn: Connection, body: str) -> None:
         pipe, marker = w.split_marker_args(body, 2)
@@ -513,3 +544,4 @@ class Hub:
 
 
 MAX_WORD = 64
+_LAZY: Any = object()   # stands for frame bytes not built yet (in _fan_out's cache)

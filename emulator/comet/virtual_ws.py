@@ -61,14 +61,15 @@ async def run_message_connection(server: "CometServer", channel: "MessageChannel
         return
     state = {"closed": False}
 
-    def deliver(text: str, wire: bytes | None = None) -> None:   # the hub's deliver, either signature
+    def deliver(text: str, wire: bytes | None = None) -> None:   # the hub's deliver (wire: None, see below)
         if state["closed"]:
             return
         if _too_long(text):
             journal.record("comet", "frame_dropped", data="server frame over 65535 bytes not sent")
             return
+        n = len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
         try:
-            channel.send("text", text, server_wire_length(len(wire) if wire is not None else len(text.encode())))
+            channel.send("text", text, server_wire_length(server_wire_length(n)))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             state["closed"] = True
 
@@ -80,6 +81,7 @@ async def run_message_connection(server: "CometServer", channel: "MessageChannel
                        user_agent=head.header("User-Agent", exact=True) or "",
                        origin=head.header("Origin", exact=True) or head.header("origin", exact=True) or "",
                        language=head.header("Accept-Language", exact=True) or "")
+    conn.raw = False   # only the text crosses the message channel: the hub builds no frame bytes for it
     try:
         while True:
             try:

@@ -595,35 +595,54 @@ class MessageChannel:
             at = now
         half.sent += wire_len
         half.messages.append([at, kind, payload, now])
-        half.lot.unpark_all()
+        lot = half.lot
+        if lot:   # the reader is waiting (not when this is the second message of one moment)
+            lot.unpark_all()
 
     async def receive(self) -> tuple[str, Any] | None:
-        """The next message when it arrives; None at the end (the other end closed)."""
+        """The next message when it arrives; None at the end (the other end closed).
+
+        A checkpoint as trio's own channels are: a receive that has to wait yields while it waits
+        and returns when woken; only one that can return at once yields first (each message used
+        to cost its receiver two task steps -- the wake-up and another yield on the way back in)."""
         end = self._end
         half = end._in
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             end._check()
             if end._closed_messages:
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return None
             if end._conn.state == "half-open":
                 half.messages.clear()
                 await half.lot.park()
+                waited = True
                 continue
             messages = half.messages
             if messages:
                 head = messages[0]
                 if head[0] is not None and head[0] <= trio.current_time():
+                    if not waited:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        waited = True
+                        continue   # look again: the yield may have changed what is there
                     messages.popleft()
                     return head[1], head[2]
                 await end._wait(half, head[0])
+                waited = True
                 continue
             if half.fin:
                 if half.fin_at is None or half.fin_at > trio.current_time():
                     await end._wait(half, half.fin_at)
+                    waited = True
                     continue
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return None
             await half.lot.park()
+            waited = True
 
     def receive_nowait(self) -> tuple[str, Any] | None:
         """The next message if one has arrived, else None (no checkpoint)."""

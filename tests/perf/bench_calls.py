@@ -111,7 +111,8 @@ async def one_round(stack, target: Target, network, calls: int, ramp: float, hol
         for i in range(calls * 2):
             role = "doctor" if i % 2 == 0 else "patient"
             people.append(Participant(target, network, user_id=100_000 * number + i, role=role,
-                                      actor=f"{role}{number}-{i // 2}", seed=number, nursery=nursery))
+                                      actor=f"{role}{number}-{i // 2}", seed=number, nursery=nursery,
+                                      history=32))
         cpu0, wall0 = cpu(), time.perf_counter()
         async with trio.open_nursery() as opening:
             for person in people:
