@@ -239,6 +239,11 @@ examples:
   cometbench run two_party_call --repeat 1000    the join-latency benchmark (percentiles in the report)
   cometbench run --real-time join_storm          100 rooms at once on loopback sockets, real clock
   cometbench run --profile lenient               without the real servers' harmful quirks
+  cometbench run --network 4g                    every actor on the 4g profile (fixtures/network_profiles.toml)
+  cometbench run --network 4g,patient=3g         the patient on 3g, everyone else on 4g
+  cometbench run two_party_call --target ws=10.0.0.5:8087,cometql=10.0.0.5:3307,insecure
+                                                 against a deployment (real time; stories that need the
+                                                 in-process stack are skipped, the report says why)
   cometbench run two_party_call --real-time --browser patient
                                                  a real Chromium plays the patient (the demo app)
   cometbench run mute_propagation --real-time --browser doctor --app my_app.toml
@@ -263,11 +268,13 @@ def _run_parser(sub) -> None:
                        help="in-memory network under a virtual clock: calls run much faster than real time, "
                             "and equal seeds give equal runs (default)")
     clock.add_argument("--real-time", dest="clock", action="store_const", const="real",
-                       help="OS sockets on 127.0.0.1 and the real clock (stories take as long as they tell)")
-    p.set_defaults(clock="virtual")
+                       help="OS sockets on 127.0.0.1 and the real clock (stories take as long as they tell; "
+                            "the only clock of a --target)")
+    p.set_defaults(clock=None)
     p.add_argument("--network", default="loopback", metavar="PROFILE",
-                   help="network profile of every actor's links (default loopback; the presets of "
-                        "fixtures/network_profiles.toml need link conditions, which are not merged yet)")
+                   help="network profile of every actor's links, or per actor: doctor=lan,patient=3g, or both: "
+                        "4g,patient=3g (default loopback: no conditions; profiles: "
+                        "fixtures/network_profiles.toml; the parser of `cometbench call`)")
     p.add_argument("--profile", choices=PROFILE_NAMES, default=DEFAULT_PROFILE,
                    help=f"fidelity profile of the emulator (default: {DEFAULT_PROFILE})")
     p.add_argument("--media", choices=MEDIA_MODES, default="model",
@@ -278,8 +285,12 @@ def _run_parser(sub) -> None:
     p.add_argument("--report-dir", metavar="DIR",
                    help="where the run directory goes (default: a new reports/<UTC time>-seed<N>/)")
     p.add_argument("--target", default="in-process", metavar="TARGET",
-                   help="what the actors talk to (default in-process: a fresh emulator per scenario; "
-                        "external targets are not merged yet)")
+                   help="what the actors talk to: in-process (default: a fresh emulator per scenario), or a "
+                        "deployment: ws=HOST:PORT,cometql=HOST:PORT[,dev_id=N][,password=P][,ca=FILE][,insecure] "
+                        "(the spec of `cometbench call --target`; real time, --network loopback only)")
+    p.add_argument("--ca", metavar="FILE", help="with --target: CA file to trust for SIP over WSS")
+    p.add_argument("--insecure", action="store_true",
+                   help="with --target: accept any certificate for SIP over WSS (like --ignore-certificate-errors)")
     p.add_argument("--all", action="store_true",
                    help="every scenario of the pack, the long ones kept out of the default pack included")
     browser = p.add_argument_group("real browsers (need --real-time; Debian's /usr/bin/chromium and the "
@@ -874,32 +885,43 @@ def list_scenarios(out=None) -> int:
     specs = pack()
     width = max(len(spec.name) for spec in specs)
     for spec in specs:
-        where = "" if spec.default else " (not in the default pack)"
+        notes = ([] if spec.default else ["not in the default pack"]) + (["runs against a --target too"]
+                                                                           if not spec.needs else [])
         text = spec.error or spec.summary
-        out.write(f"{spec.name.ljust(width)}  {text}{where}\n")
+        out.write(f"{spec.name.ljust(width)}  {text}{''.join(f' ({note})' for note in notes)}\n")
     return 0
 
 
 def run_scenarios(args: argparse.Namespace) -> int:
-    from bench.scenario.errors import NotAvailable, ScenarioError
+    from bench.options import IN_PROCESS, SetupError, parse_network_spec
     from bench.scenario.loader import UnknownScenario, default_pack, pack, resolve
-    from bench.scenario.network import check_network
 
     if args.list:
         return list_scenarios()
     if args.repeat < 1:
         raise UsageError(f"--repeat must be at least 1, got {args.repeat}")
     try:
-        check_network(args.network)
-    except NotAvailable as exc:
-        raise UsageError(f"--network: {exc}") from None
-    except ScenarioError as exc:
-        raise UsageError(f"--network: {exc}") from None
-    if args.target != "in-process":
-        raise UsageError(f"--target {args.target!r}: external targets are not merged yet; only 'in-process' "
-                         "(a fresh emulator per scenario) runs today")
+        network = parse_network_spec(args.network)
+    except SetupError as exc:
+        raise UsageError(str(exc)) from None
+    args.target_spec = None
+    if args.target != IN_PROCESS:
+        args.target_spec = target_arg(args.target, args.ca, args.insecure)
+        if args.clock == "virtual":
+            raise UsageError("--virtual with --target: a deployment keeps the wall clock (it runs in real time)")
+        try:
+            network.check_target()
+        except SetupError as exc:
+            raise UsageError(str(exc)) from None
+        args.clock = "real"
+    elif args.ca or args.insecure:
+        raise UsageError("--ca and --insecure only apply to --target (the emulator's own CA is trusted already)")
+    args.clock = args.clock or "virtual"
     if args.scenarios and args.all:
         raise UsageError("name scenarios or use --all, not both")
+    if args.target_spec is not None and getattr(args, "browser", None):
+        raise UsageError("--browser with --target: real browsers play actors against the in-process stack only "
+                         "(the demo app's backend talks to it)")
     args.browser_settings = browser_settings(args)
     try:
         specs = resolve(args.scenarios) if args.scenarios else (pack() if args.all else default_pack())
@@ -918,9 +940,26 @@ def run_scenarios(args: argparse.Namespace) -> int:
     from bench.distributed.cli import run_shards, shard_context
 
     shard = shard_context(args, UsageError)
+    if args.target_spec is not None:
+        from bench.options import probe_target
+
+        try:
+            probe_target(args.target_spec)     # a deployment that does not answer: nothing to run against
+        except SetupError as exc:
+            raise UsageError(str(exc)) from None
     if getattr(args, "shards", None):
         return run_shards(args, report_dir, thresholds=thresholds, baseline=baseline, usage=UsageError)
     return execute_run(specs, args, report_dir, thresholds=thresholds, baseline=baseline, shard=shard)
+
+
+def target_arg(text: str, ca: str | None, insecure: bool):
+    """``--target SPEC`` with ``--ca`` / ``--insecure`` (run and call share it); UsageError when wrong."""
+    from bench.options import SetupError, parse_target, target_with_tls
+
+    try:
+        return target_with_tls(parse_target(text), ca, insecure)
+    except SetupError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def report_inputs(args: argparse.Namespace) -> tuple:
@@ -988,9 +1027,11 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
 
     if getattr(args, "media", "model") == "real" and args.clock != "real":
         raise UsageError("--media real needs --real-time (the media worker's sockets and timers are the OS's)")
+    target_spec = getattr(args, "target_spec", None)
     settings = RunSettings(seed=args.seed, clock=args.clock, network=args.network, profile=args.profile,
-                           media=getattr(args, "media", "model"), repeat=args.repeat, target=args.target,
-                           browser=getattr(args, "browser_settings", None))
+                           media=getattr(args, "media", "model"), repeat=args.repeat,
+                           target=target_spec.describe() if target_spec is not None else args.target,
+                           target_spec=target_spec, browser=getattr(args, "browser_settings", None))
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -1145,21 +1186,12 @@ class _LogCounter(logging.FileHandler):
 
 
 def run_call_command(args: argparse.Namespace) -> int:
-    from bench.call import STAGE_NAMES, CallOptions, CallSetupError, parse_target, run_call
+    from bench.call import STAGE_NAMES, CallOptions, CallSetupError, run_call
 
     mode = "target" if args.target else (args.mode or "virtual")
     target = None
     if args.target:
-        try:
-            target = parse_target(args.target)
-        except CallSetupError as exc:
-            raise UsageError(str(exc)) from None
-        if args.ca or args.insecure:
-            from dataclasses import replace
-
-            target = replace(target, ca_file=args.ca or target.ca_file, insecure=args.insecure or target.insecure)
-        if args.ca and not Path(args.ca).is_file():
-            raise UsageError(f"--ca {args.ca}: no such file")
+        target = target_arg(args.target, args.ca, args.insecure)
     elif args.ca or args.insecure:
         raise UsageError("--ca and --insecure only apply to --target (the emulator's own CA is trusted already)")
     overrides = {name: getattr(args, name) for name in ("rtt_ms", "jitter_ms", "loss", "bandwidth_kbps")

@@ -184,9 +184,13 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
     if virtual:
         restart_flow_ids()
     store = StateStore(config.state)
-    journal = Journal(config.resolved_journal_path(), enabled=config.journal, seed=config.seed,
-                      profile=profile.name, clock="virtual" if virtual else "real",
-                      now=clock.now, run_id=config.run_id or (ids.hex(12) if ids is not None else None))
+    try:
+        journal = Journal(config.resolved_journal_path(), enabled=config.journal, seed=config.seed,
+                          profile=profile.name, clock="virtual" if virtual else "real",
+                          now=clock.now, run_id=config.run_id or (ids.hex(12) if ids is not None else None))
+    except BaseException:
+        store.close()
+        raise
     hub = Hub(store, profile, password=config.password, clock=clock, journal=journal)
     if ids is not None:
         hub.new_uuid = ids.uuid1

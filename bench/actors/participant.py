@@ -391,6 +391,7 @@ class Participant:
                 if self.bandwidth is not None:
                     video.set_bandwidth(*self.bandwidth)
                 video.listeners.append(self._on_callback)
+                comet.on_connection = self._on_comet_connection
                 video.start(on_call=self._on_call, on_call_end=self._on_call_end, **self.callbacks)
                 comet.start()
                 page = Page(number, comet, video, scope, trio.current_time())
@@ -578,6 +579,11 @@ class Participant:
             self._emit(name, now, {"room": room, "call": call.call_key if call is not None else "", **data})
         if name == "video_attached":
             self._first_frame_check()
+        elif name == "ua_created" and self.page is not None:
+            phone = getattr(self.page.video, "phone", None)
+            if phone is not None:
+                ua = len(self.page.video.phones)   # its transport closes too
+                phone.on("disconnected", lambda event: self._page_event("sip_disconnected", ua=ua))
         self._notify()
 
     def on_media(self, member: Any, flowing: bool) -> None:
@@ -645,6 +651,15 @@ class Participant:
             record = {"actor": self.actor, "mark": name, "t": round(trio.current_time(), 6)}
             self.journal.record("bench", "mark", dev_id=self.target.dev_id, user_id=self.user_id,
                                 data=json.dumps(record, separators=(",", ":"), sort_keys=True))
+
+    def _on_comet_connection(self, kind: str, data: dict) -> None:
+        """The page's comet WebSocket opened or closed (``comet_open`` / ``comet_close``)."""
+        self._page_event(f"comet_{kind}", **data)
+
+    def _page_event(self, name: str, **data: Any) -> None:
+        """A transport event of the page for the listeners (the scenario timeline); not a mark."""
+        if self.listeners:
+            self._emit(name, trio.current_time(), data)
 
     def _on_callback(self, name: str, arg: dict, at: float | None = None) -> None:
         """An app callback of the page fired (the video client's listener; ``at``: when, if it was

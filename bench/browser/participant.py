@@ -362,6 +362,7 @@ class BrowserParticipant(Participant):
 
     def __init__(self, target: Any, network: Any, *, env: BrowserEnvironment, **kwargs: Any) -> None:
         self.python_callbacks = kwargs.pop("callbacks", None) or {}
+        self._media_paths: set[str] = set()          # SIP Call-IDs whose peer connection is up (link table)
         super().__init__(target, network, **kwargs)
         self.env = env
         self.profile = env.profile
@@ -460,6 +461,7 @@ class BrowserParticipant(Participant):
         return page
 
     def _close_page(self) -> None:
+        self._close_all_media()                          # the page's peer connections go with it
         page = self.page
         if page is None:
             return
@@ -902,9 +904,14 @@ class BrowserParticipant(Participant):
         elif kind == "comet_open":
             page.comet.connected = True
             page.comet.opens += 1
+            self._timeline("comet_open", t, opens=page.comet.opens)
         elif kind == "comet_close":
             page.comet.connected = False
             page.comet.closes.append((t, int(ev.get("code") or 0), bool(ev.get("clean"))))
+            self._timeline("comet_close", t, clean=bool(ev.get("clean")), code=int(ev.get("code") or 0))
+        elif kind == "sip_close":
+            if ev.get("current"):      # the newest UA's transport closed, or its reconnect failed
+                self._timeline("sip_disconnected", t, sock=ev.get("sock"), code=ev.get("code"))
         elif kind == "push":
             sys = ev.get("sys") or {}
             pipe = str(sys.get("callPipe", ""))
@@ -1041,6 +1048,33 @@ class BrowserParticipant(Participant):
         data = {k: v for k, v in ev.items() if k in ("status", "tracks", "element")}
         self._page_mark(name, call, t, **data)
 
+    def _timeline(self, name: str, t: float, **data: Any) -> None:
+        """A transport event of the page (comet_open, comet_close, sip_disconnected) for the scenario
+        timeline, as a virtual actor's comet client and JsSIP report them; not a mark."""
+        if self.listeners:
+            self._emit(name, t, data)
+
+    # -- the media path (emulator/freeswitch/media_link.py) ---------------------------------------------
+    # The page's peer connection is tracked on the link table as the virtual client's is
+    # (bench/clients/sip_ua.py): open once the answer is in, closed when the session ends or the page
+    # goes.  So a SIP WebSocket that drops and comes back (a lost network, a reset) leaves the member's
+    # media alone, and a page that goes leaves a ghost -- for a real browser as for a virtual one.
+    def _open_media(self, call_id: str) -> None:
+        links = getattr(self.network, "links", None)
+        if links is not None and call_id and call_id not in self._media_paths:
+            self._media_paths.add(call_id)
+            links.open_media(self.actor, call_id)
+
+    def _close_media(self, call_id: str) -> None:
+        links = getattr(self.network, "links", None)
+        if links is not None and call_id in self._media_paths:
+            self._media_paths.discard(call_id)
+            links.close_media(self.actor, call_id)
+
+    def _close_all_media(self) -> None:
+        for call_id in sorted(self._media_paths):
+            self._close_media(call_id)
+
     def _on_sip(self, page: BrowserPage, t: float, ev: dict) -> None:
         if not ev.get("current"):
             return                                       # an older UA of this page (they are never stopped)
@@ -1049,6 +1083,11 @@ class BrowserParticipant(Participant):
         status = ev.get("status")
         method = ev.get("method")
         cseq = ev.get("cseq")
+        call_id = str(ev.get("callid") or "")
+        if ev.get("dir") == "in" and status == 200 and cseq == "INVITE":
+            self._open_media(call_id)
+        elif method == "BYE":
+            self._close_media(call_id)
         if ev.get("dir") == "in" and status == 200 and cseq == "REGISTER" and not flags.get("registered"):
             flags["registered"] = True
             self._page_mark("registered", call, t)

@@ -70,14 +70,15 @@ def build_report(run: Run, *, final: bool) -> dict[str, Any]:
     settings = run.settings
     results = run.results
     counts = {status: sum(1 for r in results if r.status == status)
-              for status in ("passed", "failed", "interrupted", "not_run", "running")}
+              for status in ("passed", "failed", "interrupted", "not_run", "running", "skipped")}
     journal = run.journal_path
     by_scenario: dict[str, Any] = {}
     for result in results:
-        entry = by_scenario.setdefault(result.name, {"runs": 0, "passed": 0, "failed": 0})
-        entry["runs"] += 1 if result.status not in ("not_run", "running") else 0
+        entry = by_scenario.setdefault(result.name, {"runs": 0, "passed": 0, "failed": 0, "skipped": 0})
+        entry["runs"] += 1 if result.status not in ("not_run", "running", "skipped") else 0
         entry["passed"] += result.passed
         entry["failed"] += result.status in ("failed", "interrupted")
+        entry["skipped"] += result.status == "skipped"
     for name, entry in by_scenario.items():
         entry["stages"] = run.metrics.summary(scenario=name)
     return {
