@@ -45,6 +45,8 @@ DEFAULT_PORTS: dict[str, int] = {
     "directory": 8082,
     "control": 8088,
 }
+#: The values of ``media``: the media model (default) or a real endpoint (emulator/freeswitch/real_media.py).
+MEDIA_MODES = ("model", "real")
 IMPLEMENTED_SERVICES = ("ws", "cometql", "directory", "sip_ws", "sip", "esl", "control")
 
 # The real deployment's identities (DESIGN.md section 5), defined here once; the services' and the
@@ -119,6 +121,10 @@ class Config:
     recordings_dir: str = ""             # "" = recordings/ beside the state file, or a temporary dir
     conference_profiles: str = ""        # conference.conf.xml to load ("" = fixtures/conference.conf.xml)
     media_link: str = "loopback"         # link preset (fixtures/network_profiles.toml) for the media model
+    # "model": no media endpoint, the media start comes from the media model (the default); "real": a
+    # real WebRTC endpoint in a media worker process (emulator/freeswitch/real_media.py; needs the
+    # `media` extra: aiortc, aioice, av; real time only)
+    media: str = "model"
     # Timeouts of the fake FreeSWITCH's listeners (seconds; 0 = never).  The comet WebSocket, CometQL,
     # the directory and the SIP-over-WS handshake use handshake_timeout.  docs/decisions.md, "Timeouts",
     # says where each one follows the real servers and where it differs.
@@ -178,6 +184,8 @@ class Config:
 
     def check_parts(self) -> None:
         """The emulator in parts: something must run, and a FreeSWITCH alone needs a directory URL."""
+        if self.media not in MEDIA_MODES:
+            raise ConfigError(f"media must be one of {', '.join(MEDIA_MODES)}, got {self.media!r}")
         if not self.comet_emulated and not self.freeswitch_emulated:
             raise ConfigError("comet_emulated and freeswitch_emulated are both false: nothing would run")
         if not self.comet_emulated and self.freeswitch_emulated and not self.directory_url:

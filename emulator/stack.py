@@ -51,6 +51,7 @@ from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.flow import restart_ids as restart_flow_ids
 from emulator.freeswitch.media import link_presets
 from emulator.freeswitch.media_link import MediaLinks
+from emulator.freeswitch.real_media import RealMedia
 from emulator.freeswitch.sip_core import SipCore
 from emulator.freeswitch.sip_transport import SipTcpTransport, SipUdpTransport, SipWebSocketTransport
 from emulator.freeswitch.tls import Certificates, ensure_certificates
@@ -137,6 +138,7 @@ class Stack:
     services: dict[str, Service] = field(default_factory=dict)   # "ws", "cometql", "sip_ws", ...
     links: Links | None = None                    # the network's link conditions
     media_links: MediaLinks | None = None         # the bridge's media paths on those links
+    real_media: RealMedia | None = None           # media = "real": the media worker and its glue
     ids: Ids | None = None
     faults: Any = None                            # emulator.faults.Faults
     esl_links: EslLinks | None = None             # the comet side's ESL links to external FreeSWITCH nodes
@@ -168,6 +170,8 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
     config.check_parts()
     network = network or OSNetwork()
     virtual = network.kind == "virtual"
+    if config.media == "real" and virtual and config.freeswitch_emulated:
+        raise ValueError("media = \"real\" needs real time and the OS network (not a virtual network)")
     if network.links is None:
         network.links = Links(seed=config.seed)
     links = network.links
@@ -180,9 +184,13 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
     if virtual:
         restart_flow_ids()
     store = StateStore(config.state)
-    journal = Journal(config.resolved_journal_path(), enabled=config.journal, seed=config.seed,
-                      profile=profile.name, clock="virtual" if virtual else "real",
-                      now=clock.now, run_id=config.run_id or (ids.hex(12) if ids is not None else None))
+    try:
+        journal = Journal(config.resolved_journal_path(), enabled=config.journal, seed=config.seed,
+                          profile=profile.name, clock="virtual" if virtual else "real",
+                          now=clock.now, run_id=config.run_id or (ids.hex(12) if ids is not None else None))
+    except BaseException:
+        store.close()
+        raise
     hub = Hub(store, profile, password=config.password, clock=clock, journal=journal)
     if ids is not None:
         hub.new_uuid = ids.uuid1
@@ -315,6 +323,12 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     media_links.core = core
     await nursery.start(timers.run)   # the one task that runs the node's timers
     await nursery.start(core.run)     # the SIP core's directory lookups
+    if config.media == "real":        # the media worker process: started before the SIP listeners
+        from emulator.freeswitch.real_media import RealMedia
+
+        real = RealMedia(bridge, journal, host=core.media_ip)
+        await nursery.start(real.run)
+        core.real_media = stack.real_media = real
     ws = SipWebSocketTransport(core, network, journal,
                                tls_context=certs.server_context() if config.sip_tls else None,
                                handshake_timeout=config.handshake_timeout, idle_timeout=config.sip_ws_idle_timeout)

@@ -14,6 +14,7 @@ onCallStart again from the doctor's ``mediaStart answer``.
 
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "106"
 
 

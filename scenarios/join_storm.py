@@ -16,6 +16,7 @@ A load scenario: it is not in the default pack (run it by name).
 
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 DEFAULT = False
 ROOMS = 100
 TIMEOUT = 300

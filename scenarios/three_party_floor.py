@@ -17,6 +17,7 @@ goes to the active speaker.
 
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "110"
 
 

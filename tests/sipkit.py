@@ -90,6 +90,11 @@ class CorePhone:
         action()
         self._pump()
 
+    def read_arrived(self) -> None:
+        """Let the UA read what the core sent on its own since the last action (an answer that came
+        later, as the real-media endpoint's does) and answer it, as JsSIP would."""
+        self._pump()
+
     def raw(self, method: str, uri: str, *, to_tag: str | None = None, call_id: str | None = None) -> sip.SipRequest:
         """A request a browser would not send, straight to the core; returns it."""
         to = f"<{uri}>" + (f";tag={to_tag}" if to_tag else "")

@@ -59,7 +59,8 @@ from bench.clients.webrtc import DeviceTimings
 from emulator.config import DEFAULT_PASSWORD
 from emulator.net.network import Network
 
-__all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "stage_values", "actor_rng",
+__all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "MEDIA_STAGES", "ALL_STAGE_NAMES",
+           "stage_values", "actor_rng",
            "JS_CALLBACKS", "callback_data"]
 
 class CallView(Protocol):
@@ -93,6 +94,8 @@ MARKS = (
     "gum2",                   # getUserMedia #2 succeeded
     "sip_invite_sent",        # the first INVITE left (ICE gathering done)
     "answered",               # 200 OK to the INVITE
+    "ice_connected",          # real media: the page's ICE connected (iceConnectionState connected/completed)
+    "dtls_connected",         # real media: the page's peer connection connected (DTLS done)
     "addstream",              # the remote stream appeared (SRD)
     "media_self",             # mediaStart {self} sent
     "call_start",             # onCallStart
@@ -118,12 +121,19 @@ STAGES: dict[str, tuple[str, str]] = {
     "self_media": ("answered", "media_self"),                             # L10
     "peer_handshake": ("media_self", "call_start"),                       # L11
     "media": ("answered", "media_flowing"),                               # L12-L14
-    "first_remote_frame": ("call_start", "first_remote_frame"),
+    "first_remote_frame": ("answered", "first_remote_frame"),             # L12-L14 to the first picture
     "join_total": ("backend_invite_start", "first_remote_frame"),
 }
 #: Every stage a report or ``--stage`` may name: the stages above and ``system`` (the latency the
 #: system adds to a join: join_total without the user's decision).
+#: Stages only a real page with real media has (``media = "real"``; docs/stages.md): L12 and L13 measured.
+MEDIA_STAGES: dict[str, tuple[str, str]] = {
+    "ice_connected": ("answered", "ice_connected"),
+    "dtls_connected": ("answered", "dtls_connected"),
+}
 STAGE_NAMES: tuple[str, ...] = (*STAGES, "system")
+#: The stages a report, a threshold or a story may name: those above and the real-media ones.
+ALL_STAGE_NAMES: tuple[str, ...] = (*STAGES, *MEDIA_STAGES, "system")
 
 
 #: cometVideoApi's callback names (video.py's Python names -> the JavaScript option names the seed uses).
@@ -154,7 +164,7 @@ def stage_values(marks: dict[str, float]) -> dict[str, float]:
     """Milliseconds per stage for which both marks exist (``join_total`` starts at the push when
     someone else invited the user); ``system`` is ``join_total`` without the human decision."""
     out: dict[str, float] = {}
-    for name, (start, end) in STAGES.items():
+    for name, (start, end) in (STAGES | MEDIA_STAGES).items():
         if name == "join_total" and start not in marks:
             start = "push_received"
         if start in marks and end in marks:
@@ -381,6 +391,7 @@ class Participant:
                 if self.bandwidth is not None:
                     video.set_bandwidth(*self.bandwidth)
                 video.listeners.append(self._on_callback)
+                comet.on_connection = self._on_comet_connection
                 video.start(on_call=self._on_call, on_call_end=self._on_call_end, **self.callbacks)
                 comet.start()
                 page = Page(number, comet, video, scope, trio.current_time())
@@ -568,6 +579,11 @@ class Participant:
             self._emit(name, now, {"room": room, "call": call.call_key if call is not None else "", **data})
         if name == "video_attached":
             self._first_frame_check()
+        elif name == "ua_created" and self.page is not None:
+            phone = getattr(self.page.video, "phone", None)
+            if phone is not None:
+                ua = len(self.page.video.phones)   # its transport closes too
+                phone.on("disconnected", lambda event: self._page_event("sip_disconnected", ua=ua))
         self._notify()
 
     def on_media(self, member: Any, flowing: bool) -> None:
@@ -635,6 +651,15 @@ class Participant:
             record = {"actor": self.actor, "mark": name, "t": round(trio.current_time(), 6)}
             self.journal.record("bench", "mark", dev_id=self.target.dev_id, user_id=self.user_id,
                                 data=json.dumps(record, separators=(",", ":"), sort_keys=True))
+
+    def _on_comet_connection(self, kind: str, data: dict) -> None:
+        """The page's comet WebSocket opened or closed (``comet_open`` / ``comet_close``)."""
+        self._page_event(f"comet_{kind}", **data)
+
+    def _page_event(self, name: str, **data: Any) -> None:
+        """A transport event of the page for the listeners (the scenario timeline); not a mark."""
+        if self.listeners:
+            self._emit(name, trio.current_time(), data)
 
     def _on_callback(self, name: str, arg: dict, at: float | None = None) -> None:
         """An app callback of the page fired (the video client's listener; ``at``: when, if it was

@@ -29,8 +29,12 @@ What the page reports (bench/browser/probe.js) becomes the same marks as a virtu
 (docs/stages.md), stamped with the page's own clock mapped onto the bench's (each page load is
 calibrated, :meth:`bench.browser.page.PageDriver.calibrate`), and recorded in the journal with
 service ``browser``.  ``first_remote_frame`` is the first decoded remote video frame when the page
-has one (``requestVideoFrameCallback``); with the fake FreeSWITCH there is no media (ICE never
-completes), so it falls back to the virtual actors' rule: ``max(video_attached, media_flowing)``.
+has one (``requestVideoFrameCallback``); with the fake FreeSWITCH's default media model there is no
+media (ICE never completes), so it falls back to the virtual actors' rule: ``max(video_attached,
+media_flowing)``.  With ``media = "real"`` (emulator/freeswitch/real_media.py) the page's ICE really
+connects: ``ice_connected``, ``dtls_connected`` and ``first_remote_frame`` are the page's own, and the
+page reports its received media every 500 ms (``media_stats``: frames decoded, freezes, fps, audio
+energy); Chromium then runs with ``--allow-loopback-in-peer-connection`` (:func:`media_args`).
 
 Things a Python option cannot do in a page: ``callbacks`` (Python functions) are ignored; the
 demo app defines every callback itself.  ``quirks`` and ``bandwidth`` go to the demo app's
@@ -81,6 +85,17 @@ class BrowserSettings:
 
     def __post_init__(self) -> None:
         self.actors = tuple(self.actors)
+
+
+#: Chromium offers no 127.0.0.1 ICE candidate without this flag; the real media endpoint listens there.
+LOOPBACK_MEDIA_ARG = "--allow-loopback-in-peer-connection"
+
+
+def media_args(stack: Any) -> tuple[str, ...]:
+    """Chromium flags for the stack's media: with ``media = "real"`` the page's ICE must reach the media
+    worker on 127.0.0.1 (emulator/freeswitch/real_media.py)."""
+    config = getattr(stack, "config", None)
+    return (LOOPBACK_MEDIA_ARG,) if getattr(config, "media", "model") == "real" else ()
 
 
 def trust_args(stack: Any) -> tuple[str, ...]:
@@ -156,6 +171,8 @@ class PageVideo:
         self.received: list[tuple[float, dict]] = []
         self.ice: list[tuple[float, str]] = []
         self.remote_frames: list[tuple[float, dict]] = []
+        #: real media: the page's received media every 500 ms (inbound video frames/freezes/fps, audio energy)
+        self.media_stats: list[tuple[float, dict]] = []
         self.gum: list[tuple[float, bool, str | None]] = []
         self.page_errors: list[tuple[float, str]] = []
 
@@ -245,6 +262,11 @@ class BrowserEnvironment(BackendHandler):
         return self.settings.app
 
     @property
+    def real_media(self) -> bool:
+        """The stack's FreeSWITCH has a real media endpoint (``media = "real"``): pages really decode video."""
+        return bool(media_args(self.stack))
+
+    @property
     def shim(self) -> bool:
         return self.profile.shim if self.settings.shim is None else self.settings.shim
 
@@ -260,7 +282,8 @@ class BrowserEnvironment(BackendHandler):
                 camera = camera or media.camera
                 microphone = microphone or media.microphone
             host = BrowserHost(LaunchOptions(executable=self.settings.executable, camera=camera,
-                                             microphone=microphone, extra_args=trust_args(self.stack)))
+                                             microphone=microphone,
+                                             extra_args=trust_args(self.stack) + media_args(self.stack)))
             self.server = await self.nursery.start(PageServer(self, jssip=self.profile.jssip,
                                                               app_folder=None if self.profile.is_demo
                                                               else self.profile.folder).run)
@@ -339,6 +362,7 @@ class BrowserParticipant(Participant):
 
     def __init__(self, target: Any, network: Any, *, env: BrowserEnvironment, **kwargs: Any) -> None:
         self.python_callbacks = kwargs.pop("callbacks", None) or {}
+        self._media_paths: set[str] = set()          # SIP Call-IDs whose peer connection is up (link table)
         super().__init__(target, network, **kwargs)
         self.env = env
         self.profile = env.profile
@@ -437,6 +461,7 @@ class BrowserParticipant(Participant):
         return page
 
     def _close_page(self) -> None:
+        self._close_all_media()                          # the page's peer connections go with it
         page = self.page
         if page is None:
             return
@@ -879,9 +904,14 @@ class BrowserParticipant(Participant):
         elif kind == "comet_open":
             page.comet.connected = True
             page.comet.opens += 1
+            self._timeline("comet_open", t, opens=page.comet.opens)
         elif kind == "comet_close":
             page.comet.connected = False
             page.comet.closes.append((t, int(ev.get("code") or 0), bool(ev.get("clean"))))
+            self._timeline("comet_close", t, clean=bool(ev.get("clean")), code=int(ev.get("code") or 0))
+        elif kind == "sip_close":
+            if ev.get("current"):      # the newest UA's transport closed, or its reconnect failed
+                self._timeline("sip_disconnected", t, sock=ev.get("sock"), code=ev.get("code"))
         elif kind == "push":
             sys = ev.get("sys") or {}
             pipe = str(sys.get("callPipe", ""))
@@ -921,6 +951,18 @@ class BrowserParticipant(Participant):
         elif kind == "ice":
             video.ice.append((t, str(ev.get("state"))))
             self._page_mark("ice", video.active, t, state=ev.get("state"))
+            if ev.get("state") in ("connected", "completed") and "ice_connected" not in self.marks:
+                self._media_mark("ice_connected", video.active, t)
+        elif kind == "pc":
+            if ev.get("state") == "connected" and "dtls_connected" not in self.marks:
+                self._media_mark("dtls_connected", video.active, t)
+        elif kind == "media_stats":
+            sample = {"video": ev.get("video"), "audio": ev.get("audio")}
+            video.media_stats.append((t, sample))
+            if self.journal is not None and getattr(self.journal, "enabled", False):
+                self.journal.record("browser", "media_stats", dev_id=self.target.dev_id, user_id=self.user_id,
+                                    data=json.dumps({"actor": self.actor, "t": round(t, 6), **sample},
+                                                    separators=(",", ":"), sort_keys=True))
         elif kind == "remote_frame":
             video.remote_frames.append((t, {"width": ev.get("width"), "height": ev.get("height")}))
             if "first_remote_frame" not in self.marks:
@@ -1006,6 +1048,33 @@ class BrowserParticipant(Participant):
         data = {k: v for k, v in ev.items() if k in ("status", "tracks", "element")}
         self._page_mark(name, call, t, **data)
 
+    def _timeline(self, name: str, t: float, **data: Any) -> None:
+        """A transport event of the page (comet_open, comet_close, sip_disconnected) for the scenario
+        timeline, as a virtual actor's comet client and JsSIP report them; not a mark."""
+        if self.listeners:
+            self._emit(name, t, data)
+
+    # -- the media path (emulator/freeswitch/media_link.py) ---------------------------------------------
+    # The page's peer connection is tracked on the link table as the virtual client's is
+    # (bench/clients/sip_ua.py): open once the answer is in, closed when the session ends or the page
+    # goes.  So a SIP WebSocket that drops and comes back (a lost network, a reset) leaves the member's
+    # media alone, and a page that goes leaves a ghost -- for a real browser as for a virtual one.
+    def _open_media(self, call_id: str) -> None:
+        links = getattr(self.network, "links", None)
+        if links is not None and call_id and call_id not in self._media_paths:
+            self._media_paths.add(call_id)
+            links.open_media(self.actor, call_id)
+
+    def _close_media(self, call_id: str) -> None:
+        links = getattr(self.network, "links", None)
+        if links is not None and call_id in self._media_paths:
+            self._media_paths.discard(call_id)
+            links.close_media(self.actor, call_id)
+
+    def _close_all_media(self) -> None:
+        for call_id in sorted(self._media_paths):
+            self._close_media(call_id)
+
     def _on_sip(self, page: BrowserPage, t: float, ev: dict) -> None:
         if not ev.get("current"):
             return                                       # an older UA of this page (they are never stopped)
@@ -1014,6 +1083,11 @@ class BrowserParticipant(Participant):
         status = ev.get("status")
         method = ev.get("method")
         cseq = ev.get("cseq")
+        call_id = str(ev.get("callid") or "")
+        if ev.get("dir") == "in" and status == 200 and cseq == "INVITE":
+            self._open_media(call_id)
+        elif method == "BYE":
+            self._close_media(call_id)
         if ev.get("dir") == "in" and status == 200 and cseq == "REGISTER" and not flags.get("registered"):
             flags["registered"] = True
             self._page_mark("registered", call, t)
@@ -1031,8 +1105,16 @@ class BrowserParticipant(Participant):
                 and status not in (401, 407):
             self._page_mark("session_failed", call, t, status=status, cause=str(ev.get("line", ""))[12:])
 
+    def _media_mark(self, name: str, active: PageCall | None, t: float) -> None:
+        """A join mark the page measured with real media (ICE, DTLS connected)."""
+        call: Any = active    # a PageCall stands in for the virtual client's CallState (same fields used)
+        self._mark(name, room=active.room if active else "", call=call, at=t, service="browser",
+                   journal=self._journal_fields(t), media="page")
+
     def _first_frame_check(self) -> None:
-        if self.page is None:
+        """With real media the page's own first decoded remote frame (``requestVideoFrameCallback``) is
+        ``first_remote_frame``: measured, never the media model's ``max(video_attached, media_flowing)``."""
+        if self.page is None or self.env.real_media:
             return
         super()._first_frame_check()
 

@@ -582,6 +582,8 @@ class CometClient:
         self.on_auth_failure = on_auth_failure
         # called with the text of every frame written to the socket (bench observers: marks)
         self.on_frame_sent: Callable[[str], Any] | None = None
+        # called as on_connection("open", {}) / on_connection("close", {...}) (bench observers: timelines)
+        self.on_connection: Callable[[str, dict], Any] | None = None
         self.options: dict[str, Any] = {"node": node, "user_key": user_key, "user_id": user_id,
                                         "dev_id": dev_id, "nostat": nostat, "wss": wss}
         # the uuid: the option if given, else 32 random chars, then stable (localStorage in a browser)
@@ -1193,6 +1195,8 @@ class CometClient:
         now = trio.current_time()
         self.opens.append(now)
         self._notify()
+        if self.on_connection is not None:
+            self.on_connection("open", {"opens": len(self.opens)})
         if self._pending_subscription is None and self.subscription_array:
             self._socket_send("subscription\n" + "\n".join(self.subscription_array))
         self._send_msg_from_queue()
@@ -1227,6 +1231,9 @@ class CometClient:
         record = CloseRecord(trio.current_time(), clean, code, opened, reconnect)
         self.closes.append(record)
         self._notify()
+        if self.on_connection is not None:
+            self.on_connection("close", {"clean": clean, "code": code, "opened": opened,
+                                         "reconnect_in_ms": reconnect})
         return record
 
     # -- receiving ---------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ OPERATORS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, 
 
 
 def _known_stages() -> tuple[str, ...]:
-    from bench.actors.participant import STAGE_NAMES
+    from bench.actors.participant import ALL_STAGE_NAMES as STAGE_NAMES
 
     return STAGE_NAMES
 

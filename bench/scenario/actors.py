@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bench.actors.participant import STAGE_NAMES, Participant, stage_values
+from bench.actors.participant import ALL_STAGE_NAMES as STAGE_NAMES
+from bench.actors.participant import Participant, stage_values
 from bench.scenario.errors import ScenarioError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -98,8 +98,8 @@ class Window:
         if self.step is not None:
             opened_step = timeline.happenings[self.anchor]
             nested = f"{self.step} / "
-            following = [h for h in timeline.happenings[self.anchor + 1:] if h.name == "scenario.step"
-                         and not str(h.data.get("title", "")).startswith(nested)]
+            following = [h for h in timeline.find("scenario.step", since=self.anchor + 1)
+                         if not str(h.data.get("title", "")).startswith(nested)]
             if following:
                 return opened_step.t, following[0].t, self.anchor, following[0].seq, True, ""
             return opened_step.t, end_t, self.anchor, None, True, ""

@@ -22,8 +22,9 @@ fake FreeSWITCH (its :class:`~emulator.freeswitch.conference.Bridge` and
   ghost until the RTP timeout (``Bridge.signalling_lost``; lenient: it leaves at once).  If the SIP
   connection is alive, a BYE is on its way (a hangup) and ends the member the normal way.
 * **SIP socket closed** -- for a member whose browser tracks its media path, a closed SIP flow only
-  removes the registration (``SipCore.keeps_media``); the media goes on.  Members of clients that do
-  not track a path (real browsers, sipp) keep the old rule: a closed flow is a vanished browser.
+  removes the registration (``SipCore.keeps_media``); the media goes on.  The bench's browser actors
+  (bench/browser) track their page's path the same way.  Members of clients that do not track a
+  path (a browser outside the bench, sipp) keep the old rule: a closed flow is a vanished browser.
 * **FreeSWITCH restart** -- :meth:`MediaLinks.restart` marks every member's path broken, so the
   browsers' ICE fails as it would when the media endpoint disappears.
 

@@ -45,6 +45,7 @@ from emulator.freeswitch.conference import Bridge
 from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.media import QUALITY_PRESETS, LinkConditions, Quality, link_presets, media_start_delay
 from emulator.freeswitch.model import Channel, HangupCause, Refusal
+from emulator.freeswitch.real_media import MediaWorkerError, RealMedia
 from emulator.journal import Journal
 from emulator.wire import sdp as s
 from emulator.wire import sip
@@ -156,6 +157,7 @@ class Dialog:
     answer: bytes = b""
     response: bytes = b""           # the 2xx, retransmitted over UDP until ACK
     refused: Refusal | None = None
+    media_key: str | None = None    # real media: the call's key in the media worker
     retransmit_at: float = 0.0
     retransmit_interval: float = T1
     retransmit_deadline: float = 0.0
@@ -211,6 +213,9 @@ class SipCore:
         self.dialogs: dict[tuple[str, str], Dialog] = {}
         # server and client transactions, by transaction_key (branch and sent-by, RFC 3261 17.2.3)
         self.pending: dict[str, PendingInvite] = {}          # INVITE's key -> not yet answered
+        #: Real media (emulator/freeswitch/real_media.py), set by the stack when ``media = "real"``.
+        self.real_media: RealMedia | None = None
+        self.pending_real: dict[str, PendingInvite] = {}     # INVITE's key -> the endpoint is answering
         self.responses: dict[tuple[str, str], tuple[bytes, float]] = {}  # (key, method) -> last response
         self.unacked: dict[str, bytes] = {}  # key -> message repeated over UDP until answered
         self.stats = {"registers": 0, "invites": 0, "answered": 0, "byes": 0}
@@ -329,6 +334,9 @@ class SipCore:
         for key, pending in list(self.pending.items()):
             if pending.flow is flow:
                 del self.pending[key]
+        for key, pending in list(self.pending_real.items()):
+            if pending.flow is flow:
+                del self.pending_real[key]
         for dialog in list(self.dialogs.values()):
             if dialog.flow is flow and dialog.state != DialogState.TERMINATED:
                 if dialog.member_id is not None:
@@ -498,17 +506,63 @@ class SipCore:
                 raise s.SdpError("an INVITE without an offer is not supported", 488)
             webrtc = offer.ice_ufrag is not None or any(m.ice_ufrag for m in offer.media)
             if webrtc:
-                answer = s.build_webrtc_answer(
+                model = s.build_webrtc_answer(
                     offer, host_ip=self.media_ip, port=self.media_port, ice_ufrag=_token(self.rng, 8),
                     ice_pwd=_token(self.rng, 24), fingerprint_sha256=self.media_fingerprint, rng=self.rng,
                     audio_codecs=("PCMU", "GSM") if audio_only else ("opus", "PCMU"),
-                    allow_video=not audio_only).encode()
+                    allow_video=not audio_only)
+                if self.real_media is not None and self.real_media.serves(self.client_of(flow)):
+                    self._answer_real(pending, offer, model)
+                    return
+                answer = model.encode()
             else:
                 answer = plain_answer(offer, self.media_ip, self.media_port, self.rng)
         except (s.SdpError, ValueError) as exc:
             self.journal.record("sip", "bad_sdp", conn_id=flow.id, data=str(exc))
             self._respond(flow, request, 488, to_tag=pending.to_tag)
             return
+        self._complete(pending, offer, answer,
+                       media_delay=lambda: media_start_delay(self.link_for(flow), quality_of(offer), self.rng))
+
+    def _answer_real(self, pending: PendingInvite, offer: s.SessionDescription, model: s.SessionDescription) -> None:
+        """Real media: the worker's endpoint answers the offer narrowed to FreeSWITCH's choices; the
+        200 OK carries its transport and RTP lines in FreeSWITCH's shape (emulator/freeswitch/real_media.py).
+        The member's media starts at its first RTP, not after the model's delay."""
+        real = self.real_media
+        assert real is not None
+        key = f"{pending.request.call_id};{pending.to_tag}"
+        self.pending_real[pending.key] = pending
+
+        async def ask() -> None:
+            request, flow = pending.request, pending.flow
+            try:
+                text = await real.answer(key, s.endpoint_offer(offer, model).to_text())
+                answer = s.reskin_answer(text, model).encode()
+            except (s.SdpError, ValueError, MediaWorkerError) as exc:
+                real.ended(key)
+                if self.pending_real.pop(pending.key, None) is None or not flow.alive:
+                    return
+                status = 503 if isinstance(exc, MediaWorkerError) else 488
+                self.journal.record("sip", "media_failed", conn_id=flow.id, data=f"{status}: {exc}")
+                self._respond(flow, request, status, to_tag=pending.to_tag)
+                return
+            if self.pending_real.pop(pending.key, None) is None or not flow.alive:
+                real.ended(key)   # cancelled (or the caller went) while the endpoint answered
+                return
+            dialog = self._complete(pending, offer, answer, media_delay=lambda: None)
+            dialog.media_key = key
+            real.answered(key, dialog.member_id, dialog.channel.hangup)
+
+        if self._nursery is None:
+            raise RuntimeError("SipCore.run() must be running for real media")
+        self._nursery.start_soon(ask)
+
+    def _complete(self, pending: PendingInvite, offer: s.SessionDescription, answer: bytes,
+                  media_delay: Callable[[], float | None]) -> Dialog:
+        """The 200 OK, the channel and the join.  ``media_delay`` is called after the channel's uuid
+        is drawn (the seeded order of the draws stays what it always was)."""
+        request, flow = pending.request, pending.flow
+        conference, profile, audio_only = pending.route
         from_addr = request.from_addr
         channel = Channel(uuid=str(_uuid.UUID(int=self.rng.getrandbits(128), version=4)),
                           caller_id_name=from_addr.display_name or pending.user,
@@ -517,7 +571,7 @@ class SipCore:
                           variables={"sip_call_id": request.call_id, "sip_network_ip": flow.peer.host,
                                      "sip_network_port": str(flow.peer.port)},
                           has_video=not audio_only and any(m.kind == "video" for m in offer.media),
-                          media_delay=media_start_delay(self.link_for(flow), quality_of(offer), self.rng))
+                          media_delay=media_delay())
         dialog = Dialog(request.call_id, pending.to_tag, request.from_tag or "", request, flow, channel,
                         conference, profile)
         channel.hangup = functools.partial(self._server_bye, dialog)
@@ -540,6 +594,7 @@ class SipCore:
             self._at(self.clock() + 2.0, self._refuse, dialog)
         else:
             dialog.member_id = result.id
+        return dialog
 
     def _retransmit(self, dialog: Dialog) -> None:
         if dialog.state != DialogState.EARLY or not dialog.flow.alive:
@@ -583,6 +638,8 @@ class SipCore:
             return
         dialog.state = DialogState.TERMINATED
         self.dialogs.pop((dialog.call_id, dialog.local_tag), None)
+        if dialog.media_key is not None and self.real_media is not None:
+            self.real_media.ended(dialog.media_key)
         if leave and dialog.member_id is not None:
             self.bridge.leave(dialog.member_id, cause)
         channel = dialog.channel
@@ -613,7 +670,8 @@ class SipCore:
                   and self.bridge.member(dialog.member_id) is not None)
 
     def _cancel(self, flow: Flow, request: sip.SipRequest) -> None:
-        pending = self.pending.pop(transaction_key(request), None)
+        key = transaction_key(request)
+        pending = self.pending.pop(key, None) or self.pending_real.pop(key, None)
         if pending is None:
             self._respond(flow, request, 481)
             return

@@ -16,6 +16,7 @@ Public API (what scenarios, faults and the control plane call)::
     links.partition(client="patient", duration=20)        # everything stalls / is dropped for 20 s
     links.heal(client="patient")
     links.half_open(client="doctor", protocol="comet")    # existing connections hang, bytes vanish
+    links.lose_network(client="patient", duration=60)     # the device's own network goes (Wi-Fi drops)
     links.reset(client="doctor")                          # both ends see ECONNRESET, clients reconnect
     links.at(30.0, "partition", client="patient", duration=10)   # scheduled, t = seconds since run()
     links.after(5.0, "set", "3g", client="doctor", duration=60)  # relative to now
@@ -60,6 +61,13 @@ the receiving end holding bytes until then (both ends are wrapped; no task per c
   carrying anything in either direction, forever, and neither end is told: writes succeed, reads
   wait, a close is not seen by the other end (a NAT that forgot the flow, a peer that lost power).
   New connections are unaffected.
+* **lost network** (:meth:`Links.lose_network`, :meth:`Links.regain_network`): the client's own
+  network goes away -- a Wi-Fi that drops, a phone in a tunnel.  The device's stack knows: its ends of
+  every connection fail at once (``trio.BrokenResourceError``: the browser's WebSockets close uncleanly,
+  1006) and its new connections fail at once (``OSError`` ENETUNREACH) until the network is back.  The
+  servers know nothing: their ends hang as in a half-open hang, and everything of the client is
+  partitioned (its datagrams and media too).  When the network comes back, the far ends are reset (their
+  next segment meets the device, which no longer knows the connection and answers RST).
 * **reset** (:meth:`Links.reset`): both ends of the matching connections see a connection reset at
   once (``trio.BrokenResourceError``; the socket is closed with RST on OS sockets).  For the virtual
   browser this is what a real one sees: the comet client's WebSocket closes uncleanly (1006) and it
@@ -83,6 +91,7 @@ bad-wifi, wifi, lossy and call-drop.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import math
@@ -246,8 +255,9 @@ def _check_client(client: str) -> str:
 class LinkChange:
     """What :meth:`Links.watch` callbacks receive.
 
-    ``kind``: ``set`` (a rule changed), ``partition``, ``heal``, ``half_open``, ``reset``,
-    ``media_open``, ``media_close``, ``media_break``.  ``client``/``protocol`` are the selector (``*``
+    ``kind``: ``set`` (a rule changed), ``partition``, ``heal``, ``half_open``, ``reset``, ``offline`` /
+    ``online`` (:meth:`Links.lose_network` / :meth:`Links.regain_network`), ``media_open``, ``media_close``,
+    ``media_break``.  ``client``/``protocol`` are the selector (``*``
     for all); ``call_id`` names the media path for the ``media_*`` kinds; ``count`` is how many
     connections a reset or half-open hit."""
 
@@ -793,6 +803,7 @@ class Links:
         self._profiles = profiles
         self._rules: dict[tuple[str, str], Link] = {}
         self._partitions: set[tuple[str, str]] = set()
+        self._offline: set[str] = set()   # clients whose own network is gone (lose_network)
         # weak: a connection lives as long as one of its ends (a stream nobody closed is still freed)
         self._conns: weakref.WeakValueDictionary[int, _Conn] = weakref.WeakValueDictionary()
         self._pairing: weakref.WeakValueDictionary[Any, _Conn] = weakref.WeakValueDictionary()
@@ -973,6 +984,50 @@ class Links:
             conn.wake()
         self._changed("half_open", client, protocol, count=len(hit))
         return len(hit)
+
+    def lose_network(self, *, client: str, duration: float | None = None) -> int:
+        """The client's own network goes away (see the module docstring): its ends of its connections
+        fail now, the far ends hang, new connections fail (:meth:`check_connect`), everything of the
+        client is partitioned -- until :meth:`regain_network` (or ``duration`` seconds later).  Returns
+        how many connections it had."""
+        _check_client(client)
+        if client == "*" or not client:
+            raise LinkError("lose_network takes one client's name (a device loses its own network), not *")
+        if duration is not None and (not isinstance(duration, (int, float)) or duration != duration or duration < 0):
+            raise LinkError(f"duration must be >= 0 seconds, got {duration!r}")
+        self._offline.add(client)
+        hit = [c for c in list(self._conns.values()) if c.client == client and c.state != "reset"]
+        for conn in hit:
+            for end in conn.live_ends():
+                if not end._server:
+                    end._set_reset("network is down")
+            conn.state = "half-open"       # the far end hears nothing ...
+            conn.reset_at_heal = True      # ... until the network is back and it meets an RST
+            conn.wake()
+        self._changed("offline", client, "*", count=len(hit))
+        self.partition(client=client)
+        if duration is not None:
+            self._at(trio.current_time() + duration, lambda: self.regain_network(client=client))
+        return len(hit)
+
+    def regain_network(self, *, client: str) -> None:
+        """The client's network is back: new connections work, the partition heals and the far ends of
+        the connections it lost are reset."""
+        if client not in self._offline:
+            return
+        self._offline.discard(client)
+        self.heal(client=client)
+        self._changed("online", client, "*")
+
+    def offline(self, client: str) -> bool:
+        """Whether ``client`` has lost its network (:meth:`lose_network`)."""
+        return client in self._offline
+
+    def check_connect(self, client: str) -> None:
+        """Called by the network before it connects for ``client``: an ``OSError`` (ENETUNREACH) while
+        that client has lost its network, as a device without a network fails at once."""
+        if client and client in self._offline:
+            raise OSError(errno.ENETUNREACH, f"network is unreachable ({client} has lost its network)")
 
     # -- media paths (no bytes: the media model's view of a browser's peer connection) ----------------
     def open_media(self, client: str, call_id: str) -> None:
@@ -1307,6 +1362,7 @@ class Links:
     def snapshot(self) -> dict:
         return {"rules": {f"{c}/{p}": vars(link) for (c, p), link in self._rules.items()},
                 "partitions": [f"{c}/{p}" for c, p in sorted(self._partitions)],
+                "offline": sorted(self._offline),
                 "connections": len(self._conns), "media_paths": len(self._media)}
 
 

@@ -360,6 +360,8 @@ class OSNetwork(Network):
         return _OSListener(self, service, trio.SocketListener(sock))
 
     async def connect(self, host: str, port: int, *, client: str = "") -> trio.abc.Stream:
+        if self.links is not None:
+            self.links.check_connect(client)   # a client that lost its network fails at once
         stream = await trio.open_tcp_stream(host, port)
         return self.wrap(stream, service="", client=client, peer=Endpoint(host, port))
 
@@ -575,6 +577,8 @@ class VirtualNetwork(Network):
 
     async def connect(self, host: str, port: int, *, client: str = "") -> trio.abc.Stream:
         await trio.lowlevel.checkpoint()
+        if self.links is not None:
+            self.links.check_connect(client)   # a client that lost its network fails at once
         if host == "localhost":
             host = "127.0.0.1"
         listener = self._listeners.get(Endpoint(host, port))

@@ -176,3 +176,25 @@ def test_a_malformed_target(capsys):
 def test_tls_options_need_a_target(capsys):
     err = usage_error(capsys, "call", "--insecure")
     assert "--target" in err
+
+
+def test_a_target_takes_no_link_conditions(capsys):
+    """Link conditions need both ends in this process: with a target they would silently not apply."""
+    err = usage_error(capsys, "call", "--target", "ws=127.0.0.1:1,cometql=127.0.0.1:1", "--network", "4g")
+    assert "--network 4g: link conditions need both ends of a connection in this process" in err
+    err = usage_error(capsys, "call", "--target", "ws=127.0.0.1:1,cometql=127.0.0.1:1", "--rtt-ms", "50")
+    assert "link conditions need both ends" in err
+
+
+def test_loopback_is_no_conditions_and_the_parser_is_runs():
+    from bench.options import parse_network_spec
+
+    assert parse_network("loopback") == {"doctor": None, "patient": None}
+    assert parse_network("loopback", {"loss": 1.0})["patient"].loss == 1.0
+    spec = parse_network_spec("4g,patient=3g")
+    assert (spec.profile_of("doctor"), spec.profile_of("patient"), spec.profile_of("nurse")) == ("4g", "3g", "4g")
+    assert spec.label == "patient:3g+*:4g"
+    for bad, message in (("4g,3g", "two profiles for everyone"), ("patient=3g,patient=4g", "given twice"),
+                         ("4g,", "an empty entry")):
+        with pytest.raises(CallSetupError, match=message):
+            parse_network(bad)

@@ -109,3 +109,39 @@ def test_trio_deterministic_scheduling_switch():
     source = inspect.getsource(trio_run)
     assert "if _ALLOW_DETERMINISTIC_SCHEDULING:" in source, "trio's scheduler no longer reads the switch"
     assert "_r.shuffle(batch)" in source, "trio no longer shuffles a ready batch with _r"
+
+
+def test_aioice_host_addresses_as_the_media_worker_patches_them():
+    """emulator/freeswitch/aioice_loopback.py: aioice 0.13.0's ``get_host_addresses(use_ipv4, use_ipv6)``
+    skips loopback and ``Connection.gather_candidates`` looks it up by name at call time; the adapter
+    replaces it so the endpoint gathers 127.0.0.1.  An upgrade that renames or inlines it fails here."""
+    import pytest
+
+    aioice_ice = pytest.importorskip("aioice.ice")
+    import aioice
+
+    from emulator.freeswitch.aioice_loopback import gather_only
+
+    assert aioice.__version__ == "0.13.0"
+    current = aioice_ice.get_host_addresses   # another test in this process (tests/media) may have patched it
+    original = getattr(current, "__wrapped_original__", current)
+    assert original.__module__ == "aioice.ice"
+    assert list(inspect.signature(original).parameters) == ["use_ipv4", "use_ipv6"]
+    assert "get_host_addresses(" in inspect.getsource(aioice_ice.Connection.gather_candidates)
+    assert "127.0.0.1" not in original(True, False)   # why the adapter exists
+    try:
+        installed = gather_only("127.0.0.1")
+        assert aioice_ice.get_host_addresses is installed
+
+        async def gather() -> list[str]:
+            connection = aioice_ice.Connection(ice_controlling=True, components=1)
+            await connection.gather_candidates()
+            hosts = [c.host for c in connection.local_candidates]
+            await connection.close()
+            return hosts
+
+        import asyncio
+
+        assert asyncio.run(gather()) == ["127.0.0.1"]
+    finally:
+        aioice_ice.get_host_addresses = current
