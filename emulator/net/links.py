@@ -293,7 +293,7 @@ class _Half:
     entries it has delivered past.
     """
 
-    __slots__ = ("entries", "fin", "fin_at", "fin_sent_at", "free_at", "last", "lot", "messages", "sent", "watched")
+    __slots__ = ("_lot", "entries", "fin", "fin_at", "fin_sent_at", "free_at", "last", "messages", "sent", "watched")
 
     def __init__(self) -> None:
         self.sent = 0
@@ -303,13 +303,27 @@ class _Half:
         self.entries: deque[list] = _NOTHING
         self.free_at = 0.0          # the transmitter is busy until then (bandwidth)
         self.last = 0.0             # delivery time of the latest entry (TCP keeps order)
-        self.lot = trio.lowlevel.ParkingLot()
+        self._lot: trio.lowlevel.ParkingLot | None = None   # made when an end first waits (see lot)
         self.fin = False            # the sender closed
         self.fin_at: float | None = None   # when the close arrives (None while stalled)
         self.fin_sent_at = 0.0
         self.watched = False        # a give-up check is scheduled for its stalled writes
         #: whole WebSocket messages of the message shortcut: [deliver_at, kind, payload, sent_at]
         self.messages: deque[list] = _NOTHING
+
+    @property
+    def lot(self) -> trio.lowlevel.ParkingLot:
+        """Where the receiving end waits for bytes that are not due yet (made on first use: an idle
+        connection on a clean link never waits here, and two lots cost ~0.5 KB per connection)."""
+        lot = self._lot
+        if lot is None:
+            lot = self._lot = trio.lowlevel.ParkingLot()
+        return lot
+
+    def wake(self) -> None:
+        """Wake the end waiting in :attr:`lot`, if any."""
+        if self._lot is not None:
+            self._lot.unpark_all()
 
     def add_entry(self, entry: list) -> None:
         if self.entries is _NOTHING:
@@ -366,7 +380,7 @@ class _Conn:
 
     def wake(self) -> None:
         for half in (self.c2s, self.s2c):
-            half.lot.unpark_all()
+            half.wake()
 
     def reset(self, reason: str = "connection reset by peer") -> None:
         if self.state == "reset":
@@ -605,7 +619,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
             if self._reset is None and self._conn.state == "open":
                 self._links._fin(self._conn, self._out)
             self._links._end_closed(self._conn, self)
-            self._in.lot.unpark_all()
+            self._in.wake()
         await self.transport_stream.aclose()
 
 
@@ -650,7 +664,7 @@ class MessageChannel:
             at = now
         half.sent += wire_len
         half.add_message([at, kind, payload, now])
-        lot = half.lot
+        lot = half._lot
         if lot:   # the reader is waiting (not when this is the second message of one moment)
             lot.unpark_all()
 
@@ -719,7 +733,7 @@ class MessageChannel:
         end._closed_messages = True
         if not end._closed and end._reset is None and end._conn.state == "open":
             end._links._fin(end._conn, end._out)
-        end._in.lot.unpark_all()
+        end._in.wake()
 
 
 class _Immediate:
@@ -953,7 +967,7 @@ class Links:
             if half.fin and half.fin_at is None:
                 retry = _next_retransmission(half.fin_sent_at, link.rto, max(now, ready))
                 half.fin_at = max(retry + link.one_way, half.last)
-            half.lot.unpark_all()
+            half.wake()
 
     # -- events on existing connections -------------------------------------------------------------
     def connections(self, *, client: str = "*", protocol: str = "*") -> list[dict]:
@@ -1306,15 +1320,15 @@ class Links:
         half.fin_sent_at = now
         if not self._rules and not self._partitions and not half.entries and half.last <= now:
             half.fin_at = now
-            half.lot.unpark_all()
+            half.wake()
             return
         if self.partitioned(conn.client, conn.protocol):
             half.fin_at = None
-            half.lot.unpark_all()
+            half.wake()
             return
         link = self.link(conn.client, conn.protocol)
         half.fin_at = max(half.last, now + link.one_way)
-        half.lot.unpark_all()
+        half.wake()
 
     def _watch_abort(self, conn: _Conn, half: _Half) -> None:
         """A write stalls: if it is still stalled after TCP's last retransmission, the sender gives up
