@@ -26,6 +26,9 @@ hung up and every page closed, and the script checks the emulator's state (no co
 registration or dialog left) and its RSS against the level before the calls (``/proc/PID/status``
 of the child).  The emulator's CPU (``/proc/PID/stat``) is printed per phase.
 
+``bench_control_polling.py`` reuses the pieces (``start_serve``, ``warm_up``, ``Clients``,
+``open_and_join``) to run the joins with the control plane off, idle or polled.
+
 Run: ``.venv/bin/python tests/perf/bench_calls_process.py [--calls 500] [--workers 2] [--ramp 10]``.
 The machine matters: say how loaded it was (``uptime``) next to the figures.
 """
