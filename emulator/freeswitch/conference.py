@@ -274,6 +274,7 @@ class Channel:
     hangup_at: float | None = None
     hangup_cause: str | None = None
     client: str = ""        # the bench client (link) the call came from; emulator bookkeeping, never shown
+    counted: bool = field(default=False, repr=False)   # counted in Bridge.session_count; bookkeeping
 
     @property
     def channel_name(self) -> str:
@@ -561,7 +562,9 @@ class Bridge:
         self._now_override: float | None = None
         self._processing = False
         self._wakeup: trio.Event | None = None
-        self._sessions: set[str] = set()
+        # sessions since start-up, as FreeSWITCH's ``status`` counts them: a number, not a set of
+        # every uuid ever seen (which grew by one entry per call for the life of the server)
+        self._sessions = 0
         self._tones: dict[int, bytes] = {}
         #: asked before a member's media starts (True: it may flow now); None lets media always start.
         #: The media link glue (emulator/freeswitch/media_link.py) holds media back while the member's
@@ -615,9 +618,14 @@ class Bridge:
 
         return remove
 
+    def _count_session(self, channel: Channel) -> None:
+        if not channel.counted:
+            channel.counted = True
+            self._sessions += 1
+
     def session_count(self) -> int:
         """Channels seen since start (ESL ``status``)."""
-        return len(self._sessions)
+        return self._sessions
 
     def member(self, member_id: int) -> Member | None:
         return self._members.get(member_id)
@@ -695,7 +703,7 @@ class Bridge:
         self.conferences.clear()
         self._members.clear()
         self._heap.clear()
-        self._sessions.clear()
+        self._sessions = 0
         self._event_seq = itertools.count(1)
         if self._own_member_ids:
             self._member_ids = itertools.count(1)
@@ -843,7 +851,7 @@ class Bridge:
         return Event(name, "", headers)
 
     def _channel_fire(self, name: str, channel: Channel) -> Event:
-        self._sessions.add(channel.uuid)
+        self._count_session(channel)
         event = self.channel_event(name, channel)
         self._fire(event, channel=channel)
         return event
@@ -890,7 +898,7 @@ class Bridge:
         """Put an answered channel into ``conference_name`` (created with ``profile_name`` if new)."""
         self.process_due()
         now = self.now()
-        self._sessions.add(channel.uuid)
+        self._count_session(channel)
         if channel.created_at is None:
             channel.created_at = now
         if channel.answered_at is None:
