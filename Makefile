@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run serve test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-browsers bench-calls bench-calls-process bench-reports fuzz clean
+.PHONY: setup run serve lint test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-browsers bench-media bench-calls bench-calls-process bench-reports bench-shards fuzz clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -26,7 +26,14 @@ run: $(VENV)/.installed
 serve: setup
 	$(BIN)/cometbench serve $(ARGS)
 
+# ruff and mypy (configured in pyproject.toml) over the repository, or over the files/folders in ARGS
+lint: setup
+	$(BIN)/ruff check $(ARGS)
+	$(BIN)/mypy $(ARGS)
+
+# the whole repository is linted first (so CI lints too), then the tests run (ARGS goes to pytest)
 test: setup
+	$(MAKE) --no-print-directory lint ARGS=
 	$(BIN)/pytest -q -p no:cacheprovider $(ARGS)
 
 quirks: setup
@@ -55,6 +62,11 @@ bench-scenarios: setup
 
 bench-browsers: setup
 	$(BIN)/python tests/perf/bench_browsers.py $(ARGS)
+
+bench-media: setup
+	$(BIN)/python tests/perf/bench_real_media.py $(ARGS)
+bench-shards: setup
+	$(BIN)/python tests/perf/bench_shards.py $(ARGS)
 
 bench-calls: setup
 	$(BIN)/python tests/perf/bench_calls.py $(ARGS)

@@ -17,9 +17,11 @@ Where it runs:
   remote video, docs/stages.md).
 
 The network profile (``fixtures/network_profiles.toml``) is applied per actor to every protocol the
-actor speaks, media included (:mod:`emulator.net.links`); the app backend (``client="backend"``) sits
-in the data centre and gets no conditions.  The page's AJAX request to call.php crosses the actor's
-link too: ``app_request_rtt`` is one round trip of it.
+actor speaks, media included (:mod:`emulator.net.links`; ``loopback`` is no conditions at all); the app
+backend (``client="backend"``) sits in the data centre and gets no conditions.  ``--network`` and
+``--target`` are parsed by the same code as ``cometbench run``'s (:mod:`bench.options`); a target takes
+``--network loopback`` only (link conditions need both ends in this process).  The page's AJAX request
+to call.php crosses the actor's link too: ``app_request_rtt`` is one round trip of it.
 
 Stages: each side's stage durations (docs/stages.md) are in ``sides``; ``stages`` gives, per stage,
 the **worse side** (the larger value): a call is as slow as its slower participant, and
@@ -38,10 +40,11 @@ from typing import Any
 import trio
 import trio.testing
 
-from bench.actors.participant import STAGES, Participant, Target, open_participant
+from bench.actors.participant import STAGE_NAMES, Participant, Target, open_participant
+from bench.options import SetupError, TargetSpec, check_target, parse_network_spec, parse_target
 from emulator.clock import virtual_clock
 from emulator.ids import deterministic_scheduling
-from emulator.net.links import Link, LinkError, Links, get_profile, profile_names
+from emulator.net.links import Link, Links
 
 __all__ = ["CallOptions", "CallResult", "TargetSpec", "parse_network", "parse_target", "run_call", "ACTORS",
            "STAGE_NAMES", "CallSetupError"]
@@ -50,104 +53,23 @@ ACTORS = ("doctor", "patient")
 USER_IDS = {"doctor": 501, "patient": 502}
 ROOM = "101"
 #: Every stage name the result can carry (docs/stages.md), in order.
-STAGE_NAMES = tuple(STAGES) + ("system",)
 JOIN_TIMEOUT = 180.0     # seconds (simulated or real) for both sides to see each other
 FRAME_HISTORY = 256      # frames each page keeps (nothing here reads them; an hour sends ~22,000 each)
 END_TIMEOUT = 60.0
 
 
-class CallSetupError(ValueError):
-    """Input the call cannot start with (an unknown profile, a target that does not answer ...):
-    the message names the field or the address."""
+#: Input the call cannot start with (an unknown profile, a target that does not answer ...): the message
+#: names the field or the address.  The same error as ``cometbench run``'s (bench/options.py).
+CallSetupError = SetupError
 
 
-@dataclass(frozen=True)
-class TargetSpec:
-    """``--target ws=HOST:PORT,cometql=HOST:PORT[,dev_id=N][,password=P][,ca=FILE][,insecure]``."""
-
-    ws_host: str
-    ws_port: int
-    cometql_host: str
-    cometql_port: int
-    dev_id: int = 15
-    password: str = "CometQLPassword"
-    ca_file: str = ""
-    insecure: bool = False
-    sip_tls: bool = True
-
-    def describe(self) -> str:
-        return f"ws={self.ws_host}:{self.ws_port},cometql={self.cometql_host}:{self.cometql_port},dev_id={self.dev_id}"
-
-
-def _hostport(field_name: str, value: str) -> tuple[str, int]:
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise CallSetupError(f"target {field_name}={value!r}: expected HOST:PORT with a port 1-65535")
-    return host.strip("[]"), int(port_text)
-
-
-def parse_target(text: str) -> TargetSpec:
-    """Parse ``--target``; a :class:`CallSetupError` names the field that is wrong."""
-    fields_: dict[str, str] = {}
-    flags: set[str] = set()
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep:
-            if key in ("insecure", "no-tls", "ws-sip"):
-                flags.add(key)
-                continue
-            raise CallSetupError(f"target: {part!r} is not KEY=VALUE (keys: ws, cometql, dev_id, password, ca, insecure)")
-        if key not in ("ws", "cometql", "dev_id", "password", "ca"):
-            raise CallSetupError(f"target: unknown key {key!r}; known: ws, cometql, dev_id, password, ca, insecure")
-        fields_[key] = value.strip()
-    addresses = {name: _hostport(name, fields_[name]) for name in ("ws", "cometql") if name in fields_}
-    for required in ("ws", "cometql"):
-        if required not in addresses:
-            raise CallSetupError(f"target: {required}=HOST:PORT is required (e.g. ws=127.0.0.1:8087,cometql=127.0.0.1:3307)")
-    (ws_host, ws_port), (ql_host, ql_port) = addresses["ws"], addresses["cometql"]
-    dev_text = fields_.get("dev_id", "15")
-    if not dev_text.isdigit() or not 0 < int(dev_text) < 1_000_000:
-        raise CallSetupError(f"target dev_id={dev_text!r}: expected a number 1-999999")
-    return TargetSpec(ws_host, ws_port, ql_host, ql_port, int(dev_text), fields_.get("password", "CometQLPassword"),
-                      fields_.get("ca", ""), "insecure" in flags, "no-tls" not in flags and "ws-sip" not in flags)
-
-
-def parse_network(text: str, overrides: dict[str, float] | None = None) -> dict[str, Link]:
+def parse_network(text: str, overrides: dict[str, float] | None = None) -> dict[str, Link | None]:
     """``4g`` (both actors) or ``doctor=lan,patient=3g``; ``overrides`` (rtt_ms, loss ...) change
-    every actor's link.  A :class:`CallSetupError` names the unknown profile, actor or field."""
-    spec: dict[str, str] = {}
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
-        raise CallSetupError("--network: give a profile name (known: " + ", ".join(profile_names()) + ")")
-    for part in parts:
-        actor, sep, name = part.partition("=")
-        if sep:
-            actor = actor.strip()
-            if actor not in ACTORS:
-                raise CallSetupError(f"--network: unknown actor {actor!r}; known: {', '.join(ACTORS)}")
-            spec[actor] = name.strip()
-        else:
-            for a in ACTORS:
-                spec.setdefault(a, part)
-    for actor in ACTORS:
-        spec.setdefault(actor, "loopback")
-    out: dict[str, Link] = {}
-    for actor, name in spec.items():
-        try:
-            link = get_profile(name)
-        except LinkError as exc:
-            raise CallSetupError(f"--network: {exc}") from None
-        if overrides:
-            try:
-                link = Link(**{**{k: getattr(link, k) for k in ("rtt_ms", "jitter_ms", "loss", "bandwidth_kbps")},
-                               **overrides}, description=link.description)
-            except LinkError as exc:
-                raise CallSetupError(f"--network override: {exc}") from None
-        out[actor] = link
-    return out
+    every actor's link.  Each actor's link, None for no conditions (``loopback``).  The parser is
+    ``cometbench run``'s (:func:`bench.options.parse_network_spec`); a :class:`CallSetupError` names the
+    unknown profile, actor or field."""
+    spec = parse_network_spec(text, actors=ACTORS, overrides=overrides)
+    return {actor: spec.link_of(actor) for actor in ACTORS}
 
 
 @dataclass
@@ -199,16 +121,18 @@ def worse_side(sides: dict[str, dict[str, float]], only: tuple[str, ...] = ()) -
 
 
 async def _story(target: Target, network: Any, links: Links | None, options: CallOptions,
-                 actor_links: dict[str, Link], stack: Any = None) -> tuple[dict, str | None, dict[str, str]]:
+                 actor_links: dict[str, Link | None], stack: Any = None) -> tuple[dict, str | None, dict[str, str]]:
     """The call itself; returns (per-side stages, failure or None, display names)."""
     if links is not None:
         for actor, link in actor_links.items():
-            links.set(link, client=actor)
+            if link is not None:
+                links.set(link, client=actor)
     failure: str | None = None
     async with AsyncExitStack() as exits:
         people: dict[str, Participant] = {}
         for actor in ACTORS:
-            rtt = actor_links[actor].rtt_ms / 1000.0
+            link = actor_links[actor]
+            rtt = link.rtt_ms / 1000.0 if link is not None else 0.0
             people[actor] = await exits.enter_async_context(open_participant(
                 target, network, user_id=USER_IDS[actor], role=actor, actor=actor, seed=options.seed,
                 app_request_rtt=rtt, history=FRAME_HISTORY))
@@ -266,7 +190,7 @@ async def _story(target: Target, network: Any, links: Links | None, options: Cal
     return sides, failure, names
 
 
-async def _virtual_or_real(options: CallOptions, actor_links: dict[str, Link]) -> dict:
+async def _virtual_or_real(options: CallOptions, actor_links: dict[str, Link | None]) -> dict:
     from emulator.config import Config
     from emulator.net.network import OSNetwork, VirtualNetwork
     from emulator.stack import open_stack
@@ -284,10 +208,9 @@ async def _virtual_or_real(options: CallOptions, actor_links: dict[str, Link]) -
     return {"sides": sides, "failure": failure, "names": names, "simulated": simulated, "sha": sha}
 
 
-async def _against_target(options: CallOptions, actor_links: dict[str, Link]) -> dict:
+async def _against_target(options: CallOptions, actor_links: dict[str, Link | None]) -> dict:
     from emulator.journal import Journal
     from emulator.net.network import OSNetwork
-    from bench.clients.sip_ua import client_ssl_context
 
     spec = options.target
     assert spec is not None
@@ -295,9 +218,7 @@ async def _against_target(options: CallOptions, actor_links: dict[str, Link]) ->
     network.links = Links(seed=options.seed)
     await check_target(network, spec)
     journal = Journal(enabled=options.journal, seed=options.seed, profile="target", clock="real")
-    context = client_ssl_context(spec.ca_file or None, verify=not spec.insecure)
-    target = Target(spec.ws_host, spec.ws_port, spec.cometql_host, spec.cometql_port, spec.dev_id,
-                    password=spec.password, ssl_context=context, sip_secure=spec.sip_tls, journal=journal)
+    target = spec.participant_target(journal)
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
         await nursery.start(network.links.run)
@@ -309,21 +230,6 @@ async def _against_target(options: CallOptions, actor_links: dict[str, Link]) ->
     return {"sides": sides, "failure": failure, "names": names, "simulated": simulated, "sha": sha}
 
 
-async def check_target(network: Any, spec: TargetSpec, timeout: float = 5.0) -> None:
-    """Both addresses answer (a TCP connect within ``timeout``), else a :class:`CallSetupError` naming
-    the one that does not."""
-    for name, host, port in (("ws", spec.ws_host, spec.ws_port), ("cometql", spec.cometql_host, spec.cometql_port)):
-        try:
-            with trio.fail_after(timeout):
-                stream = await network.connect(host, port, client="probe")
-        except trio.TooSlowError:
-            raise CallSetupError(f"target {name}={host}:{port} does not answer (no connection within {timeout:g} s)") from None
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise CallSetupError(f"target {name}={host}:{port} does not answer ({reason})") from None
-        await trio.aclose_forcefully(stream)
-
-
 def run_call(options: CallOptions) -> CallResult:
     """Run one call (blocking: it runs trio itself) and return its result."""
     if options.duration < 0 or math.isnan(options.duration):
@@ -332,6 +238,8 @@ def run_call(options: CallOptions) -> CallResult:
     if unknown:
         raise CallSetupError(f"unknown stage {unknown[0]!r}; known: {', '.join(STAGE_NAMES)}")
     actor_links = parse_network(options.network, options.overrides)
+    if options.mode == "target":
+        parse_network_spec(options.network, actors=ACTORS, overrides=options.overrides).check_target()
     wall0 = time.perf_counter()
     if options.mode == "target":
         outcome = trio.run(_against_target, options, actor_links)

@@ -39,10 +39,11 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
-from emulator.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, Config, ConfigError
+from emulator.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, MEDIA_MODES, Config, ConfigError
 from emulator.profiles import DEFAULT_PROFILE, PROFILE_NAMES, quirks_table
 
 EXIT_BREACH = 3   # a threshold breached (bench.report.thresholds.EXIT_BREACH)
@@ -89,7 +90,7 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse with this command's error format: ``cometbench: ...`` and a pointer to --help."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"cometbench: {message}\n(see `{self.prog} --help`)\n")
 
 
@@ -99,7 +100,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError, version as package_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
 
     try:
         return package_version("cometbench")
@@ -127,10 +129,11 @@ def node_arg(text: str) -> dict:
             raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE with a key of {', '.join(known)}")
         if key in ("esl_port", "ws_port"):
             try:
-                value = port_arg(value)
+                entry[key] = port_arg(value)
             except argparse.ArgumentTypeError as exc:
                 raise argparse.ArgumentTypeError(f"{key}: {exc}") from None
-        entry[key] = value
+        else:
+            entry[key] = value
     if "server" not in entry or "esl_port" not in entry:
         raise argparse.ArgumentTypeError(f"{text!r} needs server=HOST and esl_port=N")
     return entry
@@ -149,7 +152,8 @@ def quirk_arg(text: str) -> tuple[str, bool]:
 def _config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH",
                    help=f"TOML config file (default: ./{CONFIG_FILE} if it exists; README lists every key)")
-    p.add_argument("--state", metavar="PATH", help=f"state file, or :memory: to keep nothing (default: {DEFAULTS.state})")
+    p.add_argument("--state", metavar="PATH",
+                   help=f"state file, or :memory: to keep nothing (default: {DEFAULTS.state})")
     p.add_argument("--journal-path", metavar="PATH",
                    help="journal file (default: journal.sqlite beside the state file; in memory with :memory:)")
 
@@ -162,7 +166,8 @@ def _serve_parser(sub) -> None:
                     "stdout (the ready line); what is running is said on stderr.")
     _config_arguments(p)
     p.add_argument("--host", help=f"address every listener binds (default: {DEFAULTS.host})")
-    p.add_argument("--password", help=f"server password: CometQL login, JWT secret prefix (default: {DEFAULTS.password})")
+    p.add_argument("--password",
+                   help=f"server password: CometQL login, JWT secret prefix (default: {DEFAULTS.password})")
     p.add_argument("--profile", choices=PROFILE_NAMES, help=f"fidelity profile (default: {DEFAULT_PROFILE})")
     p.add_argument("--quirk", action="append", default=[], metavar="NAME=on|off", type=quirk_arg,
                    help="switch one quirk on top of the profile, which is then named <profile>+custom (repeatable)")
@@ -189,6 +194,9 @@ def _serve_parser(sub) -> None:
     p.add_argument("--media-link", metavar="PRESET",
                    help=f"link preset of the media model: loopback, lan, dsl, 4g, 3g, bad-wifi "
                         f"(default: {DEFAULTS.media_link})")
+    p.add_argument("--media", choices=MEDIA_MODES, default=None,
+                   help="model: no media endpoint, the media start from the media model (default); real: a real "
+                        "WebRTC endpoint (aiortc) in a media worker process (needs the 'media' extra, real time)")
     for service, default in DEFAULT_PORTS.items():
         later = "" if service in IMPLEMENTED_SERVICES else "; reserved"
         p.add_argument(f"--{service.replace('_', '-')}-port", type=port_arg, metavar="N",
@@ -231,6 +239,11 @@ examples:
   cometbench run two_party_call --repeat 1000    the join-latency benchmark (percentiles in the report)
   cometbench run --real-time join_storm          100 rooms at once on loopback sockets, real clock
   cometbench run --profile lenient               without the real servers' harmful quirks
+  cometbench run --network 4g                    every actor on the 4g profile (fixtures/network_profiles.toml)
+  cometbench run --network 4g,patient=3g         the patient on 3g, everyone else on 4g
+  cometbench run two_party_call --target ws=10.0.0.5:8087,cometql=10.0.0.5:3307,insecure
+                                                 against a deployment (real time; stories that need the
+                                                 in-process stack are skipped, the report says why)
   cometbench run two_party_call --real-time --browser patient
                                                  a real Chromium plays the patient (the demo app)
   cometbench run mute_propagation --real-time --browser doctor --app my_app.toml
@@ -255,19 +268,29 @@ def _run_parser(sub) -> None:
                        help="in-memory network under a virtual clock: calls run much faster than real time, "
                             "and equal seeds give equal runs (default)")
     clock.add_argument("--real-time", dest="clock", action="store_const", const="real",
-                       help="OS sockets on 127.0.0.1 and the real clock (stories take as long as they tell)")
-    p.set_defaults(clock="virtual")
+                       help="OS sockets on 127.0.0.1 and the real clock (stories take as long as they tell; "
+                            "the only clock of a --target)")
+    p.set_defaults(clock=None)
     p.add_argument("--network", default="loopback", metavar="PROFILE",
-                   help="network profile of every actor's links (default loopback; the presets of "
-                        "fixtures/network_profiles.toml need link conditions, which are not merged yet)")
+                   help="network profile of every actor's links, or per actor: doctor=lan,patient=3g, or both: "
+                        "4g,patient=3g (default loopback: no conditions; profiles: "
+                        "fixtures/network_profiles.toml; the parser of `cometbench call`)")
     p.add_argument("--profile", choices=PROFILE_NAMES, default=DEFAULT_PROFILE,
                    help=f"fidelity profile of the emulator (default: {DEFAULT_PROFILE})")
+    p.add_argument("--media", choices=MEDIA_MODES, default="model",
+                   help="model: the media model times the media (default); real: the fake FreeSWITCH answers with a "
+                        "real WebRTC endpoint, so real browsers connect and decode video (needs --real-time and "
+                        "the 'media' extra)")
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times (default 1)")
     p.add_argument("--report-dir", metavar="DIR",
                    help="where the run directory goes (default: a new reports/<UTC time>-seed<N>/)")
     p.add_argument("--target", default="in-process", metavar="TARGET",
-                   help="what the actors talk to (default in-process: a fresh emulator per scenario; "
-                        "external targets are not merged yet)")
+                   help="what the actors talk to: in-process (default: a fresh emulator per scenario), or a "
+                        "deployment: ws=HOST:PORT,cometql=HOST:PORT[,dev_id=N][,password=P][,ca=FILE][,insecure] "
+                        "(the spec of `cometbench call --target`; real time, --network loopback only)")
+    p.add_argument("--ca", metavar="FILE", help="with --target: CA file to trust for SIP over WSS")
+    p.add_argument("--insecure", action="store_true",
+                   help="with --target: accept any certificate for SIP over WSS (like --ignore-certificate-errors)")
     p.add_argument("--all", action="store_true",
                    help="every scenario of the pack, the long ones kept out of the default pack included")
     browser = p.add_argument_group("real browsers (need --real-time; Debian's /usr/bin/chromium and the "
@@ -288,6 +311,9 @@ def _run_parser(sub) -> None:
                          help="the fake microphone's sound (default: a generated beep)")
     p.add_argument("--list", action="store_true", help="list the pack's scenarios and exit")
     _report_options(p)
+    from bench.distributed.cli import add_run_arguments
+
+    add_run_arguments(p)   # --shard i/N, --shards N --executor ..., the shared start (bench/distributed)
 
 
 def _report_options(p: argparse.ArgumentParser) -> None:
@@ -452,6 +478,9 @@ def build_parser() -> Parser:
     _run_parser(sub)
     _report_parser(sub)
     _diff_parser(sub)
+    from bench.distributed.cli import add_merge_parser
+
+    add_merge_parser(sub, HelpFormatter, _report_options)   # cometbench merge (bench/distributed)
     _serve_parser(sub)
     sub.add_parser("quirks", help="list the fidelity quirks, their state in each profile and their docs",
                    formatter_class=HelpFormatter)
@@ -503,7 +532,7 @@ def load_config(args: argparse.Namespace) -> tuple[Config, Source]:
 def config_from_args(args: argparse.Namespace) -> tuple[Config, Source]:
     cfg, source = load_config(args)
     for name in ("host", "password", "profile", "sip_public_host", "sip_public_port", "esl_password", "media_link",
-                 "control_host"):
+                 "control_host", "media"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -563,8 +592,9 @@ def check_names(cfg: Config, source: Source, flag_quirks: list[str], media_link_
 
         try:
             load_conference_profiles(cfg.conference_profiles)
-        except Exception as exc:  # a missing or malformed XML file; the message says which
-            raise UsageError(f"conference_profiles {cfg.conference_profiles!r}{in_file} cannot be used: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a missing or malformed XML file; the message says which
+            raise UsageError(f"conference_profiles {cfg.conference_profiles!r}{in_file} cannot be used: {exc}"
+                             ) from None
 
 
 # --- serve -----------------------------------------------------------------------------------------
@@ -701,9 +731,10 @@ def _os_error(exc: BaseException) -> OSError | None:
     if isinstance(exc, BaseExceptionGroup):
         matched, rest = exc.split(OSError)
         if matched is not None and rest is None:
-            while isinstance(matched, BaseExceptionGroup):
-                matched = matched.exceptions[0]
-            return matched
+            first: BaseException = matched
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            return first if isinstance(first, OSError) else None
     return None
 
 
@@ -827,7 +858,7 @@ def read_journal(args: argparse.Namespace, out=None) -> int:
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:  # `cometbench journal | head`
-        sys.stdout = None  # type: ignore[assignment]  (no flush at exit on the closed pipe)
+        sys.stdout = None  # no flush at exit on the closed pipe
         return 0
     finally:
         conn.close()
@@ -854,32 +885,43 @@ def list_scenarios(out=None) -> int:
     specs = pack()
     width = max(len(spec.name) for spec in specs)
     for spec in specs:
-        where = "" if spec.default else " (not in the default pack)"
+        notes = ([] if spec.default else ["not in the default pack"]) + (["runs against a --target too"]
+                                                                           if not spec.needs else [])
         text = spec.error or spec.summary
-        out.write(f"{spec.name.ljust(width)}  {text}{where}\n")
+        out.write(f"{spec.name.ljust(width)}  {text}{''.join(f' ({note})' for note in notes)}\n")
     return 0
 
 
 def run_scenarios(args: argparse.Namespace) -> int:
-    from bench.scenario.errors import NotAvailable, ScenarioError
+    from bench.options import IN_PROCESS, SetupError, parse_network_spec
     from bench.scenario.loader import UnknownScenario, default_pack, pack, resolve
-    from bench.scenario.network import check_network
 
     if args.list:
         return list_scenarios()
     if args.repeat < 1:
         raise UsageError(f"--repeat must be at least 1, got {args.repeat}")
     try:
-        check_network(args.network)
-    except NotAvailable as exc:
-        raise UsageError(f"--network: {exc}") from None
-    except ScenarioError as exc:
-        raise UsageError(f"--network: {exc}") from None
-    if args.target != "in-process":
-        raise UsageError(f"--target {args.target!r}: external targets are not merged yet; only 'in-process' "
-                         "(a fresh emulator per scenario) runs today")
+        network = parse_network_spec(args.network)
+    except SetupError as exc:
+        raise UsageError(str(exc)) from None
+    args.target_spec = None
+    if args.target != IN_PROCESS:
+        args.target_spec = target_arg(args.target, args.ca, args.insecure)
+        if args.clock == "virtual":
+            raise UsageError("--virtual with --target: a deployment keeps the wall clock (it runs in real time)")
+        try:
+            network.check_target()
+        except SetupError as exc:
+            raise UsageError(str(exc)) from None
+        args.clock = "real"
+    elif args.ca or args.insecure:
+        raise UsageError("--ca and --insecure only apply to --target (the emulator's own CA is trusted already)")
+    args.clock = args.clock or "virtual"
     if args.scenarios and args.all:
         raise UsageError("name scenarios or use --all, not both")
+    if args.target_spec is not None and getattr(args, "browser", None):
+        raise UsageError("--browser with --target: real browsers play actors against the in-process stack only "
+                         "(the demo app's backend talks to it)")
     args.browser_settings = browser_settings(args)
     try:
         specs = resolve(args.scenarios) if args.scenarios else (pack() if args.all else default_pack())
@@ -895,7 +937,29 @@ def run_scenarios(args: argparse.Namespace) -> int:
     else:
         report_dir = default_report_dir(args.seed)
     thresholds, baseline = report_inputs(args)
-    return execute_run(specs, args, report_dir, thresholds=thresholds, baseline=baseline)
+    from bench.distributed.cli import run_shards, shard_context
+
+    shard = shard_context(args, UsageError)
+    if args.target_spec is not None:
+        from bench.options import probe_target
+
+        try:
+            probe_target(args.target_spec)     # a deployment that does not answer: nothing to run against
+        except SetupError as exc:
+            raise UsageError(str(exc)) from None
+    if getattr(args, "shards", None):
+        return run_shards(args, report_dir, thresholds=thresholds, baseline=baseline, usage=UsageError)
+    return execute_run(specs, args, report_dir, thresholds=thresholds, baseline=baseline, shard=shard)
+
+
+def target_arg(text: str, ca: str | None, insecure: bool):
+    """``--target SPEC`` with ``--ca`` / ``--insecure`` (run and call share it); UsageError when wrong."""
+    from bench.options import SetupError, parse_target, target_with_tls
+
+    try:
+        return target_with_tls(parse_target(text), ca, insecure)
+    except SetupError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def report_inputs(args: argparse.Namespace) -> tuple:
@@ -938,7 +1002,7 @@ def browser_settings(args: argparse.Namespace):
         app = load_profile(args.app)
     except ProfileError as exc:
         raise UsageError(f"--app: {exc}") from None
-    media = {}
+    media: dict[str, Path] = {}
     for flag, value in (("camera", args.camera), ("microphone", args.microphone)):
         if value is not None:
             path = Path(value)
@@ -952,15 +1016,22 @@ def browser_settings(args: argparse.Namespace):
         check_available()
     except BrowserUnavailable as exc:
         raise UsageError(f"--browser: {exc}") from None
-    return BrowserSettings(actors=tuple(names), app=app, shim=False if args.no_shim else None, **media)
+    return BrowserSettings(actors=tuple(names), app=app, shim=False if args.no_shim else None,
+                           camera=media.get("camera"), microphone=media.get("microphone"))
 
 
-def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thresholds=None, baseline=None) -> int:
+def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thresholds=None, baseline=None,
+                shard=None) -> int:
     from bench.scenario.progress import make_progress, summary_lines
     from bench.scenario.runner import Run, RunSettings
 
+    if getattr(args, "media", "model") == "real" and args.clock != "real":
+        raise UsageError("--media real needs --real-time (the media worker's sockets and timers are the OS's)")
+    target_spec = getattr(args, "target_spec", None)
     settings = RunSettings(seed=args.seed, clock=args.clock, network=args.network, profile=args.profile,
-                           repeat=args.repeat, target=args.target, browser=getattr(args, "browser_settings", None))
+                           media=getattr(args, "media", "model"), repeat=args.repeat,
+                           target=target_spec.describe() if target_spec is not None else args.target,
+                           target_spec=target_spec, browser=getattr(args, "browser_settings", None))
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -971,9 +1042,11 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
     root.addHandler(handler)
     progress = make_progress()
     run = Run(specs, settings, report_dir, on_start=progress.on_start, on_result=progress.on_result)
-    run.log_file = log_path
+    run.log_file = log_path       # the report names the log and counts its records
     run.log_records = handler
     run.thresholds, run.baseline = thresholds, baseline
+    if shard is not None:   # bench/distributed/shard.py: this run tells one shard's calls
+        shard.attach(run)
     if baseline is not None:
         from bench.report.diff import DiffSettings
 
@@ -982,12 +1055,12 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
     # Ctrl-C stops the run with a report even when the shell started us with SIGINT ignored
     # (a background job of a script): that is what --help and the report promise
     previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
-    progress.begin(len(run.planned))
+    progress.begin(len(run.call_indices))
     try:
         run.execute()
     except KeyboardInterrupt:
         status = 130
-    except BaseException as exc:  # noqa: BLE001 - a crash of the bench itself: the report says so
+    except BaseException as exc:  # a crash of the bench itself: the report says so
         if isinstance(exc, SystemExit):
             raise
         status = -1
@@ -1021,6 +1094,13 @@ def execute_run(specs: list, args: argparse.Namespace, report_dir: Path, *, thre
             if name not in played:
                 print(f"cometbench: --browser {name}: no scenario of this run opened a page for an actor "
                       f"called {name!r}", file=sys.stderr)
+    if shard is not None:
+        from bench.distributed.shard import skew_message
+
+        late = skew_message(report.get("shard") or {})
+        if late:
+            print(f"cometbench: {late}", file=sys.stderr)
+            return 1
     return exit_status(report)
 
 
@@ -1106,21 +1186,12 @@ class _LogCounter(logging.FileHandler):
 
 
 def run_call_command(args: argparse.Namespace) -> int:
-    from bench.call import STAGE_NAMES, CallOptions, CallSetupError, parse_target, run_call
+    from bench.call import STAGE_NAMES, CallOptions, CallSetupError, run_call
 
     mode = "target" if args.target else (args.mode or "virtual")
     target = None
     if args.target:
-        try:
-            target = parse_target(args.target)
-        except CallSetupError as exc:
-            raise UsageError(str(exc)) from None
-        if args.ca or args.insecure:
-            from dataclasses import replace
-
-            target = replace(target, ca_file=args.ca or target.ca_file, insecure=args.insecure or target.insecure)
-        if args.ca and not Path(args.ca).is_file():
-            raise UsageError(f"--ca {args.ca}: no such file")
+        target = target_arg(args.target, args.ca, args.insecure)
     elif args.ca or args.insecure:
         raise UsageError("--ca and --insecure only apply to --target (the emulator's own CA is trusted already)")
     overrides = {name: getattr(args, name) for name in ("rtt_ms", "jitter_ms", "loss", "bandwidth_kbps")
@@ -1175,6 +1246,7 @@ def call_summary(result, options) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # run --shards hands it on to the shards
     try:
         if args.command == "quirks":
             import emulator.stack  # noqa: F401  (services register their quirks on import)
@@ -1189,6 +1261,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_report(args)
         if args.command == "diff":
             return run_diff(args)
+        if args.command == "merge":
+            from bench.distributed.cli import run_merge
+
+            thresholds, baseline = report_inputs(args)
+            return run_merge(args, thresholds=thresholds, baseline=baseline, default_dir=default_report_dir,
+                             usage=UsageError)
         if args.command == "journal":
             return read_journal(args)
         if args.command == "call":
@@ -1199,7 +1277,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # the reader went away (`cometbench journal | head`): stop quietly, as Unix tools do
         try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+            sys.stdout = open(os.devnull, "w")  # keeps the interpreter's final flush quiet
         except OSError:
             pass
         return 141

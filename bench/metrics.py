@@ -28,9 +28,9 @@ from __future__ import annotations
 import io
 import math
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader, HistogramLogWriter
@@ -61,7 +61,7 @@ class Key:
         return f"stage={self.stage};scenario={self.scenario};network={self.network}"
 
     @classmethod
-    def from_tag(cls, tag: str) -> "Key":
+    def from_tag(cls, tag: str) -> Key:
         fields = dict(part.split("=", 1) for part in tag.split(";") if "=" in part)
         try:
             return cls(fields["stage"], fields["scenario"], fields["network"])
@@ -88,7 +88,9 @@ def percentile_values(histogram: HdrHistogram, percentiles: Iterable[float] = PE
     running, i = 0, 0
     limit = min(histogram.counts_len, histogram.encoder.payload.counts_len)
     counts = histogram.counts
-    for index in range(limit):
+    lowest = histogram.get_min_value()     # every count below it is 0: start there (a report sums dozens)
+    start = histogram._counts_index_for(lowest) if 0 < lowest < histogram.highest_trackable_value else 0
+    for index in range(max(0, min(start, limit)), limit):
         count = counts[index]
         if not count:
             continue
@@ -121,19 +123,29 @@ class Metrics:
     def __init__(self) -> None:
         self.histograms: dict[Key, HdrHistogram] = {}
         self.clamped = 0
+        # summaries are cached until a histogram they cover changes: a run rewrites its report after
+        # every scenario, and only that scenario's histograms (and the totals) change
+        self._changes = 0
+        self._scenario_changes: dict[str, int] = {}
+        self._summaries: dict[tuple[str | None, str | None], tuple[int, dict]] = {}
+
+    def _changed(self, scenario: str) -> None:
+        self._changes += 1
+        self._scenario_changes[scenario] = self._changes
 
     def add(self, stage: str, ms: float, *, scenario: str, network: str) -> None:
         key = Key(stage, scenario, network)
         histogram = self.histograms.get(key)
         if histogram is None:
             histogram = self.histograms[key] = new_histogram()
-        us = int(round(ms * 1000.0))
+        us = round(ms * 1000.0)
         if us < 0:
             us = 0
         if us > HIGHEST_US:
             us = HIGHEST_US
             self.clamped += 1
         histogram.record_value(us)
+        self._changed(scenario)
 
     def add_stages(self, stages: Mapping[str, float], *, scenario: str, network: str) -> None:
         for stage, ms in stages.items():
@@ -154,16 +166,23 @@ class Metrics:
 
     def summary(self, *, scenario: str | None = None, network: str | None = None) -> dict[str, dict]:
         """Stage -> :func:`summarize` over the histograms matching ``scenario`` / ``network``."""
+        stamp = self._changes if scenario is None else self._scenario_changes.get(scenario, 0)
+        cached = self._summaries.get((scenario, network))
+        if cached is not None and cached[0] == stamp:
+            return {stage: dict(values) for stage, values in cached[1].items()}
         stages = sorted({k.stage for k in self.histograms if (scenario is None or k.scenario == scenario)
                          and (network is None or k.network == network)})
-        return {stage: summarize(self.merged(stage=stage, scenario=scenario, network=network)) for stage in stages}
+        result = {stage: summarize(self.merged(stage=stage, scenario=scenario, network=network)) for stage in stages}
+        self._summaries[(scenario, network)] = (stamp, result)
+        return {stage: dict(values) for stage, values in result.items()}
 
-    def merge(self, other: "Metrics") -> None:
+    def merge(self, other: Metrics) -> None:
         for key, histogram in other.histograms.items():
             mine = self.histograms.get(key)
             if mine is None:
                 mine = self.histograms[key] = new_histogram()
             mine.add(histogram)
+            self._changed(key.scenario)
         self.clamped += other.clamped
 
     # -- the HdrHistogram log --------------------------------------------------------------------------
@@ -198,7 +217,7 @@ class Metrics:
         return buffer.getvalue()
 
     @classmethod
-    def read_log(cls, paths: str | Path | Iterable[str | Path]) -> "Metrics":
+    def read_log(cls, paths: str | Path | Iterable[str | Path]) -> Metrics:
         """The histograms of one or more logs, added together by tag (several machines, one run)."""
         if isinstance(paths, (str, Path)):
             paths = [paths]
@@ -219,5 +238,6 @@ class Metrics:
                 if mine is None:
                     mine = metrics.histograms[key] = new_histogram()
                 mine.add(histogram)
+                metrics._changed(key.scenario)
             reader.close()
         return metrics

@@ -27,8 +27,9 @@ so loading the plugin costs a suite that does not use it nothing.
 from __future__ import annotations
 
 import inspect
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import pytest
 

@@ -33,6 +33,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from emulator.net.timeouts import ESL_AUTH_TIMEOUT, HANDSHAKE_TIMEOUT, NEVER, SIP_TCP_HEAD_TIMEOUT, SIP_TCP_IDLE_TIMEOUT
+
 # service name -> default port; services not built yet are listed so the flags and ready line stay stable
 DEFAULT_PORTS: dict[str, int] = {
     "ws": 8087,
@@ -43,7 +45,18 @@ DEFAULT_PORTS: dict[str, int] = {
     "directory": 8082,
     "control": 8088,
 }
+#: The values of ``media``: the media model (default) or a real endpoint (emulator/freeswitch/real_media.py).
+MEDIA_MODES = ("model", "real")
 IMPLEMENTED_SERVICES = ("ws", "cometql", "directory", "sip_ws", "sip", "esl", "control")
+
+# The real deployment's identities (DESIGN.md section 5), defined here once; the services' and the
+# bench clients' defaults refer to these.
+#: The comet server password: CometQL login, and with the dev_id appended, the JWT secret.
+DEFAULT_PASSWORD = "CometQLPassword"
+#: FreeSWITCH's domain: the suffix of conference names (``<dev>*<room>-FSdefaultDomain``).
+DEFAULT_DOMAIN = "FSdefaultDomain"
+#: mod_event_socket's password.
+DEFAULT_ESL_PASSWORD = "ClueCon"
 
 
 class ConfigError(ValueError):
@@ -73,14 +86,14 @@ def _checked(key: str, value: object, default: object) -> object:
 @dataclass
 class Config:
     host: str = "127.0.0.1"
-    password: str = "CometQLPassword"
+    password: str = DEFAULT_PASSWORD
     state: str = ":memory:"
     journal: bool = True
     journal_path: str = ""  # "" = beside the state file (journal.sqlite), or :memory: for a memory state
     profile: str = "cppcomet-4.09"
     quirks: dict[str, bool] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
-    handshake_timeout: float = 10.0
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
     node_name: str = "n1"
     seed: int = 0
     run_id: str = ""                      # the journal's run id ("": seeded in virtual time, random in real time)
@@ -101,22 +114,27 @@ class Config:
     sip_public_port: int = 0             # serverPort it advertises (0 = the bound sip_ws port)
     sip_tls: bool = True                 # the real client always dials wss://; False serves plain ws
     sip_answer_delay: float = 0.0        # seconds between 100 Trying and the 200 (0 = FreeSWITCH's answer)
-    esl_password: str = "ClueCon"
-    fs_domain: str = "FSdefaultDomain"
+    esl_password: str = DEFAULT_ESL_PASSWORD
+    fs_domain: str = DEFAULT_DOMAIN
     rtp_timeout: float = 300.0           # rtp-timeout-sec: how long a vanished member stays (ghost)
     certs_dir: str = ""                  # "" = certs/ beside the state file, a temporary dir for :memory:
     recordings_dir: str = ""             # "" = recordings/ beside the state file, or a temporary dir
     conference_profiles: str = ""        # conference.conf.xml to load ("" = fixtures/conference.conf.xml)
     media_link: str = "loopback"         # link preset (fixtures/network_profiles.toml) for the media model
+    # "model": no media endpoint, the media start comes from the media model (the default); "real": a
+    # real WebRTC endpoint in a media worker process (emulator/freeswitch/real_media.py; needs the
+    # `media` extra: aiortc, aioice, av; real time only)
+    media: str = "model"
     # Timeouts of the fake FreeSWITCH's listeners (seconds; 0 = never).  The comet WebSocket, CometQL,
     # the directory and the SIP-over-WS handshake use handshake_timeout.  docs/decisions.md, "Timeouts",
     # says where each one follows the real servers and where it differs.
-    sip_tcp_head_timeout: float = 10.0   # SIP over TCP: a message must be complete this long after its first
-                                         # byte, and a new connection must deliver its first one this soon
-    sip_tcp_idle_timeout: float = 1800.0 # SIP over TCP: quiet both ways this long -> closed (sofia's 30 min)
-    sip_ws_idle_timeout: float = 0.0     # SIP over WS(S) after the upgrade (sofia's WS transport: never)
-    esl_auth_timeout: float = 25.0       # ESL: auth must succeed this soon after connect (mod_event_socket: 25)
-    esl_idle_timeout: float = 0.0        # ESL after auth: no command this long -> closed (FreeSWITCH: never)
+    # SIP over TCP: a message must be complete this long after its first byte, and a new connection
+    # must deliver its first one this soon
+    sip_tcp_head_timeout: float = SIP_TCP_HEAD_TIMEOUT
+    sip_tcp_idle_timeout: float = SIP_TCP_IDLE_TIMEOUT  # SIP over TCP: quiet both ways -> closed (sofia's 30 min)
+    sip_ws_idle_timeout: float = NEVER   # SIP over WS(S) after the upgrade (sofia's WS transport: never)
+    esl_auth_timeout: float = ESL_AUTH_TIMEOUT  # ESL: auth must succeed this soon after connect (mod_event_socket: 25)
+    esl_idle_timeout: float = NEVER      # ESL after auth: no command this long -> closed (FreeSWITCH: never)
     # the control plane of `cometbench serve` (emulator/control/): REST API, dashboard, /metrics
     control: bool = True
     control_host: str = "127.0.0.1"      # loopback only unless set: it can drop clients and reset state
@@ -134,13 +152,13 @@ class Config:
         return str(Path(self.state).with_name("journal.sqlite"))
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "Config":
+    def from_toml(cls, path: str | Path) -> Config:
         with open(path, "rb") as f:
             data = tomllib.load(f)
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Config":
+    def from_dict(cls, data: dict) -> Config:
         cfg = cls()
         known = {f.name for f in fields(cls)}
         for key, value in data.items():
@@ -149,13 +167,15 @@ class Config:
                 raise ConfigError(f"unknown configuration key {key!r}; known keys: {', '.join(sorted(known))}")
             value = _checked(key, value, getattr(cfg, key))
             if key == "ports":
+                assert isinstance(value, dict)   # _checked: the same kind as the default
                 for service, port in value.items():
                     service = service.replace("-", "_")
                     if service not in DEFAULT_PORTS:
                         raise ConfigError(f"unknown service {service!r} in [ports]; known: {', '.join(DEFAULT_PORTS)}")
                     cfg.ports[service] = check_port(f"[ports] {service}", port)
             elif key == "quirks":
-                cfg.quirks = {k: _checked(f"[quirks] {k}", v, True) for k, v in value.items()}
+                assert isinstance(value, dict)
+                cfg.quirks = {k: bool(_checked(f"[quirks] {k}", v, True)) for k, v in value.items()}
             else:
                 setattr(cfg, key, value)
         check_port("sip_public_port", cfg.sip_public_port)
@@ -164,6 +184,8 @@ class Config:
 
     def check_parts(self) -> None:
         """The emulator in parts: something must run, and a FreeSWITCH alone needs a directory URL."""
+        if self.media not in MEDIA_MODES:
+            raise ConfigError(f"media must be one of {', '.join(MEDIA_MODES)}, got {self.media!r}")
         if not self.comet_emulated and not self.freeswitch_emulated:
             raise ConfigError("comet_emulated and freeswitch_emulated are both false: nothing would run")
         if not self.comet_emulated and self.freeswitch_emulated and not self.directory_url:

@@ -62,7 +62,7 @@ class FaultRecord:
 class Faults:
     """The fault controls of one stack."""
 
-    def __init__(self, stack: "Stack") -> None:
+    def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.history: list[FaultRecord] = []
 
@@ -92,8 +92,9 @@ class Faults:
             self.stack.esl_links.comet_restarted()
         conference = self.stack.conference
         link = getattr(conference, "xml_list", None) if conference is not None else None
-        if hasattr(link, "comet_restarted"):
-            link.comet_restarted()
+        comet_restarted = getattr(link, "comet_restarted", None)   # the in-process node's link
+        if comet_restarted is not None:
+            comet_restarted()
         self._record("comet_up", f"ports ws={self.stack.ports.get('ws')} cometql={self.stack.ports.get('cometql')}")
 
     # -- FreeSWITCH ----------------------------------------------------------------------------------
@@ -111,8 +112,9 @@ class Faults:
         stack.sip.restart()                      # no BYEs, no answers
         conference = stack.conference
         link = getattr(conference, "xml_list", None) if conference is not None else None
-        if hasattr(link, "freeswitch_restarted"):
-            link.freeswitch_restarted()
+        freeswitch_restarted = getattr(link, "freeswitch_restarted", None)
+        if freeswitch_restarted is not None:
+            freeswitch_restarted()
         await self._restart(FREESWITCH_SERVICES, downtime)
         self._record("freeswitch_up", f"ports sip_ws={stack.ports.get('sip_ws')} esl={stack.ports.get('esl')}")
 

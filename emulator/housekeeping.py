@@ -27,8 +27,8 @@ import ctypes
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import trio
 

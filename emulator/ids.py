@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import random
 import uuid as _uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 __all__ = ["Ids", "deterministic_scheduling"]
 
@@ -61,13 +61,13 @@ def deterministic_scheduling(seed: int | str) -> Iterator[None]:
     one virtual run (``trio.run`` inside the block) and puts both back afterwards.  It reaches into
     ``trio._core._run`` because trio exposes the switch only to Hypothesis.
     """
-    import trio._core._run as trio_run   # noqa: PLC0415 - the switch is private to trio
+    import trio._core._run as trio_run  # the switch is private to trio
 
     saved_flag, saved_state = trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()
-    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True
+    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]  # trio declares it Final
     trio_run._r.seed(f"{seed}:trio-scheduler")
     try:
         yield
     finally:
-        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag
+        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag  # type: ignore[misc]  # ditto
         trio_run._r.setstate(saved_state)

@@ -7,15 +7,16 @@ attribute check per call site.
 
 When the flusher wakes: under the real clock, every ``interval`` (0.25 s) while something is
 pending, and at once when a batch fills; it sleeps without a deadline while nothing is pending.  In
-virtual time (``clock="virtual"``) the interval is counted in *real* seconds by :meth:`record`
-itself (plus one fallback deadline of :data:`VIRTUAL_IDLE_FLUSH` simulated seconds per flush cycle,
-so records do not wait in memory for ever when they stop coming), never as a 0.25 s trio deadline:
-a virtual-time timer every 0.25 simulated seconds would make the MockClock jump four times per
-simulated second, which was most of what an idle simulated hour cost
-(readers -- :meth:`entries`, :meth:`sha256`, :meth:`close` -- flush first anyway, and a live
-``cometbench journal --follow`` still sees the rows within about ``interval`` of real time while
-records keep coming).  When the flushes happen never changes what is stored: rows keep the order of
-:meth:`record` calls.
+virtual time (``clock="virtual"``) it flushes when a batch fills and otherwise
+:data:`VIRTUAL_IDLE_FLUSH` simulated seconds after the first pending record, never on a 0.25 s trio
+deadline: a virtual-time timer every 0.25 simulated seconds would make the MockClock jump four times
+per simulated second, which was most of what an idle simulated hour cost.  Nothing in virtual time
+may depend on the real clock: waking the flusher when some real time had passed (an earlier version
+did) changes which tasks trio finds ready together, and with them the seeded scheduling order, so
+two runs with one seed journalled frames of the same instant in different orders
+(tests/integration/test_scenario_determinism.py).  Readers -- :meth:`entries`, :meth:`sha256`,
+:meth:`close` -- flush first anyway.  When the flushes happen never changes what is stored: rows
+keep the order of :meth:`record` calls.
 
 Schema (table ``entries``): seq, run_id, t (wall/virtual Unix time, float), service, kind,
 direction ("in"/"out"/""), dev_id, user_id, conn_id, data (text).  Table ``runs``: run_id, seed,
@@ -28,6 +29,13 @@ plane counts traffic and times joins for ``/metrics`` that way, and tails the jo
 dashboard); a journal with a tap records even when it stores nothing (``enabled`` turns true), so
 the call sites produce their records.  :meth:`Journal.new_run` starts a new journal run in the same
 file (the control plane's reset between tests).
+
+Run ids: a virtual run's id comes from its seed (equal seeds, equal journals -- the id is part of the
+digest), so a second virtual run with the same seed in the same journal file would reuse an id the
+file holds.  That is refused with :class:`JournalError` naming the file, the run and the ways out
+(another file, removing it, another seed or ``run_id``) instead of SQLite's bare UNIQUE error; the
+old run is never overwritten (a journal loses nothing), and a fresh id would break "same seed, same
+digest".
 
 Echo: when the logger ``cometbench.journal`` is enabled for INFO at construction (``cometbench serve
 -v``), every entry is also logged as it is recorded, even with the journal itself off: the traffic
@@ -43,8 +51,9 @@ import logging
 import sqlite3
 import time as _time
 import uuid as _uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import sqlite_utils
 import trio
@@ -58,6 +67,10 @@ COLUMNS = ("run_id", "t", "service", "kind", "direction", "dev_id", "user_id", "
 LOGGER = logging.getLogger("cometbench.journal")
 TRAFFIC_KINDS = frozenset({"frame", "message", "event", "media"})  # one per frame or packet: -vv
 ECHO_DATA_LIMIT = 300  # characters of ``data`` an echoed entry shows
+
+
+class JournalError(Exception):
+    """The journal cannot be opened as asked (a run id the file already holds)."""
 
 
 class Journal:
@@ -75,8 +88,7 @@ class Journal:
         self._batch = batch
         self._wakeup = trio.Event()
         self._virtual = clock == "virtual"
-        self._interval = 0.25           # seconds between timed flushes (real seconds in virtual time)
-        self._due_real = 0.0            # virtual time: the real moment (monotonic) a flush is due
+        self._interval = 0.25           # seconds between timed flushes (real time only)
         self.dropped = 0
         self._taps: list[Callable[..., None]] = []
         self._meta = {"seed": seed, "profile": profile, "clock": clock}
@@ -91,13 +103,19 @@ class Journal:
             conn.execute("PRAGMA synchronous=OFF")  # a journal is diagnostics; speed first
         self._conn = conn
         self.db = sqlite_utils.Database(conn)
-        self.db["runs"].create({"run_id": str, "seed": int, "profile": str, "started": float, "clock": str},
+        self.db.table("runs").create({"run_id": str, "seed": int, "profile": str, "started": float, "clock": str},
                                pk="run_id", if_not_exists=True)
-        self.db["entries"].create(
+        self.db.table("entries").create(
             {"seq": int, "run_id": str, "t": float, "service": str, "kind": str, "direction": str,
              "dev_id": int, "user_id": int, "conn_id": int, "data": str}, pk="seq", if_not_exists=True)
-        self.db["entries"].create_index(["run_id", "seq"], if_not_exists=True)
-        self.db["runs"].insert({"run_id": self.run_id, "seed": seed, "profile": profile,
+        self.db.table("entries").create_index(["run_id", "seq"], if_not_exists=True)
+        if run_id is not None and conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (self.run_id,)).fetchone():
+            conn.close()
+            raise JournalError(
+                f"the journal {self.path} already holds run {self.run_id} (a virtual run's id comes from its "
+                f"seed: the same seed was recorded in this file before); use another journal file, remove "
+                f"this one, or change the seed or run_id")
+        self.db.table("runs").insert({"run_id": self.run_id, "seed": seed, "profile": profile,
                                 "started": self._now(), "clock": clock})
 
     def set_clock(self, now: Callable[[], float]) -> None:
@@ -121,8 +139,8 @@ class Journal:
         """Start a new journal run (a new run_id, a row in ``runs``) in the same file; its id."""
         self.flush()
         self.run_id = _uuid.uuid4().hex[:12]
-        if self.stored:
-            self.db["runs"].insert({"run_id": self.run_id, "started": self._now(), **self._meta})
+        if self.stored and self.db is not None:
+            self.db.table("runs").insert({"run_id": self.run_id, "started": self._now(), **self._meta})
         return self.run_id
 
     def record(self, service: str, kind: str, *, direction: str = "", dev_id: int | None = None,
@@ -134,7 +152,7 @@ class Journal:
             for tap in self._taps:
                 tap(now, service, kind, direction, dev_id, user_id, conn_id, data)
         if self._echo is not None:
-            self._log(service, kind, direction, dev_id, user_id, conn_id, data)
+            self._log(self._echo, service, kind, direction, dev_id, user_id, conn_id, data)
         if not self.stored:
             return
         if not isinstance(data, str):
@@ -143,17 +161,14 @@ class Journal:
             data = data.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         pending = self._pending
         pending.append((self.run_id, self._now(), service, kind, direction, dev_id, user_id, conn_id, data))
-        if len(pending) == 1:
-            if self._virtual:
-                self._due_real = _time.monotonic() + self._interval
+        if len(pending) == 1 or len(pending) >= self._batch:
             self._wakeup.set()   # the flusher counts its interval from the first pending record
-        elif len(pending) >= self._batch or (self._virtual and not len(pending) & 63
-                                             and _time.monotonic() >= self._due_real):
-            self._wakeup.set()
 
-    def _log(self, service: str, kind: str, direction: str, dev_id, user_id, conn_id, data: Any) -> None:
+    @staticmethod
+    def _log(echo: logging.Logger, service: str, kind: str, direction: str, dev_id: int | None,
+             user_id: int | None, conn_id: int | None, data: Any) -> None:
         level = logging.DEBUG if kind in TRAFFIC_KINDS else logging.INFO
-        if not self._echo.isEnabledFor(level):
+        if not echo.isEnabledFor(level):
             return
         ids = " ".join(f"{name}={value}" for name, value in (("dev", dev_id), ("user", user_id), ("conn", conn_id))
                        if value is not None)
@@ -161,7 +176,7 @@ class Journal:
             data = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else repr(data)
         text = data if len(data) <= ECHO_DATA_LIMIT else data[:ECHO_DATA_LIMIT] + f"... ({len(data)} chars)"
         text = text.replace("\r", "\\r").replace("\n", "\\n")
-        self._echo.log(level, "%s %s%s%s%s", service, kind, f" {direction}" if direction else "",
+        echo.log(level, "%s %s%s%s%s", service, kind, f" {direction}" if direction else "",
                        f" {ids}" if ids else "", f": {text}" if text else "")
 
     def flush(self) -> None:
@@ -173,7 +188,8 @@ class Journal:
             self._conn.executemany(
                 f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", pending)
 
-    async def run_flusher(self, interval: float = 0.25, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run_flusher(self, interval: float = 0.25,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flush ``interval`` seconds after the first pending record or when a batch fills (see the
         module docstring for virtual time); flush once more on cancellation.  A journal that stores
         nothing needs no flusher: the task ends at once."""
@@ -186,8 +202,8 @@ class Journal:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
                 if self._pending and len(self._pending) < self._batch:
-                    # more records join this batch meanwhile; in virtual time the wait is long
-                    # (VIRTUAL_IDLE_FLUSH) and record() ends it after ``interval`` of real time
+                    # more records join this batch meanwhile; in virtual time the wait is
+                    # VIRTUAL_IDLE_FLUSH simulated seconds (or until the batch fills)
                     with trio.move_on_after(VIRTUAL_IDLE_FLUSH if self._virtual else interval):
                         await self._wakeup.wait()
                     self._wakeup = trio.Event()
@@ -218,7 +234,8 @@ class Journal:
         if not self.stored:
             return []
         self.flush()
-        clauses, params = ["seq > ?"], [after]
+        clauses: list[str] = ["seq > ?"]
+        params: list[object] = [after]
         if run != "all":
             clauses.append("run_id = ?")
             params.append(run or self.run_id)

@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import random
 import tempfile
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol
 
 import trio
 
-from emulator.clock import WallClock
+from emulator.clock import Timers, WallClock
 from emulator.comet.directory import DirectoryServer, directory_password
 from emulator.comet.hub import QUEUE_EXPIRY, Hub
 from emulator.comet.server import CometServer
-from emulator.ids import Ids
 from emulator.cometql.conference import ConferenceService, FreeswitchNode
 from emulator.cometql.esl_links import EslLinks
 from emulator.cometql.server import CometQLServer
@@ -47,26 +47,37 @@ from emulator.freeswitch.conference import Bridge
 from emulator.freeswitch.conference_profiles import load_conference_profiles
 from emulator.freeswitch.directory_client import DirectoryClient, parse_directory_url
 from emulator.freeswitch.esl import EslServer
+from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.flow import restart_ids as restart_flow_ids
 from emulator.freeswitch.media import link_presets
 from emulator.freeswitch.media_link import MediaLinks
+from emulator.freeswitch.real_media import RealMedia
 from emulator.freeswitch.sip_core import SipCore
 from emulator.freeswitch.sip_transport import SipTcpTransport, SipUdpTransport, SipWebSocketTransport
 from emulator.freeswitch.tls import Certificates, ensure_certificates
+from emulator.ids import Ids
 from emulator.journal import Journal
 from emulator.net.links import Links
 from emulator.net.network import Network, OSNetwork
-from emulator.profiles import Profile, get_profile
+from emulator.profiles import Profile, Quirk, get_profile
 from emulator.state import StateStore
+
+
+class Serve(Protocol):
+    """A listener-owning service's ``serve``: bind ``host:port``, report the bound port through
+    ``task_status.started(port)`` (:meth:`emulator.net.network.Network.listen_and_serve`), serve
+    until cancelled."""
+
+    def __call__(self, host: str, port: int, *, task_status: trio.TaskStatus[int]) -> Awaitable[None]: ...
 
 
 class Service:
     """One listening service in its own cancel scope: :meth:`stop` cancels it (its listener closes,
     its connections drop) and waits until it is gone; :meth:`start` binds it again on the same port."""
 
-    def __init__(self, name: str, serve, host: str, port: int, *, nursery: trio.Nursery) -> None:
+    def __init__(self, name: str, serve: Serve, host: str, port: int, *, nursery: trio.Nursery) -> None:
         self.name = name
-        self._serve = serve          # async serve(host, port, *, task_status)
+        self._serve = serve
         self.host = host
         self.port = port
         self._nursery = nursery
@@ -78,13 +89,17 @@ class Service:
     def running(self) -> bool:
         return self._scope is not None
 
-    async def start(self) -> None:
+    async def start(self) -> int:
+        """Bind and serve; the bound port (a port of 0 becomes the one the system chose, so a
+        restart binds the same one).  A failure to bind is a :class:`BindError` naming the service."""
         try:
-            await self._nursery.start(self._run)
+            port: int = await self._nursery.start(self._run)
         except OSError as exc:  # nursery.start raises what the task raised before it started
             raise BindError(self.name, self.host, self.port, exc) from exc
+        self.port = port
+        return port
 
-    async def _run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def _run(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         done = self._done = trio.Event()
         try:
             with trio.CancelScope() as scope:
@@ -123,6 +138,7 @@ class Stack:
     services: dict[str, Service] = field(default_factory=dict)   # "ws", "cometql", "sip_ws", ...
     links: Links | None = None                    # the network's link conditions
     media_links: MediaLinks | None = None         # the bridge's media paths on those links
+    real_media: RealMedia | None = None           # media = "real": the media worker and its glue
     ids: Ids | None = None
     faults: Any = None                            # emulator.faults.Faults
     esl_links: EslLinks | None = None             # the comet side's ESL links to external FreeSWITCH nodes
@@ -154,6 +170,8 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
     config.check_parts()
     network = network or OSNetwork()
     virtual = network.kind == "virtual"
+    if config.media == "real" and virtual and config.freeswitch_emulated:
+        raise ValueError("media = \"real\" needs real time and the OS network (not a virtual network)")
     if network.links is None:
         network.links = Links(seed=config.seed)
     links = network.links
@@ -166,9 +184,13 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
     if virtual:
         restart_flow_ids()
     store = StateStore(config.state)
-    journal = Journal(config.resolved_journal_path(), enabled=config.journal, seed=config.seed,
-                      profile=profile.name, clock="virtual" if virtual else "real",
-                      now=clock.now, run_id=config.run_id or (ids.hex(12) if ids is not None else None))
+    try:
+        journal = Journal(config.resolved_journal_path(), enabled=config.journal, seed=config.seed,
+                          profile=profile.name, clock="virtual" if virtual else "real",
+                          now=clock.now, run_id=config.run_id or (ids.hex(12) if ids is not None else None))
+    except BaseException:
+        store.close()
+        raise
     hub = Hub(store, profile, password=config.password, clock=clock, journal=journal)
     if ids is not None:
         hub.new_uuid = ids.uuid1
@@ -194,10 +216,10 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
             await nursery.start(links.run)
             if config.comet_emulated:
                 nursery.start_soon(_housekeeping, hub)
-                stack.ports["ws"] = await _serve(stack, comet, config.host, config.ports["ws"], "ws")
-                stack.ports["cometql"] = await _serve(stack, cometql, config.host, config.ports["cometql"],
+                stack.ports["ws"] = await _serve(stack, comet.serve, config.host, config.ports["ws"], "ws")
+                stack.ports["cometql"] = await _serve(stack, cometql.serve, config.host, config.ports["cometql"],
                                                       "cometql")
-                stack.ports["directory"] = await _serve(stack, directory, config.host, config.ports["directory"],
+                stack.ports["directory"] = await _serve(stack, directory.serve, config.host, config.ports["directory"],
                                                         "directory")
                 if config.freeswitch:   # external FreeSWITCH nodes: conference_members asks them over ESL
                     stack.esl_links = EslLinks(conference.nodes, network, journal, profile)
@@ -205,7 +227,7 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
                     cometql.prepare_members = stack.esl_links.prefetch
             if config.freeswitch_emulated:
                 await _start_freeswitch(stack, temp_dirs)
-            from emulator.faults import Faults   # the fault controls sit on top of the stack
+            from emulator.faults import Faults  # the fault controls sit on top of the stack
 
             stack.faults = Faults(stack)
             journal.record("stack", "ready", data=str(stack.ready_line()))
@@ -227,21 +249,22 @@ async def open_stack(config: Config, *, network: Network | None = None, epoch: f
             d.cleanup()
 
 
-async def _serve(stack: Stack, server, host: str, port: int, service: str) -> int:
+async def _serve(stack: Stack, serve: Serve, host: str, port: int, service: str) -> int:
     """Start a listener-owning service as a :class:`Service` of the stack; the port it is bound to.  A
     failure to bind (port in use, no permission, address not on this machine) is a :class:`BindError`
     naming it.  A later restart binds the same port."""
-    handle = Service(service, server.serve, host, port, nursery=stack.nursery)
-    await handle.start()
-    assert server.listener is not None
-    handle.port = server.listener.endpoint.port
+    handle = Service(service, serve, host, port, nursery=stack.nursery)
+    bound = await handle.start()
     stack.services[service] = handle
-    if stack.links is not None:
-        stack.links.learn_service(handle.port, _LINK_SERVICES.get(service, service))
-    return handle.port
+    if stack.links is not None and service in _LINK_SERVICES:
+        stack.links.learn_service(bound, _LINK_SERVICES[service])
+    return bound
 
 
-_LINK_SERVICES = {"ws": "comet", "sip (TCP)": "sip"}
+#: Stack service name -> the link table's service (emulator/net/links.py) for streams to its port.
+#: UDP is not listed: datagrams are matched by their own endpoint, not by a learnt port.
+_LINK_SERVICES = {"ws": "comet", "cometql": "cometql", "directory": "directory", "sip_ws": "sip_ws",
+                  "sip (TCP)": "sip", "esl": "esl"}
 
 
 def _data_dir(config: Config, setting: str, name: str, temp_dirs: list) -> Path:
@@ -265,7 +288,7 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     links = stack.links
     assert links is not None
 
-    def client_of(flow) -> str:
+    def client_of(flow: Flow) -> str:
         return flow.client or links.client_of(flow.peer)
 
     profiles = load_conference_profiles(config.conference_profiles or None,
@@ -274,10 +297,12 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     if config.media_link not in link_presets_:
         raise ValueError(f"unknown media_link {config.media_link!r}; known: {', '.join(sorted(link_presets_))}")
     link = link_presets_[config.media_link]
+    # one timer facility for the node (mod_conference and the SIP core), on the stack's clock
+    timers = Timers(stack.clock.monotonic)
     bridge = Bridge(profiles, domain=config.fs_domain, clock=stack.clock, rng=random.Random(rng.getrandbits(64)),
                     profile=stack.profile, recordings_dir=_data_dir(config, config.recordings_dir, "recordings",
                                                                      temp_dirs),
-                    rtp_timeout=config.rtp_timeout, journal=journal, ipv4=config.host)
+                    rtp_timeout=config.rtp_timeout, journal=journal, ipv4=config.host, timers=timers)
     media_links = MediaLinks(links, bridge, default=link, client_of=client_of)
     lookup = None
     if config.directory_url:   # mod_xml_curl over HTTP to a comet server's directory endpoint
@@ -296,22 +321,26 @@ async def _start_freeswitch(stack: Stack, temp_dirs: list) -> None:
     stack.bridge, stack.sip, stack.esl, stack.certificates = bridge, core, esl, certs
     stack.media_links = media_links
     media_links.core = core
-    await nursery.start(bridge.run)
-    await nursery.start(core.run)
+    await nursery.start(timers.run)   # the one task that runs the node's timers
+    await nursery.start(core.run)     # the SIP core's directory lookups
+    if config.media == "real":        # the media worker process: started before the SIP listeners
+        from emulator.freeswitch.real_media import RealMedia
+
+        real = RealMedia(bridge, journal, host=core.media_ip)
+        await nursery.start(real.run)
+        core.real_media = stack.real_media = real
     ws = SipWebSocketTransport(core, network, journal,
                                tls_context=certs.server_context() if config.sip_tls else None,
                                handshake_timeout=config.handshake_timeout, idle_timeout=config.sip_ws_idle_timeout)
-    stack.ports["sip_ws"] = await _serve(stack, ws, config.host, config.ports["sip_ws"], "sip_ws")
+    stack.ports["sip_ws"] = await _serve(stack, ws.serve, config.host, config.ports["sip_ws"], "sip_ws")
     core.port = config.sip_public_port or stack.ports["sip_ws"]
     tcp = SipTcpTransport(core, network, journal, head_timeout=config.sip_tcp_head_timeout,
                           idle_timeout=config.sip_tcp_idle_timeout)
-    sip_port = await _serve(stack, tcp, config.host, config.ports["sip"], "sip (TCP)")
+    sip_port = await _serve(stack, tcp.serve, config.host, config.ports["sip"], "sip (TCP)")
     # UDP and TCP share the number, as 5060 does
-    udp = Service("sip (UDP)", SipUdpTransport(core, network, journal).serve, config.host, sip_port, nursery=nursery)
-    await udp.start()
-    stack.services["sip (UDP)"] = udp
+    await _serve(stack, SipUdpTransport(core, network, journal).serve, config.host, sip_port, "sip (UDP)")
     stack.ports["sip"] = sip_port
-    stack.ports["esl"] = await _serve(stack, esl, config.host, config.ports["esl"], "esl")
+    stack.ports["esl"] = await _serve(stack, esl.serve, config.host, config.ports["esl"], "esl")
     conference = stack.conference
     if conference is not None and not config.freeswitch and config.comet_emulated:
         node = FreeswitchNode(server=config.host, esl_port=stack.ports["esl"], esl_password=config.esl_password,
@@ -341,7 +370,7 @@ class InProcessEslLink:
         return self.bridge.api("conference xml_list")
 
     def freeswitch_restarted(self) -> None:
-        if self.profile.on("comet_esl_link_not_restored"):
+        if self.profile.on(Quirk.COMET_ESL_LINK_NOT_RESTORED):
             self.broken = True
 
     def comet_restarted(self) -> None:

@@ -51,28 +51,28 @@ class StateStore:
     # -- schema ------------------------------------------------------------------------------------
     def _create(self) -> None:
         db = self.db
-        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-        db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
-        db["users_auth"].create({"dev_id": int, "user_id": int, "hash": str},
+        db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db.table("meta").upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+        db.table("users_auth").create({"dev_id": int, "user_id": int, "hash": str},
                                 pk=("dev_id", "user_id"), if_not_exists=True)
-        db["users_data"].create({"dev_id": int, "user_id": int, "data": str},
+        db.table("users_data").create({"dev_id": int, "user_id": int, "data": str},
                                 pk=("dev_id", "user_id"), if_not_exists=True)
-        db["users_messages"].create(
+        db.table("users_messages").create(
             {"seq": int, "dev_id": int, "user_id": int, "uuid": str, "time": int, "event": str, "message": str},
             pk="seq", if_not_exists=True)
-        db["users_messages"].create_index(["dev_id", "user_id", "seq"], if_not_exists=True)
-        db["pipe_history"].create(
+        db.table("users_messages").create_index(["dev_id", "user_id", "seq"], if_not_exists=True)
+        db.table("pipe_history").create(
             {"seq": int, "dev_id": int, "pipe": str, "uuid": str, "time": int, "event": str,
              "message": str, "user_id": int},
             pk="seq", if_not_exists=True)
-        db["pipe_history"].create_index(["dev_id", "pipe", "seq"], if_not_exists=True)
-        db["pipes_settings"].create({"dev_id": int, "pipe": str, "length": int},
+        db.table("pipe_history").create_index(["dev_id", "pipe", "seq"], if_not_exists=True)
+        db.table("pipes_settings").create({"dev_id": int, "pipe": str, "length": int},
                                     pk=("dev_id", "pipe"), if_not_exists=True)
-        db["revoked_tokens"].create({"dev_id": int, "token": str, "time": int},
+        db.table("revoked_tokens").create({"dev_id": int, "token": str, "time": int},
                                     pk=("dev_id", "token"), if_not_exists=True)
-        db["users_time"].create({"dev_id": int, "user_id": int, "time": int},
+        db.table("users_time").create({"dev_id": int, "user_id": int, "time": int},
                                 pk=("dev_id", "user_id"), if_not_exists=True)
-        db["conference"].create(  # db.sql's `conference`
+        db.table("conference").create(  # db.sql's `conference`
             {"dev_id": int, "name": str, "user_id": int, "caller_id": int, "message": str, "profile": str,
              "stream": str, "node": str, "time": int}, pk=("dev_id", "name", "user_id"), if_not_exists=True)
 

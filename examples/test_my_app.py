@@ -30,6 +30,19 @@ async def test_the_patient_comes_back_after_a_reload(cometbench_scenario, autoju
         assert s.measure("restore", "patient.refresh", "patient.first_remote_frame") < 5000
 
 
+async def test_the_call_survives_a_short_network_drop(cometbench_scenario, autojump_clock):
+    """Faults and links: the patient's Wi-Fi drops for 10 s; the page's comet connection comes back,
+    the doctor is told nothing, and both pages still show the call."""
+    s = cometbench_scenario
+    await s.meet("101")
+    with s.step("the patient's network drops for 10 s"):
+        s.this_step().expect_no("doctor.onOut", note="the doctor is never told")
+        s.link(s.patient).lose_network(10)       # s.faults.restart_comet(), s.link(p).partition(5) ...
+        await s.wait("link.online", within=11)
+        await s.wait("patient.comet_open", within=2)
+        assert s.patient.in_call and s.doctor.in_call
+
+
 async def test_the_default_pack_story_passes(cometbench_run, autojump_clock):
     """A scenario of the pack (or a path to your own scenario file) on its own fresh emulator."""
     result = await cometbench_run("two_member_limit")

@@ -15,6 +15,7 @@ involved and tells nobody (video-call-flow.md 0, 6.4).
 
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "107"
 
 

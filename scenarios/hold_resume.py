@@ -18,6 +18,7 @@ and FreeSWITCH's member follows; the patient's is the real client.
 from bench.clients.quirks import ClientQuirks
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "105"
 ACTORS = {"doctor": {"quirks": ClientQuirks().with_quirks(toggle_hold_never_resumes=False)}}
 

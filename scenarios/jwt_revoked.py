@@ -21,6 +21,7 @@ heartbeat of two pages), so it is not in the default pack: run it by name or wit
 
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "108"
 TIMEOUT = 900
 DEFAULT = False          # ten simulated minutes: by name or with --all

@@ -17,6 +17,7 @@ members' pages act on -- "(!!! works when there is more than one participant in 
 
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "103"
 # the doctor's page defines both names, as the page of the real-client captures does
 ACTORS = {"doctor": {"callbacks": {"toggle_mute": lambda arg: None, "on_toggle_mute": lambda arg: None}}}

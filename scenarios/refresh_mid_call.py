@@ -21,6 +21,7 @@ no ``out`` on the callPipe, no SIP BYE (video-call-flow.md 6.1).  So:
 from bench.scenario import Scenario
 
 PROFILES = ("cppcomet-4.09", "lenient")   # the ghost stays (faithful) or leaves at once (lenient)
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "101"
 
 

@@ -17,6 +17,7 @@ goes to the active speaker.
 
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "110"
 
 
@@ -69,8 +70,8 @@ async def story(s: Scenario) -> None:
         specialist.talk(False)
 
     with s.step("no page is told any of this"):
-        for actor in ("doctor", "patient", "specialist"):
+        for name in ("doctor", "patient", "specialist"):
             for callback in ("onOut", "onCallEnd", "onIn"):
-                s.expect_no(f"{actor}.{callback}")
+                s.expect_no(f"{name}.{callback}")
         s.expect("doctor.onCallStart", count=1)
         s.expect("patient.onCallStart", count=1)

@@ -15,6 +15,7 @@ tabs behave the same, since every tab opens its own WebSocket.  ``INSERT INTO co
 
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "109"
 ACTORS = {"patient": {"accept": "manual"}}       # each device answers when the story says
 

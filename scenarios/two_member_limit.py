@@ -10,8 +10,11 @@ finds the room full ("Conference ... is full"), refuses the member, and FreeSWIT
 What each side sees:
 
 * the third page (a nurse who opens the consultation link): onCall, its media starts and it sends
-  ``mediaStart self``, so the doctor's page answers and the nurse even gets **onCallStart** -- then
-  the BYE: ``onCallEnd {status: terminated}``.  There is no "room full" status.  The page keeps a
+  ``mediaStart self``, so the doctor's page answers and the nurse even gets **onCallStart**; and
+  the BYE: ``onCallEnd {status: terminated}``.  Which of the two comes first is a race (spec 5.3:
+  the joiner "may" get onCallStart first): the answer travels over the comet server while the BYE
+  follows the ACK at once; the stale call keeps the page listening, so a late answer still fires
+  onCallStart after onCallEnd.  The story accepts either order.  There is no "room full" status.  The page keeps a
   stale active call (the client never hangs up after a remote end), so clicking Join again rings
   nothing: the "already in this conference" branch answers accept/pong and onCall never comes;
 * the doctor and the patient: no callback at all (their onCallStart fired once already), and the
@@ -22,6 +25,7 @@ What each side sees:
 
 from bench.scenario import Scenario
 
+NEEDS = ("freeswitch",)   # it looks inside FreeSWITCH: in-process only
 ROOM = "102"
 PROFILE = "video-2"      # max-members 2
 
@@ -37,7 +41,13 @@ async def story(s: Scenario) -> None:
     with s.step("the nurse joins as the third: answered, then BYE"):
         refused = s.between("nurse.join", "nurse.onCallEnd", within=10)
         refused.expect("nurse.answered", note="FreeSWITCH answers before the conference refuses")
-        refused.expect("nurse.onCallStart", note="the doctor's page answers the nurse's mediaStart")
+        # spec 5.3: the third joiner "may" get onCallStart first -- the doctor's answer to its
+        # mediaStart races FreeSWITCH's BYE (a real Chromium ACKs sooner than the virtual client and
+        # loses about one time in four).  The page keeps its stale call after the BYE, so a late answer
+        # still fires onCallStart: once, before or after onCallEnd.
+        s.after("nurse.join", within=10).expect("nurse.onCallStart", count=1,
+                                                note="the doctor's page answers the nurse's mediaStart "
+                                                     "(before or after the BYE)")
         refused.expect_no("freeswitch.add-member", actor="nurse")
         for who in ("doctor", "patient"):
             refused.expect_no(f"{who}.onCallStart")

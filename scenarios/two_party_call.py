@@ -13,11 +13,14 @@ gets onOut when the other hangs up and keeps its call; FreeSWITCH's room empties
 but the invitations stay in the ``conference`` table until the app deletes them.
 
 This is the scenario to copy: it is the plainest story, and ``cometbench run --repeat N
-two_party_call`` is the join-latency benchmark.
+two_party_call`` is the join-latency benchmark.  It needs nothing of the in-process stack
+(``NEEDS = ()``), so it also runs against a real deployment (``--target``); what only the in-process
+FreeSWITCH can show (its conference events) is checked when the run can look inside it.
 """
 
 from bench.scenario import Scenario
 
+NEEDS = ()            # runs against any deployment; FreeSWITCH's own events only when s.can("freeswitch")
 ROOM = "101"
 
 
@@ -51,7 +54,8 @@ async def story(s: Scenario) -> None:
     with s.step("the patient hangs up; the doctor stays"):
         s.after("patient.hangup", within=5).expect("doctor.onOut", count=1, status="hangup",
                                                    user_id=patient.user_id)
-        s.after("patient.hangup", within=5).expect("freeswitch.del-member", actor="patient")
+        if s.can("freeswitch"):
+            s.after("patient.hangup", within=5).expect("freeswitch.del-member", actor="patient")
         patient.hangup()
         await s.wait("patient.onCallEnd", status="hangup")
         await s.wait("doctor.onOut")
@@ -59,9 +63,13 @@ async def story(s: Scenario) -> None:
 
     with s.step("the doctor hangs up: the room is gone, the invitations are not"):
         doctor.hangup()
-        await s.wait("freeswitch.conference-destroy", within=5)
+        if s.can("freeswitch"):
+            await s.wait("freeswitch.conference-destroy", within=5)
+        else:
+            await s.sleep(2)
+        s.check(await s.conference_members(ROOM) == [], "conference_members is empty")
         rows = (await s.app.backend.invitations(ROOM)).rows
-        s.check(sorted(int(row[1]) for row in rows) == sorted([doctor.user_id, patient.user_id]),
+        s.check(sorted(int(row[1] or 0) for row in rows) == sorted([doctor.user_id, patient.user_id]),
                 "both invitations are still in the conference table")
 
     s.expect("doctor.onCallStart", count=1)

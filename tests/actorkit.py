@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import trio
 
@@ -32,12 +33,14 @@ async def stack_and_target(network, **config_kw: Any) -> AsyncIterator[tuple[Any
 
 @asynccontextmanager
 async def doctor_and_patient(target: Target, network, *, seed: int = 1, doctor: dict | None = None,
-                             patient: dict | None = None, **common: Any) -> AsyncIterator[tuple[Participant, Participant]]:
+                             patient: dict | None = None, **common: Any
+                             ) -> AsyncIterator[tuple[Participant, Participant]]:
     async with AsyncExitStack() as exits:
         d = await exits.enter_async_context(open_participant(
             target, network, user_id=DOCTOR, role="doctor", actor="doctor", seed=seed, **{**common, **(doctor or {})}))
         p = await exits.enter_async_context(open_participant(
-            target, network, user_id=PATIENT, role="patient", actor="patient", seed=seed, **{**common, **(patient or {})}))
+            target, network, user_id=PATIENT, role="patient", actor="patient", seed=seed,
+            **{**common, **(patient or {})}))
         yield d, p
 
 

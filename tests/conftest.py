@@ -44,6 +44,15 @@ class FakeConn:
         return out
 
 
+@pytest.fixture
+def browser_tools() -> None:
+    """Every test that drives a real Chromium (tests/compat's JsSIP page, tests/browser's actors): the
+    browser, playwright and both JsSIP packages, skipped locally and failing in CI when one is missing."""
+    from tests.compat.conftest import require_browser_tools
+
+    require_browser_tools(jssip3=True)
+
+
 def url(user_key="undefined", user_id="undefined", dev_id=1, uuid=None, v="4.08"):
     uuid = uuid or ("u" * 32)
     return f"/ws/sesion={user_key}&myid={user_id}&devid={dev_id}&v={v}&uuid={uuid}&api=js"

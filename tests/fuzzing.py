@@ -19,8 +19,9 @@ import functools
 import inspect
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hypothesis import settings
 

@@ -72,6 +72,8 @@ def insecure_client_context() -> ssl.SSLContext:
 
 
 def sip_options(transport: str, n: int) -> bytes:
+    """A probe's OPTIONS as exact bytes (the slowloris trickles them, cut where it likes): not the
+    project's SIP client, which sends no OPTIONS and writes whole messages."""
     return (f"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} probe.invalid;branch=z9hG4bKprobe{n}\r\n"
             f"Max-Forwards: 70\r\nTo: <sip:127.0.0.1>\r\nFrom: <sip:{SIP_USER}@127.0.0.1>;tag=p{n}\r\n"
             f"Call-ID: probe-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
@@ -96,7 +98,7 @@ async def probe_comet_ws(p: Ports) -> None:
     ws = RawWS(await p.connect("ws"))
     try:
         await ws.stream.send_all(upgrade_request(COMET_PATH))
-        ws.response = await ws._read_until(b"\r\n\r\n")
+        ws.response = await ws.read_until(b"\r\n\r\n")
         assert ws.response.startswith(b"HTTP/1.1 101 "), ws.response
         info = json.loads((await ws.recv_raw())[1])
         assert info["event"] == "serverInfo" and info["authorized"] is True, info
@@ -129,7 +131,7 @@ async def probe_sip_ws(p: Ports) -> None:
     ws = RawWS(await p.connect("sip_ws"))
     try:
         await ws.stream.send_all(upgrade_request("/", "Sec-WebSocket-Protocol: sip\r\n"))
-        ws.response = await ws._read_until(b"\r\n\r\n")
+        ws.response = await ws.read_until(b"\r\n\r\n")
         assert ws.response.startswith(b"HTTP/1.1 101 "), ws.response
         await ws.send(sip_options("WSS" if p.sip_tls else "WS", p.next()))
         answer = (await ws.recv_raw())[1]

@@ -11,7 +11,8 @@ import struct
 import trio
 from pymysql._auth import scramble_native_password
 
-CAPS = 0x000FA68D  # CONNECT_WITH_DB | PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH | CONNECT_WITH_DB | LONG_PASSWORD ...
+# CONNECT_WITH_DB | PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH | CONNECT_WITH_DB | LONG_PASSWORD ...
+CAPS = 0x000FA68D
 
 
 class RawMySQL:
@@ -20,20 +21,20 @@ class RawMySQL:
         self.buffer = bytearray()
 
     @classmethod
-    async def open(cls, network, port: int) -> "RawMySQL":
+    async def open(cls, network, port: int) -> RawMySQL:
         return cls(await network.connect("127.0.0.1", port))
 
     async def read_packet(self) -> tuple[int, bytes]:
         while len(self.buffer) < 4:
-            await self._fill()
+            await self.fill()
         n = self.buffer[0] | self.buffer[1] << 8 | self.buffer[2] << 16
         while len(self.buffer) < 4 + n:
-            await self._fill()
+            await self.fill()
         seq, payload = self.buffer[3], bytes(self.buffer[4:4 + n])
         del self.buffer[:4 + n]
         return seq, payload
 
-    async def _fill(self) -> None:
+    async def fill(self) -> None:
         data = await self.stream.receive_some(65536)
         if not data:
             raise EOFError(bytes(self.buffer))

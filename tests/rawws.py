@@ -33,35 +33,36 @@ class RawWS:
     def __init__(self, stream: trio.abc.Stream):
         self.stream = stream
         self.buffer = bytearray()
+        self.response = b""     # the server's answer to the upgrade request
 
     @classmethod
-    async def open(cls, network, port: int, target: str, extra: str = "") -> "RawWS":
+    async def open(cls, network, port: int, target: str, extra: str = "") -> RawWS:
         stream = await network.connect("127.0.0.1", port)
         ws = cls(stream)
         await stream.send_all(f"GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                               f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n".encode())
-        ws.response = await ws._read_until(b"\r\n\r\n")
+        ws.response = await ws.read_until(b"\r\n\r\n")
         return ws
 
-    async def _fill(self) -> bool:
+    async def fill(self) -> bool:
         chunk = await self.stream.receive_some(65536)
         if not chunk:
             return False
         self.buffer += chunk
         return True
 
-    async def _read_until(self, marker: bytes) -> bytes:
+    async def read_until(self, marker: bytes) -> bytes:
         while marker not in self.buffer:
-            if not await self._fill():
+            if not await self.fill():
                 raise EOFError(bytes(self.buffer))
         end = self.buffer.index(marker) + len(marker)
         out = bytes(self.buffer[:end])
         del self.buffer[:end]
         return out
 
-    async def _read_exact(self, n: int) -> bytes:
+    async def read_exact(self, n: int) -> bytes:
         while len(self.buffer) < n:
-            if not await self._fill():
+            if not await self.fill():
                 raise EOFError(bytes(self.buffer))
         out = bytes(self.buffer[:n])
         del self.buffer[:n]
@@ -69,17 +70,17 @@ class RawWS:
 
     async def recv_raw(self) -> tuple[bytes, bytes]:
         """(header bytes, payload) of the next server frame; EOFError when TCP closes."""
-        head = await self._read_exact(2)
+        head = await self.read_exact(2)
         n = head[1] & 0x7F
         if n == 126:
-            ext = await self._read_exact(2)
+            ext = await self.read_exact(2)
             head += ext
             n = struct.unpack("!H", ext)[0]
         elif n == 127:
-            ext = await self._read_exact(8)
+            ext = await self.read_exact(8)
             head += ext
             n = struct.unpack("!Q", ext)[0]
-        return head, await self._read_exact(n)
+        return head, await self.read_exact(n)
 
     async def recv(self) -> str:
         return (await self.recv_raw())[1].decode()

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import random
 import string
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from bench.clients.cometql import CometQLClient, OkResult, QueryResult, ResultSet
+from emulator.config import DEFAULT_PASSWORD
 from emulator.net.network import Network
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +64,7 @@ def demo_hash(user_id: int | str) -> str:
 class Backend:
     """auth.php + call.php: CometQL requests on behalf of one application (one dev_id)."""
 
-    def __init__(self, network: Network, host: str, port: int, *, dev_id: int, password: str = "CometQLPassword",
+    def __init__(self, network: Network, host: str, port: int, *, dev_id: int, password: str = DEFAULT_PASSWORD,
                  database: str = "CometQL_v1", name: str = "backend", fresh_connection: bool = True,
                  rng: random.Random | None = None, hash_style: str = "demo", timeout: float | None = 30.0) -> None:
         if hash_style not in ("demo", "random"):
@@ -169,7 +171,7 @@ class App:
     def wants_restore_after(self, status: Any) -> bool:
         return self.restore and status not in RESTORE_SKIPPED_STATUSES
 
-    def on_call_end(self, participant: "Participant", room: str, status: Any) -> bool:
+    def on_call_end(self, participant: Participant, room: str, status: Any) -> bool:
         """Run inside the page's onCallEnd.  With restore on and a status other than ``hangup`` /
         ``start_accept``: ``hangup()`` at once (clears the stale call, sends out); True when the app
         still believes the user is in ``room``, so a re-INSERT should follow (:meth:`rejoin`)."""
@@ -178,7 +180,7 @@ class App:
         participant.hangup()
         return room in self.rooms_of(participant.user_id)
 
-    async def rejoin(self, participant: "Participant", room: str, why: str) -> None:
+    async def rejoin(self, participant: Participant, room: str, why: str) -> None:
         """Re-INSERT the user into ``room``; the page accepts the new call at once."""
         profile = self.rooms_of(participant.user_id).get(room)
         if profile is None:
@@ -186,7 +188,7 @@ class App:
         self.restores.append((trio.current_time(), participant.user_id, room, why))
         await participant.join(room, profile=profile, restoring=True)
 
-    async def restore_on_page_load(self, participant: "Participant") -> None:
+    async def restore_on_page_load(self, participant: Participant) -> None:
         """A new page: re-INSERT the user into every room the app believes the user is in."""
         if not self.restore:
             return

@@ -43,21 +43,39 @@ from __future__ import annotations
 import json
 import random
 import ssl
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, Protocol
 
 import trio
+import trio.lowlevel
 
 from bench.actors.backend import App, Backend
 from bench.clients.comet import START_TIMER_MS, CometClient
 from bench.clients.quirks import ClientQuirks
-from bench.clients.video import CallState, VideoClient
+from bench.clients.video import VideoClient
 from bench.clients.webrtc import DeviceTimings
+from emulator.config import DEFAULT_PASSWORD
 from emulator.net.network import Network
 
-__all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "stage_values", "actor_rng",
+__all__ = ["Target", "Participant", "open_participant", "MARKS", "STAGES", "MEDIA_STAGES", "ALL_STAGE_NAMES",
+           "stage_values", "actor_rng",
            "JS_CALLBACKS", "callback_data"]
+
+class CallView(Protocol):
+    """What a join's marks read of a call: the virtual client's :class:`bench.clients.video.CallState`
+    or a real page's mirror of it (:class:`bench.browser.participant.PageCall`)."""
+
+    @property
+    def room(self) -> str: ...
+
+    @property
+    def call_key(self) -> str: ...
+
+    @property
+    def sys(self) -> dict: ...
+
 
 #: Every mark, in the order a join normally produces them (docs/stages.md).
 MARKS = (
@@ -76,6 +94,8 @@ MARKS = (
     "gum2",                   # getUserMedia #2 succeeded
     "sip_invite_sent",        # the first INVITE left (ICE gathering done)
     "answered",               # 200 OK to the INVITE
+    "ice_connected",          # real media: the page's ICE connected (iceConnectionState connected/completed)
+    "dtls_connected",         # real media: the page's peer connection connected (DTLS done)
     "addstream",              # the remote stream appeared (SRD)
     "media_self",             # mediaStart {self} sent
     "call_start",             # onCallStart
@@ -101,9 +121,19 @@ STAGES: dict[str, tuple[str, str]] = {
     "self_media": ("answered", "media_self"),                             # L10
     "peer_handshake": ("media_self", "call_start"),                       # L11
     "media": ("answered", "media_flowing"),                               # L12-L14
-    "first_remote_frame": ("call_start", "first_remote_frame"),
+    "first_remote_frame": ("answered", "first_remote_frame"),             # L12-L14 to the first picture
     "join_total": ("backend_invite_start", "first_remote_frame"),
 }
+#: Every stage a report or ``--stage`` may name: the stages above and ``system`` (the latency the
+#: system adds to a join: join_total without the user's decision).
+#: Stages only a real page with real media has (``media = "real"``; docs/stages.md): L12 and L13 measured.
+MEDIA_STAGES: dict[str, tuple[str, str]] = {
+    "ice_connected": ("answered", "ice_connected"),
+    "dtls_connected": ("answered", "dtls_connected"),
+}
+STAGE_NAMES: tuple[str, ...] = (*STAGES, "system")
+#: The stages a report, a threshold or a story may name: those above and the real-media ones.
+ALL_STAGE_NAMES: tuple[str, ...] = (*STAGES, *MEDIA_STAGES, "system")
 
 
 #: cometVideoApi's callback names (video.py's Python names -> the JavaScript option names the seed uses).
@@ -134,7 +164,7 @@ def stage_values(marks: dict[str, float]) -> dict[str, float]:
     """Milliseconds per stage for which both marks exist (``join_total`` starts at the push when
     someone else invited the user); ``system`` is ``join_total`` without the human decision."""
     out: dict[str, float] = {}
-    for name, (start, end) in STAGES.items():
+    for name, (start, end) in (STAGES | MEDIA_STAGES).items():
         if name == "join_total" and start not in marks:
             start = "push_received"
         if start in marks and end in marks:
@@ -163,7 +193,7 @@ class Target:
     cometql_host: str
     cometql_port: int
     dev_id: int
-    password: str = "CometQLPassword"
+    password: str = DEFAULT_PASSWORD
     ws_prefix: str = ""
     ssl_context: ssl.SSLContext | None = None
     sip_secure: bool = True
@@ -175,7 +205,7 @@ class Target:
         return f"{self.ws_host}:{self.ws_port}{self.ws_prefix}"
 
     @classmethod
-    def from_stack(cls, stack: Any, dev_id: int = 15) -> "Target":
+    def from_stack(cls, stack: Any, dev_id: int = 15) -> Target:
         """The in-process emulator of ``emulator.stack.open_stack``."""
         host = stack.config.host
         certificates = stack.certificates
@@ -231,6 +261,8 @@ def fake_name(seed: int) -> str:
 
 class Participant:
     """A doctor or a patient: user id, display name, app, page, marks."""
+
+    _change_event: trio.Event | None = None   # made only while someone waits (see _notify)
 
     def __init__(self, target: Target, network: Network, *, user_id: int, nursery: trio.Nursery | None = None,
                  role: str = "patient", actor: str | None = None, seed: int | str = 0, app: App | None = None,
@@ -290,7 +322,7 @@ class Participant:
         # app callback (by its JavaScript name), as it happens (the scenario timeline's hook)
         self.listeners: list[Any] = []
         if target.bridge is not None:
-            self._media_observer_remove = target.bridge.add_media_observer(self._on_media)
+            self._media_observer_remove = target.bridge.add_media_observer(self.on_media)
         self.closed = False
 
     @property
@@ -359,6 +391,7 @@ class Participant:
                 if self.bandwidth is not None:
                     video.set_bandwidth(*self.bandwidth)
                 video.listeners.append(self._on_callback)
+                comet.on_connection = self._on_comet_connection
                 video.start(on_call=self._on_call, on_call_end=self._on_call_end, **self.callbacks)
                 comet.start()
                 page = Page(number, comet, video, scope, trio.current_time())
@@ -381,7 +414,7 @@ class Participant:
         state is gone, and a new page starts (auth, the tab-election wait, a new video client)."""
         self._mark_event("page_refresh")
         self._close_page()
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         return await self.open_page(wait_auth=wait_auth)
 
     def close_tab(self) -> None:
@@ -430,7 +463,8 @@ class Participant:
         self.current = join
         if restoring:
             self._restoring.add(str(room))
-        self._mark("backend_invite_start", room=room, at=started, **({"restoring": True} if restoring else {}))
+        extra: dict[str, Any] = {"restoring": True} if restoring else {}
+        self._mark("backend_invite_start", room=room, at=started, **extra)
         if self.app_request_rtt:   # the page's AJAX request to call.php travels to the app server
             await trio.sleep(self.app_request_rtt / 2)
         await self.app.invite(str(room), self.user_id, profile=profile, message=message,
@@ -519,7 +553,7 @@ class Participant:
             self._nursery.start_soon(self.app.rejoin, self, room, f"call end: {status}")
 
     # -- marks -----------------------------------------------------------------------------------------
-    def _observe(self, name: str, call: CallState | None, data: dict) -> None:
+    def _observe(self, name: str, call: CallView | None, data: dict) -> None:
         """The video client's observations -> marks of the join they belong to.  ``data`` may carry
         ``at``, the trio time of a moment observed elsewhere (a real browser's page clock, mapped:
         bench/browser), and ``service``, the journal service of the mark (default ``bench``)."""
@@ -545,10 +579,16 @@ class Participant:
             self._emit(name, now, {"room": room, "call": call.call_key if call is not None else "", **data})
         if name == "video_attached":
             self._first_frame_check()
+        elif name == "ua_created" and self.page is not None:
+            phone = getattr(self.page.video, "phone", None)
+            if phone is not None:
+                ua = len(self.page.video.phones)   # its transport closes too
+                phone.on("disconnected", lambda event: self._page_event("sip_disconnected", ua=ua))
         self._notify()
 
-    def _on_media(self, member: Any, flowing: bool) -> None:
-        """The bridge's media model: this participant's member started (or stopped) media.
+    def on_media(self, member: Any, flowing: bool) -> None:
+        """The bridge's media observer (:meth:`Bridge.add_media_observer`): this participant's member
+        started (or stopped) media.
 
         The model counts from the moment FreeSWITCH answered; a page slowed down by a busy machine
         (real time, a join storm) may handle that 200 OK later than the model's delay.  Media
@@ -582,7 +622,7 @@ class Participant:
             self._mark("first_remote_frame", room=room, call=call, media="bridge",
                        at=max(marks["video_attached"], marks["media_flowing"]))
 
-    def _mark(self, name: str, *, room: Any = "", call: CallState | None = None, at: float | None = None,
+    def _mark(self, name: str, *, room: Any = "", call: CallView | None = None, at: float | None = None,
               service: str = "bench", journal: dict | None = None, **data: Any) -> None:
         now = trio.current_time() if at is None else at
         join = self.current
@@ -612,6 +652,15 @@ class Participant:
             self.journal.record("bench", "mark", dev_id=self.target.dev_id, user_id=self.user_id,
                                 data=json.dumps(record, separators=(",", ":"), sort_keys=True))
 
+    def _on_comet_connection(self, kind: str, data: dict) -> None:
+        """The page's comet WebSocket opened or closed (``comet_open`` / ``comet_close``)."""
+        self._page_event(f"comet_{kind}", **data)
+
+    def _page_event(self, name: str, **data: Any) -> None:
+        """A transport event of the page for the listeners (the scenario timeline); not a mark."""
+        if self.listeners:
+            self._emit(name, trio.current_time(), data)
+
     def _on_callback(self, name: str, arg: dict, at: float | None = None) -> None:
         """An app callback of the page fired (the video client's listener; ``at``: when, if it was
         observed elsewhere)."""
@@ -623,14 +672,14 @@ class Participant:
             listener(name, t, data)
 
     def _changed(self) -> trio.Event:
-        event = getattr(self, "_change_event", None)
+        event = self._change_event
         if event is None:
             event = self._change_event = trio.Event()
         return event
 
     def _notify(self) -> None:
         # an Event exists only while someone waits (a callPipe event used to make a new one each)
-        event = getattr(self, "_change_event", None)
+        event = self._change_event
         if event is not None:
             self._change_event = None
             event.set()

@@ -32,10 +32,11 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable, Coroutine
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import trio
 
@@ -121,7 +122,7 @@ class BrowserHost:
         self._before: set[int] | None = None
 
     # -- the two doors ----------------------------------------------------------------------------
-    async def call(self, fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float | None = None,
+    async def call(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, timeout: float | None = None,
                    what: str = "") -> Any:
         """Run ``await fn(*args)`` on the asyncio loop and return its result (its exception is
         raised here).  ``timeout``: :class:`BrowserError` naming ``what`` when it takes longer."""

@@ -28,10 +28,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["PageDriver", "Route", "Calibration", "probe_source"]
 
@@ -96,6 +97,8 @@ class PageDriver:
     dialogs: dict[int, Any] = field(default_factory=dict)
     closed: bool = False
     _next_dialog: int = 0
+    # dialogs being settled: the asyncio loop keeps only weak references to its tasks
+    _settling: set[asyncio.Future[None]] = field(default_factory=set)
 
     # -- setting up -------------------------------------------------------------------------------
     async def open_context(self) -> None:
@@ -142,7 +145,9 @@ class PageDriver:
     def _dialog(self, dialog: Any) -> None:
         self._console("dialog", f"{dialog.type}: {dialog.message}")
         if dialog.type != "confirm" or self.dialog_policy == "auto":
-            asyncio.ensure_future(self._settle(dialog, True))
+            task = asyncio.ensure_future(self._settle(dialog, True))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
             return
         self._next_dialog += 1
         self.dialogs[self._next_dialog] = dialog
@@ -168,12 +173,14 @@ class PageDriver:
         async def handle(r: Any, request: Any) -> None:
             try:
                 if route.file is not None:
-                    body = Path(route.file).read_bytes()
+                    # a small local page file, read on the Playwright thread's own loop (not trio's)
+                    body = Path(route.file).read_bytes()  # noqa: ASYNC240
                     await r.fulfill(status=200, body=body, headers={
                         "Content-Type": route.content_type or CONTENT_TYPES.get(Path(route.file).suffix,
                                                                                 "application/octet-stream"),
                         "Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
                     return
+                assert route.forward is not None   # a Route has a file or a forward
                 query = request.url.partition("?")[2]
                 target = route.forward + (("&" if "?" in route.forward else "?") + query if query else "")
                 headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "origin")}

@@ -29,8 +29,12 @@ What the page reports (bench/browser/probe.js) becomes the same marks as a virtu
 (docs/stages.md), stamped with the page's own clock mapped onto the bench's (each page load is
 calibrated, :meth:`bench.browser.page.PageDriver.calibrate`), and recorded in the journal with
 service ``browser``.  ``first_remote_frame`` is the first decoded remote video frame when the page
-has one (``requestVideoFrameCallback``); with the fake FreeSWITCH there is no media (ICE never
-completes), so it falls back to the virtual actors' rule: ``max(video_attached, media_flowing)``.
+has one (``requestVideoFrameCallback``); with the fake FreeSWITCH's default media model there is no
+media (ICE never completes), so it falls back to the virtual actors' rule: ``max(video_attached,
+media_flowing)``.  With ``media = "real"`` (emulator/freeswitch/real_media.py) the page's ICE really
+connects: ``ice_connected``, ``dtls_connected`` and ``first_remote_frame`` are the page's own, and the
+page reports its received media every 500 ms (``media_stats``: frames decoded, freezes, fps, audio
+energy); Chromium then runs with ``--allow-loopback-in-peer-connection`` (:func:`media_args`).
 
 Things a Python option cannot do in a page: ``callbacks`` (Python functions) are ignored; the
 demo app defines every callback itself.  ``quirks`` and ``bandwidth`` go to the demo app's
@@ -42,15 +46,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import trio
 
 from bench.actors.backend import demo_hash
 from bench.actors.participant import JS_CALLBACKS, Join, Participant
-from bench.browser.host import BrowserError, BrowserHost, LaunchOptions
+from bench.browser.host import CHROMIUM, BrowserError, BrowserHost, LaunchOptions
 from bench.browser.page import Calibration, PageDriver, Route
 from bench.browser.profile import AppProfile, demo_profile, fill, fill_deep
 from bench.browser.relay import Relay
@@ -75,11 +80,22 @@ class BrowserSettings:
     camera: Path | None = None               # None: the generated fixture
     microphone: Path | None = None
     relay: bool = True                       # the page's connections pass per-actor relays (link faults)
-    executable: str = "/usr/bin/chromium"
+    executable: str = CHROMIUM
     artifacts_dir: Path | None = None        # screenshots and console logs (the runner sets it per scenario)
 
     def __post_init__(self) -> None:
         self.actors = tuple(self.actors)
+
+
+#: Chromium offers no 127.0.0.1 ICE candidate without this flag; the real media endpoint listens there.
+LOOPBACK_MEDIA_ARG = "--allow-loopback-in-peer-connection"
+
+
+def media_args(stack: Any) -> tuple[str, ...]:
+    """Chromium flags for the stack's media: with ``media = "real"`` the page's ICE must reach the media
+    worker on 127.0.0.1 (emulator/freeswitch/real_media.py)."""
+    config = getattr(stack, "config", None)
+    return (LOOPBACK_MEDIA_ARG,) if getattr(config, "media", "model") == "real" else ()
 
 
 def trust_args(stack: Any) -> tuple[str, ...]:
@@ -143,7 +159,7 @@ class PageCall:
 class PageVideo:
     """What the story reads of the page's ``cometVideoApi`` (``actor.video``), from the probe's reports."""
 
-    def __init__(self, participant: "BrowserParticipant") -> None:
+    def __init__(self, participant: BrowserParticipant) -> None:
         self._p = participant
         self.calls: dict[str, PageCall] = {}
         self.last: PageCall | None = None
@@ -155,6 +171,8 @@ class PageVideo:
         self.received: list[tuple[float, dict]] = []
         self.ice: list[tuple[float, str]] = []
         self.remote_frames: list[tuple[float, dict]] = []
+        #: real media: the page's received media every 500 ms (inbound video frames/freezes/fps, audio energy)
+        self.media_stats: list[tuple[float, dict]] = []
         self.gum: list[tuple[float, bool, str | None]] = []
         self.page_errors: list[tuple[float, str]] = []
 
@@ -244,6 +262,11 @@ class BrowserEnvironment(BackendHandler):
         return self.settings.app
 
     @property
+    def real_media(self) -> bool:
+        """The stack's FreeSWITCH has a real media endpoint (``media = "real"``): pages really decode video."""
+        return bool(media_args(self.stack))
+
+    @property
     def shim(self) -> bool:
         return self.profile.shim if self.settings.shim is None else self.settings.shim
 
@@ -259,7 +282,8 @@ class BrowserEnvironment(BackendHandler):
                 camera = camera or media.camera
                 microphone = microphone or media.microphone
             host = BrowserHost(LaunchOptions(executable=self.settings.executable, camera=camera,
-                                             microphone=microphone, extra_args=trust_args(self.stack)))
+                                             microphone=microphone,
+                                             extra_args=trust_args(self.stack) + media_args(self.stack)))
             self.server = await self.nursery.start(PageServer(self, jssip=self.profile.jssip,
                                                               app_folder=None if self.profile.is_demo
                                                               else self.profile.folder).run)
@@ -338,6 +362,7 @@ class BrowserParticipant(Participant):
 
     def __init__(self, target: Any, network: Any, *, env: BrowserEnvironment, **kwargs: Any) -> None:
         self.python_callbacks = kwargs.pop("callbacks", None) or {}
+        self._media_paths: set[str] = set()          # SIP Call-IDs whose peer connection is up (link table)
         super().__init__(target, network, **kwargs)
         self.env = env
         self.profile = env.profile
@@ -381,6 +406,7 @@ class BrowserParticipant(Participant):
         await self.env.ensure_started()
         if self.driver is None:
             await self._open_context()
+        assert self.driver is not None     # _open_context made it
         await self.host.call(self.driver.new_page, what=f"{self.actor}: opening a tab", timeout=ACTION_TIMEOUT)
         return await self._load(reload=False, wait_auth=wait_auth, timeout=timeout)
 
@@ -435,6 +461,7 @@ class BrowserParticipant(Participant):
         return page
 
     def _close_page(self) -> None:
+        self._close_all_media()                          # the page's peer connections go with it
         page = self.page
         if page is None:
             return
@@ -575,7 +602,7 @@ class BrowserParticipant(Participant):
         async for fn, what, args, waiter in self._actions_receive:
             try:
                 result = await fn(*args)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if waiter is not None:
                     waiter[1].append(exc)
                     waiter[0].set()
@@ -690,7 +717,7 @@ class BrowserParticipant(Participant):
         assert server is not None
         if self.profile.is_demo:
             backend = self.profile.demo_backend or "/api/"
-            demo = {"node": values["node"], "devId": self.target.dev_id, "userId": str(self.user_id),
+            demo: dict[str, Any] = {"node": values["node"], "devId": self.target.dev_id, "userId": str(self.user_id),
                     "userKey": self.user_key, "backend": backend, "confirm": True, "legacy": self.profile.legacy,
                     "quirks": dict(self.quirks.states), "callType": self.call_type, "iceServers": []}
             if self.bandwidth is not None:
@@ -706,8 +733,8 @@ class BrowserParticipant(Participant):
             for node in profile.comet_nodes:
                 probe_config["wsRewrite"] += [[f"ws://{node}", comet_to], [f"wss://{node}", comet_to]]
             if profile.user_storage_key:
-                init_scripts.append("try { localStorage.setItem(%s, %s); } catch (e) {}" % (
-                    json.dumps(profile.user_storage_key), json.dumps(str(self.user_id))))
+                init_scripts.append(f"try {{ localStorage.setItem({json.dumps(profile.user_storage_key)}, "
+                                    f"{json.dumps(str(self.user_id))}); }} catch (e) {{}}")
             if profile.config_global:
                 init_scripts.append(f"window[{json.dumps(profile.config_global)}] = "
                                     + json.dumps(fill_deep(profile.config, values)) + ";")
@@ -847,7 +874,7 @@ class BrowserParticipant(Participant):
             return                                       # a late report from a document that is gone
         try:
             self._handle(page, calibration.to_trio(float(origin), float(ev.get("n", 0.0))), ev)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 - a malformed report must not kill the actor
+        except Exception:
             log.exception("%s: cannot handle the page event %r", self.actor, ev)
 
     def _journal_fields(self, t: float) -> dict:
@@ -869,6 +896,7 @@ class BrowserParticipant(Participant):
     def _handle(self, page: BrowserPage, t: float, ev: dict) -> None:
         kind = ev.get("k")
         video = page.video
+        call: PageCall | None
         if kind == "server_info":
             page.comet.authorized = bool(ev.get("authorized"))
             page.comet.server_infos.append((t, page.comet.authorized))
@@ -876,9 +904,14 @@ class BrowserParticipant(Participant):
         elif kind == "comet_open":
             page.comet.connected = True
             page.comet.opens += 1
+            self._timeline("comet_open", t, opens=page.comet.opens)
         elif kind == "comet_close":
             page.comet.connected = False
             page.comet.closes.append((t, int(ev.get("code") or 0), bool(ev.get("clean"))))
+            self._timeline("comet_close", t, clean=bool(ev.get("clean")), code=int(ev.get("code") or 0))
+        elif kind == "sip_close":
+            if ev.get("current"):      # the newest UA's transport closed, or its reconnect failed
+                self._timeline("sip_disconnected", t, sock=ev.get("sock"), code=ev.get("code"))
         elif kind == "push":
             sys = ev.get("sys") or {}
             pipe = str(sys.get("callPipe", ""))
@@ -918,6 +951,18 @@ class BrowserParticipant(Participant):
         elif kind == "ice":
             video.ice.append((t, str(ev.get("state"))))
             self._page_mark("ice", video.active, t, state=ev.get("state"))
+            if ev.get("state") in ("connected", "completed") and "ice_connected" not in self.marks:
+                self._media_mark("ice_connected", video.active, t)
+        elif kind == "pc":
+            if ev.get("state") == "connected" and "dtls_connected" not in self.marks:
+                self._media_mark("dtls_connected", video.active, t)
+        elif kind == "media_stats":
+            sample = {"video": ev.get("video"), "audio": ev.get("audio")}
+            video.media_stats.append((t, sample))
+            if self.journal is not None and getattr(self.journal, "enabled", False):
+                self.journal.record("browser", "media_stats", dev_id=self.target.dev_id, user_id=self.user_id,
+                                    data=json.dumps({"actor": self.actor, "t": round(t, 6), **sample},
+                                                    separators=(",", ":"), sort_keys=True))
         elif kind == "remote_frame":
             video.remote_frames.append((t, {"width": ev.get("width"), "height": ev.get("height")}))
             if "first_remote_frame" not in self.marks:
@@ -1003,6 +1048,33 @@ class BrowserParticipant(Participant):
         data = {k: v for k, v in ev.items() if k in ("status", "tracks", "element")}
         self._page_mark(name, call, t, **data)
 
+    def _timeline(self, name: str, t: float, **data: Any) -> None:
+        """A transport event of the page (comet_open, comet_close, sip_disconnected) for the scenario
+        timeline, as a virtual actor's comet client and JsSIP report them; not a mark."""
+        if self.listeners:
+            self._emit(name, t, data)
+
+    # -- the media path (emulator/freeswitch/media_link.py) ---------------------------------------------
+    # The page's peer connection is tracked on the link table as the virtual client's is
+    # (bench/clients/sip_ua.py): open once the answer is in, closed when the session ends or the page
+    # goes.  So a SIP WebSocket that drops and comes back (a lost network, a reset) leaves the member's
+    # media alone, and a page that goes leaves a ghost -- for a real browser as for a virtual one.
+    def _open_media(self, call_id: str) -> None:
+        links = getattr(self.network, "links", None)
+        if links is not None and call_id and call_id not in self._media_paths:
+            self._media_paths.add(call_id)
+            links.open_media(self.actor, call_id)
+
+    def _close_media(self, call_id: str) -> None:
+        links = getattr(self.network, "links", None)
+        if links is not None and call_id in self._media_paths:
+            self._media_paths.discard(call_id)
+            links.close_media(self.actor, call_id)
+
+    def _close_all_media(self) -> None:
+        for call_id in sorted(self._media_paths):
+            self._close_media(call_id)
+
     def _on_sip(self, page: BrowserPage, t: float, ev: dict) -> None:
         if not ev.get("current"):
             return                                       # an older UA of this page (they are never stopped)
@@ -1011,6 +1083,11 @@ class BrowserParticipant(Participant):
         status = ev.get("status")
         method = ev.get("method")
         cseq = ev.get("cseq")
+        call_id = str(ev.get("callid") or "")
+        if ev.get("dir") == "in" and status == 200 and cseq == "INVITE":
+            self._open_media(call_id)
+        elif method == "BYE":
+            self._close_media(call_id)
         if ev.get("dir") == "in" and status == 200 and cseq == "REGISTER" and not flags.get("registered"):
             flags["registered"] = True
             self._page_mark("registered", call, t)
@@ -1028,8 +1105,16 @@ class BrowserParticipant(Participant):
                 and status not in (401, 407):
             self._page_mark("session_failed", call, t, status=status, cause=str(ev.get("line", ""))[12:])
 
+    def _media_mark(self, name: str, active: PageCall | None, t: float) -> None:
+        """A join mark the page measured with real media (ICE, DTLS connected)."""
+        call: Any = active    # a PageCall stands in for the virtual client's CallState (same fields used)
+        self._mark(name, room=active.room if active else "", call=call, at=t, service="browser",
+                   journal=self._journal_fields(t), media="page")
+
     def _first_frame_check(self) -> None:
-        if self.page is None:
+        """With real media the page's own first decoded remote frame (``requestVideoFrameCallback``) is
+        ``first_remote_frame``: measured, never the media model's ``max(video_attached, media_flowing)``."""
+        if self.page is None or self.env.real_media:
             return
         super()._first_frame_check()
 

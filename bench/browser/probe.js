@@ -99,6 +99,8 @@
   var sipSockets = 0;
   var currentSip = null;          // id of the SIP socket of the newest UA (created after acceptCall)
   var expectSip = false;
+  var connectingIface = null;     // the JsSIP WebSocketInterface whose connect() is running
+  var sipGeneration = 0;          // one per UA created after acceptCall; its interface keeps it
   var remoteTracks = {};          // track id -> true (tracks of any peer connection's receivers)
   var watchedPcs = [];
 
@@ -217,7 +219,8 @@
     var first = text.split('\r\n', 1)[0];
     var cseq = sipHeader(text, 'CSeq').split(/\s+/)[1] || '';
     var current = id === currentSip;
-    var info = {sock: id, current: current, dir: direction, line: first, cseq: cseq};
+    var info = {sock: id, current: current, dir: direction, line: first, cseq: cseq,
+                callid: sipHeader(text, 'Call-ID') || sipHeader(text, 'i')};
     if (direction === 'in' && /^SIP\/2\.0 /.test(first)) {
       info.status = Number(first.split(' ')[1]);
     } else {
@@ -238,10 +241,14 @@
       var isComet = !isSip && original.indexOf('/ws/sesion=') !== -1;
       if (isSip) {
         var id = ++sipSockets;
+        var iface = connectingIface;
         if (expectSip) {
           expectSip = false;
           currentSip = id;
+          if (iface) { iface.__cometbenchGeneration = ++sipGeneration; }
           emit('mark', {name: 'ua_created'});
+        } else if (iface && iface.__cometbenchGeneration && iface.__cometbenchGeneration === sipGeneration) {
+          currentSip = id;              // the newest UA reconnects (JsSIP's transport recovery): its socket
         }
         emit('sip_socket', {sock: id, url: original, current: id === currentSip});
         ws.addEventListener('open', function () {
@@ -309,7 +316,36 @@
     pc.addEventListener('iceconnectionstatechange', function () {
       emit('ice', {state: pc.iceConnectionState});
     });
+    pc.addEventListener('connectionstatechange', function () {
+      // 'connected': ICE and DTLS are both up (the DTLS handshake is the last to finish)
+      emit('pc', {state: pc.connectionState});
+    });
   }
+
+  // --- received media (only once a peer connection is connected: real media) ------------------------
+  // Every 500 ms: per connected peer connection, the inbound video's decoded frames, freezes and frame
+  // rate, and the inbound audio's total energy and level (getStats, inbound-rtp).
+  function sampleMedia() {
+    watchedPcs.forEach(function (pc, index) {
+      if (pc.connectionState !== 'connected') { return; }
+      pc.getStats().then(function (report) {
+        var out = {pc: index, video: null, audio: null};
+        report.forEach(function (s) {
+          if (s.type !== 'inbound-rtp') { return; }
+          if (s.kind === 'video') {
+            out.video = {frames: s.framesDecoded || 0, received: s.framesReceived || 0,
+              freezes: s.freezeCount || 0, freeze_s: s.totalFreezesDuration || 0, fps: s.framesPerSecond || 0,
+              width: s.frameWidth || 0, height: s.frameHeight || 0};
+          } else if (s.kind === 'audio') {
+            out.audio = {energy: s.totalAudioEnergy || 0, level: s.audioLevel || 0,
+              duration: s.totalSamplesDuration || 0};
+          }
+        });
+        emit('media_stats', out);
+      }, function () {});
+    });
+  }
+  setInterval(sampleMedia, 500);
   var pcProto = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
   if (pcProto) {
     ['setLocalDescription', 'setRemoteDescription', 'createOffer', 'addStream', 'addTrack'].forEach(function (name) {
@@ -433,6 +469,30 @@
     });
   }
 
+  // JsSIP's transport recovery opens a new WebSocket from the same WebSocketInterface: knowing whose
+  // connect() is running tells the newest UA's reconnects (still "current") from an older UA's
+  function wrapJsSIP(lib) {
+    var Iface = lib && lib.WebSocketInterface;
+    if (!Iface || !Iface.prototype || Iface.prototype.__cometbenchWrapped) { return; }
+    var connect = Iface.prototype.connect;
+    if (typeof connect !== 'function') { return; }
+    Iface.prototype.connect = function () {
+      var previous = connectingIface;
+      connectingIface = this;
+      try { return connect.apply(this, arguments); } finally { connectingIface = previous; }
+    };
+    try { Object.defineProperty(Iface.prototype, '__cometbenchWrapped', {value: true}); } catch (e) { /* frozen */ }
+  }
+
+  var jssipLib;
+  try {
+    Object.defineProperty(window, 'JsSIP', {
+      configurable: true, enumerable: true,
+      get: function () { return jssipLib; },
+      set: function (value) { jssipLib = value; try { wrapJsSIP(value); } catch (e) { probe.errors.push('JsSIP wrap: ' + e); } }
+    });
+  } catch (e) { probe.errors.push('JsSIP trap: ' + e); }
+
   var videoApi;
   try {
     Object.defineProperty(window, 'cometVideoApi', {
@@ -442,7 +502,10 @@
     });
   } catch (e) { probe.errors.push('cometVideoApi trap: ' + e); }
   document.addEventListener('load', function (e) {
-    if (e.target && e.target.tagName === 'SCRIPT') { wrapVideoApi(window.cometVideoApi); }
+    if (e.target && e.target.tagName === 'SCRIPT') {
+      wrapVideoApi(window.cometVideoApi);
+      try { wrapJsSIP(window.JsSIP); } catch (err) { probe.errors.push('JsSIP wrap: ' + err); }
+    }
   }, true);
 
   // --- state snapshots (what the bench's mirror of the page shows) -------------------------------------

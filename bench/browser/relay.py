@@ -10,6 +10,11 @@ through ``network.connect(..., client=<actor>)``: TLS passes through untouched (
 talks TLS with the emulator's certificate), a FIN is passed on as a FIN, and a reset of either
 leg resets the other (the browser sees a 1006 close, as on a real network).
 
+The relay's own listener is a plain OS listener (``trio.serve_listeners``), not the emulator's
+``Network.listen_and_serve``: Chromium reaches it from outside the process whatever the network
+seam is, and the seam's link conditions belong on the upstream leg only (applied once, under the
+actor's name); a seam listener would apply them a second time as the server's side.
+
 The relays run in the scenario's actor nursery and stop with it.  Cost: one extra loopback hop
 per byte in this process (small: signalling only; there is no media over these sockets).
 """
@@ -21,6 +26,8 @@ import struct
 from dataclasses import dataclass, field
 
 import trio
+
+from emulator.net.network import quiet_close
 
 __all__ = ["Relay"]
 
@@ -59,7 +66,7 @@ class Relay:
         except (OSError, trio.BrokenResourceError) as exc:
             self.failures.append(f"connect {self.host}:{self.port}: {exc!r}")
             _abort(downstream)
-            await trio.aclose_forcefully(downstream)
+            await quiet_close(downstream)
             return
         reset = False
 
@@ -88,6 +95,5 @@ class Relay:
             if reset:
                 _abort(downstream)
                 _abort(upstream)
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(upstream)
-                await trio.aclose_forcefully(downstream)
+            await quiet_close(upstream)
+            await quiet_close(downstream)

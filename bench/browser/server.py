@@ -15,7 +15,8 @@ is a secure context, so getUserMedia works).  Routes:
 
 The two backend endpoints take the same parameters as the seed's PHP scripts, so the demo page
 also runs against a PHP backend (``backend`` in its config: fixtures/demo_app/backend/ under
-``php -S``, tests/browser/test_php_backend.py).  The demo's page files only are served (not its PHP).  They answer ``{"ok": true}`` or an HTTP 4xx/5xx with ``{"error": ...}``.
+``php -S``, tests/browser/test_php_backend.py).  The demo's page files only are served (not its
+PHP).  They answer ``{"ok": true}`` or an HTTP 4xx/5xx with ``{"error": ...}``.
 Requests a browser actor makes arrive with ``X-Cometbench-Actor`` (added by the actor's request
 routing, bench/browser/page.py), which tells the bench whose INSERT it is, for the marks
 ``backend_insert_sent`` (docs/stages.md).
@@ -174,7 +175,7 @@ class PageServer:
         config.graceful_timeout = 0.5
 
         class _Status:
-            def started(inner, binds: list[str]) -> None:  # noqa: N805
+            def started(inner, binds: list[str]) -> None:
                 self.port = int(binds[0].rsplit(":", 1)[1])
                 task_status.started(self)
 

@@ -7,4 +7,8 @@
 * ``webrtc.py`` -- the browser's share: device timings and Chrome-shaped SDP offers;
 * ``cometql.py`` -- a CometQL (MySQL protocol) client on ``emulator/wire/mysql.py``;
 * ``quirks.py`` -- the real client's known bugs as named, switchable client quirks.
+
+ESL (FreeSWITCH's event socket) has one client in the project, ``emulator/freeswitch/esl_client.py``:
+the emulated comet server's link to FreeSWITCH needs it, and the emulator cannot import the bench, so
+the bench's operator commands (``s.faults.esl_kick`` ...) use that one too.
 """

@@ -44,15 +44,18 @@ Deviations from the JavaScript client, all deliberate:
 from __future__ import annotations
 
 import decimal
+import itertools
 import json
 import math
 import random
 import re
 import ssl
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from enum import StrEnum
+from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
@@ -61,7 +64,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 
 from bench.clients.timers import Timer, Timers
-from emulator.net.network import Network
+from emulator.net.network import Network, quiet_close
 
 API_VERSION = "4.08"
 UUID_ALPHABET = "qwertyuiopasdfghjklzxcvbnm1234567890QWERTYUIOPASDFGHJKLZXCVBNM_-"   # getUUID (64)
@@ -193,7 +196,7 @@ def js_stringify(value: Any) -> str:
         if _plain(value):
             return '"' + value + '"'   # nothing to escape (the usual case): what JSON.stringify gives
         text = json.dumps(value, ensure_ascii=False)
-        return _SURROGATE_RE.sub(lambda m: "\\u%04x" % ord(m.group()), text)  # well-formed stringify
+        return _SURROGATE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)  # well-formed stringify
     if isinstance(value, (list, tuple)):
         return "[" + ",".join("null" if v is UNDEFINED else js_stringify(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -225,7 +228,7 @@ def _bad_constant(name: str) -> Any:
 _JS_DECODER = json.JSONDecoder(parse_constant=_bad_constant)
 
 
-_JS_SCAN = _JS_DECODER.scan_once
+_JS_SCAN = _JS_DECODER.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__, not declared
 _JSON_WS = frozenset(" \t\n\r")
 
 
@@ -362,7 +365,7 @@ def browser_request_target(path: str) -> str:
             if ch in keep:
                 out.append(ch)
             else:
-                out.extend("%%%02X" % b for b in ch.encode("utf-8", "surrogatepass"))
+                out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
         return "".join(out)
 
     target = encode(p.replace("\\", "/"), _PATH_KEEP)
@@ -381,7 +384,7 @@ class NodeAddress:
     prefix: str     # "" or "/comet-server" (whatever followed host:port)
 
     @classmethod
-    def parse(cls, node: str, *, secure: bool) -> "NodeAddress":
+    def parse(cls, node: str, *, secure: bool) -> NodeAddress:
         hostport, slash, rest = node.partition("/")
         prefix = slash + rest if slash else ""
         if hostport.startswith("["):  # [::1]:8087
@@ -450,7 +453,7 @@ class Subscription:
     :meth:`receive` must keep up within that many).
     """
 
-    def __init__(self, client: "CometClient", signal: str, callback: Callable[[CometMessage], Any] | None,
+    def __init__(self, client: CometClient, signal: str, callback: Callable[[CometMessage], Any] | None,
                  *, filtered: bool = True) -> None:
         self.client = client
         self.signal = signal
@@ -516,7 +519,7 @@ class _ReaderWatch:
         async def run() -> None:
             try:
                 await fn(*args)
-            except Exception as exc:  # handshake refused, protocol error, broken stream
+            except Exception as exc:  # noqa: BLE001 - handshake refused, protocol error, broken stream: kept for the caller
                 self.error = exc
             finally:
                 self.done.set()
@@ -533,6 +536,14 @@ def _peer_sent_close(ws: WebSocketConnection) -> bool:
 
 
 # --- the client -------------------------------------------------------------------------------------------
+
+
+class SocketState(StrEnum):
+    """The client's WebSocket: none (idle), being opened, open."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    OPEN = "open"
 
 
 class CometClient:
@@ -571,6 +582,8 @@ class CometClient:
         self.on_auth_failure = on_auth_failure
         # called with the text of every frame written to the socket (bench observers: marks)
         self.on_frame_sent: Callable[[str], Any] | None = None
+        # called as on_connection("open", {}) / on_connection("close", {...}) (bench observers: timelines)
+        self.on_connection: Callable[[str, dict], Any] | None = None
         self.options: dict[str, Any] = {"node": node, "user_key": user_key, "user_id": user_id,
                                         "dev_id": dev_id, "nostat": nostat, "wss": wss}
         # the uuid: the option if given, else 32 random chars, then stable (localStorage in a browser)
@@ -598,7 +611,7 @@ class CometClient:
         self._uuid_of_data: dict[str, str] = {}   # data string -> its _cometApi_uuid (cleared with the above)
 
         # connection
-        self._state = "idle"  # idle, connecting, open
+        self._state = SocketState.IDLE
         self._close_on_open = False
         self._outbox: trio.MemorySendChannel | None = None
         self._ws: WebSocketConnection | None = None
@@ -622,7 +635,9 @@ class CometClient:
         self.attempts: list[ConnectAttempt] = []
         self.opens: list[float] = []
         self.closes: list[CloseRecord] = []
-        record = list if history is None else (lambda: deque(maxlen=history))
+        def record() -> Any:   # a list, or a deque of the newest ``history``: both append and iterate
+            return [] if history is None else deque(maxlen=history)
+
         self.received: list[tuple[float, str | bytes]] = record()   # every raw frame
         self.sent: list[tuple[float, str]] = record()               # every frame written to a socket
         self.messages: list[CometMessage] = record()                # every dispatched message
@@ -641,7 +656,19 @@ class CometClient:
     # -- public state -------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._state == "open"
+        return self._state == SocketState.OPEN
+
+    @property
+    def transport(self) -> str | None:
+        """How the current connection carries frames: ``"messages"`` (the virtual network's message
+        shortcut), ``"frames"`` (WebSocket frames over a byte stream), None between connections."""
+        if self._channel is not None and self._ws is None:
+            return "messages"
+        if self._ws is not None and self._channel is None:
+            return "frames"
+        if self._ws is None and self._channel is None:
+            return None
+        return "messages and frames"   # never: one connection uses one way
 
     @property
     def uuid(self) -> str:
@@ -669,7 +696,7 @@ class CometClient:
         """Milliseconds between consecutive connection attempts (from ``since`` if given)."""
         times = ([since] if since is not None else []) + [a.time for a in self.attempts
                                                            if since is None or a.time > since]
-        return [round((b - a) * 1000) for a, b in zip(times, times[1:])]
+        return [round((b - a) * 1000) for a, b in itertools.pairwise(times)]
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self, **options: Any) -> bool:
@@ -690,7 +717,7 @@ class CometClient:
     def stop(self) -> None:
         """``cometApi.stop()``: Close frame, no reconnect, until :meth:`start`."""
         self.in_abort = True
-        if self._state == "open":
+        if self._state == SocketState.OPEN:
             self._close_socket()
         elif self._loop_scope is not None:
             self._loop_scope.cancel()  # waiting for a reconnect or the election: stop right now
@@ -921,7 +948,7 @@ class CometClient:
 
     # -- sending (send_msg, add_msg_to_queue, send_msg_from_queue, socketArraySend) --------------------
     def _send_msg(self, text: str) -> bool:
-        if self.is_master is None or self._state != "open":
+        if self.is_master is None or self._state != SocketState.OPEN:
             self._add_msg_to_queue(text)
             return False
         self._send_msg_from_queue()
@@ -934,7 +961,7 @@ class CometClient:
             self._send_queue.append(text)
 
     def _send_msg_from_queue(self) -> bool:
-        if not self.is_master or self._state != "open":
+        if not self.is_master or self._state != SocketState.OPEN:
             return False
         if self._pending_subscription is not None:
             text, self._pending_subscription = self._pending_subscription, None
@@ -950,7 +977,7 @@ class CometClient:
         """Write on the open socket; like the JS, a frame whose moment comes after the socket closed
         is dropped, not queued again."""
         channel = self._channel
-        if self._state != "open" or (self._outbox is None and channel is None):
+        if self._state != SocketState.OPEN or (self._outbox is None and channel is None):
             self._console("log", f"frame dropped, socket not open: {text[:80]}")
             return False
         self.sent.append((trio.current_time(), text))
@@ -968,14 +995,14 @@ class CometClient:
         return True
 
     def _close_socket(self) -> None:
-        if self._state == "open" and self._channel is not None:
+        if self._state == SocketState.OPEN and self._channel is not None:
             try:
                 self._channel.send("close", 1000, 8)   # a Close frame; the server then closes TCP
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
-        elif self._state == "open" and self._outbox is not None:
+        elif self._state == SocketState.OPEN and self._outbox is not None:
             self._outbox.send_nowait(_CLOSE)
-        elif self._state == "connecting":
+        elif self._state == SocketState.CONNECTING:
             self._close_on_open = True
 
     # -- connection loop -------------------------------------------------------------------------------
@@ -998,7 +1025,7 @@ class CometClient:
         secure = self.use_wss
         attempt = ConnectAttempt(trio.current_time(), url)
         self.attempts.append(attempt)
-        self._state = "connecting"
+        self._state = SocketState.CONNECTING
         self._close_on_open = False
         self._notify()
         address = NodeAddress.parse(self.options["node"], secure=secure)
@@ -1021,7 +1048,7 @@ class CometClient:
                 if channel is not None and self.message_shortcut:
                     opened, clean, code = await self._message_connection(channel, stream, address.hostport,
                                                                          resource, attempt)
-                    return self._on_close(clean, code, opened)
+                    return self.on_close(clean, code, opened)
                 async with trio.open_nursery() as conn_nursery:
                     watch = _ReaderWatch(conn_nursery)
                     ws = await self._handshake(watch, stream, address.hostport, resource)
@@ -1034,14 +1061,13 @@ class CometClient:
                         clean, code = await self._serve_open_socket(conn_nursery, watch, ws)
                     conn_nursery.cancel_scope.cancel()
         finally:
-            self._state = "idle"
+            self._state = SocketState.IDLE
             self._outbox = None
             self._ws = None
             self._channel = None
             if stream is not None:
-                with trio.CancelScope(shield=True):
-                    await trio.aclose_forcefully(stream)
-        return self._on_close(clean, code, opened)
+                await quiet_close(stream)
+        return self.on_close(clean, code, opened)
 
     async def _message_connection(self, channel, stream: trio.abc.Stream, host: str, resource: str,
                                   attempt: ConnectAttempt) -> tuple[bool, bool, int]:
@@ -1051,7 +1077,8 @@ class CometClient:
         Returns (opened, clean, code)."""
         channel.offer()
         handshake = WSConnection(ConnectionType.CLIENT)
-        await stream.send_all(handshake.send(Request(host=host, target=resource, extra_headers=self._request_headers())))
+        request = Request(host=host, target=resource, extra_headers=self._request_headers())
+        await stream.send_all(handshake.send(request))
         accepted = False
         while not accepted:
             try:
@@ -1063,7 +1090,7 @@ class CometClient:
                 attempt.outcome = "handshake failed: the server closed the connection"
                 return False, False, 1006
             try:
-                handshake.receive_data(data)
+                handshake.receive_data(bytes(data))
                 for event in handshake.events():
                     if isinstance(event, AcceptConnection):
                         accepted = True
@@ -1076,7 +1103,7 @@ class CometClient:
         attempt.outcome = "open"
         attempt.opened_at = trio.current_time()
         self._channel = channel
-        self._state = "open"
+        self._state = SocketState.OPEN
         self._on_open()
         if self._close_on_open:
             self._close_socket()
@@ -1090,17 +1117,17 @@ class CometClient:
                 if kind == "close":     # a server that answers with a Close frame: a clean close
                     clean, code = True, int(payload)
                     continue
-                self._on_frame(payload)
+                self.on_frame(payload)
                 while True:   # every frame that has arrived at this moment, as onmessage events in a row
                     more = channel.receive_nowait()
                     if more is None or more[0] != "text":
                         if more is not None:
                             clean, code = True, int(more[1])
                         break
-                    self._on_frame(more[1])
+                    self.on_frame(more[1])
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        self._state = "idle"
+        self._state = SocketState.IDLE
         self._channel = None
         return True, clean, code
 
@@ -1136,17 +1163,17 @@ class CometClient:
         send, receive = trio.open_memory_channel[object](math.inf)
         self._ws = ws
         self._outbox = send
-        self._state = "open"
+        self._state = SocketState.OPEN
         conn_nursery.start_soon(self._writer, ws, receive)
         self._on_open()
         if self._close_on_open:
             self._close_socket()
         try:
             while True:
-                self._on_frame(await ws.get_message())
+                self.on_frame(await ws.get_message())
         except ConnectionClosed:
             pass
-        self._state = "idle"
+        self._state = SocketState.IDLE
         self._outbox = None
         send.close()
         await watch.done.wait()  # the browser's onclose comes when TCP is gone
@@ -1160,7 +1187,7 @@ class CometClient:
                     await ws.aclose()  # Close frame, then wait for the server to close TCP
                 return
             try:
-                await ws.send_message(item)  # type: ignore[arg-type]
+                await ws.send_message(item)
             except ConnectionClosed:
                 return
 
@@ -1168,6 +1195,8 @@ class CometClient:
         now = trio.current_time()
         self.opens.append(now)
         self._notify()
+        if self.on_connection is not None:
+            self.on_connection("open", {"opens": len(self.opens)})
         if self._pending_subscription is None and self.subscription_array:
             self._socket_send("subscription\n" + "\n".join(self.subscription_array))
         self._send_msg_from_queue()
@@ -1181,8 +1210,9 @@ class CometClient:
         self._send_msg("statistics\n" + js_stringify({"url": self.page_url, "dev_id": self.dev_id,
                                                        "version": API_VERSION}))
 
-    def _on_close(self, clean: bool, code: int, opened: bool) -> CloseRecord:
-        """``socket.onclose`` (spec 7.2)."""
+    def on_close(self, clean: bool, code: int, opened: bool) -> CloseRecord:
+        """``socket.onclose`` (spec 7.2): the transport calls it when the connection ended (a test or
+        a replay may too); the record says whether and when the client reconnects."""
         reconnect: int | None = None
         if clean or self.in_abort:
             pass  # closed cleanly or stopped: no reconnect until start()
@@ -1201,11 +1231,15 @@ class CometClient:
         record = CloseRecord(trio.current_time(), clean, code, opened, reconnect)
         self.closes.append(record)
         self._notify()
+        if self.on_connection is not None:
+            self.on_connection("close", {"clean": clean, "code": code, "opened": opened,
+                                         "reconnect_in_ms": reconnect})
         return record
 
     # -- receiving ---------------------------------------------------------------------------------------
-    def _on_frame(self, frame: str | bytes) -> None:
-        """``socket.onmessage`` (spec 4.2 steps 1-2)."""
+    def on_frame(self, frame: str | bytes) -> None:
+        """``socket.onmessage`` (spec 4.2 steps 1-2): the transport hands each server frame here (a
+        test or a replay may feed frames directly)."""
         self.ever_received = True
         self.error_count = 0
         self.reconnect_ms = RECONNECT_AFTER_FRAME_MS

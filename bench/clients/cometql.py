@@ -27,12 +27,14 @@ requires TLS or RSA.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from enum import StrEnum
+from typing import Any, Literal
 
 import trio
 
-from emulator.net.network import Network
+from emulator.net.network import Network, quiet_close
 from emulator.wire import mysql as m
 
 DEFAULT_DATABASE = "CometQL_v1"
@@ -132,6 +134,16 @@ class Failure:
 Event = Ready | Result | Failure
 
 
+class ConnectionState(StrEnum):
+    """Where a :class:`ClientProtocol` is: greeting -> auth -> ready <-> busy; closed."""
+
+    GREETING = "greeting"
+    AUTH = "auth"
+    READY = "ready"
+    BUSY = "busy"
+    CLOSED = "closed"
+
+
 class ClientProtocol:
     """The client side of one MySQL connection, sans-IO.
 
@@ -149,7 +161,7 @@ class ClientProtocol:
         self.database = database
         self.charset = charset
         self.capabilities = capabilities
-        self.state = "greeting"
+        self.state = ConnectionState.GREETING
         self.greeting: m.Greeting | None = None
         self._reader = m.PacketReader()
         self._out = bytearray()
@@ -167,8 +179,8 @@ class ClientProtocol:
         out, self._out = bytes(self._out), bytearray()
         return out
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        if self.state == "closed":
+    def receive_data(self, data: bytes | bytearray) -> list[Event]:
+        if self.state == ConnectionState.CLOSED:
             return []
         try:
             self._reader.feed(data)
@@ -183,25 +195,25 @@ class ClientProtocol:
                     events.append(event)
             return events
         except m.ProtocolError as exc:
-            self.state = "closed"
+            self.state = ConnectionState.CLOSED
             raise CometQLProtocolError(str(exc)) from None
         except CometQLProtocolError:
-            self.state = "closed"
+            self.state = ConnectionState.CLOSED
             raise
 
     def query(self, sql: str | bytes) -> None:
         """Send COM_QUERY; its :class:`Result` or :class:`Failure` comes from :meth:`receive_data`."""
-        if self.state != "ready":
-            raise RuntimeError(f"cannot send a query in state {self.state!r}")
+        if self.state != ConnectionState.READY:
+            raise RuntimeError(f"cannot send a query in state {self.state.value!r}")
         self._send(m.build_command(m.COM_QUERY, sql), 0)
-        self.state = "busy"
+        self.state = ConnectionState.BUSY
         self._phase = "first"
 
     def quit(self) -> None:
         """Send COM_QUIT (servers close the connection; CppComet answers OK and waits)."""
-        if self.state in ("ready", "busy"):
+        if self.state in (ConnectionState.READY, ConnectionState.BUSY):
             self._send(m.build_command(m.COM_QUIT), 0)
-        self.state = "closed"
+        self.state = ConnectionState.CLOSED
 
     def _send(self, payload: bytes, seq: int) -> None:
         self._out += m.frame_packet(payload, seq)
@@ -209,17 +221,17 @@ class ClientProtocol:
 
     # -- packets ------------------------------------------------------------------------------------
     def _packet(self, payload: bytes) -> Event | None:
-        if self.state == "greeting":
+        if self.state == ConnectionState.GREETING:
             return self._on_greeting(payload)
-        if self.state == "auth":
+        if self.state == ConnectionState.AUTH:
             return self._on_auth(payload)
-        if self.state == "busy":
+        if self.state == ConnectionState.BUSY:
             return self._on_result_packet(payload)
-        raise CometQLProtocolError(f"unexpected packet in state {self.state!r} ({payload[:1].hex()})")
+        raise CometQLProtocolError(f"unexpected packet in state {self.state.value!r} ({payload[:1].hex()})")
 
     def _on_greeting(self, payload: bytes) -> Event | None:
         if m.is_err_packet(payload):  # "Too many connections", "Host is not allowed" ...
-            self.state = "closed"
+            self.state = ConnectionState.CLOSED
             return Failure(m.parse_err(payload), fatal=True)
         greeting = m.parse_initial_handshake(payload)
         if not greeting.capabilities & m.CLIENT_PROTOCOL_41:
@@ -235,7 +247,7 @@ class ClientProtocol:
         response = m.build_handshake_response(self.user, token, database=self.database,
                                               auth_plugin=self._plugin, capabilities=caps, charset=self.charset)
         self._send(response, self._seq)
-        self.state = "auth"
+        self.state = ConnectionState.AUTH
         return None
 
     def _token(self, plugin: str, scramble: bytes) -> bytes:
@@ -248,11 +260,11 @@ class ClientProtocol:
 
     def _on_auth(self, payload: bytes) -> Event | None:
         if m.is_err_packet(payload):
-            self.state = "closed"
+            self.state = ConnectionState.CLOSED
             return Failure(m.parse_err(payload), fatal=True)
         if payload[:1] == b"\x00":
             m.parse_ok(payload)
-            self.state = "ready"
+            self.state = ConnectionState.READY
             assert self.greeting is not None
             return Ready(self.greeting)
         if payload[:1] == b"\xfe":
@@ -275,13 +287,13 @@ class ClientProtocol:
     def _on_result_packet(self, payload: bytes) -> Event | None:
         if self._phase == "first":
             if m.is_err_packet(payload):
-                self.state = "ready"
+                self.state = ConnectionState.READY
                 return Failure(m.parse_err(payload), fatal=False)
             if payload[:1] == b"\x00":
                 ok = m.parse_ok(payload)
                 more = bool(ok.status & m.SERVER_MORE_RESULTS_EXISTS)
                 self._phase = "first" if more else ""
-                self.state = "busy" if more else "ready"
+                self.state = ConnectionState.BUSY if more else ConnectionState.READY
                 return Result(OkResult(ok.affected_rows, ok.insert_id, ok.status, ok.warnings,
                                        ok.info.rstrip(b"\x00").decode("utf-8", "replace")), more)
             if payload[:1] == b"\xfb":
@@ -308,13 +320,13 @@ class ClientProtocol:
                 eof = m.parse_eof(payload)
                 more = bool(eof.status & m.SERVER_MORE_RESULTS_EXISTS)
                 self._phase = "first" if more else ""
-                self.state = "busy" if more else "ready"
+                self.state = ConnectionState.BUSY if more else ConnectionState.READY
                 result = ResultSet([c.name for c in self._columns], self._rows, eof.status, eof.warnings,
                                    self._columns)
                 return Result(result, more)
             if m.is_err_packet(payload):  # an error in the middle of the rows ends the statement
                 self._phase = ""
-                self.state = "ready"
+                self.state = ConnectionState.READY
                 return Failure(m.parse_err(payload), fatal=False)
             values = m.parse_text_row(payload, self._column_count)
             self._rows.append(tuple(None if v is None else v.decode("utf-8", "replace") for v in values))
@@ -349,7 +361,7 @@ class CometQLClient:
     @classmethod
     async def connect(cls, network: Network, host: str, port: int, *, user: str | int, password: str,
                       database: str | None = DEFAULT_DATABASE, client: str = "",
-                      timeout: float | None = 30.0) -> "CometQLClient":
+                      timeout: float | None = 30.0) -> CometQLClient:
         """Open a connection and log in; raises :class:`CometQLConnectionError` (unreachable, closed,
         silent for ``timeout`` seconds), :class:`CometQLServerError` (login refused) or
         :class:`CometQLProtocolError`."""
@@ -414,7 +426,7 @@ class CometQLClient:
             pass
         await self._abort()
 
-    async def __aenter__(self) -> "CometQLClient":
+    async def __aenter__(self) -> CometQLClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -444,8 +456,7 @@ class CometQLClient:
 
     async def _abort(self) -> None:
         self.closed = True
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(self.stream)
+        await quiet_close(self.stream)
 
 
 class _deadline:
@@ -457,18 +468,18 @@ class _deadline:
         self.doing = doing
         self._scope: trio.CancelScope | None = None
 
-    def __enter__(self) -> "_deadline":
+    def __enter__(self) -> _deadline:
         deadline = math.inf if self.timeout is None else trio.current_time() + self.timeout
         self._scope = trio.CancelScope(deadline=deadline)
         self._scope.__enter__()
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: Any) -> Literal[False]:
         assert self._scope is not None
-        handled = self._scope.__exit__(*exc)
+        self._scope.__exit__(*exc)   # swallows only its own Cancelled, which becomes the error below
         if self._scope.cancelled_caught:
             raise CometQLConnectionError(self.address, f"no answer within {self.timeout:g} s while {self.doing}")
-        return bool(handled)
+        return False
 
 
 __all__ = [

@@ -66,20 +66,22 @@ import heapq
 import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from enum import StrEnum
 
 from emulator.wire import sip
+from emulator.wire.sip import T1
 
 __all__ = [
     "JSSIP_USER_AGENT", "ALLOW", "UAConfig", "UserAgent", "Session", "Event", "InvalidStateError",
+    "SessionStatus", "TransportStatus", "TransactionState",
     "SIP_ERROR_CAUSES", "cause_for_status", "T1", "TIMER_B", "TIMER_F",
 ]
 
 JSSIP_USER_AGENT = "JsSIP 2.0.6"
 ALLOW = "INVITE,ACK,CANCEL,BYE,UPDATE,MESSAGE,OPTIONS,REFER,INFO"
 MAX_FORWARDS = 69
-T1 = 0.5
 TIMER_B = 64 * T1   # INVITE without any answer
 TIMER_F = 64 * T1   # non-INVITE without a final answer
 _TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuv"  # JsSIP's createRandomToken (base 32)
@@ -152,6 +154,38 @@ class UAConfig:
             raise ValueError("register_expires must be > 0")
 
 
+class TransportStatus(StrEnum):
+    """The UA's WebSocket transport."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+
+class TransactionState(StrEnum):
+    """A client transaction: calling -> proceeding -> (accepted | completed) -> terminated."""
+
+    CALLING = "calling"
+    PROCEEDING = "proceeding"
+    ACCEPTED = "accepted"
+    COMPLETED = "completed"
+    TERMINATED = "terminated"
+
+
+class SessionStatus(StrEnum):
+    """An RTCSession's status, as JsSIP names its C.STATUS_* values."""
+
+    NULL = "null"
+    WAITING_OFFER = "waiting_offer"          # created; the driver has not handed over the offer yet
+    INVITE_SENT = "invite_sent"
+    PROVISIONAL = "1xx_received"
+    WAITING_ANSWER = "waiting_answer"        # an incoming INVITE that is never answered
+    ANSWERED = "answered"
+    CONFIRMED = "confirmed"
+    CANCELED = "canceled"
+    TERMINATED = "terminated"
+
+
 @dataclass
 class Event:
     """Something the UA reports (JsSIP's UA and RTCSession events, by name).
@@ -164,7 +198,7 @@ class Event:
     """
 
     name: str
-    session: "Session | None" = None
+    session: Session | None = None
     originator: str | None = None     # "local", "remote", "system"
     cause: str | None = None
     response: sip.SipResponse | None = None
@@ -188,11 +222,11 @@ class _ClientTransaction:
     request: sip.SipRequest
     branch: str
     method: str
-    on_response: Callable[["_ClientTransaction", sip.SipResponse, float], None]
+    on_response: Callable[[_ClientTransaction, sip.SipResponse, float], None]
     on_timeout: Callable[[float], None]
     on_transport_error: Callable[[float], None]
     timer: _Timer | None = None
-    state: str = "calling"            # calling -> proceeding -> (accepted|completed) -> terminated
+    state: TransactionState = TransactionState.CALLING
 
 
 @dataclass(eq=False)
@@ -204,8 +238,7 @@ class Session:
     call_id: str
     local_tag: str
     direction: str = "outgoing"
-    status: str = "null"   # null, waiting_offer, invite_sent, 1xx_received, answered, confirmed,
-    #                        canceled, terminated
+    status: SessionStatus = SessionStatus.NULL
     invite: sip.SipRequest | None = None
     invite_cseq: int = 0
     local_seqnum: int = 0
@@ -229,11 +262,11 @@ class Session:
 
     @property
     def established(self) -> bool:
-        return self.status == "confirmed"
+        return self.status == SessionStatus.CONFIRMED
 
     @property
     def terminated(self) -> bool:
-        return self.status in ("terminated", "canceled")
+        return self.status in (SessionStatus.TERMINATED, SessionStatus.CANCELED)
 
     def is_muted(self) -> dict[str, bool]:
         return dict(self.muted)
@@ -253,7 +286,7 @@ class UserAgent:
         self.instance_id = _uuid4(rng)
         self.contact_uri = f"sip:{self.contact_user}@{self.via_host};transport=ws"
         # transport
-        self.transport_status = "disconnected"   # disconnected, connecting, connected
+        self.transport_status = TransportStatus.DISCONNECTED
         self.recover_attempts = 0
         self.close_requested = False
         self.stopped = False
@@ -312,7 +345,7 @@ class UserAgent:
 
     @property
     def is_connected(self) -> bool:
-        return self.transport_status == "connected"
+        return self.transport_status == TransportStatus.CONNECTED
 
     @property
     def is_registered(self) -> bool:
@@ -351,26 +384,26 @@ class UserAgent:
         self.recover_attempts = 0
         for transaction in list(self._transactions.values()):  # answers will not be read any more
             self._drop_transaction(transaction)
-        if self.transport_status != "disconnected":
+        if self.transport_status != TransportStatus.DISCONNECTED:
             self._transport_requests.append("disconnect")
-            self.transport_status = "disconnected"
+            self.transport_status = TransportStatus.DISCONNECTED
             self._emit(Event("disconnected", data={"error": False}))
             self._registrator_transport_closed()
 
     def _connect(self, now: float) -> None:
-        if self.transport_status != "disconnected" or self.stopped:
+        if self.transport_status != TransportStatus.DISCONNECTED or self.stopped:
             return
         self.close_requested = False
-        self.transport_status = "connecting"
+        self.transport_status = TransportStatus.CONNECTING
         self._emit(Event("connecting", data={"attempts": self.recover_attempts}))
         self._transport_requests.append("connect")
 
     def transport_connected(self, now: float) -> None:
         """The WebSocket is open (subprotocol ``sip`` negotiated)."""
-        if self.stopped or self.transport_status != "connecting":
+        if self.stopped or self.transport_status != TransportStatus.CONNECTING:
             return
         self.recover_attempts = 0
-        self.transport_status = "connected"
+        self.transport_status = TransportStatus.CONNECTED
         if self._reconnect_timer is not None:
             self._reconnect_timer.cancel()
         self._emit(Event("connected"))
@@ -379,9 +412,9 @@ class UserAgent:
 
     def transport_closed(self, now: float, *, error: bool = True) -> None:
         """The WebSocket closed, or a connect attempt failed."""
-        if self.transport_status == "disconnected":
+        if self.transport_status == TransportStatus.DISCONNECTED:
             return
-        self.transport_status = "disconnected"
+        self.transport_status = TransportStatus.DISCONNECTED
         for transaction in list(self._transactions.values()):
             self._drop_transaction(transaction)
             transaction.on_transport_error(now)
@@ -476,6 +509,7 @@ class UserAgent:
                 self._reply(request, 481, to_tag=_random_token(self.rng, 10))
                 return
             self._reply(request, 200, to_tag=incoming.local_tag)
+            assert incoming.incoming is not None   # found by its incoming INVITE
             self._reply(incoming.incoming, 487, to_tag=incoming.local_tag)
             self._failed(incoming, "remote", "Canceled")
         else:
@@ -484,14 +518,14 @@ class UserAgent:
 
     def _incoming_invite(self, request: sip.SipRequest, now: float) -> None:
         session = Session(f"in{next(self._session_ids)}", request.headers["From"], request.call_id,
-                          _random_token(self.rng, 10), direction="incoming", status="waiting_answer",
+                          _random_token(self.rng, 10), direction="incoming", status=SessionStatus.WAITING_ANSWER,
                           incoming=request, remote_tag=request.from_tag)
         self.sessions[session.id] = session
         self._reply(request, 180, to_tag=session.local_tag)
         self._emit(Event("newRTCSession", session, originator="remote", request=request))
 
         def no_answer(t: float) -> None:
-            if session.status == "waiting_answer":
+            if session.status == SessionStatus.WAITING_ANSWER:
                 self._reply(request, 408, to_tag=session.local_tag)
                 self._failed(session, "system", "No Answer")
 
@@ -540,6 +574,7 @@ class UserAgent:
         aor = f"sip:{cfg.parsed_uri.user}@{cfg.parsed_uri.hostport}"
         contact = (f"<{self.contact_uri}>;+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:{self.instance_id}>\""
                    f";expires={expires}")
+        assert cfg.registrar_server is not None   # UAConfig defaults it
         request = sip.make_request(
             "REGISTER", cfg.registrar_server, via=self._via(), from_=f"{sip.quote_string(cfg.display_name or '')} "
             f"<{aor}>;tag={from_tag}", to=f"<{aor}>", call_id=self._reg_call_id, cseq=self._reg_cseq,
@@ -605,7 +640,7 @@ class UserAgent:
                 self.registered = True
                 self._emit(Event("registered", response=response))
             return
-        if status == 423 and response.headers.get("Min-Expires", "").isdigit():
+        if status == 423 and (response.headers.get("Min-Expires") or "").isdigit():
             self._reg_expires = int(response.headers["Min-Expires"])
             self._send_register(now, expires=self._reg_expires)
             return
@@ -637,26 +672,34 @@ class UserAgent:
     # =============================================================================================
     # sessions
     # =============================================================================================
-    def call(self, target: str, now: float, *, offer: str | None = None) -> Session:
+    def call(self, target: str, now: float, *, offer: str | bytes | None = None) -> Session:
         """``ua.call(target)``: a new outgoing session.  The INVITE leaves when the offer is given
         (here or later with :meth:`send_offer`), as JsSIP sends it only once ICE gathering is done."""
         if self.stopped:
             raise InvalidStateError("UA stopped")
         sip.parse_uri(target)
         session = Session(f"s{next(self._session_ids)}", target, _random_token(self.rng, 22),
-                          _random_token(self.rng, 10), status="waiting_offer")
+                          _random_token(self.rng, 10), status=SessionStatus.WAITING_OFFER)
         self.sessions[session.id] = session
         self._emit(Event("newRTCSession", session, originator="local"))
         if offer is not None:
             self.send_offer(session, offer, now)
         return session
 
-    def send_offer(self, session: Session, offer: str, now: float) -> None:
-        """The local description is complete: filter it (``sdp`` event) and send the INVITE."""
-        if session.status != "waiting_offer":
+    def send_offer(self, session: Session, offer: str | bytes, now: float) -> None:
+        """The local description is complete: filter it (``sdp`` event) and send the INVITE.
+
+        An offer given as bytes is a test's arbitrary body (the SDP fuzzer's, tests/fuzz/sipua.py):
+        it goes byte for byte, unfiltered -- a browser's offer is always text."""
+        if session.status != SessionStatus.WAITING_OFFER:
             return  # terminated meanwhile (JsSIP checks the status after gathering)
-        if self.config.sdp_filter is not None:
-            offer = self.config.sdp_filter("local", "offer", offer)
+        if isinstance(offer, bytes):
+            body = offer
+            offer = offer.decode("utf-8", "replace")
+        else:
+            if self.config.sdp_filter is not None:
+                offer = self.config.sdp_filter("local", "offer", offer)
+            body = offer.encode()
         session.local_sdp = offer
         cfg = self.config
         session.invite_cseq = self.rng.randrange(10000)   # JsSIP: Math.floor(Math.random() * 10000)
@@ -668,8 +711,8 @@ class UserAgent:
             max_forwards=MAX_FORWARDS, contact=f"<{self.contact_uri};ob>",
             headers=[("Content-Type", "application/sdp"), ("Allow", ALLOW),
                      ("Supported", "ice,replaces,outbound"), ("User-Agent", cfg.user_agent)],
-            body=offer.encode())
-        session.status = "invite_sent"
+            body=body)
+        session.status = SessionStatus.INVITE_SENT
         self._send_invite(session, request, now)
         self._emit(Event("sending", session, request=request))
 
@@ -683,14 +726,14 @@ class UserAgent:
 
         def on_timeout(t: float) -> None:
             # Timer B: observed as `failed` with cause "Canceled" (real-video-client.md 3.3, run r10)
-            if session.status in ("invite_sent", "1xx_received"):
+            if session.status in (SessionStatus.INVITE_SENT, SessionStatus.PROVISIONAL):
                 self._failed(session, "system", "Canceled")
 
         def on_transport_error(t: float) -> None:
-            if session.status in ("invite_sent", "1xx_received"):
+            if session.status in (SessionStatus.INVITE_SENT, SessionStatus.PROVISIONAL):
                 self._failed(session, "system", "Connection Error")
-            elif session.status == "canceled":
-                session.status = "terminated"
+            elif session.status == SessionStatus.CANCELED:
+                session.status = SessionStatus.TERMINATED
 
         self._client_transaction(request, now, on_response, on_timeout, on_transport_error, invite=True)
 
@@ -698,23 +741,23 @@ class UserAgent:
                          now: float, state: dict) -> None:
         status = response.status
         if status < 200:
-            if tr.state == "calling":
-                tr.state = "proceeding"
+            if tr.state == TransactionState.CALLING:
+                tr.state = TransactionState.PROCEEDING
                 if tr.timer is not None:
                     tr.timer.cancel()   # Timer B only runs until the first answer
             if session.is_canceled and not session.cancel_sent:
                 self._send_cancel(session, now)
                 return
-            if session.status == "invite_sent":
-                session.status = "1xx_received"
-            if status > 100 and session.status == "1xx_received":
+            if session.status == SessionStatus.INVITE_SENT:
+                session.status = SessionStatus.PROVISIONAL
+            if status > 100 and session.status == SessionStatus.PROVISIONAL:
                 self._emit(Event("progress", session, originator="remote", response=response))
             return
         if status >= 300:
             self._drop_transaction(tr)
             self._send_ack_non2xx(tr.request, response)
-            if status in (401, 407) and not session.is_canceled and session.status in ("invite_sent",
-                                                                                      "1xx_received"):
+            if status in (401, 407) and not session.is_canceled and session.status in (SessionStatus.INVITE_SENT,
+                                                                                      SessionStatus.PROVISIONAL):
                 credentials = self._credentials(tr.request, response, state)
                 if credentials is not None:
                     session.challenged = True
@@ -722,25 +765,25 @@ class UserAgent:
                                   auth=credentials)
                     self._send_invite(session, again, now)
                     return
-            if session.status in ("invite_sent", "1xx_received"):
+            if session.status in (SessionStatus.INVITE_SENT, SessionStatus.PROVISIONAL):
                 self._failed(session, "remote", cause_for_status(status), response=response)
-            elif session.status == "canceled":
-                session.status = "terminated"
+            elif session.status == SessionStatus.CANCELED:
+                session.status = SessionStatus.TERMINATED
             return
         # 2xx
-        tr.state = "accepted"
+        tr.state = TransactionState.ACCEPTED
         self._drop_transaction(tr)
         if session.ack_for is not None:  # a retransmission or a forked 2xx
             self._send_ack_2xx(session, response.cseq.number)
             return
-        if session.is_canceled or session.status == "canceled":   # crossed our CANCEL
+        if session.is_canceled or session.status == SessionStatus.CANCELED:   # crossed our CANCEL
             self._create_dialog(session, response)
             session.ack_for = response
             self._send_ack_2xx(session, response.cseq.number)
             self._send_in_dialog(session, "BYE", now)
-            session.status = "terminated"
+            session.status = SessionStatus.TERMINATED
             return
-        if session.status not in ("invite_sent", "1xx_received"):
+        if session.status not in (SessionStatus.INVITE_SENT, SessionStatus.PROVISIONAL):
             return
         if not response.contacts:
             self._failed(session, "remote", "Dialog Error", response=response)
@@ -751,20 +794,20 @@ class UserAgent:
         if self.config.sdp_filter is not None:
             answer = self.config.sdp_filter("remote", "answer", answer)
         session.remote_sdp = answer
-        session.status = "answered"
+        session.status = SessionStatus.ANSWERED
         self._emit(Event("answer", session, originator="remote", response=response, sdp=answer))
 
     def remote_description_applied(self, session: Session, now: float, *, ok: bool = True) -> None:
         """The browser applied (or refused) the answer of the ``answer`` event: ACK and confirm, or
         ACK, BYE and fail with "Bad Media Description"."""
-        if session.status != "answered" or session.ack_for is None:
+        if session.status != SessionStatus.ANSWERED or session.ack_for is None:
             return
         self._send_ack_2xx(session, session.ack_for.cseq.number)
         if not ok:
             self._send_in_dialog(session, "BYE", now)
             self._failed(session, "remote", "Bad Media Description", response=session.ack_for)
             return
-        session.status = "confirmed"
+        session.status = SessionStatus.CONFIRMED
         self._emit(Event("accepted", session, originator="remote", response=session.ack_for))
         self._emit(Event("confirmed", session, originator="local"))
 
@@ -782,21 +825,21 @@ class UserAgent:
         Raises :class:`InvalidStateError` on an ended session (cometVideoApi catches it and logs
         ``INVALID_STATE_ERROR "Invalid status: 8"``)."""
         status = session.status
-        if status in ("terminated", "canceled"):
+        if status in (SessionStatus.TERMINATED, SessionStatus.CANCELED):
             raise InvalidStateError("8")
-        if status == "waiting_answer":  # an incoming call we never answered
+        if status == SessionStatus.WAITING_ANSWER:  # an incoming call we never answered
             self._reply(session.incoming, 486, to_tag=session.local_tag)  # type: ignore[arg-type]
             self._failed(session, "local", "Rejected")
             return
-        if status in ("null", "waiting_offer", "invite_sent"):
+        if status in (SessionStatus.NULL, SessionStatus.WAITING_OFFER, SessionStatus.INVITE_SENT):
             session.is_canceled = True
-            self._failed(session, "local", "Canceled", status="canceled")
+            self._failed(session, "local", "Canceled", status=SessionStatus.CANCELED)
             return
-        if status == "1xx_received":
+        if status == SessionStatus.PROVISIONAL:
             self._send_cancel(session, now)
-            self._failed(session, "local", "Canceled", status="canceled")
+            self._failed(session, "local", "Canceled", status=SessionStatus.CANCELED)
             return
-        if status == "answered":   # the ACK is still owed: JsSIP ACKs, then BYEs
+        if status == SessionStatus.ANSWERED:   # the ACK is still owed: JsSIP ACKs, then BYEs
             self._send_ack_2xx(session, session.ack_for.cseq.number)  # type: ignore[union-attr]
         extra = [("Reason", f'SIP ;cause=408 ;text="{cause}"')] if cause else []
         self._send_in_dialog(session, "BYE", now, extra=extra)
@@ -828,7 +871,7 @@ class UserAgent:
     def _reinvite(self, session: Session, offer: str, hold: bool, now: float) -> bool:
         """JsSIP 2.0.6's hold()/unhold(): nothing when already in that state or not confirmed;
         ``hold``/``unhold`` is emitted at once, then the re-INVITE goes out."""
-        if session.status != "confirmed" or session.reinvite is not None or session.local_hold == hold:
+        if session.status != SessionStatus.CONFIRMED or session.reinvite is not None or session.local_hold == hold:
             return False
         if self.config.sdp_filter is not None:
             offer = self.config.sdp_filter("local", "offer", offer)
@@ -928,7 +971,7 @@ class UserAgent:
         self._send_message(ack)
 
     def _failed(self, session: Session, originator: str, cause: str, *, response: sip.SipResponse | None = None,
-                status: str = "terminated") -> None:
+                status: SessionStatus = SessionStatus.TERMINATED) -> None:
         session.status = status
         session.end_cause, session.end_originator = cause, originator
         if session.no_answer_timer is not None:
@@ -937,7 +980,7 @@ class UserAgent:
 
     def _ended(self, session: Session, originator: str, cause: str, *, response: sip.SipResponse | None = None,
                request: sip.SipRequest | None = None) -> None:
-        session.status = "terminated"
+        session.status = SessionStatus.TERMINATED
         session.end_cause, session.end_originator = cause, originator
         self._emit(Event("ended", session, originator=originator, cause=cause, response=response,
                          request=request))

@@ -40,15 +40,16 @@ from __future__ import annotations
 import math
 import random
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, wrap_client_stream
 
-from bench.clients.sip import Event, Session, UAConfig, UserAgent
+from bench.clients.sip import Event, Session, SessionStatus, UAConfig, UserAgent
 from bench.clients.webrtc import DeviceTimings, LocalMedia
-from emulator.net.network import Network
+from emulator.net.network import Network, quiet_close
 from emulator.wire import sdp as sdp_wire
 from emulator.wire.sip import SipParseError
 
@@ -317,7 +318,7 @@ class SipPhone:
         ok = answer_is_usable(answer)
         first = min(self.timings.addstream, self.timings.set_remote_description)
         await trio.sleep(first)
-        if ok and session.status == "answered":
+        if ok and session.status == SessionStatus.ANSWERED:
             self._dispatch(Event("addstream", session, originator="remote", sdp=answer))
             self._pump()
         await trio.sleep(self.timings.set_remote_description - first)
@@ -425,8 +426,7 @@ class SipPhone:
             self._outbox = None
             record.closed = trio.current_time()
             if stream is not None:
-                with trio.CancelScope(shield=True):
-                    await trio.aclose_forcefully(stream)
+                await quiet_close(stream)
             if not self.closed:
                 self.ua.transport_closed(trio.current_time(), error=True)
                 self._pump()
@@ -477,6 +477,6 @@ class SipPhone:
                     await ws.aclose()
                 return
             try:
-                await ws.send_message(item)  # type: ignore[arg-type]
+                await ws.send_message(item)
             except ConnectionClosed:
                 return

@@ -17,7 +17,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -27,7 +28,7 @@ __all__ = ["Timer", "Timers"]
 class Timer:
     """One pending ``setTimeout``; :meth:`cancel` is ``clearTimeout``."""
 
-    __slots__ = ("due", "fn", "args", "cancelled")
+    __slots__ = ("args", "cancelled", "due", "fn")
 
     def __init__(self, due: float, fn: Callable[..., Any], args: tuple) -> None:
         self.due, self.fn, self.args, self.cancelled = due, fn, args, False

@@ -64,13 +64,14 @@ import math
 import random
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import trio
 
 from bench.clients.comet import UNDEFINED, CometClient, CometMessage, js_json_parse, stripslashes
-from bench.clients.quirks import ClientQuirks
+from bench.clients.quirks import ClientQuirk, ClientQuirks
 from bench.clients.sip import Event, InvalidStateError, Session, UAConfig
 from bench.clients.sip_ua import SipPhone
 from bench.clients.timers import Timer
@@ -178,7 +179,7 @@ class VideoClient:
     def __init__(self, comet: CometClient, *, nursery: trio.Nursery, network: Network, rng: random.Random,
                  name: str = "", quirks: ClientQuirks | None = None, timings: DeviceTimings | None = None,
                  ssl_context: ssl.SSLContext | None = None, secure: bool = True,
-                 observer: Callable[[str, "CallState | None", dict], Any] | None = None,
+                 observer: Callable[[str, CallState | None, dict], Any] | None = None,
                  sip_connect_timeout: float | None = None) -> None:
         self.comet = comet
         self.network = network
@@ -313,10 +314,10 @@ class VideoClient:
                     c.session_phone.terminate(c.session)
                 except InvalidStateError as exc:
                     self._console("warn", f'exeption INVALID_STATE_ERROR "{exc}"')
-            if not self.quirks.on("old_uas_never_stopped") and c.phone is not None:
+            if not self.quirks.on(ClientQuirk.OLD_UAS_NEVER_STOPPED) and c.phone is not None:
                 c.phone.stop()
             self.active = None
-            if not self.quirks.on("second_out_after_auto_end"):
+            if not self.quirks.on(ClientQuirk.SECOND_OUT_AFTER_AUTO_END):
                 c.is_hungup = c.is_hangup = True
         self._observe("hangup", c)
         self._notify()
@@ -364,7 +365,7 @@ class VideoClient:
         if call is None or call.session is None or call.session_phone is None:
             return None
         held = call.session.is_on_hold()["local"]
-        if self.quirks.on("toggle_hold_never_resumes") or not held:
+        if self.quirks.on(ClientQuirk.TOGGLE_HOLD_NEVER_RESUMES) or not held:
             call.session_phone.hold(call.session)
         else:
             call.session_phone.unhold(call.session)
@@ -479,7 +480,7 @@ class VideoClient:
             info = {"action": "toggleMute", "uuid": event.uuid, "user_id": event.user_id,
                     "isMute": data.get("isMute"), "status": data.get("isMute"), "callInfo": call.original,
                     "type": call.original["data"]["sys"].get("type", UNDEFINED)}
-            if self.quirks.on("toggle_mute_wrong_callback"):
+            if self.quirks.on(ClientQuirk.TOGGLE_MUTE_WRONG_CALLBACK):
                 if self.opt.get("on_toggle_mute") is not None:
                     if self.opt.get("toggle_mute") is None:
                         self._console("error", "TypeError: cometVideoApi.opt.toggleMute is not a function")
@@ -508,7 +509,7 @@ class VideoClient:
             self._call_accept(pipe, {"uuid": event.uuid, "user_id": event.user_id, "type": data.get("type")})
         elif name == "mediaStart":
             self._call_start(pipe, "interlocutor", data.get("status"))
-            if (not self.quirks.on("no_in_event") and data.get("status") == "self" and call.is_accept
+            if (not self.quirks.on(ClientQuirk.NO_IN_EVENT) and data.get("status") == "self" and call.is_accept
                     and active is call):
                 self._fire("on_in", self.opt.get("on_in"), {"action": "in", "uuid": event.uuid,
                                                             "user_id": event.user_id, "callInfo": call.original})
@@ -654,9 +655,9 @@ class VideoClient:
         self._sip_register(call, server, int(sys.get("serverPort") or 0), impi, type)
 
     def _sip_register(self, call: CallState, server: str, port: int, impi: str, type: str) -> None:
-        if not self.quirks.on("old_uas_never_stopped") and self.phone is not None:
+        if not self.quirks.on(ClientQuirk.OLD_UAS_NEVER_STOPPED) and self.phone is not None:
             self.phone.stop()
-        unclamped = self.quirks.on("unclamped_reconnect_backoff")
+        unclamped = self.quirks.on(ClientQuirk.UNCLAMPED_RECONNECT_BACKOFF)
         config = UAConfig(uri=f"sip:{impi}@{server}", password=str(self.comet.real_user_key or ""),
                           authorization_user=impi, display_name=impi, registrar_server=f"sip:{server}",
                           recovery_min_interval=None if unclamped else 2,
@@ -676,7 +677,7 @@ class VideoClient:
         def on_registered(event: Event) -> None:
             if self.active is not None and self.phone is phone:
                 self._observe("registered", self.active)
-            if not self.quirks.on("rejoin_on_reregister") and id(phone) in self._dialled:
+            if not self.quirks.on(ClientQuirk.REJOIN_ON_REREGISTER) and id(phone) in self._dialled:
                 return
             self._dialled.add(id(phone))
             if self.active is None:
@@ -772,7 +773,7 @@ class VideoClient:
         if self.active is not None:
             self._observe("session_ended", self.active, cause=event.cause, originator=event.originator)
             self._call_end(self.active.pipe, {"action": "terminated", "status": "terminated"})
-            if not self.quirks.on("stale_call_after_remote_end") and event.originator != "local":
+            if not self.quirks.on(ClientQuirk.STALE_CALL_AFTER_REMOTE_END) and event.originator != "local":
                 self.hangup(self.active)
 
     def _is_call_start(self, pipe: str) -> bool:

@@ -66,18 +66,19 @@ def _utc(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
-def build_report(run: "Run", *, final: bool) -> dict[str, Any]:
+def build_report(run: Run, *, final: bool) -> dict[str, Any]:
     settings = run.settings
     results = run.results
     counts = {status: sum(1 for r in results if r.status == status)
-              for status in ("passed", "failed", "interrupted", "not_run", "running")}
+              for status in ("passed", "failed", "interrupted", "not_run", "running", "skipped")}
     journal = run.journal_path
     by_scenario: dict[str, Any] = {}
     for result in results:
-        entry = by_scenario.setdefault(result.name, {"runs": 0, "passed": 0, "failed": 0})
-        entry["runs"] += 1 if result.status not in ("not_run", "running") else 0
+        entry = by_scenario.setdefault(result.name, {"runs": 0, "passed": 0, "failed": 0, "skipped": 0})
+        entry["runs"] += 1 if result.status not in ("not_run", "running", "skipped") else 0
         entry["passed"] += result.passed
         entry["failed"] += result.status in ("failed", "interrupted")
+        entry["skipped"] += result.status == "skipped"
     for name, entry in by_scenario.items():
         entry["stages"] = run.metrics.summary(scenario=name)
     return {
@@ -99,14 +100,34 @@ def build_report(run: "Run", *, final: bool) -> dict[str, Any]:
         "histogram_settings": dict(SETTINGS),
         "versions": versions(),
         "summary": {"scenarios": len(results), **counts},
-        "scenarios": [r.as_json() for r in results],
+        "scenarios": [{**r.as_json(), "call": call} for r, call in zip(results, _call_indices(run, results))],
         "by_scenario": by_scenario,
         "stages": run.metrics.summary(),
+        "media": media_source(settings),
         "emulator_log": _log(run),
+        **({"shard": shard} if (shard := getattr(run, "shard", None)) else {}),
+        **({"shards": shards} if (shards := getattr(run, "shards", None)) else {}),
     }
 
 
-def _log(run: "Run") -> dict | None:
+def media_source(settings: Any) -> dict[str, Any]:
+    """Where L12-L14 come from: ``measured`` when the fake FreeSWITCH had a real media endpoint and real
+    browsers played actors (ice_connected, dtls_connected, first_remote_frame are the pages' own),
+    ``modelled`` otherwise (the media model, emulator/freeswitch/media.py)."""
+    mode = getattr(settings, "media", "model")
+    browsers = list(getattr(getattr(settings, "browser", None), "actors", ()) or ())
+    measured = mode == "real" and bool(browsers)
+    return {"mode": mode, "l12_l14": "measured" if measured else "modelled",
+            "measured_by": browsers if measured else []}
+
+
+def _call_indices(run: Run, results: list) -> list[int]:
+    """Each result's call index (its place in the run's plan): a shard tells only some calls."""
+    indices = getattr(run, "call_indices", None)
+    return list(indices) if indices is not None and len(indices) == len(results) else list(range(len(results)))
+
+
+def _log(run: Run) -> dict | None:
     path = getattr(run, "log_file", None)
     counter = getattr(run, "log_records", None)
     if path is None:

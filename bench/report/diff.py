@@ -28,7 +28,7 @@ not, and 2 for a usage error (a run directory that cannot be read).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bench.metrics import Metrics

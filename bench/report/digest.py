@@ -1,16 +1,16 @@
 """The journal's fingerprint: one SHA-256 over its entries, so two runs can be compared at a glance.
 
-Equal seeds in virtual time are meant to give equal journals, byte for byte.  The digest is taken
-over a canonical serialisation that leaves out what is only bookkeeping:
+Equal seeds in virtual time give equal journals, byte for byte: every id the emulator and the bench
+draw is seeded (the journal run ids, callKeys, UUIDs, the MySQL scramble, SIP tags; docs/decisions.md,
+"Virtual time: the same seed, the same journal"), and trio's scheduling order is seeded too.  So the
+digest leaves nothing out -- no masking, no bookkeeping columns skipped:
 
-* entries in ``seq`` order, each as the compact JSON array
-  ``[run, t, service, kind, direction, dev_id, user_id, conn_id, data]`` followed by ``\\n``
-  (UTF-8, ``ensure_ascii=False``; floats as Python's shortest round-trip repr);
-* ``run`` is the position of the entry's run in the ``runs`` table (0, 1, ...), not its random
-  run id, and ``seq`` itself is not hashed (only its order counts).
+* every entry of every run in the file, in ``seq`` order, as the compact JSON array
+  ``[seq, run_id, t, service, kind, direction, dev_id, user_id, conn_id, data]`` followed by ``\\n``
+  (UTF-8, ``ensure_ascii=False``; floats as Python's shortest round-trip repr).
 
-This is the one function that says what "the same journal" means; refine it here (and only here)
-if more of the emulator's state becomes seeded or some field proves to be noise.
+That is :meth:`emulator.journal.Journal.sha256`'s serialisation, taken over the whole file instead
+of one run: a file holding one run has the digest that run's journal reports.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 __all__ = ["journal_sha256", "CANONICAL_FIELDS"]
 
-CANONICAL_FIELDS = ("run", "t", "service", "kind", "direction", "dev_id", "user_id", "conn_id", "data")
+CANONICAL_FIELDS = ("seq", "run_id", "t", "service", "kind", "direction", "dev_id", "user_id", "conn_id", "data")
 
 
 def journal_sha256(path: str | Path) -> str:
@@ -32,15 +32,11 @@ def journal_sha256(path: str | Path) -> str:
     conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
     try:
         try:
-            runs = [row[0] for row in conn.execute("SELECT run_id FROM runs ORDER BY rowid")]
+            rows = conn.execute(f"SELECT {', '.join(CANONICAL_FIELDS)} FROM entries ORDER BY seq")
         except sqlite3.OperationalError:
             return digest.hexdigest()
-        index = {run: i for i, run in enumerate(runs)}
-        rows = conn.execute("SELECT run_id, t, service, kind, direction, dev_id, user_id, conn_id, data "
-                            "FROM entries ORDER BY seq")
-        for run_id, *rest in rows:
-            line = json.dumps([index.get(run_id, -1), *rest], ensure_ascii=False, separators=(",", ":"))
-            digest.update(line.encode("utf-8", "surrogatepass"))
+        for row in rows:
+            digest.update(json.dumps(list(row), ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
             digest.update(b"\n")
     finally:
         conn.close()

@@ -134,6 +134,33 @@ def _network_profiles(report: dict) -> list[str]:
     return sorted(n for n in names if n)
 
 
+def _shard_facts(report: dict) -> list[tuple[str, Any]]:
+    """A shard's partition and start, or the shards a merged run came from (bench/distributed)."""
+    facts: list[tuple[str, Any]] = []
+    shard = report.get("shard")
+    if shard:
+        calls = shard["calls"]
+        skew = "–" if shard.get("skew_ms") is None else f"{shard['skew_ms']:.1f} ms"
+        facts.append(("shard", f"{shard['index']}/{shard['count']}: calls {calls['first']}..{calls['end'] - 1} "
+                               f"of {shard['total_calls']}, start skew {skew} "
+                               f"(tolerance {shard['tolerance_ms']:g} ms)"))
+    shards = report.get("shards")
+    if shards:
+        skew = "–" if shards.get("max_skew_ms") is None else f"{shards['max_skew_ms']:.1f} ms"
+        facts.append(("shards", f"merged from {shards['count']} shards of {shards['total_calls']} calls; largest "
+                                f"start skew {skew} (tolerance {shards['tolerance_ms']:g} ms)"))
+    return facts
+
+
+def _start_problems(report: dict) -> list[str]:
+    """Shards that started later than the tolerance allows: the run fails."""
+    parts = [report["shard"]] if report.get("shard") else []
+    parts += (report.get("shards") or {}).get("parts", [])
+    tolerance = (report.get("shard") or report.get("shards") or {}).get("tolerance_ms", 0)
+    return [f"shard {part['index']} started {part['skew_ms']:.1f} ms after the shared start (tolerance "
+            f"{tolerance:g} ms)" for part in parts if not part.get("skew_ok", True)]
+
+
 def render_html(run: RunData, *, thresholds: dict | None = None, comparison: dict | None = None,
                 baseline: RunData | None = None) -> str:
     """The page for a run (thresholds and comparison as report.json holds them)."""
@@ -186,6 +213,8 @@ def render_html(run: RunData, *, thresholds: dict | None = None, comparison: dic
     if report["status"] != "complete":
         why = report.get("interruption") or "the run was still running, or was killed, when this was written"
         banners.append(("unfinished", f"the run did not finish (status {report['status']}: {why})"))
+    for problem in _start_problems(report):
+        banners.append(("breach", problem))
     if comparison and comparison.get("regressions"):
         banners.append(("breach", f"{comparison['regressions']} regression"
                                   f"{'s' if comparison['regressions'] != 1 else ''} against the baseline "
@@ -198,6 +227,7 @@ def render_html(run: RunData, *, thresholds: dict | None = None, comparison: dic
              ("wall time", f"{report.get('wall_ms', 0) / 1000:.1f} s"),
              ("journal", report.get("journal", "")), ("journal sha256", report.get("journal_sha256") or "–"),
              ("histograms", report.get("histograms", ""))]
+    facts += _shard_facts(report)
     versions = sorted(report.get("versions", {}).items())
     template = _environment().get_template("report.html.j2")
     return template.render(

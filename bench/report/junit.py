@@ -26,7 +26,7 @@ def junit_xml(report: dict, thresholds: dict | None = None) -> bytes:
     scenarios = report["scenarios"]
     failures = sum(1 for s in scenarios if s.get("status") == "failed")
     errors = sum(1 for s in scenarios if s.get("status") == "interrupted")
-    skipped = sum(1 for s in scenarios if s.get("status") in ("not_run", "running"))
+    skipped = sum(1 for s in scenarios if s.get("status") in ("not_run", "running", "skipped"))
     suite = ET.SubElement(root, "testsuite", name="cometbench", tests=str(len(scenarios)), failures=str(failures),
                           errors=str(errors), skipped=str(skipped),
                           time=f"{sum(s.get('duration_ms', 0) for s in scenarios) / 1000:.3f}",
@@ -50,6 +50,8 @@ def junit_xml(report: dict, thresholds: dict | None = None) -> bytes:
             element.text = "\n".join(lines)
         elif status in ("not_run", "running"):
             ET.SubElement(case, "skipped", message=s.get("failure") or "not run")
+        elif status == "skipped":     # it needs what the --target does not have
+            ET.SubElement(case, "skipped", message=s.get("skipped") or "skipped")
         out = ET.SubElement(case, "system-out")
         out.text = (f"seed={s.get('seed')} profile={s.get('profile')} network={s.get('network')} "
                     f"journal_run={s.get('journal_run')} simulated_ms={s.get('simulated_ms')} "

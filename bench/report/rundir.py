@@ -93,12 +93,13 @@ def load_run(path: str | Path) -> RunData:
                           "needed to draw them")
     else:
         metrics = Metrics()
-    journal: Path | None = path / str(report.get("journal") or "journal.sqlite")
+    journal_file = path / str(report.get("journal") or "journal.sqlite")
+    journal: Path | None = journal_file
     problem = None
-    if not journal.is_file():
+    if not journal_file.is_file():
         journal, problem = None, "the run directory has no journal.sqlite"
     else:
-        problem = _check_journal(journal)
+        problem = _check_journal(journal_file)
         if problem:
             journal = None
     return RunData(path, report, metrics, journal, problem)

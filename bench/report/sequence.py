@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = ["Row", "Diagram", "read_diagram", "MAX_ROWS", "BACKEND", "COMET", "FREESWITCH"]
 
@@ -109,7 +110,8 @@ def read_diagram(journal: str | Path | sqlite3.Connection, run_id: str, *, max_r
                  title: str = "") -> Diagram:
     """The sequence diagram of one journal run (see the module docstring)."""
     own = not isinstance(journal, sqlite3.Connection)
-    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True) if own else journal
+    conn = journal if isinstance(journal, sqlite3.Connection) else sqlite3.connect(f"file:{journal}?mode=ro",
+                                                                                    uri=True)
     try:
         rows = conn.execute("SELECT t, service, kind, direction, dev_id, user_id, conn_id, data FROM entries "
                             "WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
@@ -123,8 +125,8 @@ def build_diagram(run_id: str, rows: Iterable[tuple], *, max_rows: int = MAX_ROW
     rows = list(rows)
     user_actors: dict[int, list[str]] = {}
     actor_user: dict[str, int] = {}
-    for t, service, kind, direction, dev_id, user_id, conn_id, data in rows:
-        if service in ("bench", "browser", "page") and kind in ("mark", "callback") or service in ("browser", "page"):
+    for _t, service, kind, _direction, _dev_id, user_id, _conn_id, data in rows:
+        if (service in ("bench", "browser", "page") and kind in ("mark", "callback")) or service in ("browser", "page"):
             actor = _json(data).get("actor")
             if actor and user_id is not None:
                 actor_user.setdefault(actor, user_id)
@@ -150,7 +152,7 @@ def build_diagram(run_id: str, rows: Iterable[tuple], *, max_rows: int = MAX_ROW
             if lane and lane not in lanes_seen:
                 lanes_seen.append(lane)
 
-    for t, service, kind, direction, dev_id, user_id, conn_id, data in rows:
+    for t, service, kind, direction, _dev_id, user_id, conn_id, data in rows:
         data = data or ""
         rel = (t or t0) - t0
         if service == "bench":
@@ -187,12 +189,14 @@ def build_diagram(run_id: str, rows: Iterable[tuple], *, max_rows: int = MAX_ROW
                 if label is None:
                     continue
                 lane = browser(user_id)
+                assert lane is not None   # a user id always has a lane
                 if direction == "in":
                     add(Row(rel, "arrow", lane, COMET, _clip(label), detail, "comet"))
                 else:
                     add(Row(rel, "arrow", COMET, lane, _clip(label), detail, "comet"))
             elif kind in ("connect", "disconnect") and user_id:
                 lane = browser(user_id)
+                assert lane is not None
                 if kind == "connect":
                     add(Row(rel, "arrow", lane, COMET, "WebSocket open (" + _clip(data, 30) + ")", data, "comet"))
                 else:

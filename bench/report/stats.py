@@ -20,8 +20,8 @@ uses it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from hdrh.histogram import HdrHistogram
 
@@ -115,4 +115,4 @@ def log_buckets(sorted_bins: Iterable[tuple[int, int]], count: int = 32) -> list
     for value, c in data:
         i = min(count - 1, int((math.log(value) - llo) / width))
         out[i][2] += c
-    return [(a, b, c) for a, b, c in out]
+    return [(a, b, int(c)) for a, b, c in out]

@@ -9,8 +9,8 @@ scale with the page.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from html import escape
-from typing import Iterable, Sequence
 
 from markupsafe import Markup
 
@@ -222,8 +222,9 @@ def sequence(diagram: Diagram) -> Markup:
         title = f"<title>{_e(row.detail or row.label)}</title>" if (row.detail or row.label) else ""
         parts.append(f'<text x="4" y="{yy + 4:.1f}" font-size="10" fill="#64748b">{row.t * 1000:.0f} ms</text>')
         if row.kind == "step":
+            box = min(width - left - 12, 10 + 6.6 * len(row.label))
             parts.append(f'<g><line x1="{left}" y1="{yy:.1f}" x2="{width - 6}" y2="{yy:.1f}" stroke="{colour}" '
-                         f'stroke-width="0.6"/><rect x="{left + 4}" y="{yy - 7:.1f}" width="{min(width - left - 12, 10 + 6.6 * len(row.label)):.0f}" '
+                         f'stroke-width="0.6"/><rect x="{left + 4}" y="{yy - 7:.1f}" width="{box:.0f}" '
                          f'height="14" fill="#fff"/><text x="{left + 8}" y="{yy + 4:.1f}" font-size="11" '
                          f'font-style="italic" fill="{colour}">{_e(row.label)}</text>{title}</g>')
         elif row.kind == "note" and row.src in cx:

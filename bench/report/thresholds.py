@@ -60,9 +60,9 @@ OPERATORS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, 
 
 
 def _known_stages() -> tuple[str, ...]:
-    from bench.actors.participant import STAGES
+    from bench.actors.participant import ALL_STAGE_NAMES as STAGE_NAMES
 
-    return tuple(STAGES) + ("system",)
+    return STAGE_NAMES
 
 
 KNOWN_STAGES = _known_stages()

@@ -13,8 +13,9 @@
   faults and links, metric marks;
 * ``actors.py`` -- :class:`Actor` (a participant with the story's vocabulary);
 * ``timeline.py`` -- every event of every side on one timeline; ``expect.py`` -- windows and
-  expectations over it; ``faults.py`` -- ESL faults and the link interface; ``network.py`` --
-  network profiles; ``errors.py`` -- how a scenario fails;
+  expectations over it; ``faults.py`` -- server faults (``s.faults``) and link actions
+  (``s.link(actor)``) on the stack's own controls; ``network.py`` -- the run's network profiles per
+  actor; ``errors.py`` -- how a scenario fails, and the powers of the in-process stack a story may need;
 * ``loader.py`` -- finding and loading scenario files; ``runner.py`` -- one story on a fresh stack
   (:func:`tell`, :func:`run_one`) and a whole run to a report directory (:class:`Run`).
 

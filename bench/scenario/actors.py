@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bench.actors.participant import STAGES, Participant, stage_values
+from bench.actors.participant import ALL_STAGE_NAMES as STAGE_NAMES
+from bench.actors.participant import Participant, stage_values
 from bench.scenario.errors import ScenarioError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,13 +24,12 @@ __all__ = ["Actor", "PAGE_EVENTS", "STAGE_NAMES"]
 #: the participant's page events -> the names of the actions on the timeline
 PAGE_EVENTS = {"page_refresh": "refresh", "tab_closed": "close_tab", "offline": "go_offline", "online": "go_online"}
 #: every stage an actor measures (docs/stages.md), ``system`` included
-STAGE_NAMES = (*STAGES, "system")
 
 
 class Actor:
     """One person (one device) in the story."""
 
-    def __init__(self, scenario: "Scenario", participant: Participant) -> None:
+    def __init__(self, scenario: Scenario, participant: Participant) -> None:
         self._s = scenario
         self.participant = participant
         self.name = participant.actor
@@ -61,7 +61,7 @@ class Actor:
             self._s.timeline.add(self.name, f"received.{data.get('event')}", data, at=t)
             return
         self._s.timeline.add(self.name, PAGE_EVENTS.get(name, name), data, at=t)
-        if name[:2] == "on" and name[2:3].isupper() or name in ("toggleMute", "toggleHold"):
+        if (name[:2] == "on" and name[2:3].isupper()) or name in ("toggleMute", "toggleHold"):
             self._s._journal("callback", {"actor": self.name, "callback": name,
                                           **{k: v for k, v in data.items() if k != "call"}})
 

@@ -14,8 +14,8 @@ first ``A`` recorded since the start of the step that declared it and closes ``W
 the end of the scenario without ``within``).  ``s.between(A, B, within=W)`` closes at the first
 ``B`` at or after that opening, which must come within ``W`` seconds (any time without it): a
 ``B`` that never comes is a failure of its own.  When the story ends, the runner lets time run
-until every timed window that opened has closed (``s.settle()``), then judges.  Events are matched by name and, with keyword
-arguments, by their data (``status="terminated"``; a callable is a predicate).
+until every timed window that opened has closed (``s.settle()``), then judges.  Events are matched
+by name and, with keyword arguments, by their data (``status="terminated"``; a callable is a predicate).
 
 **Judgements.**  ``expect(E)``: ``E`` happens in the window at least once (``count=N`` exactly
 ``N`` times, ``at_least`` / ``at_most``).  ``expect_no(E)``: it does not happen in the window; if
@@ -46,7 +46,7 @@ def _fmt(seconds: float) -> str:
 class Window:
     """Where expectations look (see the module docstring)."""
 
-    scenario: "Scenario"
+    scenario: Scenario
     start: str | None = None
     end: str | None = None
     within: float | None = None
@@ -74,7 +74,7 @@ class Window:
         return text + (f" (which must come within {_fmt(self.within)})" if self.within is not None else "")
 
     def expect(self, event: str, *, count: int | None = None, at_least: int | None = None,
-               at_most: int | None = None, note: str = "", **match: Any) -> "Expectation":
+               at_most: int | None = None, note: str = "", **match: Any) -> Expectation:
         """``event`` happens in this window (at least once, or as counted)."""
         if count is not None and (at_least is not None or at_most is not None):
             raise ScenarioError("give count, or at_least/at_most, not both")
@@ -84,7 +84,7 @@ class Window:
             at_least = 1
         return self.scenario._add_expectation(Expectation(self, event, match, at_least, at_most, note))
 
-    def expect_no(self, event: str, *, note: str = "", **match: Any) -> "Expectation":
+    def expect_no(self, event: str, *, note: str = "", **match: Any) -> Expectation:
         """``event`` does not happen in this window."""
         return self.scenario._add_expectation(Expectation(self, event, match, None, 0, note))
 
@@ -98,8 +98,8 @@ class Window:
         if self.step is not None:
             opened_step = timeline.happenings[self.anchor]
             nested = f"{self.step} / "
-            following = [h for h in timeline.happenings[self.anchor + 1:] if h.name == "scenario.step"
-                         and not str(h.data.get("title", "")).startswith(nested)]
+            following = [h for h in timeline.find("scenario.step", since=self.anchor + 1)
+                         if not str(h.data.get("title", "")).startswith(nested)]
             if following:
                 return opened_step.t, following[0].t, self.anchor, following[0].seq, True, ""
             return opened_step.t, end_t, self.anchor, None, True, ""

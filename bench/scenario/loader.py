@@ -10,7 +10,13 @@ set, at module level:
 ``TIMEOUT``   how long the whole story may take, in (virtual or real) seconds (default 600);
 ``CONFIG``    emulator config keys for its stack (README lists them), e.g. ``{"rtp_timeout": 60}``;
 ``ACTORS``    participant options per actor name, applied when that actor is created (the doctor and
-              the patient at the start): ``{"doctor": {"quirks": ClientQuirks.fixed()}}``.
+              the patient at the start): ``{"doctor": {"quirks": ClientQuirks.fixed()}}``;
+``NEEDS``     the powers of the in-process stack the story uses beyond talking to the servers:
+              ``"faults"`` (restarts, a slow CometQL), ``"links"`` (link conditions, a lost network),
+              ``"freeswitch"`` (FreeSWITCH's events, members, flags, ESL, talking) -- see
+              ``bench/scenario/errors.py: POWERS``.  Default: all three; ``NEEDS = ()`` says the story
+              runs against any deployment (``cometbench run --target``).  Against a target, a story
+              that needs what the target lacks is skipped, with the reason in the report.
 
 The pack is ``scenarios/`` of the repository, installed as the package ``bench.pack``; a name given
 to ``cometbench run`` is a pack scenario or a path to a file.  Loading never raises: a file that
@@ -24,15 +30,17 @@ import importlib.util
 import inspect
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["ScenarioSpec", "pack_dir", "pack", "default_pack", "load", "resolve", "UnknownScenario"]
 
 DEFAULT_PROFILES = ("cppcomet-4.09",)
 DEFAULT_TIMEOUT = 600.0
+DEFAULT_NEEDS = ("faults", "freeswitch", "links")   # unless a file says otherwise: the in-process stack
 
 
 class UnknownScenario(LookupError):
@@ -50,6 +58,7 @@ class ScenarioSpec:
     timeout: float = DEFAULT_TIMEOUT
     config: dict[str, Any] = field(default_factory=dict)
     actors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    needs: tuple[str, ...] = DEFAULT_NEEDS
     error: str | None = None
 
     @property
@@ -98,7 +107,7 @@ def load(path: Path) -> ScenarioSpec:
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[module_name] = module     # dataclasses and pickling inside the story need it
         module_spec.loader.exec_module(module)
-    except BaseException as exc:  # noqa: BLE001 - a broken file fails its scenario, never the run
+    except BaseException as exc:  # a broken file fails its scenario, never the run
         if isinstance(exc, KeyboardInterrupt):
             raise
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
@@ -125,6 +134,17 @@ def load(path: Path) -> ScenarioSpec:
         if not isinstance(actors, dict) or not all(isinstance(v, dict) for v in actors.values()):
             raise TypeError("ACTORS must map actor names to dicts of participant options")
         spec.actors = {str(k): dict(v) for k, v in actors.items()}
+        spec.needs = _needs(getattr(module, "NEEDS", DEFAULT_NEEDS))
     except (TypeError, ValueError) as exc:
         spec.error = f"{path}: bad module settings: {exc}"
     return spec
+
+
+def _needs(value: Any) -> tuple[str, ...]:
+    from bench.scenario.errors import POWERS
+
+    needs = (value,) if isinstance(value, str) else tuple(value)
+    unknown = [n for n in needs if n not in POWERS]
+    if unknown:
+        raise ValueError(f"NEEDS names unknown power(s) {', '.join(map(repr, unknown))}; powers: {', '.join(POWERS)}")
+    return tuple(sorted(set(needs)))

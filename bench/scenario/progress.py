@@ -25,6 +25,8 @@ def seconds(ms: float) -> str:
 def _result_line(index: int, total: int, result: ScenarioResult) -> str:
     mark = {"passed": "passed", "failed": "FAILED", "interrupted": "interrupted"}.get(result.status, result.status)
     rep = f" #{result.repetition + 1}" if result.repetition else ""
+    if result.status == "skipped":
+        return f"[{index + 1}/{total}] {result.name}{rep}: skipped: {result.skipped}"
     return (f"[{index + 1}/{total}] {result.name}{rep}: {mark} in {seconds(result.duration_ms)} "
             f"(simulated {seconds(result.simulated_ms)})")
 
@@ -74,7 +76,7 @@ class RichProgress:
         self.progress.advance(self.task)
         if self._many and result.status == "passed":
             return
-        style = "green" if result.passed else "red"
+        style = "green" if result.passed else ("yellow" if result.status == "skipped" else "red")
         self.progress.console.print(f"[{style}]{_result_line(index, total, result)}[/{style}]", highlight=False)
         if result.failure:
             self.progress.console.print(f"    {result.failure}", highlight=False, markup=False)
@@ -97,18 +99,28 @@ def summary_lines(report: dict, report_path: str, log: tuple[str, int] | None = 
     """The short summary printed at the end."""
     counts = report["summary"]
     parts = [f"{counts['passed']} passed"]
-    for key, word in (("failed", "failed"), ("interrupted", "interrupted"), ("not_run", "not run")):
-        if counts[key]:
+    for key, word in (("failed", "failed"), ("skipped", "skipped"), ("interrupted", "interrupted"),
+                      ("not_run", "not run")):
+        if counts.get(key):
             parts.append(f"{counts[key]} {word}")
     clock = "virtual time" if report["clock"] == "virtual" else "real time"
+    target = "" if report.get("target", "in-process") == "in-process" else f", target {report['target']}"
     lines = [f"{counts['scenarios']} scenario run{'s' if counts['scenarios'] != 1 else ''}: {', '.join(parts)} "
              f"({seconds(report['wall_ms'])}; seed {report['seed']}, {clock}, network {report['network']}, "
-             f"profile {', '.join(report['profiles'])})"]
+             f"profile {', '.join(report['profiles'])}{target})"]
     if report["status"] == "interrupted":
         lines.append(f"interrupted: {report['interruption']}")
+    skipped: dict[str, list[str]] = {}
     for scenario in report["scenarios"]:
         if scenario["status"] in ("failed", "interrupted"):
             lines.append(f"  {scenario['failure']}")
+        elif scenario["status"] == "skipped" and scenario["name"] not in skipped.get(scenario.get("skipped"), []):
+            skipped.setdefault(scenario.get("skipped"), []).append(scenario["name"])
+    for reason, names in skipped.items():
+        lines.append(f"  skipped {', '.join(names)}: {reason}")
+    if skipped and not counts["passed"]:
+        lines.append(f"no scenario could run against the target {report.get('target')}: name one that can "
+                     "(`cometbench run --list` marks them)")
     stages = report["stages"]
     for name in ("join_total", "system"):
         stage = stages.get(name)

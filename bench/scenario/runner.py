@@ -14,8 +14,16 @@
   journal of every scenario in ``journal.sqlite`` (one journal run per scenario run),
   ``histograms.hlog`` and ``report.json``, rewritten after each scenario (between repetitions of
   one scenario at most once a second, unless one failed: ``--repeat 1000`` would spend its time
-  rewriting) so a run that is killed still says how far it got.  Ctrl-C (KeyboardInterrupt) stops it after writing the report with
-  status ``interrupted`` and the unfinished scenarios named.
+  rewriting) so a run that is killed still says how far it got.  Ctrl-C (KeyboardInterrupt) stops it
+  after writing the report with status ``interrupted`` and the unfinished scenarios named.
+
+**Against a target** (``target=``, ``cometbench run --target ...``): no stack is started; the actors
+run on OS sockets under the real clock against the deployment, and the bench's own records (marks,
+steps, callbacks) go to the run's journal under the scenario's run id.  A story whose ``NEEDS`` name a
+power the target lacks (:data:`TARGET_POWERS`: server faults, link conditions, a look inside
+FreeSWITCH are the in-process stack's) is **skipped** before it starts: status ``skipped``, the reason
+in ``skipped``; a skip is not a failure.  An action that needs such a power in a story that did not
+declare it fails that story with :class:`~bench.scenario.errors.NotAvailable`, naming what it needs.
 
 Seeds: repetition 0 of every scenario uses the run's seed as it is (so ``--seed 7`` means 7 to the
 stack and the actors); repetition ``i`` uses a seed derived from ``(seed, i)``, so repeated runs
@@ -28,24 +36,34 @@ import hashlib
 import tempfile
 import time
 import traceback
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import trio
 import trio.testing
 
 from bench.metrics import Metrics
-from bench.scenario.errors import ScenarioError, ScenarioFailure
+from bench.options import NetworkSpec, SetupError
+from bench.scenario.errors import ScenarioError, ScenarioFailure, describe_needs
 from bench.scenario.loader import ScenarioSpec
-from bench.scenario.network import apply_network, check_network
+from bench.scenario.network import network_spec
 from bench.scenario.story import Scenario
+from emulator.ids import deterministic_scheduling
+from emulator.profiles import DEFAULT_PROFILE
 
-__all__ = ["RunSettings", "ScenarioResult", "tell", "run_one", "Run", "scenario_seed", "VIRTUAL_EPOCH"]
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.options import TargetSpec
+
+__all__ = ["RunSettings", "ScenarioResult", "ScenarioStatus", "RunStatus", "tell", "run_one", "Run", "scenario_seed",
+           "VIRTUAL_EPOCH", "TARGET_POWERS"]
 
 VIRTUAL_EPOCH = 1_700_000_000.0      # the Unix time virtual runs start at (2023-11-14T22:13:20Z)
-DEFAULT_PROFILE = "cppcomet-4.09"
+#: The powers a story has against an external target (bench.scenario.errors.POWERS): none -- the
+#: actors talk to the deployment, and what it does is seen through them and through CometQL.
+TARGET_POWERS: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -54,16 +72,37 @@ class RunSettings:
     clock: str = "virtual"               # virtual | real
     network: str = "loopback"
     profile: str = DEFAULT_PROFILE
+    media: str = "model"                 # model | real (emulator/freeswitch/real_media.py; real time only)
     repeat: int = 1
     target: str = "in-process"
+    target_spec: TargetSpec | None = None     # the parsed --target (None: in-process)
     browser: Any = None                  # bench.browser.participant.BrowserSettings: real browsers in the pack
+
+
+class ScenarioStatus(StrEnum):
+    """One scenario run in a report: not run yet, running, and how it ended."""
+
+    NOT_RUN = "not_run"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"                  # it needs what a --target does not have (NEEDS)
+
+
+class RunStatus(StrEnum):
+    """A whole run (report.json ``status``)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"
 
 
 @dataclass
 class ScenarioResult:
     name: str
     passed: bool = False
-    status: str = "not_run"              # passed | failed | interrupted | not_run
+    status: ScenarioStatus = ScenarioStatus.NOT_RUN
     duration_ms: float = 0.0             # wall time the scenario took to run
     simulated_ms: float = 0.0            # trio-clock time of the story (= wall in real time)
     failure: str | None = None
@@ -76,6 +115,8 @@ class ScenarioResult:
     journal_run: str | None = None
     expectations: int = 0
     events: int = 0
+    target: str = "in-process"
+    skipped: str | None = None           # why it was not told (it needs what the target does not have)
     join_total_ms: float | None = None   # the slowest join_total of this run (None: no join finished)
     browsers: list[str] = field(default_factory=list)   # the actors a real browser played
 
@@ -118,25 +159,33 @@ def describe_exception(exc: BaseException, path: Path | None) -> str:
     return "; ".join(parts)
 
 
-async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE, network: str = "loopback",
-               repetition: int = 0, metrics: Metrics | None = None, journal_path: str = ":memory:",
-               certs_dir: str = "", position: int = 0, browser: Any = None,
-               artifacts_dir: str | Path | None = None) -> ScenarioResult:
+async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROFILE,
+               network: str | NetworkSpec = "loopback", repetition: int = 0, metrics: Metrics | None = None,
+               journal_path: str = ":memory:", certs_dir: str = "", position: int = 0,
+               target: TargetSpec | None = None, browser: Any = None,
+               artifacts_dir: str | Path | None = None, media: str = "model") -> ScenarioResult:
     """Tell one story in the current trio run (see the module docstring).  ``position``: where the
     story stands in its run (a run may tell the same story twice), part of its journal run id.
+    ``target``: an external deployment instead of a fresh in-process stack (real time only).
     ``browser``: real browsers in place of some actors (``bench.browser.participant.BrowserSettings``;
-    real time only); ``artifacts_dir``: where they leave screenshots and console logs."""
-    from emulator.config import Config, ConfigError
-    from emulator.net.network import OSNetwork, VirtualNetwork
+    real time only); ``artifacts_dir``: where they leave screenshots and console logs; ``media``:
+    ``"real"`` gives the fake FreeSWITCH a real media endpoint (real time only)."""
     from emulator.profiles import PROFILE_NAMES
-    from emulator.stack import open_stack
 
-    virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
-    result = ScenarioResult(spec.name, seed=seed, profile=profile, network=network, repetition=repetition)
+    network_error: str | None
+    try:
+        net_spec = network_spec(network)
+    except ScenarioError as exc:
+        net_spec, network_error = None, str(exc)
+    else:
+        network_error = None
+    result = ScenarioResult(spec.name, seed=seed, profile=profile, repetition=repetition,
+                            network=net_spec.text if net_spec is not None else str(network),
+                            target=target.describe() if target is not None else "in-process")
     wall0, t0 = time.perf_counter(), trio.current_time()
 
     def failed(cause: str, step: str | None = None) -> ScenarioResult:
-        result.status, result.passed, result.step = "failed", False, step
+        result.status, result.passed, result.step = ScenarioStatus.FAILED, False, step
         where = f"step {step!r}: " if step else ""
         result.failure = f"{spec.name}: {where}{cause}"
         result.failures = result.failures or [result.failure]
@@ -153,88 +202,159 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
         if name not in PROFILE_NAMES:
             return finish(failed(f"unknown fidelity profile {name!r} (PROFILES of {spec.path.name}); known: "
                                  f"{', '.join(PROFILE_NAMES)}"))
-    try:
-        check_network(network)
-    except ScenarioError as exc:
-        return finish(failed(str(exc)))
+    if net_spec is None:
+        return finish(failed(network_error or "bad network"))
+    if target is not None:
+        if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+            return finish(failed("a target runs in real time: its servers keep the wall clock"))
+        missing = [need for need in spec.needs if need not in TARGET_POWERS]
+        if missing:
+            result.status = ScenarioStatus.SKIPPED
+            result.skipped = (f"needs {describe_needs(missing)} (NEEDS of {spec.path.name}), which only the "
+                              "in-process stack has")
+            return finish(result)
+        try:
+            net_spec.check_target()
+        except SetupError as exc:
+            return finish(failed(str(exc)))
     if browser is not None and browser.actors:
-        if virtual:
+        if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
             return finish(failed("a real browser runs on the real clock: run with --real-time"))
+        if target is not None:
+            return finish(failed("real browsers play actors against the in-process stack only (the demo app's "
+                                 "backend talks to it), not against --target"))
         from dataclasses import replace
 
         folder = Path(artifacts_dir) / f"{spec.name}-seed{seed}" if artifacts_dir is not None else None
         browser = replace(browser, artifacts_dir=folder)
-    try:
-        # one journal file holds every scenario of a run: each gets its own run id, derived from what
-        # identifies it (seed, place in the run, scenario, repetition) so equal seeds give equal journals
-        run_id = hashlib.sha256(f"{seed}:{position}:{spec.name}:{repetition}:{profile}".encode()).hexdigest()[:12]
-        config = Config.from_dict({"seed": seed, "profile": profile, "journal_path": journal_path,
-                                   "certs_dir": certs_dir, "run_id": run_id, **spec.config})
-    except ConfigError as exc:
-        return finish(failed(f"CONFIG of {spec.path.name}: {exc}"))
-    config.free_ports()
-    net = VirtualNetwork() if virtual else OSNetwork()
+    # one journal file holds every scenario of a run: each gets its own run id, derived from what
+    # identifies it (seed, place in the run, scenario, repetition) so equal seeds give equal journals
+    run_id = hashlib.sha256(f"{seed}:{position}:{spec.name}:{repetition}:{profile}".encode()).hexdigest()[:12]
     scenario: Scenario | None = None
-    story_error: BaseException | None = None
-    timed_out = False
+    outcome: dict[str, Any] = {"error": None, "timed_out": False}
     try:
-        async with open_stack(config, network=net, epoch=VIRTUAL_EPOCH if virtual else None) as stack:
-            result.journal_run = stack.journal.run_id if stack.journal.stored else None
-            apply_network(net, network)
-            async with trio.open_nursery() as actors:
-                scenario = Scenario(spec.name, seed=seed, stack=stack, network=net, nursery=actors,
-                                    profile=profile, network_profile=network, clock="virtual" if virtual else "real",
-                                    actor_options=spec.actors, browser=browser)
-                completed = False
-                try:
-                    with trio.move_on_after(spec.timeout) as scope:
-                        await spec.story(scenario)
-                        await scenario.settle()
-                    timed_out = scope.cancelled_caught
-                    completed = not timed_out
-                except Exception as exc:  # noqa: BLE001 - a story's failure is reported, never raised
-                    story_error = exc
-                finally:
-                    if completed:
-                        failures = scenario.judge()
-                        result.failures = [f"{spec.name}: {e.where()}{e.describe()} -- {e.result}"
-                                           for e in failures]
-                    await scenario.finish(failed=not completed or bool(result.failures))
-                    scenario.close()
-                    actors.cancel_scope.cancel()
-            scenario._journal("scenario", {"event": "end", "timed_out": timed_out,
-                                           "failed": bool(story_error or result.failures)})
+        if target is None:
+            from emulator.config import Config, ConfigError
+            from emulator.net.network import OSNetwork, VirtualNetwork
+            from emulator.stack import open_stack
+
+            virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+            try:
+                config = Config.from_dict({"seed": seed, "profile": profile, "journal_path": journal_path,
+                                           "certs_dir": certs_dir, "run_id": run_id,
+                                           **({"media": media} if media != "model" else {}), **spec.config})
+            except ConfigError as exc:
+                return finish(failed(f"CONFIG of {spec.path.name}: {exc}"))
+            config.free_ports()
+            net = VirtualNetwork() if virtual else OSNetwork()
+            async with open_stack(config, network=net, epoch=VIRTUAL_EPOCH if virtual else None) as stack:
+                result.journal_run = stack.journal.run_id if stack.journal.stored else None
+                if stack.real_media is not None:   # real media for the browsers; virtual actors send no RTP
+                    stack.real_media.real_clients = set(browser.actors) if browser is not None else set()
+                scenario = await _story(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec,
+                                        stack=stack, network=net, target=None,
+                                        clock="virtual" if virtual else "real", journal=stack.journal,
+                                        browser=browser)
+        else:
+            scenario = await _against_target(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec,
+                                             target=target, journal_path=journal_path, run_id=run_id)
     except Exception as exc:  # noqa: BLE001 - an actor's task or the stack failed: that scenario fails
+        scenario = scenario or outcome.get("scenario")
         step = scenario.failed_step or scenario.current_step if scenario is not None else None
         return finish(failed(f"the stack or an actor's task failed: {describe_exception(exc, spec.path)}", step))
     finally:
+        scenario = scenario or outcome.get("scenario")
         if scenario is not None:
             result.browsers = scenario.browser_actors
             result.events = len(scenario.timeline)
             result.expectations = len(scenario.expectations)
-            result.join_total_ms = _record_metrics(metrics, scenario, spec.name, network)
-    if timed_out:
+            result.join_total_ms = _record_metrics(metrics, scenario, spec.name, net_spec)
+    if outcome["timed_out"]:
         step = scenario.failed_step or scenario.current_step if scenario is not None else None
         return finish(failed(f"timed out after {spec.timeout:g} s (TIMEOUT of {spec.path.name})", step))
-    if story_error is not None:
+    if outcome["error"] is not None:
         step = scenario.failed_step if scenario is not None else None
-        return finish(failed(describe_exception(story_error, spec.path), step))
+        return finish(failed(describe_exception(outcome["error"], spec.path), step))
     if result.failures:
-        result.status, result.passed = "failed", False
+        result.status, result.passed = ScenarioStatus.FAILED, False
         more = len(result.failures) - 1
         result.failure = result.failures[0] + (f" (and {more} more expectation{'s' if more > 1 else ''} failed)"
                                                if more else "")
         return finish(result)
-    result.status, result.passed = "passed", True
+    result.status, result.passed = ScenarioStatus.PASSED, True
     return finish(result)
 
 
-def _record_metrics(metrics: Metrics | None, scenario: Scenario, name: str, network: str) -> float | None:
-    """Every join's stages into ``metrics`` (when given); the slowest join_total of the story."""
+async def _story(spec: ScenarioSpec, outcome: dict, result: ScenarioResult, *, seed: int, profile: str,
+                 net_spec: NetworkSpec, stack: Any, network: Any, target: Any, clock: str, journal: Any,
+                 target_name: str = "in-process", browser: Any = None) -> Scenario:
+    """The story itself, on a stack or against a target: returns the scenario once it is told and
+    judged; ``outcome`` gets the story's error and whether it timed out."""
+    async with trio.open_nursery() as actors:
+        scenario = Scenario(spec.name, seed=seed, stack=stack, network=network, nursery=actors, profile=profile,
+                            network_profile=net_spec, clock=clock, actor_options=spec.actors, target=target,
+                            target_name=target_name, browser=browser)
+        outcome["scenario"] = scenario       # the caller's, even when an actor's task fails the nursery
+        completed = False
+        assert spec.story is not None   # tell() reports a scenario without a story before it gets here
+        try:
+            with trio.move_on_after(spec.timeout) as scope:
+                await spec.story(scenario)
+                await scenario.settle()
+            outcome["timed_out"] = scope.cancelled_caught
+            completed = not scope.cancelled_caught
+            unknown = [a for a in net_spec.actors if a not in scenario.actors]
+            if completed and unknown:
+                raise ScenarioError(f"--network names actor(s) {', '.join(unknown)}, which this story does not "
+                                    f"have (its actors: {', '.join(scenario.actors)})")
+        except Exception as exc:  # noqa: BLE001 - a story's failure is reported, never raised
+            outcome["error"] = exc
+        finally:
+            if completed and outcome["error"] is None:
+                failures = scenario.judge()
+                result.failures = [f"{spec.name}: {e.where()}{e.describe()} -- {e.result}" for e in failures]
+            await scenario.finish(failed=not completed or bool(outcome["error"] or result.failures))
+            scenario.close()
+            actors.cancel_scope.cancel()
+    scenario._journal("scenario", {"event": "end", "timed_out": outcome["timed_out"],
+                                   "failed": bool(outcome["error"] or result.failures)})
+    return scenario
+
+
+async def _against_target(spec: ScenarioSpec, outcome: dict, result: ScenarioResult, *, seed: int, profile: str,
+                          net_spec: NetworkSpec, target: TargetSpec, journal_path: str, run_id: str) -> Scenario:
+    """The story against an external deployment: the actors on OS sockets, the bench's own records in
+    the run's journal (the deployment keeps its own)."""
+    from emulator.journal import Journal
+    from emulator.net.links import Links
+    from emulator.net.network import OSNetwork
+
+    network = OSNetwork()
+    network.links = Links(seed=seed)    # resets and half-open hangs still work on our ends
+    journal = Journal(journal_path, seed=seed, profile=f"target:{profile}", clock="real", run_id=run_id)
+    result.journal_run = journal.run_id if journal.stored else None
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run_flusher)
+            await nursery.start(network.links.run)
+            scenario = await _story(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec, stack=None,
+                                    network=network, target=target.participant_target(journal), clock="real",
+                                    journal=journal, target_name=target.describe())
+            await trio.sleep(0.5)     # the pages' last frames and closes reach the journal
+            nursery.cancel_scope.cancel()
+    finally:
+        journal.close()
+    return scenario
+
+
+def _record_metrics(metrics: Metrics | None, scenario: Scenario, name: str, spec: NetworkSpec) -> float | None:
+    """Every join's stages into ``metrics`` (when given) under the profile of the actor who joined, the
+    story's own measures under the run's network label; the slowest join_total of the story."""
     from bench.actors.participant import stage_values
 
     slowest: float | None = None
     for actor in scenario.actors.values():
+        network = spec.profile_of(actor.name)
         for join in actor.participant.joins:
             stages = stage_values(join.marks)
             if "join_total" in stages:
@@ -243,32 +363,8 @@ def _record_metrics(metrics: Metrics | None, scenario: Scenario, name: str, netw
                 metrics.add_stages(stages, scenario=name, network=network)
     if metrics is not None:
         for stage, ms in scenario.measures:
-            metrics.add(stage, ms, scenario=name, network=network)
+            metrics.add(stage, ms, scenario=name, network=spec.label)
     return None if slowest is None else round(slowest, 3)
-
-
-@contextmanager
-def deterministic_scheduling(seed: int | str) -> Iterator[None]:
-    """Within the block, trio runs the tasks that are ready at the same moment in an order that
-    depends only on ``seed``.
-
-    trio picks that order itself (a batch is reversed or not by a module-level generator, and
-    batches are partly collected from sets); in virtual time many tasks are ready at the same
-    instant, so two runs with one seed would interleave differently.  trio's Hypothesis support has
-    the switch that sorts each batch by task creation and shuffles it with a seeded generator; it is
-    private to trio, hence the reach into ``trio._core._run``.  (The same switch is being added to
-    the emulator with its seeded ids; this one is the scenario runner's until they meet.)
-    """
-    import trio._core._run as trio_run
-
-    saved_flag, saved_state = trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()
-    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True
-    trio_run._r.seed(f"{seed}:trio-scheduler")
-    try:
-        yield
-    finally:
-        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved_flag
-        trio_run._r.setstate(saved_state)
 
 
 def run_one(spec: ScenarioSpec, *, clock: str = "virtual", **kwargs: Any) -> ScenarioResult:
@@ -276,6 +372,8 @@ def run_one(spec: ScenarioSpec, *, clock: str = "virtual", **kwargs: Any) -> Sce
     sleep, and a scheduling order fixed by the seed)."""
     if clock not in ("virtual", "real"):
         raise ValueError(f"clock must be 'virtual' or 'real', not {clock!r}")
+    if kwargs.get("target") is not None:
+        clock = "real"                   # a deployment keeps the wall clock
     if clock == "virtual":
         from emulator.clock import virtual_clock
 
@@ -297,8 +395,10 @@ class Run:
         self.on_result = on_result
         self.metrics = Metrics()
         self.results: list[ScenarioResult] = []
-        self.status = "running"
+        self.status = RunStatus.RUNNING
         self.interruption: str | None = None
+        self.log_file: Path | None = None      # the emulator's log during the run (cometbench run sets it)
+        self.log_records: Any = None            # its record counter (bench/cli.py _LogCounter)
         self.started = time.time()
         self.finished: float | None = None
         self.journal_path = self.report_dir / "journal.sqlite"
@@ -312,47 +412,65 @@ class Run:
         self.diff_settings: Any = None  # bench.report.diff.DiffSettings for that comparison
         self.written: Any = None        # what the final write wrote (bench.report.writer.Written)
         self.report_error: str | None = None   # why report.html / junit.xml could not be written
+        # sharded runs (bench/distributed): the plan indices this run tells (None: every call), a hook
+        # run once before the first call (the shared start), and report.json's "shard" block
+        self.calls: list[int] | None = None
+        self.before_start: Callable[[Run], Any] | None = None
+        self.shard: dict[str, Any] | None = None
 
     @property
     def planned(self) -> list[tuple[ScenarioSpec, int]]:
         return [(spec, i) for spec in self.specs for i in range(self.settings.repeat)]
 
-    def execute(self) -> str:
+    @property
+    def call_indices(self) -> list[int]:
+        """The plan indices (call indices) this run tells, in order: all of them, or a shard's."""
+        return list(range(len(self.planned))) if self.calls is None else list(self.calls)
+
+    def execute(self) -> RunStatus:
         """Run everything; the final status (``complete`` or ``interrupted``).  KeyboardInterrupt is
         turned into status ``interrupted``; any other exception also writes the report, then goes on."""
         self.report_dir.mkdir(parents=True, exist_ok=True)
         plan = self.planned
+        indices = self.call_indices
         self.results = [ScenarioResult(spec.name, seed=scenario_seed(self.settings.seed, i), repetition=i,
-                                       profile=self.settings.profile, network=self.settings.network)
-                        for spec, i in plan]
+                                       profile=self.settings.profile, network=self.settings.network,
+                                       target=self.settings.target)
+                        for spec, i in (plan[index] for index in indices)]
         self.write()
         try:
+            if self.before_start is not None:
+                self.before_start(self)
             with tempfile.TemporaryDirectory(prefix="cometbench-run-certs-") as certs:
-                for index, (spec, repetition) in enumerate(plan):
+                for n, index in enumerate(indices):
+                    spec, repetition = plan[index]
                     if self.on_start is not None:
-                        self.on_start(index, len(plan), spec, repetition)
-                    self.results[index].status = "running"
-                    result = run_one(spec, clock=self.settings.clock, seed=scenario_seed(self.settings.seed, repetition),
+                        self.on_start(n, len(indices), spec, repetition)
+                    self.results[n].status = ScenarioStatus.RUNNING
+                    seed = scenario_seed(self.settings.seed, repetition)
+                    result = run_one(spec, clock=self.settings.clock, seed=seed,
                                      profile=self.settings.profile, network=self.settings.network,
                                      repetition=repetition, metrics=self.metrics,
                                      journal_path=str(self.journal_path), certs_dir=certs, position=index,
+                                     **({"media": self.settings.media} if self.settings.media != "model" else {}),
+                                     target=self.settings.target_spec,
                                      **({"browser": self.settings.browser, "artifacts_dir": self.report_dir / "browser"}
                                         if self.settings.browser is not None else {}))
-                    self.results[index] = result
+                    self.results[n] = result
                     if self.on_result is not None:
-                        self.on_result(index, len(plan), result)
-                    following = plan[index + 1][0] if index + 1 < len(plan) else None
+                        self.on_result(n, len(indices), result)
+                    following = plan[indices[n + 1]][0] if n + 1 < len(indices) else None
                     if (not result.passed or following is not spec
                             or time.monotonic() - self._written >= self.write_interval):
                         self.write()
-            self.status = "complete"
+            self.status = RunStatus.COMPLETE
         except BaseException as exc:
             if is_interrupt(exc):
-                self.status, self.interruption = "interrupted", "SIGINT (Ctrl-C)"
+                self.status, self.interruption = RunStatus.INTERRUPTED, "SIGINT (Ctrl-C)"
                 self._mark_unfinished("interrupted by SIGINT (Ctrl-C) before it finished")
                 raise KeyboardInterrupt from None
             what = describe_exception(exc, None)
-            self.status, self.interruption = "interrupted", f"crash: {what}"
+            self.status, self.interruption = RunStatus.INTERRUPTED, f"crash: {what}"
             self._mark_unfinished(f"not finished: the run crashed ({what})")
             raise
         finally:
@@ -362,10 +480,10 @@ class Run:
 
     def _mark_unfinished(self, why: str) -> None:
         for result in self.results:
-            if result.status == "running":
-                result.status, result.passed = "interrupted", False
+            if result.status == ScenarioStatus.RUNNING:
+                result.status, result.passed = ScenarioStatus.INTERRUPTED, False
                 result.failure = f"{result.name}: {why}"
-            elif result.status == "not_run":
+            elif result.status == ScenarioStatus.NOT_RUN:
                 result.failure = f"{result.name}: not run: {why}"
 
     def write(self, *, final: bool = False) -> None:

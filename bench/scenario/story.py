@@ -24,30 +24,42 @@ What it offers (each method's docstring has the details):
 * **steps** -- :meth:`step` (a ``with`` block naming what the story does; failures name it);
 * **waiting and expectations** -- :meth:`wait`, :meth:`expect`, :meth:`expect_no`, :meth:`after`,
   :meth:`between`, :meth:`this_step` (``bench/scenario/expect.py``), :meth:`check` for a state that must hold now;
-* **faults and links** -- :attr:`faults` and :meth:`link` (``bench/scenario/faults.py``);
+* **faults and links** -- :attr:`faults` and :meth:`link` (``bench/scenario/faults.py``): server
+  restarts, a slow CometQL, ESL commands, link profiles, partitions, resets, a lost network;
 * **metrics** -- :meth:`mark` (a named moment on the timeline) and :meth:`measure` (the time
   between two moments, recorded as a stage of this scenario in the run's histograms);
 * **the servers' view** -- :meth:`conference_members` (what the app reads over CometQL),
   :meth:`fs_members` (FreeSWITCH's members), :attr:`stack`, :attr:`profile`, :attr:`faithful`.
 
 Everything happens on trio's clock: virtual seconds under the runner's MockClock.
+
+**Where it runs** -- on an in-process stack (``stack``; the runner's default, the pytest plugin's
+fixtures) every power is there.  Against an external target (``cometbench run --target``; ``stack``
+is None) the actors talk to a real deployment, and what needs the in-process stack -- server faults,
+link conditions, a look inside FreeSWITCH (:data:`bench.scenario.errors.POWERS`) -- raises
+:class:`~bench.scenario.errors.NotAvailable` naming it; :meth:`require` is that check and
+:attr:`powers` what the run has.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
-from typing import Any, Awaitable, Iterator
+from typing import Any
 
 import trio
 
 from bench.actors.backend import App, Backend
 from bench.actors.participant import MARKS, Participant, Target
+from bench.options import NetworkSpec
 from bench.scenario.actors import PAGE_EVENTS, STAGE_NAMES, Actor
-from bench.scenario.errors import ScenarioError, ScenarioFailure
+from bench.scenario.errors import POWERS, NotAvailable, ScenarioError, ScenarioFailure
 from bench.scenario.expect import Expectation, Window
-from bench.scenario.faults import Faults, Link
+from bench.scenario.faults import FAULT_EVENTS, LINK_EVENTS, Faults, Link
+from bench.scenario.network import apply_to_actor, network_spec
 from bench.scenario.timeline import SERVICE_WHO, Happening, Timeline
 
 __all__ = ["Scenario", "ACTOR_EVENTS", "FREESWITCH_EVENTS"]
@@ -59,6 +71,7 @@ ACTOR_EVENTS = frozenset({
     *MARKS, "onCall", "onCallAccept", "onCallStart", "onCallEnd", "onOut", "onIn", "toggleMute", "onToggleMute",
     "toggleHold", *PAGE_EVENTS.values(), "open_page", "join", "leave", "accept", "mute_audio", "mute_video",
     "hold", "resume", "talk", "out_sent", "rejoin_ignored", "call_accept", "session_failed", "session_ended",
+    "comet_open", "comet_close", "sip_disconnected",
 })
 #: The conference::maintenance actions the fake FreeSWITCH fires.
 FREESWITCH_EVENTS = frozenset({
@@ -67,7 +80,6 @@ FREESWITCH_EVENTS = frozenset({
     "vmute-member", "unvmute-member", "kick-member", "hup-member", "energy-level-member", "volume-in-member",
     "volume-out-member", "start-recording", "stop-recording",
 })
-FAULT_EVENTS = frozenset({"esl", "esl_kick"})
 RESERVED_NAMES = SERVICE_WHO | {"backend", "ops"}
 
 # one literal call per kind, so the documented list of journal kinds can be checked against the code
@@ -85,19 +97,27 @@ class Scenario:
     """One story being told against one stack (see the module docstring)."""
 
     def __init__(self, name: str, *, seed: int, stack: Any, network: Any, nursery: trio.Nursery,
-                 profile: str = "cppcomet-4.09", network_profile: str = "loopback", clock: str = "virtual",
-                 dev_id: int = DEFAULT_DEV_ID, restore: bool = False, target: Target | None = None,
-                 actor_options: dict[str, dict[str, Any]] | None = None, browser: Any = None) -> None:
+                 profile: str = "cppcomet-4.09", network_profile: str | NetworkSpec = "loopback",
+                 clock: str = "virtual", dev_id: int = DEFAULT_DEV_ID, restore: bool = False,
+                 target: Target | None = None, actor_options: dict[str, dict[str, Any]] | None = None,
+                 target_name: str = "in-process", browser: Any = None) -> None:
         self.name = name
         self.seed = seed
         self.stack = stack
         self.network = network
         self.profile = profile
-        self.network_profile = network_profile
+        self.network_spec = network_spec(network_profile)
+        self.network_profile = self.network_spec.text
         self.clock = clock
-        self.dev_id = dev_id
         self.rng = random.Random(f"{seed}:scenario:{name}")
+        if stack is None and target is None:
+            raise ScenarioError("a scenario needs a stack or a target")
         self.target = target or Target.from_stack(stack, dev_id=dev_id)
+        self.dev_id = self.target.dev_id
+        self.target_name = target_name
+        #: what this run can do beyond talking to the servers (bench.scenario.errors.POWERS)
+        self.powers = frozenset(POWERS) if stack is not None else frozenset()
+        self.links = getattr(stack, "links", None)
         self.timeline = Timeline()
         self.t0 = self.timeline.t0
         self.faults = Faults(self)
@@ -118,13 +138,16 @@ class Scenario:
                                password=self.target.password, name="backend",
                                rng=random.Random(self.rng.getrandbits(64))), restore=restore)
         self._unsubscribe = None
+        self._unwatch_links = None
         bridge = self.target.bridge
         if bridge is not None:
             self._unsubscribe = bridge.subscribe(self._freeswitch_event)
+        if self.links is not None:
+            self._unwatch_links = self.links.watch(self._link_changed)
         self.doctor = self.actor("doctor", role="doctor")
         self.patient = self.actor("patient", role="patient")
         self._journal("scenario", {"scenario": name, "event": "start", "seed": seed, "profile": profile,
-                                   "network": network_profile})
+                                   "network": self.network_profile})
 
     # =============================================================================================
     # actors
@@ -141,7 +164,8 @@ class Scenario:
                 raise ScenarioError(f"actor {name!r} exists already; options apply only when it is created")
             return self._actors[name]
         if not name.isidentifier() or name in RESERVED_NAMES:
-            raise ScenarioError(f"actor name {name!r} must be an identifier other than {', '.join(sorted(RESERVED_NAMES))}")
+            raise ScenarioError(f"actor name {name!r} must be an identifier other than "
+                                f"{', '.join(sorted(RESERVED_NAMES))}")
         if same_user_as is not None:
             if user_id is not None:
                 raise ScenarioError("give same_user_as or user_id, not both")
@@ -152,6 +176,9 @@ class Scenario:
                 user_id = self.rng.randrange(100_000, 1_000_000)
         self._user_ids.add(int(user_id))
         options = {**self.actor_options.get(name, {}), **options}
+        rtt = apply_to_actor(self.links, self.network_spec, name)   # the run's --network, for this actor
+        if rtt and "app_request_rtt" not in options:
+            options["app_request_rtt"] = rtt
         kind: Any = Participant
         if self.browser is not None and name in self.browser.actors:   # a real Chromium plays this actor
             from bench.browser.participant import BrowserParticipant
@@ -380,6 +407,8 @@ class Scenario:
         if not isinstance(name, str) or "." not in name:
             raise ScenarioError(f"an event is named <who>.<what> (e.g. 'patient.onCallStart'), not {name!r}")
         who = name.split(".", 1)[0]
+        if who == "freeswitch":
+            self.require("freeswitch", f"an expectation or wait on {name}")
         if who not in self._actors and who not in SERVICE_WHO:
             raise ScenarioError(f"unknown actor {who!r} in {name!r}; actors: {', '.join(self._actors)} "
                                 f"(others: {', '.join(sorted(SERVICE_WHO))})")
@@ -395,8 +424,10 @@ class Scenario:
             known = what in FREESWITCH_EVENTS
         elif who == "fault":
             known = what in FAULT_EVENTS
+        elif who == "link":
+            known = what in LINK_EVENTS
         else:
-            known = what in self.user_marks or (who == "scenario" and what == "step") or who == "link"
+            known = what in self.user_marks or (who == "scenario" and what == "step")
         if known:
             return ""
         return (f"unknown event {name!r}: not a callback, mark, page event or action of "
@@ -437,8 +468,25 @@ class Scenario:
     # =============================================================================================
     # faults, links, the servers' view
     # =============================================================================================
+    def can(self, power: str) -> bool:
+        """Whether this run has ``power`` (:data:`bench.scenario.errors.POWERS`): a story that runs
+        against any deployment (``NEEDS = ()``) looks inside FreeSWITCH only ``if s.can("freeswitch")``."""
+        if power not in POWERS:
+            raise ScenarioError(f"unknown power {power!r}; powers: {', '.join(POWERS)}")
+        return power in self.powers
+
+    def require(self, power: str, action: str) -> None:
+        """:class:`NotAvailable` unless this run has ``power`` (one of
+        :data:`bench.scenario.errors.POWERS`); ``action`` names what asked for it."""
+        if power not in POWERS:
+            raise ScenarioError(f"unknown power {power!r}; powers: {', '.join(POWERS)}")
+        if power not in self.powers:
+            raise NotAvailable(f"{action} needs {POWERS[power]}, which only the in-process stack has; the "
+                               f"target {self.target_name} is an external deployment")
+
     def link(self, actor: Actor, protocol: str = "*") -> Link:
-        """The actor's links (latency, loss, partition, reset, half-open, profile), all protocols or one."""
+        """The actor's links (latency, loss, partition, reset, half-open, profile, a lost network),
+        all protocols or one."""
         if not isinstance(actor, Actor) or self._actors.get(actor.name) is not actor:
             raise ScenarioError(f"{actor!r} is not an actor of this scenario")
         return Link(self, actor, protocol)
@@ -447,10 +495,11 @@ class Scenario:
         """``SELECT * FROM conference_members WHERE name = <room>`` as the app reads it: one actor
         name per row (ghosts included), or the user id when no actor has it."""
         rows = (await self.app.backend.members(str(room))).rows
-        return [self._name_of_user(int(row[1])) for row in rows]
+        return [self._name_of_user(int(row[1] or 0)) for row in rows]
 
     def fs_members(self, room: str) -> list:
         """FreeSWITCH's members of the room's conference (newest first)."""
+        self.require("freeswitch", "s.fs_members()")
         bridge = self.target.bridge
         if bridge is None:
             return []
@@ -474,6 +523,7 @@ class Scenario:
         return "|".join(names) if names else sip
 
     def _members_of(self, actor: Actor, room: str | None) -> list:
+        self.require("freeswitch", f"{actor.name}.member()")
         if room is None:
             raise ScenarioError(f"{actor.name} has not joined a room: name the room")
         return [m for m in self.fs_members(room) if m.channel.caller_id_name == actor.participant.sip_user
@@ -509,6 +559,19 @@ class Scenario:
                 data[key] = self._member_actor.get(int(value), value) if value.isdigit() else value
         self.timeline.add("freeswitch", action, data)
 
+    def _link_changed(self, change: Any) -> None:
+        """A change of the link table -> ``link.<kind>`` when it concerns an actor (or everyone)."""
+        if change.kind not in LINK_EVENTS:
+            return
+        if change.client != "*" and change.client not in self._actors:
+            return
+        data: dict[str, Any] = {"protocol": change.protocol}
+        if change.client != "*":
+            data["actor"] = change.client
+        if change.count:
+            data["connections"] = change.count
+        self.timeline.add("link", change.kind, data)
+
     # =============================================================================================
     # the app's JWT login (jwt_revoked) and the journal
     # =============================================================================================
@@ -521,7 +584,7 @@ class Scenario:
 
         if actor.participant.page is not None:
             raise ScenarioError(f"{actor.name}'s page is open already: issue the JWT before open_page()")
-        exp = int(self.stack.clock.now() + ttl) if self.stack is not None else int(ttl)
+        exp = int((self.stack.clock.now() if self.stack is not None else time.time()) + ttl)
         token = jwt.encode({"user_id": actor.user_id, "exp": exp}, jwt_secret(self.target.password, self.dev_id),
                            algorithm="HS256")
         actor.participant.user_key = token
@@ -537,7 +600,7 @@ class Scenario:
 
     def _journal(self, kind: str, data: dict) -> None:
         """A bench record of this scenario (README's journal table lists the kinds)."""
-        journal = getattr(self.stack, "journal", None)
+        journal = self.target.journal
         if journal is None or not journal.enabled:
             return
         text = json.dumps({"scenario": self.name, **data}, separators=(",", ":"), sort_keys=True, default=str)
@@ -548,5 +611,8 @@ class Scenario:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._unwatch_links is not None:
+            self._unwatch_links()
+            self._unwatch_links = None
         for actor in self._actors.values():
             actor.participant.close()

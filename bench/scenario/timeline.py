@@ -30,8 +30,10 @@ recorded after the step's own ``scenario.step`` happening, whatever its ``t``.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import trio
 
@@ -77,11 +79,14 @@ class Happening:
 
 
 class Timeline:
-    """An append-only list of :class:`Happening` with waiting and windowed queries."""
+    """An append-only list of :class:`Happening` with waiting and windowed queries (an index by name
+    keeps a query as cheap as the happenings of that name: a long call has thousands of heartbeat
+    events, and every wait looks again at each change)."""
 
     def __init__(self, t0: float | None = None) -> None:
         self.t0 = trio.current_time() if t0 is None else t0
         self.happenings: list[Happening] = []
+        self._by_name: dict[str, list[Happening]] = {}
         self.step = ""
         self._changed: trio.Event | None = None   # made when someone waits
         self.listeners: list[Callable[[Happening], Any]] = []
@@ -95,6 +100,7 @@ class Timeline:
         t = (trio.current_time() if at is None else at) - self.t0
         happening = Happening(len(self.happenings), t, who, what, dict(data or {}), self.step)
         self.happenings.append(happening)
+        self._by_name.setdefault(f"{who}.{what}", []).append(happening)
         for listener in self.listeners:
             listener(happening)
         changed = self._changed
@@ -104,14 +110,18 @@ class Timeline:
         return happening
 
     def named(self, name: str) -> list[Happening]:
-        return [h for h in self.happenings if h.name == name]
+        return list(self._by_name.get(name, ()))
 
     def find(self, name: str, match: Mapping[str, Any] | None = None, *, start: float = -math.inf,
              end: float = math.inf, since: int = 0, before: int | None = None) -> list[Happening]:
         """Happenings called ``name`` with ``start <= t <= end``, recorded at or after position
         ``since`` and before position ``before`` (``seq`` values), whose data match, in time order."""
-        found = [h for h in self.happenings[since:before] if h.name == name and start <= h.t <= end
-                 and h.matches(match or {})]
+        named = self._by_name.get(name)
+        if not named:
+            return []
+        lo = bisect_left(named, since, key=_seq) if since else 0
+        hi = bisect_left(named, before, key=_seq) if before is not None else len(named)
+        found = [h for h in named[lo:hi] if start <= h.t <= end and (not match or h.matches(match))]
         return sorted(found, key=lambda h: (h.t, h.seq))
 
     def first(self, name: str, match: Mapping[str, Any] | None = None, **window: Any) -> Happening | None:
@@ -120,8 +130,8 @@ class Timeline:
 
     def last(self, name: str, match: Mapping[str, Any] | None = None) -> Happening | None:
         """The most recently recorded one (by arrival, whatever its ``t``)."""
-        for happening in reversed(self.happenings):
-            if happening.name == name and happening.matches(match or {}):
+        for happening in reversed(self._by_name.get(name, ())):
+            if not match or happening.matches(match):
                 return happening
         return None
 
@@ -138,13 +148,17 @@ class Timeline:
         return predicate()
 
     def names(self) -> set[str]:
-        return {h.name for h in self.happenings}
+        return set(self._by_name)
 
     def whats(self, who: str) -> set[str]:
         return {h.what for h in self.happenings if h.who == who}
 
-    def __iter__(self) -> Iterable[Happening]:
+    def __iter__(self) -> Iterator[Happening]:
         return iter(self.happenings)
 
     def __len__(self) -> int:
         return len(self.happenings)
+
+
+def _seq(happening: Happening) -> int:
+    return happening.seq

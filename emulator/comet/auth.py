@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import uuid as _uuid
 import warnings
-from typing import Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
 import jwt.warnings
 
+from emulator.state import StateStore
+
 # The real server's secret is the short server password plus the dev_id; PyJWT warns about short
 # HMAC keys, which is the deployment's choice, not something to report on every login.
 warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
-
-from emulator.state import StateStore
 
 
 @dataclass
@@ -45,7 +45,7 @@ def decode_jwt(token: str, password: str, dev_id: int, now: float) -> dict | Non
                                      "verify_jti": False})
     except jwt.PyJWTError:
         return None
-    except Exception:  # malformed input that PyJWT does not wrap (defensive: never crash a login)
+    except Exception:  # noqa: BLE001 - malformed input PyJWT does not wrap: never crash a login
         return None
     if not isinstance(claims, dict):
         return None

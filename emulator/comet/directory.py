@@ -35,7 +35,8 @@ connection (``Connection: close``), as the original does.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -43,20 +44,20 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 from quart import Response, request
-from quart_trio import QuartTrio
 from quart.routing import QuartMap
+from quart_trio import QuartTrio
 from werkzeug.routing.exceptions import NoMatch
 
+from emulator.journal import Journal
+from emulator.net.network import Endpoint, Listener, Network, forget_traceback, is_peer_gone, peer_of
+from emulator.net.timeouts import HANDSHAKE_TIMEOUT
+from emulator.wire import http
 from emulator.wire.cnum import scan_int
 from emulator.wire.http import strict_head_problem
-from emulator.journal import Journal
-from emulator.net.network import Endpoint, Network, forget_traceback, is_peer_gone, peer_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from emulator.state import StateStore
 
-DOMAIN = "FSdefaultDomain"
-MAX_HEAD = 16 * 1024
 SCOPE_KEY = "cometbench.directory"   # (kind, user) from the pre-read, in the ASGI scope
 
 # Freeswitch_connection.cpp, verbatim (printf-style: user, password, user, user, user)
@@ -125,7 +126,7 @@ def split_sip_user(user: str) -> tuple[int, int] | None:
     return dev[0], uid[0]
 
 
-def lookup_directory(store: "StateStore", user: str) -> tuple[int, str]:
+def lookup_directory(store: StateStore, user: str) -> tuple[int, str]:
     """The directory answer for SIP user ``user``: ``(404, "")`` or ``(200, <document>)``.
 
     Fewer than 7 characters, a user that does not parse as ``<6-digit dev_id><user id>``, or no
@@ -144,7 +145,7 @@ def lookup_directory(store: "StateStore", user: str) -> tuple[int, str]:
     return 200, DIRECTORY_XML % (user, hash_, user, user, user)
 
 
-def directory_password(store: "StateStore", user: str) -> str | None:
+def directory_password(store: StateStore, user: str) -> str | None:
     """The SIP password FreeSWITCH would get for ``user`` (None: the directory answers 404)."""
     status, _ = lookup_directory(store, user)
     if status != 200:
@@ -196,7 +197,7 @@ def classify(head: bytes) -> tuple[str, bytes | None]:
 # --- the quart-trio app ------------------------------------------------------------------------------
 
 
-def _request_line(scope: dict) -> bytes:
+def _request_line(scope: Mapping[str, Any]) -> bytes:
     """A request line rebuilt from an ASGI scope (when the app is driven without the pre-read)."""
     target = scope.get("raw_path") or scope["path"].encode("latin-1")
     query = scope.get("query_string", b"")
@@ -253,7 +254,7 @@ class _DirectoryApp(QuartTrio):
     url_map_class = _CatchAllMap
 
 
-def create_app(store: "StateStore", journal: Journal | None = None) -> QuartTrio:
+def create_app(store: StateStore, journal: Journal | None = None) -> QuartTrio:
     journal = journal or Journal(enabled=False)
     app = _DirectoryApp(__name__, static_folder=None)  # no static files: every path is the one view
     app.url_map.merge_slashes = False
@@ -262,7 +263,9 @@ def create_app(store: "StateStore", journal: Journal | None = None) -> QuartTrio
     @app.route("/", defaults={"path": ""}, methods=["GET", "OPTIONS"], provide_automatic_options=False)
     @app.route("/<path:path>", methods=["GET", "OPTIONS"], provide_automatic_options=False)
     async def answer(path: str) -> Response:
-        kind, user = request.scope.get(SCOPE_KEY) or classify(_request_line(request.scope))
+        scope = cast(Mapping[str, Any], request.scope)   # our key is not in quart's TypedDict
+        decided: tuple[str, bytes | None] | None = scope.get(SCOPE_KEY)
+        kind, user = decided or classify(_request_line(scope))
         if kind == "options":
             return Response("+OK\r\n", 200, headers=_COMMON_HEADERS, content_type=CONTENT_TYPE)
         if kind == "directory":
@@ -424,8 +427,8 @@ class _WithScope:
 class DirectoryServer:
     """The ``[freeswitch]`` HTTP listener (default port 8082)."""
 
-    def __init__(self, store: "StateStore", network: Network, journal: Journal | None = None, *,
-                 head_timeout: float = 10.0) -> None:
+    def __init__(self, store: StateStore, network: Network, journal: Journal | None = None, *,
+                 head_timeout: float = HANDSHAKE_TIMEOUT) -> None:
         self.store = store
         self.network = network
         self.journal = journal or Journal(enabled=False)
@@ -436,15 +439,16 @@ class DirectoryServer:
         self.config.include_date_header = False
         self._asgi = wrap_app(shielded_send(self.app), self.config.wsgi_max_body_size, "asgi")
         self._context = WorkerContext(None)
-        self.listener = None
+        self.listener: Listener | None = None
         self.requests = 0
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.listener = await self.network.listen("directory", host, port)
-        try:
-            await self.network.serve(self.listener, self.handle, service="directory", task_status=task_status)
-        finally:
-            await self.listener.aclose()
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        await self.network.listen_and_serve("directory", host, port, self.handle, on_listen=self._listening,
+                                            task_status=task_status)
+
+    def _listening(self, listener: Listener) -> None:
+        self.listener = listener
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         try:
@@ -463,14 +467,16 @@ class DirectoryServer:
                 await stream.send_all(BAD_REQUEST)
                 return
             assert self.listener is not None
-            server = TCPServer(_WithScope(self._asgi, (kind, user)), self.config, self._context, {},
-                               _ConnectionStream(stream, prefix, self.listener.endpoint))  # type: ignore[arg-type]
+            # hypercorn's per-connection server on our own stream (docs/decisions.md, "hypercorn's
+            # per-connection server"): its types name its own app wrapper and trio's SocketStream
+            server = TCPServer(_WithScope(self._asgi, (kind, user)), self.config, self._context,  # type: ignore[arg-type]
+                               {}, _ConnectionStream(stream, prefix, self.listener.endpoint))  # type: ignore[arg-type]
             try:
                 await server.run()
             finally:
                 # TCPServer -> its protocol -> a bound method of the TCPServer: cut the cycle so the
                 # connection's objects go with reference counting
-                server.protocol = None  # type: ignore[assignment]
+                server.protocol = None  # type: ignore[assignment]  # cleared on purpose, see above
         except Exception as exc:
             if not is_peer_gone(exc):
                 raise
@@ -484,7 +490,7 @@ class DirectoryServer:
         buffer = bytearray()
         with trio.move_on_after(self.head_timeout):
             while b"\r\n\r\n" not in buffer:
-                if len(buffer) > MAX_HEAD:
+                if len(buffer) > http.MAX_HEAD:
                     return None
                 chunk = await stream.receive_some(65536)
                 if not chunk:

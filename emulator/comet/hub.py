@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import itertools
 import uuid as _uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from emulator.clock import WallClock
 from emulator.comet import auth as _auth
+from emulator.config import DEFAULT_PASSWORD
 from emulator.journal import Journal
-from emulator.profiles import Profile
+from emulator.profiles import Profile, Quirk
 from emulator.state import StateStore
 from emulator.wire import comet as w
+from emulator.wire.cnum import stoi
 
 QUEUE_EXPIRY = 120          # seconds a queued personal message lives
 TRUST_EXPIRY = 120          # seconds trust_* history lives
@@ -78,7 +81,7 @@ class Tenant:
 
 
 class Hub:
-    def __init__(self, store: StateStore, profile: Profile, *, password: str = "CometQLPassword",
+    def __init__(self, store: StateStore, profile: Profile, *, password: str = DEFAULT_PASSWORD,
                  clock: WallClock | None = None, journal: Journal | None = None) -> None:
         self.store = store
         self.profile = profile
@@ -89,9 +92,9 @@ class Hub:
         self.connections: dict[int, Connection] = {}
         self._ids = itertools.count(1)
         self.stats = {"connects": 0, "disconnects": 0, "frames_in": 0, "frames_out": 0, "published": 0}
-        self._short_frames = profile.on("short_frame_truncation")
-        self._escape = profile.on("web_pipe2_mysql_escape")
-        self._count_long = profile.on("web_answer_counts_long_frames")
+        self._short_frames = profile.on(Quirk.SHORT_FRAME_TRUNCATION)
+        self._escape = profile.on(Quirk.WEB_PIPE2_MYSQL_ESCAPE)
+        self._count_long = profile.on(Quirk.WEB_ANSWER_COUNTS_LONG_FRAMES)
         self._handlers: dict[str, Callable[[Connection, str], None]] = {
             name: getattr(self, "_cmd_" + name) for name in w.COMMAND_PREFIXES}
         #: ids of history entries, queued messages and minted JWT hashes (a seeded one in virtual time)
@@ -193,7 +196,7 @@ class Hub:
         return conn
 
     def _deliver_queue(self, conn: Connection) -> None:
-        if self.profile.on("queue_ten_per_login"):
+        if self.profile.on(Quirk.QUEUE_TEN_PER_LOGIN):
             queued = self.store.queued_messages(conn.dev_id, conn.user_id, limit=10)
             for m in queued:
                 self._send(conn, w.queued_message(m["event"], m["message"], m["time"]))
@@ -276,7 +279,7 @@ class Hub:
         self._leave_all(tenant, conn)
         for name in parsed.names:
             if name.startswith("private_") and not conn.authorized:
-                if self.profile.on("private_subscription_bug"):
+                if self.profile.on(Quirk.PRIVATE_SUBSCRIPTION_BUG):
                     break
                 continue
             members = tenant.pipes.setdefault(name, {})
@@ -356,7 +359,7 @@ class Hub:
             return
         count = len(self.tenant(conn.dev_id).pipes.get(pipe, {}))
         self._send(conn, w.pipe_count_answer(count, marker, self.now(),
-                                             array_shape=self.profile.on("pipe_count_array")))
+                                             array_shape=self.profile.on(Quirk.PIPE_COUNT_ARRAY)))
 
     def _cmd_track_pipe_users(self, conn: Connection, body: str) -> None:
         words = body.split()
@@ -377,7 +380,7 @@ class Hub:
             self._error(conn, err)
             self._error(conn, {"error": "Invalid marker name.", "user_data": "", "user_id": -1})
             return
-        user_id = w.stoi(user)
+        user_id = stoi(user)
         if user_id is None:
             self._error(conn, {"error": "Invalid user id", "user_data": "", "user_id": -1})
             return
@@ -391,7 +394,7 @@ class Hub:
         user_id = int(text[:18])
         last = self.users_time(conn.dev_id, [user_id])[0][1]
         now = self.now()
-        if last == 0 and not self.profile.on("user_status_online_epoch"):
+        if last == 0 and not self.profile.on(Quirk.USER_STATUS_ONLINE_EPOCH):
             seconds = 0
         else:
             seconds = now - last

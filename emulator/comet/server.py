@@ -44,16 +44,20 @@ that thousands of closed connections leave no tracked object behind.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from typing import cast
 
 import trio
 from trio_websocket import WebSocketConnection
-from wsproto.connection import Connection as FrameConnection, ConnectionState, ConnectionType
-from wsproto.events import CloseConnection, Ping
+from wsproto.connection import Connection as FrameConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import CloseConnection, Event, Message, Ping
 
 from emulator.comet.hub import Hub
 from emulator.journal import Journal
-from emulator.net.network import Listener, Network, nonblocking_send, peer_of
-from emulator.profiles import Profile
+from emulator.net.network import Listener, Network, nonblocking_send, peer_of, quiet_close
+from emulator.net.timeouts import HANDSHAKE_TIMEOUT
+from emulator.profiles import Profile, Quirk
 from emulator.wire import comet as w
 from emulator.wire import http
 
@@ -88,15 +92,18 @@ class CometWebSocket(WebSocketConnection):
     fails loudly if an upgrade changes them.
     """
 
-    def __init__(self, stream: trio.abc.Stream, frames: _ServerFrames, on_message, on_closed) -> None:
-        super().__init__(stream, frames, message_queue_size=0, max_message_size=w.MAX_FRAME,
-                         receive_buffer_size=65536)
+    def __init__(self, stream: trio.abc.Stream, frames: _ServerFrames, on_message: Callable[[str], None],
+                 on_closed: Callable[[str], None]) -> None:
+        # a frame layer without the HTTP handshake where trio-websocket expects a WSConnection
+        # (docs/decisions.md, "trio-websocket's internals")
+        super().__init__(stream, frames, message_queue_size=0,  # type: ignore[arg-type]
+                         max_message_size=w.MAX_FRAME, receive_buffer_size=65536)
         self._on_message = on_message
         self._on_closed = on_closed
         self.reason = ""
         self._open_handshake.set()
 
-    async def _send(self, event) -> None:  # type: ignore[override]
+    async def _send(self, event: Event) -> None:
         # trio-websocket only sends on its own for a closing handshake (a protocol error's Close,
         # an oversize message's 1009): CppComet closes TCP instead (spec 1.3, 7.3)
         if isinstance(event, CloseConnection):
@@ -104,17 +111,17 @@ class CometWebSocket(WebSocketConnection):
             return
         await self._drop(f"unexpected {type(event).__name__} to send")  # pragma: no cover - defensive
 
-    async def _handle_close_connection_event(self, event: CloseConnection) -> None:  # type: ignore[override]
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         if self._wsproto.state == ConnectionState.REMOTE_CLOSING:
             reason = f"client Close frame ({event.code})"  # answered by a TCP close, never a Close frame
         else:  # wsproto turns a frame it cannot parse into a CloseConnection event
             reason = f"protocol error ({event.code}): {event.reason}"[:200]
         await self._drop(reason)
 
-    async def _handle_ping_event(self, event: Ping) -> None:  # type: ignore[override]
+    async def _handle_ping_event(self, event: Ping) -> None:
         await self._drop("client Ping")  # the real server closes on Ping (1.3)
 
-    async def _handle_message_event(self, event) -> None:  # type: ignore[override]
+    async def _handle_message_event(self, event: Message) -> None:
         if event.frame_finished and not event.message_finished:
             # a fragmented message: the real server accepts only FIN frames (spec 1.3)
             self._message_parts = []
@@ -129,12 +136,12 @@ class CometWebSocket(WebSocketConnection):
         if event.message_finished:
             parts, self._message_parts, self._message_size = self._message_parts, [], 0
             if isinstance(parts[0], str):
-                text = "".join(parts)
+                text = "".join(cast(list[str], parts))
             else:
-                text = b"".join(parts).decode("utf-8", "replace")
+                text = b"".join(cast(list[bytes], parts)).decode("utf-8", "replace")
             self._on_message(text)
 
-    async def _close_web_socket(self, code: int, reason: str | None = None) -> None:  # type: ignore[override]
+    async def _close_web_socket(self, code: int, reason: str | None = None) -> None:
         await super()._close_web_socket(code, reason)
         self._on_closed(self.reason or "client closed the connection")
 
@@ -158,10 +165,23 @@ class _Outbox:
     :data:`OUTBOX_FRAMES` waiting frames close the connection as a slow consumer.
     """
 
-    __slots__ = ("hub", "journal", "stats", "conn_id", "reason", "closed", "slow", "scope", "_try_send",
-                 "_frames", "_busy", "_lot")
+    __slots__ = (
+        "_busy",
+        "_frames",
+        "_lot",
+        "_try_send",
+        "closed",
+        "conn_id",
+        "hub",
+        "journal",
+        "reason",
+        "scope",
+        "slow",
+        "stats",
+    )
 
-    def __init__(self, hub: Hub, journal: Journal, stats: dict, try_send) -> None:
+    def __init__(self, hub: Hub, journal: Journal, stats: dict[str, int],
+                 try_send: Callable[[bytes], int] | None) -> None:
         self.hub = hub
         self.journal = journal
         self.stats = stats
@@ -258,7 +278,7 @@ class _Outbox:
 
 class CometServer:
     def __init__(self, hub: Hub, network: Network, profile: Profile, journal: Journal, *,
-                 handshake_timeout: float = 10.0, node_name: str = "n1") -> None:
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, node_name: str = "n1") -> None:
         self.hub = hub
         self.network = network
         self.profile = profile
@@ -270,12 +290,14 @@ class CometServer:
         #: frames that waited for a writer task because the socket would block (the slow path)
         self.stats = {"queued_frames": 0}
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.listener = await self.network.listen("comet", host, port)
-        try:
-            await self.network.serve(self.listener, self.handle, service="comet", task_status=task_status)
-        finally:
-            await self.listener.aclose()
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Listen and serve until cancelled; ``await nursery.start(server.serve, host, port)`` is the port."""
+        await self.network.listen_and_serve("comet", host, port, self.handle, on_listen=self._listening,
+                                            task_status=task_status)
+
+    def _listening(self, listener: Listener) -> None:
+        self.listener = listener
 
     # -- one connection ----------------------------------------------------------------------------
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -297,8 +319,7 @@ class CometServer:
             pass
         finally:
             self.active -= 1
-            with trio.CancelScope(shield=True):
-                await _quiet_close(stream)
+            await quiet_close(stream)
 
     async def _read_head(self, stream: trio.abc.Stream) -> tuple[http.RequestHead | None, bytes]:
         buffer = bytearray()
@@ -337,7 +358,7 @@ class CometServer:
         hub = self.hub
         if params.error is not None:
             code, text = params.error
-            old_shape = self.profile.on("url_errors_v3_shape") and code in (401, 406, 418)
+            old_shape = self.profile.on(Quirk.URL_ERRORS_V3_SHAPE) and code in (401, 406, 418)
             frame = w.url_error_frame(code, text, hub.now(), old_shape=old_shape)
             self.journal.record("comet", "url_error", data=f"{code} {head.target[:200]}")
             await stream.send_all(w.encode_server_frame(w.dumps(frame)) or b"")
@@ -363,9 +384,3 @@ class CometServer:
             hub.disconnect(conn, outbox.reason or ws.reason or "closed")
             frames.release()
 
-
-async def _quiet_close(stream: trio.abc.Stream) -> None:
-    try:
-        await trio.aclose_forcefully(stream)
-    except Exception:  # pragma: no cover - closing a dead stream
-        pass

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from emulator.profiles import Quirk
 from emulator.wire import comet as w
 from emulator.wire import http
 
@@ -46,14 +47,14 @@ def _too_long(text: str) -> bool:
     return len(text) > w.MAX_FRAME // 4 and len(text.encode("utf-8", "surrogatepass")) > w.MAX_FRAME
 
 
-async def run_message_connection(server: "CometServer", channel: "MessageChannel", head: http.RequestHead,
+async def run_message_connection(server: CometServer, channel: MessageChannel, head: http.RequestHead,
                                  peer: Any) -> None:
     """One comet connection over messages, from the parsed upgrade request to the close."""
     hub, journal = server.hub, server.journal
     params = w.parse_url(head.target)
     if params.error is not None:
         code, text = params.error
-        old_shape = server.profile.on("url_errors_v3_shape") and code in (401, 406, 418)
+        old_shape = server.profile.on(Quirk.URL_ERRORS_V3_SHAPE) and code in (401, 406, 418)
         frame = w.dumps(w.url_error_frame(code, text, hub.now(), old_shape=old_shape))
         journal.record("comet", "url_error", data=f"{code} {head.target[:200]}")
         channel.send("text", frame, server_wire_length(len(frame.encode())))

@@ -24,13 +24,13 @@ import base64
 import hashlib
 import uuid as _uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from emulator.wire.cnum import c_int, scan_int
 from emulator.cometql.tables import E_NO_FREESWITCH, E_USER_ID_NEGATIVE, SqlError
 from emulator.wire import comet as w
-from emulator.wire.cometql import leading_int
+from emulator.wire.cnum import c_int, leading_int, scan_int, stoi
 
 if TYPE_CHECKING:  # pragma: no cover
     from emulator.comet.hub import Hub
@@ -72,7 +72,7 @@ class FreeswitchNode:
         return f"{self.ws_host}:{self.ws_port}"
 
     @classmethod
-    def from_config(cls, entry: "dict | FreeswitchNode") -> "FreeswitchNode":
+    def from_config(cls, entry: dict | FreeswitchNode) -> FreeswitchNode:
         if isinstance(entry, FreeswitchNode):
             return entry
         known = {"server", "esl_port", "esl_password", "ws_port", "ws_host"}
@@ -85,7 +85,7 @@ class FreeswitchNode:
         return cls(**kw)
 
 
-def nodes_from_config(entries: Iterable["dict | FreeswitchNode"]) -> list[FreeswitchNode]:
+def nodes_from_config(entries: Iterable[dict | FreeswitchNode]) -> list[FreeswitchNode]:
     return [FreeswitchNode.from_config(e) for e in entries]
 
 
@@ -159,18 +159,6 @@ def scan_caller_id(text: str) -> tuple[int, int]:
     return first[0], 0 if second is None else second[0]
 
 
-def _stoi(text: str) -> int | None:
-    """``std::stoi``: the leading integer, or None where it throws (no digits, outside ``int``)."""
-    raw = text.lstrip(" \t\n\v\f\r")
-    start = end = 1 if raw[:1] in ("+", "-") else 0
-    while end < len(raw) and "0" <= raw[end] <= "9":
-        end += 1
-    if end == start:
-        return None
-    number = int(raw[:end])
-    return number if -2**31 <= number < 2**31 else None
-
-
 def _text(member: ET.Element, tag: str) -> str | None:
     """tinyxml2 ``FirstChildElement(tag)->GetText()``: None when missing or without leading text."""
     element = member.find(tag)
@@ -211,7 +199,7 @@ def parse_xml_list(body: str | None, dev_id: int, room: str | None = None) -> li
         star = name.find("*")
         if star < 0:
             continue  # stoi("") throws
-        conference_dev = _stoi(name[:star])
+        conference_dev = stoi(name[:star])
         if conference_dev is None or conference_dev != dev_id:
             continue
         rest = name[star + 1:]
@@ -251,7 +239,7 @@ class ConferenceService:
     unreachable FreeSWITCH.
     """
 
-    def __init__(self, hub: "Hub", nodes: Sequence["FreeswitchNode | dict"] = (), *,
+    def __init__(self, hub: Hub, nodes: Sequence[FreeswitchNode | dict] = (), *,
                  pipesalt: str = DEFAULT_PIPESALT, xml_list: XmlList | None = None,
                  new_call_key: Callable[[], str] = call_key) -> None:
         self.hub = hub

@@ -28,6 +28,7 @@ from emulator.cometql.conference import FreeswitchNode
 from emulator.freeswitch.esl_client import EslClient, EslConnectionError
 from emulator.journal import Journal
 from emulator.net.network import Network
+from emulator.profiles import Quirk
 
 if TYPE_CHECKING:  # pragma: no cover
     from emulator.profiles import Profile
@@ -45,7 +46,7 @@ class _Link:
 
 
 class EslLinks:
-    def __init__(self, nodes: list[FreeswitchNode], network: Network, journal: Journal, profile: "Profile", *,
+    def __init__(self, nodes: list[FreeswitchNode], network: Network, journal: Journal, profile: Profile, *,
                  timeout: float = 5.0) -> None:
         self.network = network
         self.journal = journal
@@ -75,12 +76,13 @@ class EslLinks:
 
     async def _ask(self, link: _Link) -> str | None:
         node = link.node
-        if link.dead and self.profile.on("comet_esl_link_not_restored"):
+        if link.dead and self.profile.on(Quirk.COMET_ESL_LINK_NOT_RESTORED):
             return None
         if link.client is None or link.client.closed:
-            if link.tried and self.profile.on("comet_esl_link_not_restored"):
+            if link.tried and self.profile.on(Quirk.COMET_ESL_LINK_NOT_RESTORED):
                 link.dead = True
-                link.error = link.error or f"the ESL link to {node.server}:{node.esl_port} was lost and is not made again"
+                link.error = link.error or (f"the ESL link to {node.server}:{node.esl_port} was lost and is not "
+                                             "made again")
                 return None
             link.tried = True
             try:

@@ -15,13 +15,15 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections.abc import Awaitable, Callable
 
 import trio
 
-from emulator.cometql.tables import Executor, Result, Session, select_database
+from emulator.cometql.tables import Executor, Result, ResultKind, Session, err, select_database
 from emulator.journal import Journal
-from emulator.net.network import Listener, Network
-from emulator.profiles import Profile
+from emulator.net.network import Listener, Network, quiet_close
+from emulator.net.timeouts import HANDSHAKE_TIMEOUT
+from emulator.profiles import Profile, Quirk
 from emulator.wire import mysql as m
 
 log = logging.getLogger("cometbench.cometql")
@@ -32,7 +34,7 @@ LENIENT_VERSION = "5.5.2-" + m.SERVER_VERSION  # starts with a number, so every 
 
 class CometQLServer:
     def __init__(self, executor: Executor, network: Network, profile: Profile, journal: Journal, *,
-                 password: str, handshake_timeout: float = 10.0) -> None:
+                 password: str, handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
         self.executor = executor
         self.network = network
         self.profile = profile
@@ -48,18 +50,19 @@ class CometQLServer:
         self.query_delay = 0.0
         #: awaited before a statement that reads conference_members (an external FreeSWITCH node is
         #: asked over ESL first: emulator/cometql/esl_links.py); None = nothing to prepare
-        self.prepare_members = None
+        self.prepare_members: Callable[[], Awaitable[None]] | None = None
 
     def sessions_of(self, dev_id: int) -> int:
         return sum(1 for s in self.sessions.values() if s.dev_id == dev_id and s.authenticated)
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
         self._started = trio.current_time()
-        self.listener = await self.network.listen("cometql", host, port)
-        try:
-            await self.network.serve(self.listener, self.handle, service="cometql", task_status=task_status)
-        finally:
-            await self.listener.aclose()
+        await self.network.listen_and_serve("cometql", host, port, self.handle, on_listen=self._listening,
+                                            task_status=task_status)
+
+    def _listening(self, listener: Listener) -> None:
+        self.listener = listener
 
     # -- one connection ----------------------------------------------------------------------------
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -83,16 +86,12 @@ class CometQLServer:
             except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
                 pass
         finally:
-            with trio.CancelScope(shield=True):
-                try:
-                    await trio.aclose_forcefully(stream)
-                except Exception:  # pragma: no cover
-                    pass
+            await quiet_close(stream)
 
-    async def _handshake(self, link: "_Link", conn_id: int) -> Session | None:
+    async def _handshake(self, link: _Link, conn_id: int) -> Session | None:
         scramble = m.generate_scramble(self.randbytes, nonzero=True)
-        caps = m.CAPABILITIES_CPPCOMET if self.profile.on("cometql_ssl_advertised") else m.CAPABILITIES_LENIENT
-        version = m.SERVER_VERSION if self.profile.on("cometql_version_string") else LENIENT_VERSION
+        caps = m.CAPABILITIES_CPPCOMET if self.profile.on(Quirk.COMETQL_SSL_ADVERTISED) else m.CAPABILITIES_LENIENT
+        version = m.SERVER_VERSION if self.profile.on(Quirk.COMETQL_VERSION_STRING) else LENIENT_VERSION
         await link.send([m.build_initial_handshake(connection_id=conn_id, scramble=scramble, capabilities=caps,
                                                    server_version=version)], 0)
         packet = None
@@ -112,7 +111,7 @@ class CometQLServer:
             await self._refuse(link, reply, m.ERR_AUTH_BAD_LENGTH, conn_id, f"bad handshake response: {exc}")
             return None
         result = m.check_auth(response, scramble, self.password,
-                              auth_switch=not self.profile.on("cometql_no_auth_switch"))
+                              auth_switch=not self.profile.on(Quirk.COMETQL_NO_AUTH_SWITCH))
         if result is m.AuthResult.AUTH_SWITCH:
             scramble = m.generate_scramble(self.randbytes, nonzero=True)
             await link.send([m.build_auth_switch_request(scramble)], reply)
@@ -142,11 +141,11 @@ class CometQLServer:
         link.scramble = scramble
         return session
 
-    async def _refuse(self, link: "_Link", seq: int, error: tuple[int, str], conn_id: int, why: str) -> None:
+    async def _refuse(self, link: _Link, seq: int, error: tuple[int, str], conn_id: int, why: str) -> None:
         self.journal.record("cometql", "auth_failed", conn_id=conn_id, data=f"{error[1]} ({why})")
         await link.send([m.build_err(*error)], seq)
 
-    async def _commands(self, link: "_Link", session: Session) -> None:
+    async def _commands(self, link: _Link, session: Session) -> None:
         journal = self.journal
         while True:
             packet = await link.receive()
@@ -168,9 +167,9 @@ class CometQLServer:
                     await self.prepare_members()
                 try:
                     result = self.executor.execute(session, text)
-                except Exception:  # noqa: BLE001 - a bug in one statement must not end the session
+                except Exception:  # a bug in one statement must not end the session
                     log.exception("cometql: statement failed: %r", text[:200])
-                    result = Result("err", code=500, message="internal server error")
+                    result = err(500, "internal server error")
                 if journal.enabled:
                     journal.record("cometql", "answer", direction="out", dev_id=session.dev_id,
                                    conn_id=session.conn_id, data=_summary(result))
@@ -178,12 +177,12 @@ class CometQLServer:
                 if result.close:
                     return
             elif isinstance(command, m.ComPing):
-                await link.send([self._ok(0, 0)], seq)
+                await link.send([self.ok_packet(0, 0)], seq)
             elif isinstance(command, m.ComQuit):
-                await link.send([self._ok(0, 0)], seq)
+                await link.send([self.ok_packet(0, 0)], seq)
             elif isinstance(command, m.ComInitDb):
                 if select_database(session, command.database):
-                    await link.send([self._ok(0, 0)], seq)
+                    await link.send([self.ok_packet(0, 0)], seq)
                 else:
                     await link.send([m.build_err(15, "Select database failure")], seq)
             elif command.command == m.COM_FIELD_LIST:
@@ -191,7 +190,7 @@ class CometQLServer:
             elif command.command == m.COM_SET_OPTION:  # the one command whose answer really is EOF
                 await link.send([m.build_eof()], seq)
             elif command.command == m.COM_RESET_CONNECTION:
-                await link.send([self._ok(0, 0)], seq)
+                await link.send([self.ok_packet(0, 0)], seq)
             elif command.command == m.COM_STATISTICS:  # answered with a bare text string
                 await link.send([self._statistics().encode()], seq)
             elif command.command == m.COM_CHANGE_USER:
@@ -207,14 +206,14 @@ class CometQLServer:
         return (f"Uptime: {uptime}  Threads: {len(self.sessions)}  Questions: {hub.stats['published']}  "
                 f"Slow queries: 0  Opens: 0  Open tables: 0  Queries per second avg: 0.000")
 
-    async def _change_user(self, link: "_Link", session: Session, data: bytes, seq: int) -> bool:
+    async def _change_user(self, link: _Link, session: Session, data: bytes, seq: int) -> bool:
         """COM_CHANGE_USER: authenticate again against the connection's scramble (spec 3 [REC]).
 
         A 20-byte native token is checked directly; anything else gets an AuthSwitchRequest when the
         profile allows it.  Success switches the dev_id (and database); failure is ERR 16 and a close.
         """
         try:
-            user, pos = m._cstring(data, 0, "user")  # noqa: SLF001 - same packet layout as the handshake
+            user, pos = m._cstring(data, 0, "user")  # same packet layout as the handshake
             length = data[pos]
             token = data[pos + 1:pos + 1 + length]
             database, _ = m._cstring(data, pos + 1 + length, "database", to_end=True)
@@ -222,7 +221,7 @@ class CometQLServer:
             await link.send([m.build_err(*m.ERR_AUTH_BAD_LENGTH)], seq)
             return False
         ok = len(token) == 20 and m.verify_native_password(link.scramble, token, self.password)
-        if not ok and len(token) != 20 and not self.profile.on("cometql_no_auth_switch"):
+        if not ok and len(token) != 20 and not self.profile.on(Quirk.COMETQL_NO_AUTH_SWITCH):
             scramble = m.generate_scramble(self.randbytes, nonzero=True)
             await link.send([m.build_auth_switch_request(scramble)], seq)
             packet = await link.receive()
@@ -244,29 +243,31 @@ class CometQLServer:
             return False
         self.journal.record("cometql", "change_user", dev_id=session.dev_id, conn_id=session.conn_id,
                             data=f"user={user!r}")
-        await link.send([self._ok(0, 0)], seq)
+        await link.send([self.ok_packet(0, 0)], seq)
         return True
 
-    def _ok(self, affected: int, insert_id: int) -> bytes:
-        fd_bug = self.profile.on("cometql_lenenc_fd_bug")
-        if self.profile.on("cometql_ok_status_no_backslash_escapes"):
+    def ok_packet(self, affected: int, insert_id: int) -> bytes:
+        """The OK packet this server sends, in its profile's form (quirks ``cometql_lenenc_fd_bug``
+        and ``cometql_ok_status_no_backslash_escapes``)."""
+        fd_bug = self.profile.on(Quirk.COMETQL_LENENC_FD_BUG)
+        if self.profile.on(Quirk.COMETQL_OK_STATUS_NO_BACKSLASH_ESCAPES):
             return m.build_ok(affected, insert_id, fd_bug=fd_bug)
         return m.build_ok(affected, insert_id, status=m.SERVER_STATUS_AUTOCOMMIT, info=b"", fd_bug=fd_bug)
 
     def _encode(self, result: Result) -> list[bytes]:
-        if result.kind == "rows":
+        if result.kind is ResultKind.ROWS:
             return m.build_result_set(result.columns, result.rows)
-        if result.kind == "ok":
-            return [self._ok(result.affected, result.insert_id)]
-        if result.kind == "ok_constant":
+        if result.kind is ResultKind.OK:
+            return [self.ok_packet(result.affected, result.insert_id)]
+        if result.kind is ResultKind.OK_CONSTANT:
             return [m.build_ok_constant()]
         return [m.build_err(result.code, result.message)]
 
 
 def _summary(result: Result) -> str:
-    if result.kind == "rows":
+    if result.kind is ResultKind.ROWS:
         return f"rows {len(result.rows)} {result.columns}"
-    if result.kind == "err":
+    if result.kind is ResultKind.ERR:
         return f"err {result.code} {result.message}"
     return f"{result.kind} {result.affected} {result.insert_id}"
 

@@ -16,19 +16,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import time as _time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from enum import Enum, StrEnum
+from typing import Protocol
 
 from emulator.comet.hub import HISTORY_READ, Hub
-from emulator.profiles import Profile, sql_options
+from emulator.profiles import Profile, Quirk, sql_options
 from emulator.wire import cometql as q
 from emulator.wire.cnum import c_int
-from emulator.wire.comet import MAX_NAME, valid_name_chars
+from emulator.wire.comet import DEV_INDEX_SIZE, MAX_NAME, valid_name_chars
 from emulator.wire.mysql import SERVER_VERSION
 
 VERSION_COMMENT = SERVER_VERSION + "(comet-server.com, support@comet-server.com)"
 DATABASE = "CometQL_v1"
-DEV_INDEX_SIZE = 100000
 QUEUE_READ = 10
 HASH_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz=+/_")
 
@@ -36,9 +37,18 @@ HASH_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 # --- results ---------------------------------------------------------------------------------------
 
 
+class ResultKind(StrEnum):
+    """What a statement answers: a result set, an OK, the constant OK of an empty statement, an ERR."""
+
+    ROWS = "rows"
+    OK = "ok"
+    OK_CONSTANT = "ok_constant"
+    ERR = "err"
+
+
 @dataclass
 class Result:
-    kind: str                      # "rows", "ok", "ok_constant", "err"
+    kind: ResultKind
     columns: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     affected: int = 0
@@ -50,11 +60,11 @@ class Result:
 
 
 def rows(columns: Sequence[str], data: Sequence[Sequence[object]]) -> Result:
-    return Result("rows", list(columns), [["" if v is None else str(v) for v in row] for row in data])
+    return Result(ResultKind.ROWS, list(columns), [["" if v is None else str(v) for v in row] for row in data])
 
 
 def ok(affected: int = 0, insert_id: int = 0) -> Result:
-    return Result("ok", affected=affected, insert_id=insert_id)
+    return Result(ResultKind.OK, affected=affected, insert_id=insert_id)
 
 
 class SqlError(Exception):
@@ -65,7 +75,7 @@ class SqlError(Exception):
 
 
 def err(code: int, message: str) -> Result:
-    return Result("err", code=code, message=message)
+    return Result(ResultKind.ERR, code=code, message=message)
 
 
 E_ORDER_BY = (2, "Token ORDER BY is not yet implemented")
@@ -139,6 +149,35 @@ class ConferenceTables(Protocol):
 
 
 # --- table catalogue -------------------------------------------------------------------------------
+#
+# Each table owns what it does: ``select`` (the rows for the keys given; keys are None when the
+# WHERE clause has no key and the table allows that), ``insert`` (the row's values by column) and
+# ``delete`` (the WHERE clause's values by column).  The executor does what every table shares:
+# names, columns, duplicate and OR checks, ORDER BY, LIMIT, the projection.
+
+
+class Writes(Enum):
+    """What INSERT and DELETE do with a table."""
+
+    ALLOWED = "allowed"
+    READ_ONLY = "read only"        # ERROR 10 Table `x` is read only
+    NOT_READY = "not ready"        # ERROR 10 insert into / delete from `x` is not ready yet
+    HIDDEN = "hidden"              # answered as if the table did not exist (profiler)
+
+
+#: What a table's SELECT produces before LIMIT and the projection: rows of values.
+Rows = Sequence[Sequence[object]]
+Selector = Callable[["Executor", int, "list[q.Value] | None"], Rows]
+Inserter = Callable[["Executor", int, "dict[str, q.Value]"], Result]
+Deleter = Callable[["Executor", int, "dict[str, list[q.Value]]"], Result]
+
+
+def _no_rows(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+    return []
+
+
+def _refused(ex: Executor, dev: int, values: object) -> Result:  # pragma: no cover - never called
+    raise AssertionError("a table whose writes are refused was written")
 
 
 @dataclass(frozen=True)
@@ -146,27 +185,297 @@ class Table:
     name: str
     columns: tuple[str, ...]
     key: str | None              # column whose values select rows
+    select: Selector = _no_rows
+    insert: Inserter = _refused
+    delete: Deleter = _refused
     key_optional: bool = False   # SELECT without the key is allowed
-    read_only: bool = False
+    writes: Writes = Writes.ALLOWED
+
+    @property
+    def read_only(self) -> bool:
+        return self.writes is Writes.READ_ONLY
+
+    def check_writable(self, verb: str) -> None:
+        """Raise the real server's error for an INSERT (``verb`` "insert into") or DELETE ("delete
+        from") this table refuses."""
+        if self.writes is Writes.HIDDEN:
+            raise SqlError(*E_NO_TABLE)
+        if self.writes is Writes.NOT_READY:
+            raise SqlError(10, f"{verb} `{self.name}` is not ready yet")
+        if self.writes is Writes.READ_ONLY:
+            raise read_only(self.name)
+
+    def keys(self, where: dict[str, list[q.Value]]) -> list[q.Value]:
+        """The key column's values of a DELETE's WHERE clause (ERROR 13 without them)."""
+        if self.key is None or self.key not in where:
+            raise SqlError(*E_SELECT_KEY)
+        return where[self.key]
+
+
+def _int_keys(values: list[q.Value], *, min_value: int) -> list[int]:
+    out = []
+    for v in values:
+        n = c_int(v.to_int())
+        if n >= min_value:
+            out.append(n)
+    return out
+
+
+def _require(values: dict[str, q.Value], *columns: str) -> None:
+    for column in columns:
+        if column not in values:
+            raise required(column)
+
+
+# users_auth ------------------------------------------------------------------------------------------
+def _select_users_auth(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+    out: list[list[object]] = []
+    for uid in _int_keys(keys or [], min_value=1):
+        h = ex.hub.store.get_hash(dev, uid)
+        if h is not None:
+            out.append([uid, h])
+    return out
+
+
+def _insert_users_auth(ex: Executor, dev: int, v: dict[str, q.Value]) -> Result:
+    _require(v, "id", "hash")
+    uid = c_int(v["id"].to_int())
+    if uid <= 0:
+        raise SqlError(*E_ID_NEGATIVE)
+    hash_ = v["hash"].text
+    if any(ch not in HASH_CHARS for ch in hash_):
+        raise SqlError(12, "Contains an invalid characters in the string hash")
+    if len(hash_.encode("utf-8", "surrogateescape")) > 32:
+        raise SqlError(11, "Hash string is too long")
+    ex.hub.set_hash(dev, uid, hash_)
+    return ok(1, uid)
+
+
+def _delete_users_auth(ex: Executor, dev: int, where: dict[str, list[q.Value]]) -> Result:
+    for uid in _int_keys(TABLES["users_auth"].keys(where), min_value=1):
+        ex.hub.delete_hash(dev, uid)
+    return ok()
+
+
+# users_data ------------------------------------------------------------------------------------------
+def _select_users_data(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+    out: list[list[object]] = []
+    for uid in _int_keys(keys or [], min_value=1):
+        d = ex.hub.store.get_user_data(dev, uid)
+        if d is not None:
+            out.append([uid, d])
+    return out
+
+
+def _insert_users_data(ex: Executor, dev: int, v: dict[str, q.Value]) -> Result:
+    _require(v, "id", "data")
+    uid = c_int(v["id"].to_int())
+    if uid <= 0:
+        raise SqlError(*E_ID_NEGATIVE)
+    ex.hub.set_user_data(dev, uid, v["data"].text)
+    return ok(1, uid)
+
+
+def _delete_users_data(ex: Executor, dev: int, where: dict[str, list[q.Value]]) -> Result:
+    for uid in _int_keys(TABLES["users_data"].keys(where), min_value=1):
+        ex.hub.store.delete_user_data(dev, uid)
+    return ok()
+
+
+# users_messages --------------------------------------------------------------------------------------
+def _select_users_messages(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+    out: list[list[object]] = []
+    for uid in _int_keys(keys or [], min_value=0):
+        for m in ex.hub.store.queued_messages(dev, uid, limit=QUEUE_READ):
+            out.append([uid, m["uuid"], m["event"], m["message"]])
+    return out
+
+
+def _insert_users_messages(ex: Executor, dev: int, v: dict[str, q.Value]) -> Result:
+    _require(v, "id", "event", "message")
+    uid = c_int(v["id"].to_int())
+    if uid < 0:
+        raise SqlError(*E_ID_NEGATIVE)
+    event = v["event"].text
+    check_event_for_insert(event)
+    ex.hub.send_to_user(dev, uid, event, v["message"].text)
+    return ok(0, uid)
+
+
+def _delete_users_messages(ex: Executor, dev: int, where: dict[str, list[q.Value]]) -> Result:
+    keys = TABLES["users_messages"].keys(where)
+    same_second = ex.profile.on(Quirk.COMETQL_USERS_MESSAGES_DELETE_SAME_SECOND)
+    for uid in _int_keys(keys, min_value=0):
+        if same_second:
+            ex.hub.store.delete_queued(dev, uid, older_than=ex.hub.now())
+        else:
+            ex.hub.store.delete_queued(dev, uid)
+    return ok()
+
+
+# users_time, pipes, users_in_pipes (read only) -------------------------------------------------------
+def _select_users_time(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+    return [[uid, t] for uid, t in ex.hub.users_time(dev, _int_keys(keys or [], min_value=0))]
+
+
+def _select_pipes(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+    return [[v.text, ex.hub.pipe_users(dev, v.text)] for v in keys or [] if valid_pipe(v.text)]
+
+
+def _select_users_in_pipes(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+    out: list[list[object]] = []
+    for v in keys or []:
+        if valid_pipe(v.text):
+            for c in ex.hub.users_in_pipe(dev, v.text):
+                out.append([v.text, c.user_id, c.uuid, c.user_agent, c.ip, c.origin, c.language])
+    return out
+
+
+# pipes_messages --------------------------------------------------------------------------------------
+def _select_pipes_messages(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+    out: list[list[object]] = []
+    for v in keys or []:
+        if not valid_pipe(v.text):
+            continue
+        for m in ex.hub.store.history(dev, v.text, HISTORY_READ):
+            out.append([m["uuid"], m["time"], v.text, len(out), m["event"], m["message"], m["user_id"]])
+    return out
+
+
+def _insert_pipes_messages(ex: Executor, dev: int, v: dict[str, q.Value]) -> Result:
+    _require(v, "name", "event", "message")
+    name, event = v["name"].text, v["event"].text
+    check_pipe_for_insert(name)
+    check_event_for_insert(event)
+    ex.hub.publish(dev, name, event, v["message"].text)
+    return ok(0, 0)
+
+
+def _delete_pipes_messages(ex: Executor, dev: int, where: dict[str, list[q.Value]]) -> Result:
+    if "name" not in where and "id" not in where:   # by pipe name, or by message id
+        raise SqlError(*E_SELECT_KEY)
+    store = ex.hub.store
+    for v in where.get("name", []):
+        if valid_pipe(v.text):
+            store.delete_history(dev, v.text)
+    for v in where.get("id", []):
+        if 3 <= len(v.text) <= MAX_NAME and valid_name_chars(v.text):
+            store.delete_history(dev, uuid=v.text)
+    return ok()
+
+
+# pipes_settings --------------------------------------------------------------------------------------
+def _select_pipes_settings(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+    out: list[list[object]] = []
+    for v in keys or []:
+        if valid_pipe(v.text):
+            length = ex.hub.store.pipe_log_length(dev, v.text)
+            if length is not None:
+                out.append([v.text, length])
+    return out
+
+
+def _insert_pipes_settings(ex: Executor, dev: int, v: dict[str, q.Value]) -> Result:
+    _require(v, "name")
+    name = v["name"].text
+    check_pipe_for_insert(name)
+    length = c_int(v["length"].to_int()) if "length" in v else 0
+    ex.hub.set_pipe_log_length(dev, name, length)
+    return ok(1, 0)
+
+
+def _delete_pipes_settings(ex: Executor, dev: int, where: dict[str, list[q.Value]]) -> Result:
+    for v in TABLES["pipes_settings"].keys(where):
+        if valid_pipe(v.text):
+            ex.hub.store.delete_pipe_settings(dev, v.text)
+    return ok()
+
+
+# revoked_tokens --------------------------------------------------------------------------------------
+def _select_revoked_tokens(ex: Executor, dev: int, keys: list[q.Value] | None) -> list[list[object]]:
+    store = ex.hub.store
+    if keys is None:
+        return [[t] for t in store.revoked_tokens(dev)]
+    return [[v.text] for v in keys if store.is_revoked(dev, v.text)]
+
+
+def _insert_revoked_tokens(ex: Executor, dev: int, v: dict[str, q.Value]) -> Result:
+    _require(v, "token")
+    ex.hub.revoke_token(dev, v["token"].text)
+    return ok(1, 1)
+
+
+def _delete_revoked_tokens(ex: Executor, dev: int, where: dict[str, list[q.Value]]) -> Result:
+    if "token" not in where:
+        raise SqlError(*E_DELETE_KEY)
+    for v in where["token"]:
+        ex.hub.store.unrevoke_token(dev, v.text)
+    return ok()
+
+
+# conference, conference_members (the FreeSWITCH side's provider) ------------------------------------
+def _select_conference(ex: Executor, dev: int, keys: list[q.Value] | None) -> Rows:
+    names = [v.text for v in keys or [] if 1 <= len(v.text) <= MAX_NAME and valid_name_chars(v.text)]
+    return ex.conference.select_conference(dev, names) if ex.conference else []
+
+
+def _insert_conference(ex: Executor, dev: int, v: dict[str, q.Value]) -> Result:
+    _require(v, "name", "user_id", "message")
+    if c_int(v["user_id"].to_int()) < 0:
+        raise SqlError(*E_USER_ID_NEGATIVE)
+    if ex.conference is None:
+        raise SqlError(*E_NO_FREESWITCH)
+    ex.conference.insert_conference(dev, {k: val.text for k, val in v.items()})
+    return ok(1, 0)
+
+
+def _delete_conference(ex: Executor, dev: int, where: dict[str, list[q.Value]]) -> Result:
+    keys = TABLES["conference"].keys(where)
+    if ex.conference is not None:
+        users = _int_keys(where.get("user_id", []), min_value=0)
+        pairs: list[tuple[str, int | None]] = []
+        for v in keys:
+            if users:
+                pairs.extend((v.text, u) for u in users)
+            else:
+                pairs.append((v.text, None))
+        ex.conference.delete_conference(dev, pairs)
+    return ok()
+
+
+def _select_conference_members(ex: Executor, dev: int, keys: list[q.Value] | None) -> Rows:
+    if ex.conference is None:
+        return []
+    names = None if keys is None else [v.text for v in keys]
+    return ex.conference.select_members(dev, names)
 
 
 TABLES: dict[str, Table] = {t.name: t for t in (
-    Table("users_auth", ("id", "hash"), "id"),
-    Table("users_data", ("id", "data"), "id"),
-    Table("users_messages", ("id", "index", "event", "message"), "id"),
-    Table("users_time", ("id", "time"), "id", read_only=True),
-    Table("pipes_messages", ("id", "time", "name", "index", "event", "message", "user_id"), "name"),
-    Table("pipes", ("name", "users"), "name", read_only=True),
+    Table("users_auth", ("id", "hash"), "id", _select_users_auth, _insert_users_auth, _delete_users_auth),
+    Table("users_data", ("id", "data"), "id", _select_users_data, _insert_users_data, _delete_users_data),
+    Table("users_messages", ("id", "index", "event", "message"), "id", _select_users_messages,
+          _insert_users_messages, _delete_users_messages),
+    Table("users_time", ("id", "time"), "id", _select_users_time, writes=Writes.READ_ONLY),
+    Table("pipes_messages", ("id", "time", "name", "index", "event", "message", "user_id"), "name",
+          _select_pipes_messages, _insert_pipes_messages, _delete_pipes_messages),
+    Table("pipes", ("name", "users"), "name", _select_pipes, writes=Writes.READ_ONLY),
     Table("users_in_pipes", ("name", "user_id", "user_uuid", "user_agent", "ip", "origin", "language"), "name",
-          read_only=True),
-    Table("pipes_settings", ("name", "length"), "name"),
-    Table("revoked_tokens", ("token",), "token", key_optional=True),
-    Table("conference", ("name", "user_id", "caller_id", "message", "profile", "stream", "node"), "name"),
-    Table("conference_members", ("name", "user_id", "join_time", "last_talking"), "name", key_optional=True),
-    Table("profiler", ("tag", "time", "calls"), None, key_optional=True),
+          _select_users_in_pipes, writes=Writes.READ_ONLY),
+    Table("pipes_settings", ("name", "length"), "name", _select_pipes_settings, _insert_pipes_settings,
+          _delete_pipes_settings),
+    Table("revoked_tokens", ("token",), "token", _select_revoked_tokens, _insert_revoked_tokens,
+          _delete_revoked_tokens, key_optional=True),
+    Table("conference", ("name", "user_id", "caller_id", "message", "profile", "stream", "node"), "name",
+          _select_conference, _insert_conference, _delete_conference),
+    Table("conference_members", ("name", "user_id", "join_time", "last_talking"), "name",
+          _select_conference_members, key_optional=True, writes=Writes.NOT_READY),
+    Table("profiler", ("tag", "time", "calls"), None, key_optional=True, writes=Writes.HIDDEN),
 )}
 LISTED_TABLES = ("users_auth", "users_time", "users_messages", "pipes_messages", "users_in_pipes", "pipes",
                  "pipes_settings")
+#: Tables the real server names in its dialect without serving them: every statement on them is
+#: refused (SELECT and DELETE as no table; INSERT with its own text).
+UNBUILT_TABLES = {"dialogs": "Table `dialogs` is not ready yet"}
 
 
 def valid_text(text: str) -> str:
@@ -229,14 +538,14 @@ class Executor:
         except q.ParseError as exc:
             return err(exc.code, exc.message)
         if not statements:
-            return Result("ok_constant")
+            return Result(ResultKind.OK_CONSTANT)
         result = ok()
         for statement in statements:  # faithfully one (merged); split_multi_statements gives several
             try:
                 result = self._dispatch(session, statement)
             except SqlError as exc:
                 return err(exc.code, exc.message)
-            if result.kind == "err":
+            if result.kind is ResultKind.ERR:
                 return result
         return result
 
@@ -267,7 +576,7 @@ class Executor:
         if isinstance(st, q.ShowColumns):
             if st.table != "users_auth":
                 result = err(*E_NO_TABLE)
-                if st.describe and self.profile.on("cometql_describe_bad_sequence"):
+                if st.describe and self.profile.on(Quirk.COMETQL_DESCRIBE_BAD_SEQUENCE):
                     result.sequence_id = 9
                     result.close = True
                 return result
@@ -307,19 +616,8 @@ class Executor:
                 raise SqlError(*E_OR)
         return seen
 
-    @staticmethod
-    def _int_keys(values: list[q.Value], *, min_value: int) -> list[int]:
-        out = []
-        for v in values:
-            n = c_int(v.to_int())
-            if n >= min_value:
-                out.append(n)
-        return out
-
     # -- SELECT ------------------------------------------------------------------------------------
     def _select(self, session: Session, st: q.Select) -> Result:
-        if st.table == "dialogs":
-            raise SqlError(*E_NO_TABLE)
         table = self._table(st.table)
         columns = list(table.columns) if st.columns is None else list(st.columns)
         for c in columns:
@@ -333,89 +631,18 @@ class Executor:
         if table.key is not None and table.key not in where and not table.key_optional:
             raise SqlError(*E_SELECT_KEY)
         keys = where.get(table.key or "", None)
-        data = self._select_rows(session.dev_id, table, keys)
+        data = table.select(self, session.dev_id, keys)
         if st.limit is not None:
             data = st.limit.apply(data)
         index = [table.columns.index(c) for c in columns]
         return rows(columns, [[row[i] for i in index] for row in data])
 
-    def _select_rows(self, dev: int, table: Table, keys: list[q.Value] | None) -> list[list[object]]:
-        hub, store = self.hub, self.hub.store
-        name = table.name
-        if name == "users_auth":
-            out = []
-            for uid in self._int_keys(keys or [], min_value=1):
-                h = store.get_hash(dev, uid)
-                if h is not None:
-                    out.append([uid, h])
-            return out
-        if name == "users_data":
-            out = []
-            for uid in self._int_keys(keys or [], min_value=1):
-                d = store.get_user_data(dev, uid)
-                if d is not None:
-                    out.append([uid, d])
-            return out
-        if name == "users_messages":
-            out = []
-            for uid in self._int_keys(keys or [], min_value=0):
-                for m in store.queued_messages(dev, uid, limit=QUEUE_READ):
-                    out.append([uid, m["uuid"], m["event"], m["message"]])
-            return out
-        if name == "users_time":
-            return [[uid, t] for uid, t in hub.users_time(dev, self._int_keys(keys or [], min_value=0))]
-        if name == "pipes_messages":
-            out = []
-            for v in keys or []:
-                if not valid_pipe(v.text):
-                    continue
-                for m in store.history(dev, v.text, HISTORY_READ):
-                    out.append([m["uuid"], m["time"], v.text, len(out), m["event"], m["message"], m["user_id"]])
-            return out
-        if name == "pipes":
-            return [[v.text, hub.pipe_users(dev, v.text)] for v in keys or [] if valid_pipe(v.text)]
-        if name == "users_in_pipes":
-            out = []
-            for v in keys or []:
-                if valid_pipe(v.text):
-                    for c in hub.users_in_pipe(dev, v.text):
-                        out.append([v.text, c.user_id, c.uuid, c.user_agent, c.ip, c.origin, c.language])
-            return out
-        if name == "pipes_settings":
-            out = []
-            for v in keys or []:
-                if valid_pipe(v.text):
-                    length = store.pipe_log_length(dev, v.text)
-                    if length is not None:
-                        out.append([v.text, length])
-            return out
-        if name == "revoked_tokens":
-            if keys is None:
-                return [[t] for t in store.revoked_tokens(dev)]
-            return [[v.text] for v in keys if store.is_revoked(dev, v.text)]
-        if name == "conference":
-            names = [v.text for v in keys or [] if 1 <= len(v.text) <= MAX_NAME and valid_name_chars(v.text)]
-            return self.conference.select_conference(dev, names) if self.conference else []
-        if name == "conference_members":
-            if self.conference is None:
-                return []
-            names = None if keys is None else [v.text for v in keys]
-            return self.conference.select_members(dev, names)
-        if name == "profiler":
-            return []
-        raise SqlError(*E_NO_TABLE)  # pragma: no cover
-
     # -- INSERT ------------------------------------------------------------------------------------
     def _insert(self, session: Session, st: q.Insert) -> Result:
-        if st.table == "dialogs":
-            raise SqlError(10, "Table `dialogs` is not ready yet")
-        if st.table == "profiler":
-            raise SqlError(*E_NO_TABLE)
+        if st.table in UNBUILT_TABLES:
+            raise SqlError(10, UNBUILT_TABLES[st.table])
         table = self._table(st.table)
-        if st.table == "conference_members":
-            raise SqlError(10, "insert into `conference_members` is not ready yet")
-        if table.read_only:
-            raise read_only(table.name)
+        table.check_writable("insert into")
         if st.columns is None:
             if len(st.values) != len(table.columns):
                 raise SqlError(*E_COLUMNS_LIST)
@@ -429,145 +656,16 @@ class Executor:
                 raise SqlError(*E_DUP_INSERT)
             if len(names) != len(st.values):
                 raise SqlError(*E_COLUMNS_LIST)
-        values = dict(zip(names, st.values))
-        return getattr(self, "_insert_" + table.name)(session.dev_id, values)
-
-    def _insert_users_auth(self, dev: int, v: dict[str, q.Value]) -> Result:
-        if "id" not in v:
-            raise required("id")
-        if "hash" not in v:
-            raise required("hash")
-        uid = c_int(v["id"].to_int())
-        if uid <= 0:
-            raise SqlError(*E_ID_NEGATIVE)
-        hash_ = v["hash"].text
-        if any(ch not in HASH_CHARS for ch in hash_):
-            raise SqlError(12, "Contains an invalid characters in the string hash")
-        if len(hash_.encode("utf-8", "surrogateescape")) > 32:
-            raise SqlError(11, "Hash string is too long")
-        self.hub.set_hash(dev, uid, hash_)
-        return ok(1, uid)
-
-    def _insert_users_data(self, dev: int, v: dict[str, q.Value]) -> Result:
-        if "id" not in v:
-            raise required("id")
-        if "data" not in v:
-            raise required("data")
-        uid = c_int(v["id"].to_int())
-        if uid <= 0:
-            raise SqlError(*E_ID_NEGATIVE)
-        self.hub.set_user_data(dev, uid, v["data"].text)
-        return ok(1, uid)
-
-    def _insert_users_messages(self, dev: int, v: dict[str, q.Value]) -> Result:
-        for column in ("id", "event", "message"):
-            if column not in v:
-                raise required(column)
-        uid = c_int(v["id"].to_int())
-        if uid < 0:
-            raise SqlError(*E_ID_NEGATIVE)
-        event = v["event"].text
-        check_event_for_insert(event)
-        self.hub.send_to_user(dev, uid, event, v["message"].text)
-        return ok(0, uid)
-
-    def _insert_pipes_messages(self, dev: int, v: dict[str, q.Value]) -> Result:
-        for column in ("name", "event", "message"):
-            if column not in v:
-                raise required(column)
-        name, event = v["name"].text, v["event"].text
-        check_pipe_for_insert(name)
-        check_event_for_insert(event)
-        self.hub.publish(dev, name, event, v["message"].text)
-        return ok(0, 0)
-
-    def _insert_pipes_settings(self, dev: int, v: dict[str, q.Value]) -> Result:
-        if "name" not in v:
-            raise required("name")
-        name = v["name"].text
-        check_pipe_for_insert(name)
-        length = c_int(v["length"].to_int()) if "length" in v else 0
-        self.hub.set_pipe_log_length(dev, name, length)
-        return ok(1, 0)
-
-    def _insert_revoked_tokens(self, dev: int, v: dict[str, q.Value]) -> Result:
-        if "token" not in v:
-            raise required("token")
-        self.hub.revoke_token(dev, v["token"].text)
-        return ok(1, 1)
-
-    def _insert_conference(self, dev: int, v: dict[str, q.Value]) -> Result:
-        for column in ("name", "user_id", "message"):
-            if column not in v:
-                raise required(column)
-        if c_int(v["user_id"].to_int()) < 0:
-            raise SqlError(*E_USER_ID_NEGATIVE)
-        if self.conference is None:
-            raise SqlError(*E_NO_FREESWITCH)
-        self.conference.insert_conference(dev, {k: val.text for k, val in v.items()})
-        return ok(1, 0)
+        return table.insert(self, session.dev_id, dict(zip(names, st.values, strict=True)))
 
     # -- DELETE ------------------------------------------------------------------------------------
     def _delete(self, session: Session, st: q.Delete) -> Result:
-        if st.table in ("dialogs", "profiler"):
-            raise SqlError(*E_NO_TABLE)
         table = self._table(st.table)
-        if st.table == "conference_members":
-            raise SqlError(10, "delete from `conference_members` is not ready yet")
-        if table.read_only:
-            raise read_only(table.name)
+        table.check_writable("delete from")
         where = self._check_where(table, st.where)
         if st.order_by is not None:
             raise SqlError(*E_ORDER_BY)
-        dev, hub, store = session.dev_id, self.hub, self.hub.store
-        name = table.name
-        if name == "pipes_messages":
-            if "name" not in where and "id" not in where:
-                raise SqlError(*E_SELECT_KEY)
-            for v in where.get("name", []):
-                if valid_pipe(v.text):
-                    store.delete_history(dev, v.text)
-            for v in where.get("id", []):
-                if 3 <= len(v.text) <= MAX_NAME and valid_name_chars(v.text):
-                    store.delete_history(dev, uuid=v.text)
-            return ok()
-        if name == "revoked_tokens":
-            if "token" not in where:
-                raise SqlError(*E_DELETE_KEY)
-            for v in where["token"]:
-                store.unrevoke_token(dev, v.text)
-            return ok()
-        if table.key not in where:
-            raise SqlError(*E_SELECT_KEY)
-        keys = where[table.key]
-        if name == "users_auth":
-            for uid in self._int_keys(keys, min_value=1):
-                hub.delete_hash(dev, uid)
-        elif name == "users_data":
-            for uid in self._int_keys(keys, min_value=1):
-                store.delete_user_data(dev, uid)
-        elif name == "users_messages":
-            same_second = self.profile.on("cometql_users_messages_delete_same_second")
-            for uid in self._int_keys(keys, min_value=0):
-                if same_second:
-                    store.delete_queued(dev, uid, older_than=hub.now())
-                else:
-                    store.delete_queued(dev, uid)
-        elif name == "pipes_settings":
-            for v in keys:
-                if valid_pipe(v.text):
-                    store.delete_pipe_settings(dev, v.text)
-        elif name == "conference":
-            if self.conference is not None:
-                users = self._int_keys(where.get("user_id", []), min_value=0)
-                pairs: list[tuple[str, int | None]] = []
-                for v in keys:
-                    if users:
-                        pairs.extend((v.text, u) for u in users)
-                    else:
-                        pairs.append((v.text, None))
-                self.conference.delete_conference(dev, pairs)
-        return ok()
+        return table.delete(self, session.dev_id, where)
 
     # -- SHOW ... STATUS -----------------------------------------------------------------------------
     def _show_status(self, session: Session, flag: str | None) -> Result:
@@ -582,7 +680,8 @@ class Executor:
         uptime = _time.monotonic() - self.started
         if flag == "GLOBAL":
             s = hub.stats
-            data = [["flag", "global"], ["uptime", int(uptime)], ["uptime_in_hours", int(uptime // 3600)],
+            data: list[list[object]] = [
+                    ["flag", "global"], ["uptime", int(uptime)], ["uptime_in_hours", int(uptime // 3600)],
                     ["uptime_in_days", f"{uptime / 86400:.2f}"], ["frontend_name", "ws"],
                     ["backend_name", "cometql"], ["frontend_stat_interval", 0], ["backend_stat_interval", 0],
                     ["frontend_online", len(hub.connections)],

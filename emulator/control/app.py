@@ -51,7 +51,7 @@ def dashboard_page() -> str:
 class Control:
     """What the app needs: the stack, the token, the telemetry tap and the fault actions."""
 
-    def __init__(self, stack: "Stack", token: str) -> None:
+    def __init__(self, stack: Stack, token: str) -> None:
         if not token:
             raise ValueError("the control plane needs a token")
         self.stack = stack

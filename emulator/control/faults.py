@@ -64,7 +64,7 @@ class ActionError(Exception):
 
 @dataclass
 class Actions:
-    stack: "Stack"
+    stack: Stack
     history: list[dict] = field(default_factory=list)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ class Actions:
         name = self._str(body, "conference")
         conf = self._bridge().conference(name)
         if conf is None:
-            known = ", ".join(sorted(self.stack.bridge.conferences)) or "none"
+            known = ", ".join(sorted(self._bridge().conferences)) or "none"
             raise ActionError(404, f"no conference {name!r} (conferences now: {known})")
         return conf
 
@@ -138,12 +138,12 @@ class Actions:
 
     async def _fault_kick(self, body: dict) -> dict:
         conf, member = self._member(body)
-        reply = self.stack.bridge.api(f"conference {conf.name} kick {member.id}")
+        reply = self._bridge().api(f"conference {conf.name} kick {member.id}")
         return self._done("kick", {"conference": conf.name, "member": member.id, "reply": reply.strip()})
 
     async def _fault_mute(self, body: dict, verb: str = "mute") -> dict:
         conf, member = self._member(body)
-        reply = self.stack.bridge.api(f"conference {conf.name} {verb} {member.id}")
+        reply = self._bridge().api(f"conference {conf.name} {verb} {member.id}")
         return self._done(verb, {"conference": conf.name, "member": member.id, "reply": reply.strip()})
 
     async def _fault_unmute(self, body: dict) -> dict:

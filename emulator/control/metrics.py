@@ -96,7 +96,7 @@ class Telemetry:
             started = self._pending.pop((dev_id, user_id), None)
             if started is not None:
                 self.join.observe(max(0.0, t - started))
-        if service == "comet" and kind == "frame" or service == "sip" and kind == "message":
+        if (service == "comet" and kind == "frame") or (service == "sip" and kind == "message"):
             return  # the dashboard's tail shows events, not every frame (the journal has them)
         self.tail_seq += 1
         if not isinstance(data, str):
@@ -113,7 +113,7 @@ class Telemetry:
         start = max(0, after - first + 1)
         return self.tail[start:start + limit]
 
-    def exposition(self, stack: "Stack") -> str:
+    def exposition(self, stack: Stack) -> str:
         """The text of ``/metrics``."""
         hub = stack.hub
         lines: list[str] = []

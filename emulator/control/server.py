@@ -1,6 +1,6 @@
 """The control plane's listener: the quart-trio app of :mod:`emulator.control.app` served by
-hypercorn's HTTP/1.1 machinery on streams from the project's network seam (``network.listen`` +
-``network.serve``), as the directory endpoint is (:mod:`emulator.comet.directory`): it runs on
+hypercorn's HTTP/1.1 machinery on streams from the project's network seam
+(``network.listen_and_serve``), as the directory endpoint is (:mod:`emulator.comet.directory`): it runs on
 OS sockets and on the virtual network alike, inside the caller's nursery, and stops with it.
 
 The same fix as the directory's applies: quart-trio cancels its per-request nursery as soon as the
@@ -27,7 +27,7 @@ from hypercorn.utils import wrap_app
 
 from emulator.comet.directory import shielded_send
 from emulator.control.app import Control, create_app
-from emulator.net.network import Endpoint, peer_of
+from emulator.net.network import Endpoint, Listener, peer_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from emulator.stack import Stack
@@ -60,7 +60,7 @@ class _Stream(trio.abc.HalfCloseableStream):
         self._inner = inner
         self.socket = getattr(inner, "socket", None) or _PeerSocket(peer_of(inner), local)
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         return await self._inner.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -82,7 +82,7 @@ class _Stream(trio.abc.HalfCloseableStream):
 class ControlServer:
     """The control plane on one stack (see the module docstring)."""
 
-    def __init__(self, stack: "Stack", token: str | None = None) -> None:
+    def __init__(self, stack: Stack, token: str | None = None) -> None:
         self.stack = stack
         self.token = token or new_token()
         self.control = Control(stack, self.token)
@@ -92,20 +92,24 @@ class ControlServer:
         self.config.accesslog = None
         self._asgi: Any = wrap_app(shielded_send(self.app), self.config.wsgi_max_body_size, "asgi")
         self._context = WorkerContext(None)
-        self.listener: Any = None
+        self.listener: Listener | None = None
 
     @property
     def port(self) -> int:
         assert self.listener is not None
         return self.listener.endpoint.port
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.listener = await self.stack.network.listen("control", host, port)
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Listen and serve until cancelled; ``await nursery.start(server.serve, host, port)`` is the port."""
         try:
-            await self.stack.network.serve(self.listener, self.handle, service="control", task_status=task_status)
+            await self.stack.network.listen_and_serve("control", host, port, self.handle, on_listen=self._listening,
+                                                      task_status=task_status)
         finally:
             self.control.close()
-            await self.listener.aclose()
+
+    def _listening(self, listener: Listener) -> None:
+        self.listener = listener
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         try:

@@ -29,13 +29,13 @@ def _connection(conn: Any) -> dict[str, Any]:
             "origin": conn.origin, "open": conn.open}
 
 
-def connections(stack: "Stack", *, dev_id: int | None = None, user_id: int | None = None) -> list[dict]:
+def connections(stack: Stack, *, dev_id: int | None = None, user_id: int | None = None) -> list[dict]:
     out = [_connection(c) for c in stack.hub.connections.values()
            if (dev_id is None or c.dev_id == dev_id) and (user_id is None or c.user_id == user_id)]
     return sorted(out, key=lambda c: c["id"])
 
 
-def tenants(stack: "Stack") -> list[dict]:
+def tenants(stack: Stack) -> list[dict]:
     counts: dict[int, int] = {}
     for conn in stack.hub.connections.values():
         counts[conn.dev_id] = counts.get(conn.dev_id, 0) + 1
@@ -49,7 +49,7 @@ def tenants(stack: "Stack") -> list[dict]:
     return out
 
 
-def users(stack: "Stack", dev_id: int) -> list[dict]:
+def users(stack: Stack, dev_id: int) -> list[dict]:
     tenant = stack.hub.tenants.get(dev_id)
     if tenant is None:
         return []
@@ -57,7 +57,7 @@ def users(stack: "Stack", dev_id: int) -> list[dict]:
             for uid, conns in sorted(tenant.users.items()) if conns]
 
 
-def pipes(stack: "Stack", *, dev_id: int | None = None) -> list[dict]:
+def pipes(stack: Stack, *, dev_id: int | None = None) -> list[dict]:
     out = []
     for tid, tenant in sorted(stack.hub.tenants.items()):
         if dev_id is not None and tid != dev_id:
@@ -86,20 +86,20 @@ def _conference(conf: Any) -> dict[str, Any]:
             "recording": bool(conf.recordings), "members": [_member(m) for m in reversed(conf.members)]}
 
 
-def conferences(stack: "Stack") -> list[dict]:
+def conferences(stack: Stack) -> list[dict]:
     if stack.bridge is None:
         return []
     return [_conference(c) for _, c in sorted(stack.bridge.conferences.items())]
 
 
-def conference(stack: "Stack", name: str) -> dict | None:
+def conference(stack: Stack, name: str) -> dict | None:
     if stack.bridge is None:
         return None
     conf = stack.bridge.conference(name)
     return _conference(conf) if conf is not None else None
 
 
-def summary(stack: "Stack") -> dict[str, Any]:
+def summary(stack: Stack) -> dict[str, Any]:
     confs = stack.bridge.conferences.values() if stack.bridge is not None else []
     members = [m for c in confs for m in c.members]
     sip = stack.sip.snapshot() if stack.sip is not None else {}

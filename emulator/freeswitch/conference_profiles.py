@@ -33,19 +33,20 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
+from emulator.config import DEFAULT_DOMAIN
 from emulator.fixtures import path as fixture_path
+from emulator.wire.cnum import c_strtol
 
 # installed with the package (fixtures/ is the package emulator.fixtures), so found from any folder
 DEFAULT_PATH = fixture_path("conference.conf.xml")
 
 DEFAULT_VARIABLES = {
-    "domain": "FSdefaultDomain",
-    "domain_name": "FSdefaultDomain",
+    "domain": DEFAULT_DOMAIN,
+    "domain_name": DEFAULT_DOMAIN,
     "hold_music": "local_stream://moh",
     "outbound_caller_name": "FreeSWITCH",
     "outbound_caller_id": "0000000000",
@@ -62,39 +63,21 @@ TRUE_WORDS = ("yes", "on", "true", "t", "enabled", "active", "allow")
 _PREPROCESSOR = re.compile(r"\$\$\{([^}]+)\}")
 
 
-def c_strtol(text: str) -> int | None:
-    """C ``strtol(text, NULL, 0)``: leading blanks, sign, ``0x`` hex, ``0`` octal, stops at the first
-    bad digit.  ``None`` when no digit was read (FS then gets 0)."""
-    s = text.lstrip(" \t\n\r\f\v")
-    sign = 1
-    if s[:1] in "+-" and s[:1]:
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    base = 10
-    if s[:2].lower() == "0x" and len(s) > 2 and s[2] in "0123456789abcdefABCDEF":
-        base, s = 16, s[2:]
-    elif s[:1] == "0" and len(s) > 1:
-        base = 8
-    digits = "0123456789abcdef"[:base]
-    n, seen = 0, False
-    for ch in s.lower():
-        if ch not in digits:
-            break
-        n = n * base + digits.index(ch)
-        seen = True
-    if not seen and base != 8:
+def max_members_value(text: str) -> int | None:
+    """A max-members value as mod_conference takes it: a limit above 1, or 0 for none (no digits
+    read 0); ``None`` for a value it ignores (negative, exactly 1, beyond a 32-bit ``int``)."""
+    value = c_strtol(text)
+    value = 0 if value is None else value
+    if value < 0 or value == 1 or value > 0x7FFFFFFF:
         return None
-    return sign * n
+    return value
 
 
 def parse_max_members(text: str | None) -> int:
     """max-members / conference_max_members as FS reads them: >1 is a limit, anything else 0."""
     if text is None or not text.strip():
         return 0
-    value = c_strtol(text)
-    if value is None or value < 0 or value == 1 or value > 0x7FFFFFFF:
-        return 0
-    return value
+    return max_members_value(text) or 0
 
 
 def is_true(text: str | None) -> bool:
@@ -223,7 +206,7 @@ class ConferenceProfiles(Mapping[str, ConferenceProfile]):
         """The profile a ``conference <name>@<profile>`` call gets (``default`` when no @profile)."""
         return self._profiles.get(name or "default") or builtin_profile()
 
-    def with_profile(self, profile: ConferenceProfile) -> "ConferenceProfiles":
+    def with_profile(self, profile: ConferenceProfile) -> ConferenceProfiles:
         """A copy with one profile added or replaced (tests and scenarios)."""
         return ConferenceProfiles({**self._profiles, profile.name: profile}, source=self.source)
 
@@ -259,6 +242,6 @@ def load_conference_profiles(path: str | Path | None = None,
 
 __all__ = [
     "ConferenceProfile", "ConferenceProfiles", "builtin_profile", "load_conference_profiles",
-    "parse_conference_conf", "profile_from_params", "parse_max_members", "c_strtol", "is_true",
+    "parse_conference_conf", "profile_from_params", "parse_max_members", "max_members_value", "is_true",
     "expand_preprocessor", "DEFAULT_PATH", "DEFAULT_VARIABLES",
 ]

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 
 import trio
 
+from emulator.config import DEFAULT_DOMAIN
 from emulator.journal import Journal
 from emulator.net.network import Network
 
@@ -73,7 +74,7 @@ def password_from_xml(body: str, user: str) -> str | None:
 
 
 class DirectoryClient:
-    def __init__(self, url: DirectoryUrl, network: Network, journal: Journal, *, domain: str = "FSdefaultDomain",
+    def __init__(self, url: DirectoryUrl, network: Network, journal: Journal, *, domain: str = DEFAULT_DOMAIN,
                  hostname: str = "cometbench", timeout: float = 10.0) -> None:
         self.url = url
         self.network = network

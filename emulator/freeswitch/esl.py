@@ -22,35 +22,47 @@ from __future__ import annotations
 
 import itertools
 import uuid as _uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
+from emulator.config import DEFAULT_ESL_PASSWORD
+from emulator.freeswitch.events import Event
 from emulator.journal import Journal
-from emulator.net.network import Listener, Network, forget_traceback, is_peer_gone
-from emulator.net.timeouts import ReadDeadline
+from emulator.net.network import Listener, Network, forget_traceback, is_peer_gone, quiet_close
+from emulator.net.timeouts import ESL_AUTH_TIMEOUT, NEVER, ReadDeadline
 from emulator.wire import esl as e
 
 EVENT_QUEUE = 100000   # mod_event_socket's queue: events beyond it are dropped ...
 MAX_LOST_EVENTS = 500  # ... and a listener that lost more than this is disconnected
 FS_VERSION = "1.6.20"
-AUTH_TIMEOUT = 25.0    # mod_event_socket: read_packet(listener, &event, 25) before auth
 
 
-def event_fields(event: Any) -> tuple[str, str, list[tuple[str, str]], str]:
-    """(name, subclass, headers, body) of a bridge event (duck-typed: ``headers`` list or dict)."""
-    headers = event.headers
-    items = list(headers.items()) if isinstance(headers, dict) else list(headers)
-    lookup = dict(items)
-    name = getattr(event, "name", None) or lookup.get("Event-Name", "")
-    subclass = getattr(event, "subclass", None) or lookup.get("Event-Subclass", "")
-    return name, subclass or "", items, getattr(event, "body", "") or ""
+@dataclass
+class _ConnectionState:
+    """One ESL connection's event subscription and how many events it lost."""
+
+    unsubscribe: Callable[[], None] | None = None
+    closing: bool = False
+    lost: int = 0
+
+
+class EslBridge(Protocol):
+    """What the ESL listener needs of the node (:class:`emulator.freeswitch.conference.Bridge`)."""
+
+    def api(self, command_line: str) -> str: ...
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]: ...
+
+    def session_count(self) -> int: ...
 
 
 class EslServer:
-    def __init__(self, bridge: Any, network: Network, journal: Journal, *, password: str = "ClueCon",
+    def __init__(self, bridge: EslBridge, network: Network, journal: Journal, *, password: str = DEFAULT_ESL_PASSWORD,
                  clock: Callable[[], float] = trio.current_time, hostname: str = "cometbench",
-                 auth_timeout: float = AUTH_TIMEOUT, idle_timeout: float = 0.0) -> None:
+                 auth_timeout: float = ESL_AUTH_TIMEOUT, idle_timeout: float = NEVER) -> None:
         self.bridge = bridge
         self.network = network
         self.journal = journal
@@ -65,12 +77,13 @@ class EslServer:
         self._ids = itertools.count(1)
         self.new_uuid = lambda: str(_uuid.uuid4())   # Job-UUIDs of bgapi (a seeded one in virtual time)
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.listener = await self.network.listen("esl", host, port)
-        try:
-            await self.network.serve(self.listener, self.handle, service="esl", task_status=task_status)
-        finally:
-            await self.listener.aclose()
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        await self.network.listen_and_serve("esl", host, port, self.handle, on_listen=self._listening,
+                                            task_status=task_status)
+
+    def _listening(self, listener: Listener) -> None:
+        self.listener = listener
 
     # -- api ---------------------------------------------------------------------------------------
     def api(self, command: str) -> str:
@@ -83,7 +96,7 @@ class EslServer:
             days, rem = divmod(up, 86400)
             hours, rem = divmod(rem, 3600)
             minutes, seconds = divmod(rem, 60)
-            sessions = getattr(self.bridge, "session_count", lambda: 0)()
+            sessions = self.bridge.session_count()
             return (f"UP 0 years, {days} days, {hours} hours, {minutes} minutes, {seconds} seconds, "
                     f"0 milliseconds, 0 microseconds\nFreeSWITCH (Version {FS_VERSION} cometbench) is ready\n"
                     f"{sessions} session(s) since startup\n{sessions} session(s) - peak {sessions}, last 5min "
@@ -103,28 +116,25 @@ class EslServer:
         self.connections += 1
         send, receive = trio.open_memory_channel[bytes | None](EVENT_QUEUE)
         sub = e.Subscription()
-        state = {"unsubscribe": None, "closing": False, "lost": 0}
+        state = _ConnectionState()
         deadline = ReadDeadline(start=self.auth_timeout)
 
         def push(data: bytes | None) -> None:
             try:
                 send.send_nowait(data)
             except trio.WouldBlock:  # a listener that does not keep up: drop, then give up on it
-                state["lost"] += 1
-                if state["lost"] > MAX_LOST_EVENTS and not state["closing"]:
-                    state["closing"] = True
+                state.lost += 1
+                if state.lost > MAX_LOST_EVENTS and not state.closing:
+                    state.closing = True
                     self.journal.record("esl", "listener_dropped", conn_id=conn_id,
-                                        data=f"lost {state['lost']} events")
+                                        data=f"lost {state.lost} events")
                     send.close()
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
 
-        def on_event(event: Any) -> None:
-            if not sub.active:
-                return
-            name, subclass, headers, body = event_fields(event)
-            if sub.matches(name, subclass):
-                push(e.EVENT_FORMATS[sub.format](headers, body))
+        def on_event(event: Event) -> None:
+            if sub.active and sub.matches(event.name, event.subclass):
+                push(e.EVENT_FORMATS[sub.format](event.headers, event.body))
 
         try:
             async with trio.open_nursery() as nursery:
@@ -140,9 +150,9 @@ class EslServer:
                             self.journal.record("esl", "idle_timeout", conn_id=conn_id)
                         nursery.cancel_scope.cancel()  # FreeSWITCH just closes: no notice
                 finally:
-                    if state["unsubscribe"] is not None:
-                        state["unsubscribe"]()
-                        state["unsubscribe"] = None
+                    if state.unsubscribe is not None:
+                        state.unsubscribe()
+                        state.unsubscribe = None
                     send.close()
         except Exception as exc:
             if not is_peer_gone(exc):
@@ -150,13 +160,9 @@ class EslServer:
             forget_traceback(exc)
         finally:
             self.connections -= 1
-            with trio.CancelScope(shield=True):
-                try:
-                    await trio.aclose_forcefully(stream)
-                except Exception:  # pragma: no cover
-                    pass
+            await quiet_close(stream)
 
-    async def _writer(self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel,
+    async def _writer(self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel[bytes | None],
                       deadline: ReadDeadline) -> None:
         async for data in receive:
             if data is None:
@@ -168,8 +174,9 @@ class EslServer:
             deadline.sent()
         await trio.aclose_forcefully(stream)
 
-    async def _reader(self, stream, conn_id, sub: e.Subscription, state, push, on_event, nursery,
-                      deadline: ReadDeadline) -> None:
+    async def _reader(self, stream: trio.abc.Stream, conn_id: int, sub: e.Subscription, state: _ConnectionState,
+                      push: Callable[[bytes | None], None], on_event: Callable[[Event], None],
+                      nursery: trio.Nursery, deadline: ReadDeadline) -> None:
         parser = e.CommandParser()
         authed = False
         while True:
@@ -234,8 +241,8 @@ class EslServer:
                     continue
                 sub.format = parsed[0]
                 sub.add(parsed[1])
-                if state["unsubscribe"] is None:
-                    state["unsubscribe"] = self.bridge.subscribe(on_event)
+                if state.unsubscribe is None:
+                    state.unsubscribe = self.bridge.subscribe(on_event)
                 push(e.command_reply(f"+OK event listener enabled {sub.format}"))
             elif word == "nixevent":
                 for word_ in command.rest.split():
@@ -255,19 +262,10 @@ class EslServer:
             else:
                 push(e.command_reply("-ERR command not found"))
 
-    async def _background(self, command: str, job: str, on_event) -> None:
+    async def _background(self, command: str, job: str, on_event: Callable[[Event], None]) -> None:
         await trio.lowlevel.checkpoint()
         body = self.api(command)
         word, _, arg = command.partition(" ")
-        event = _JobEvent([("Event-Name", "BACKGROUND_JOB"), ("Core-UUID", "cometbench"),
-                           ("Job-UUID", job), ("Job-Command", word), ("Job-Command-Arg", arg)], body)
-        on_event(event)
-
-
-class _JobEvent:
-    name = "BACKGROUND_JOB"
-    subclass = ""
-
-    def __init__(self, headers: list[tuple[str, str]], body: str) -> None:
-        self.headers = headers
-        self.body = body
+        on_event(Event("BACKGROUND_JOB", "", [("Event-Name", "BACKGROUND_JOB"), ("Core-UUID", "cometbench"),
+                                              ("Job-UUID", job), ("Job-Command", word), ("Job-Command-Arg", arg)],
+                       body))

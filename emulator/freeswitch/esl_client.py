@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import trio
 
-from emulator.net.network import Network
+from emulator.net.network import Network, quiet_close
 from emulator.wire import esl as e
 
 __all__ = ["EslClient", "EslConnectionError"]
@@ -46,7 +46,7 @@ class EslClient:
 
     @classmethod
     async def connect(cls, network: Network, host: str, port: int, password: str, *, client: str = "",
-                      timeout: float | None = 10.0) -> "EslClient":
+                      timeout: float | None = 10.0) -> EslClient:
         address = f"{host}:{port}"
         try:
             with trio.fail_after(timeout) if timeout else trio.CancelScope():
@@ -78,13 +78,12 @@ class EslClient:
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self._stream)
+            await quiet_close(self._stream)
 
-    async def __aenter__(self) -> "EslClient":
+    async def __aenter__(self) -> EslClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     # -- plumbing ----------------------------------------------------------------------------------

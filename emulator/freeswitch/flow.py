@@ -9,8 +9,8 @@ non-blocking enqueue the transport drains.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from emulator.net.network import Endpoint
 

@@ -22,8 +22,9 @@ fake FreeSWITCH (its :class:`~emulator.freeswitch.conference.Bridge` and
   ghost until the RTP timeout (``Bridge.signalling_lost``; lenient: it leaves at once).  If the SIP
   connection is alive, a BYE is on its way (a hangup) and ends the member the normal way.
 * **SIP socket closed** -- for a member whose browser tracks its media path, a closed SIP flow only
-  removes the registration (``SipCore.keeps_media``); the media goes on.  Members of clients that do
-  not track a path (real browsers, sipp) keep the old rule: a closed flow is a vanished browser.
+  removes the registration (``SipCore.keeps_media``); the media goes on.  The bench's browser actors
+  (bench/browser) track their page's path the same way.  Members of clients that do not track a
+  path (a browser outside the bench, sipp) keep the old rule: a closed flow is a vanished browser.
 * **FreeSWITCH restart** -- :meth:`MediaLinks.restart` marks every member's path broken, so the
   browsers' ICE fails as it would when the media endpoint disappears.
 
@@ -32,17 +33,22 @@ The decision and its reasons are in docs/decisions.md ("Media follows the link, 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from emulator.freeswitch.conference import Bridge, Member
+from emulator.freeswitch.conference import Bridge
 from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.media import LinkConditions
-from emulator.net.links import LinkChange, Links
+from emulator.freeswitch.model import Member
+from emulator.net.links import Link, LinkChange, Links
+
+if TYPE_CHECKING:  # pragma: no cover - the SIP core imports this module's owner, not the reverse
+    from emulator.freeswitch.sip_core import Dialog, SipCore
 
 __all__ = ["MediaLinks", "media_conditions"]
 
 
-def media_conditions(link) -> LinkConditions:
+def media_conditions(link: Link) -> LinkConditions:
     """The media model's view of a :class:`~emulator.net.links.Link` (loss capped below 1, an
     unlimited link as 1 Gbit/s)."""
     return LinkConditions(rtt_ms=link.rtt_ms, jitter_ms=link.jitter_ms, loss=min(link.loss, 0.99),
@@ -56,7 +62,7 @@ class MediaLinks:
                  client_of: Callable[[Flow], str]) -> None:
         self.links = links
         self.bridge = bridge
-        self.core = None        # the node's SipCore (set by the stack): is a member's SIP flow alive?
+        self.core: SipCore | None = None   # the node's SipCore (set by the stack): is a member's SIP flow alive?
         self.default = default
         self.client_of = client_of
         bridge.media_gate = self.gate
@@ -72,7 +78,7 @@ class MediaLinks:
         rule = self.links.rule(self.client_of(flow), "media")
         return self.default if rule is None else media_conditions(rule)
 
-    def keeps_media(self, dialog) -> bool:
+    def keeps_media(self, dialog: Dialog) -> bool:
         """Whether this dialog's media goes on without its SIP flow: its browser tracks a media path
         that is still open.  (A path already closed means the page went: the member is a ghost.)"""
         return self.links.media_state(dialog.channel.client, dialog.call_id) != "closed"

@@ -20,30 +20,37 @@ What it models is mod_sofia's ``internal`` profile as the CppComet roles configu
   and our BYE until the client answers, for at most 64*T1 (Timers G/H, E/F).  Reliable transports
   retransmit nothing.
 
-Everything here is synchronous and I/O-free apart from :meth:`Flow.send`; timers live in a heap
-processed by :meth:`SipCore.run`, driven by trio's clock (so a MockClock drives it too).
+Everything here is synchronous and I/O-free apart from :meth:`Flow.send`.  Timers (retransmissions,
+cached answers, expiring registrations, a delayed answer) are on the node's
+:class:`~emulator.clock.Timers`, shared with the bridge and run by the stack on trio's clock (so a
+MockClock drives them too); every message and closed flow first runs what is due, and a test that
+moves its clock by hand calls ``core.timers.run_due()``.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import functools
 import random
 import re
 import uuid as _uuid
-from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 import trio
 
-from emulator.freeswitch.conference import Bridge, Channel, Refusal
+from emulator.clock import Timers
+from emulator.freeswitch.conference import Bridge
 from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.media import QUALITY_PRESETS, LinkConditions, Quality, link_presets, media_start_delay
+from emulator.freeswitch.model import Channel, HangupCause, Refusal
+from emulator.freeswitch.real_media import MediaWorkerError, RealMedia
 from emulator.journal import Journal
 from emulator.wire import sdp as s
 from emulator.wire import sip
+from emulator.wire.sip import T1, T2
 
-T1, T2 = 0.5, 4.0
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, REGISTER, REFER, NOTIFY"
 SUPPORTED = "timer, path, replaces"
 USER_AGENT = "FreeSWITCH-mod_sofia/1.6.20 (cometbench)"
@@ -100,6 +107,18 @@ def quality_of(offer: s.SessionDescription) -> Quality:
     return Quality(best.width, best.height, best.fps, float(kbps), best.audio_kbps)
 
 
+def transaction_key(message: sip.SipMessage) -> str:
+    """What names a transaction, server or client (RFC 3261 17.2.3, 17.1.3): the top Via's branch
+    and its sent-by (host and port), so two clients that happen to pick the same branch are two
+    transactions.  That happens: JsSIP's branch is ``z9hG4bK`` and 7 random digits, and a few
+    thousand INVITEs from many browsers make a repeat likely (birthday bound); matching on the
+    branch alone answered one client's INVITE with another's cached response.  The method is not
+    part of the key: callers pair it with the method where they need to (a CANCEL and an ACK share
+    their INVITE's key)."""
+    via = message.top_via
+    return f"{via.branch or ''} {via.host.lower()}:{via.port or ''}"
+
+
 @dataclass(eq=False)
 class Binding:
     aor: str
@@ -108,6 +127,18 @@ class Binding:
     flow: Flow
     expires_at: float
     call_id: str
+
+
+#: The timer group of a SIP core on its node's Timers (the bridge's is ``bridge``).
+TIMER_GROUP = "sip"
+
+
+class DialogState(StrEnum):
+    """An INVITE dialog of the server: early (answered, no ACK yet) -> confirmed -> terminated."""
+
+    EARLY = "early"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
 
 
 @dataclass(eq=False)
@@ -120,12 +151,13 @@ class Dialog:
     channel: Channel
     conference: str
     profile: str
-    state: str = "early"            # early -> confirmed -> terminated
+    state: DialogState = DialogState.EARLY
     member_id: int | None = None
     local_cseq: int = 0
     answer: bytes = b""
     response: bytes = b""           # the 2xx, retransmitted over UDP until ACK
     refused: Refusal | None = None
+    media_key: str | None = None    # real media: the call's key in the media worker
     retransmit_at: float = 0.0
     retransmit_interval: float = T1
     retransmit_deadline: float = 0.0
@@ -136,7 +168,7 @@ class PendingInvite:
     request: sip.SipRequest
     flow: Flow
     to_tag: str
-    branch: str
+    key: str                         # the INVITE's transaction_key
     user: str
     answer_at: float
     route: tuple[str, str, bool]     # (conference, profile, audio only) from the dialplan
@@ -147,11 +179,16 @@ class SipCore:
                  journal: Journal | None = None, host: str = "127.0.0.1", port: int = 7443,
                  media_fingerprint: str = "00" + ":00" * 31, media_ip: str = "127.0.0.1", media_port: int = 16384,
                  answer_delay: float = 0.0, link_for: Callable[[Flow], LinkConditions] | None = None,
-                 nonce_ttl: float = 60.0, clock: Callable[[], float] = trio.current_time,
+                 nonce_ttl: float = 60.0, clock: Callable[[], float] | None = None,
                  client_of: Callable[[Flow], str] | None = None,
                  keeps_media: Callable[[Dialog], bool] | None = None,
-                 password_lookup: Callable[..., Awaitable[str | None]] | None = None) -> None:
+                 password_lookup: Callable[..., Awaitable[str | None]] | None = None,
+                 timers: Timers | None = None) -> None:
         self.bridge = bridge
+        #: The node's timers: the bridge's unless given (one timer facility per FreeSWITCH node).
+        self.timers = timers if timers is not None else bridge.timers
+        #: What this core reads as "now" (the timers' clock unless a test gives its own source).
+        self.clock = clock if clock is not None else self.timers.clock
         self.password_for = password_for
         self.rng = rng
         self.journal = journal or Journal(enabled=False)
@@ -171,38 +208,35 @@ class SipCore:
         self.password_lookup = password_lookup
         self._looked_up: dict[tuple[int, int], str | None] = {}
         self._nursery: trio.Nursery | None = None
-        self.clock = clock
         self.nonces = sip.NonceManager.from_rng(rng, ttl=nonce_ttl)
         self.bindings: dict[str, list[Binding]] = {}
         self.dialogs: dict[tuple[str, str], Dialog] = {}
-        self.pending: dict[str, PendingInvite] = {}          # INVITE branch -> not yet answered
-        self.responses: dict[tuple[str, str], tuple[bytes, float]] = {}  # (branch, method) -> last response
-        self.unacked: dict[str, bytes] = {}  # branch -> message repeated over UDP until answered
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
-        self._wakeup = trio.Event()
+        # server and client transactions, by transaction_key (branch and sent-by, RFC 3261 17.2.3)
+        self.pending: dict[str, PendingInvite] = {}          # INVITE's key -> not yet answered
+        #: Real media (emulator/freeswitch/real_media.py), set by the stack when ``media = "real"``.
+        self.real_media: RealMedia | None = None
+        self.pending_real: dict[str, PendingInvite] = {}     # INVITE's key -> the endpoint is answering
+        self.responses: dict[tuple[str, str], tuple[bytes, float]] = {}  # (key, method) -> last response
+        self.unacked: dict[str, bytes] = {}  # key -> message repeated over UDP until answered
         self.stats = {"registers": 0, "invites": 0, "answered": 0, "byes": 0}
 
     # -- time --------------------------------------------------------------------------------------
-    def _at(self, when: float, fn: Callable[[], None]) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), fn))
-        self._wakeup.set()
+    def _at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
+        self.timers.at(when, fn, *args, group=TIMER_GROUP)
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The task of the asynchronous directory lookups; it also drives the node's timers when no
+        other task does (the stack runs ``timers.run`` itself)."""
         async with trio.open_nursery() as nursery:   # directory lookups run here
             self._nursery = nursery
-            task_status.started()
-            while True:
-                now = self.clock()
-                while self._heap and self._heap[0][0] <= now:
-                    _, _, fn = heapq.heappop(self._heap)
-                    fn()
-                self._wakeup = trio.Event()
-                if self._heap:
-                    with trio.move_on_at(self._heap[0][0]):
-                        await self._wakeup.wait()
+            try:
+                if self.timers.driven:
+                    task_status.started()
+                    await trio.sleep_forever()
                 else:
-                    await self._wakeup.wait()
+                    await self.timers.run(task_status=task_status)
+            finally:
+                self._nursery = None
 
     # -- I/O entry points --------------------------------------------------------------------------
     def _send(self, flow: Flow, message: sip.SipRequest | sip.SipResponse) -> bytes:
@@ -220,14 +254,19 @@ class SipCore:
         response = sip.make_response(request, status, to_tag=to_tag, headers=extra, body=body)
         data = self._send(flow, response)
         if request.method != "ACK" and status >= 200:
-            self.responses[(request.branch or "", request.method)] = (data, self.clock() + 32.0)
-            self._at(self.clock() + 32.0, lambda key=(request.branch or "", request.method): self._forget(key))
+            key = (transaction_key(request), request.method)
+            self.responses[key] = (data, self.clock() + 32.0)
+            self._at(self.clock() + 32.0, self._forget, key)
         if request.method == "INVITE" and status >= 300 and not flow.reliable:
             # Timer G: a final error to an INVITE over UDP is repeated until its ACK (Timer H: 64*T1)
-            branch = request.branch or ""
-            self.unacked[branch] = data
-            self._at(self.clock() + T1, lambda: self._repeat(flow, branch, data, T1, self.clock() + 64 * T1))
+            tkey = transaction_key(request)
+            self.unacked[tkey] = data
+            self._at(self.clock() + T1, self._repeat_first, flow, tkey, data)
         return data
+
+    def _repeat_first(self, flow: Flow, key: str, data: bytes) -> None:
+        """The first repetition (T1 after the original); Timers H/F run 64*T1 from now."""
+        self._repeat(flow, key, data, T1, self.clock() + 64 * T1)
 
     def _repeat(self, flow: Flow, key: str, data: bytes, interval: float, deadline: float) -> None:
         """Timers G/H (error answers to INVITE) and E/F (our BYE) over UDP: T1 doubling up to T2."""
@@ -239,7 +278,7 @@ class SipCore:
             return
         flow.send(data)
         interval = min(interval * 2, T2)
-        self._at(now + interval, lambda: self._repeat(flow, key, data, interval, deadline))
+        self._at(now + interval, self._repeat, flow, key, data, interval, deadline)
 
     def _forget(self, key: tuple[str, str]) -> None:
         entry = self.responses.get(key)
@@ -250,6 +289,7 @@ class SipCore:
         """One SIP message from a transport."""
         if sip.is_keepalive(data):
             return
+        self.timers.run_due()
         try:
             message = sip.parse_message(data)
         except sip.SipParseError as exc:
@@ -284,22 +324,26 @@ class SipCore:
     def flow_closed(self, flow: Flow) -> None:
         """A WebSocket/TCP connection ended: its registrations vanish, its calls lose signalling."""
         flow.alive = False
+        self.timers.run_due()
         for aor in list(self.bindings):
             kept = [b for b in self.bindings[aor] if b.flow is not flow]
             if kept:
                 self.bindings[aor] = kept
             else:
                 del self.bindings[aor]
-        for branch, pending in list(self.pending.items()):
+        for key, pending in list(self.pending.items()):
             if pending.flow is flow:
-                del self.pending[branch]
-        for key, dialog in list(self.dialogs.items()):
-            if dialog.flow is flow and dialog.state != "terminated":
+                del self.pending[key]
+        for key, pending in list(self.pending_real.items()):
+            if pending.flow is flow:
+                del self.pending_real[key]
+        for dialog in list(self.dialogs.values()):
+            if dialog.flow is flow and dialog.state != DialogState.TERMINATED:
                 if dialog.member_id is not None:
                     if self.keeps_media is None or not self.keeps_media(dialog):
                         self.bridge.signalling_lost(dialog.member_id)
                 else:
-                    self._end(dialog, "NORMAL_CLEARING")
+                    self._end(dialog, HangupCause.NORMAL_CLEARING)
         self.journal.record("sip", "flow_closed", conn_id=flow.id, data=f"{flow.transport} {flow.peer}")
 
     # -- requests ----------------------------------------------------------------------------------
@@ -308,7 +352,7 @@ class SipCore:
             if name not in request.headers:
                 raise sip.SipParseError(f"missing {name}")
         if request.method != "ACK":
-            cached = self.responses.get((request.branch or "", request.method))
+            cached = self.responses.get((transaction_key(request), request.method))
             if cached is not None:  # a retransmission: answer it the same way again
                 flow.send(cached[0])
                 return
@@ -407,7 +451,7 @@ class SipCore:
             if expires > 0:
                 bindings.append(Binding(aor, _without_expires(str(contact)), uri, flow, now + expires,
                                         request.call_id))
-                self._at(now + expires, lambda aor=aor, uri=uri: self._expire(aor, uri))
+                self._at(now + expires, self._expire, aor, uri)
         if not bindings:
             self.bindings.pop(aor, None)
         contacts = [(b.contact + f";expires={max(0, int(b.expires_at - now))}") for b in self.bindings.get(aor, [])]
@@ -428,8 +472,8 @@ class SipCore:
             del self.bindings[aor]
 
     def _invite(self, flow: Flow, request: sip.SipRequest) -> None:
-        branch = request.branch or ""
-        if branch in self.pending:
+        key = transaction_key(request)
+        if key in self.pending:
             return  # retransmission while we wait to answer
         self.stats["invites"] += 1
         user = self._authorize(flow, request, "Proxy-Authorization", "Proxy-Authenticate", 407)
@@ -442,16 +486,16 @@ class SipCore:
             self._respond(flow, request, 404)
             return
         self._respond(flow, request, 100)
-        pending = PendingInvite(request, flow, sip.generate_tag(self.rng), branch, user,
+        pending = PendingInvite(request, flow, sip.generate_tag(self.rng), key, user,
                                 self.clock() + self.answer_delay, routed)
-        self.pending[branch] = pending
+        self.pending[key] = pending
         if self.answer_delay > 0:
-            self._at(pending.answer_at, lambda: self._answer(branch))
+            self._at(pending.answer_at, self._answer, key)
         else:
-            self._answer(branch)
+            self._answer(key)
 
-    def _answer(self, branch: str) -> None:
-        pending = self.pending.pop(branch, None)
+    def _answer(self, key: str) -> None:
+        pending = self.pending.pop(key, None)
         if pending is None or not pending.flow.alive:
             return
         request, flow = pending.request, pending.flow
@@ -462,17 +506,63 @@ class SipCore:
                 raise s.SdpError("an INVITE without an offer is not supported", 488)
             webrtc = offer.ice_ufrag is not None or any(m.ice_ufrag for m in offer.media)
             if webrtc:
-                answer = s.build_webrtc_answer(
+                model = s.build_webrtc_answer(
                     offer, host_ip=self.media_ip, port=self.media_port, ice_ufrag=_token(self.rng, 8),
                     ice_pwd=_token(self.rng, 24), fingerprint_sha256=self.media_fingerprint, rng=self.rng,
                     audio_codecs=("PCMU", "GSM") if audio_only else ("opus", "PCMU"),
-                    allow_video=not audio_only).encode()
+                    allow_video=not audio_only)
+                if self.real_media is not None and self.real_media.serves(self.client_of(flow)):
+                    self._answer_real(pending, offer, model)
+                    return
+                answer = model.encode()
             else:
                 answer = plain_answer(offer, self.media_ip, self.media_port, self.rng)
         except (s.SdpError, ValueError) as exc:
             self.journal.record("sip", "bad_sdp", conn_id=flow.id, data=str(exc))
             self._respond(flow, request, 488, to_tag=pending.to_tag)
             return
+        self._complete(pending, offer, answer,
+                       media_delay=lambda: media_start_delay(self.link_for(flow), quality_of(offer), self.rng))
+
+    def _answer_real(self, pending: PendingInvite, offer: s.SessionDescription, model: s.SessionDescription) -> None:
+        """Real media: the worker's endpoint answers the offer narrowed to FreeSWITCH's choices; the
+        200 OK carries its transport and RTP lines in FreeSWITCH's shape (emulator/freeswitch/real_media.py).
+        The member's media starts at its first RTP, not after the model's delay."""
+        real = self.real_media
+        assert real is not None
+        key = f"{pending.request.call_id};{pending.to_tag}"
+        self.pending_real[pending.key] = pending
+
+        async def ask() -> None:
+            request, flow = pending.request, pending.flow
+            try:
+                text = await real.answer(key, s.endpoint_offer(offer, model).to_text())
+                answer = s.reskin_answer(text, model).encode()
+            except (s.SdpError, ValueError, MediaWorkerError) as exc:
+                real.ended(key)
+                if self.pending_real.pop(pending.key, None) is None or not flow.alive:
+                    return
+                status = 503 if isinstance(exc, MediaWorkerError) else 488
+                self.journal.record("sip", "media_failed", conn_id=flow.id, data=f"{status}: {exc}")
+                self._respond(flow, request, status, to_tag=pending.to_tag)
+                return
+            if self.pending_real.pop(pending.key, None) is None or not flow.alive:
+                real.ended(key)   # cancelled (or the caller went) while the endpoint answered
+                return
+            dialog = self._complete(pending, offer, answer, media_delay=lambda: None)
+            dialog.media_key = key
+            real.answered(key, dialog.member_id, dialog.channel.hangup)
+
+        if self._nursery is None:
+            raise RuntimeError("SipCore.run() must be running for real media")
+        self._nursery.start_soon(ask)
+
+    def _complete(self, pending: PendingInvite, offer: s.SessionDescription, answer: bytes,
+                  media_delay: Callable[[], float | None]) -> Dialog:
+        """The 200 OK, the channel and the join.  ``media_delay`` is called after the channel's uuid
+        is drawn (the seeded order of the draws stays what it always was)."""
+        request, flow = pending.request, pending.flow
+        conference, profile, audio_only = pending.route
         from_addr = request.from_addr
         channel = Channel(uuid=str(_uuid.UUID(int=self.rng.getrandbits(128), version=4)),
                           caller_id_name=from_addr.display_name or pending.user,
@@ -481,10 +571,10 @@ class SipCore:
                           variables={"sip_call_id": request.call_id, "sip_network_ip": flow.peer.host,
                                      "sip_network_port": str(flow.peer.port)},
                           has_video=not audio_only and any(m.kind == "video" for m in offer.media),
-                          media_delay=media_start_delay(self.link_for(flow), quality_of(offer), self.rng))
+                          media_delay=media_delay())
         dialog = Dialog(request.call_id, pending.to_tag, request.from_tag or "", request, flow, channel,
                         conference, profile)
-        channel.hangup = lambda cause, d=dialog: self._server_bye(d, cause)
+        channel.hangup = functools.partial(self._server_bye, dialog)
         self.bridge.channel_create(channel)
         self.bridge.channel_answer(channel)
         contact = f"<sip:mod_sofia@{self.host}:{self._local_port(flow)};transport={flow.transport.lower()}>"
@@ -497,56 +587,59 @@ class SipCore:
         if not flow.reliable:
             now = self.clock()
             dialog.retransmit_interval, dialog.retransmit_deadline = T1, now + 64 * T1
-            self._at(now + T1, lambda d=dialog: self._retransmit(d))
+            self._at(now + T1, self._retransmit, dialog)
         result = self.bridge.join(conference, profile, channel)
         if isinstance(result, Refusal):
             dialog.refused = result  # the BYE follows the ACK (or a short grace without one)
-            self._at(self.clock() + 2.0, lambda d=dialog: self._refuse(d))
+            self._at(self.clock() + 2.0, self._refuse, dialog)
         else:
             dialog.member_id = result.id
+        return dialog
 
     def _retransmit(self, dialog: Dialog) -> None:
-        if dialog.state != "early" or not dialog.flow.alive:
+        if dialog.state != DialogState.EARLY or not dialog.flow.alive:
             return
         now = self.clock()
         if now >= dialog.retransmit_deadline:  # Timer H: no ACK came; FreeSWITCH hangs up
-            self._server_bye(dialog, "RECOVERY_ON_TIMER_EXPIRE")
+            self._server_bye(dialog, HangupCause.RECOVERY_ON_TIMER_EXPIRE)
             return
         dialog.flow.send(dialog.response)
         dialog.retransmit_interval = min(dialog.retransmit_interval * 2, T2)
-        self._at(now + dialog.retransmit_interval, lambda d=dialog: self._retransmit(d))
+        self._at(now + dialog.retransmit_interval, self._retransmit, dialog)
 
     def _refuse(self, dialog: Dialog) -> None:
-        if dialog.refused is not None and dialog.state != "terminated":
+        if dialog.refused is not None and dialog.state != DialogState.TERMINATED:
             self._server_bye(dialog, dialog.refused.cause)
 
     def _find_dialog(self, request: sip.SipRequest) -> Dialog | None:
         return self.dialogs.get((request.call_id, request.to_tag or ""))
 
     def _ack(self, flow: Flow, request: sip.SipRequest) -> None:
-        self.unacked.pop(request.branch or "", None)  # the ACK of an error answer ends Timer G
+        self.unacked.pop(transaction_key(request), None)  # the ACK of an error answer ends Timer G
         dialog = self._find_dialog(request)
         if dialog is None:
             return  # the ACK of a non-2xx final response (absorbed) or of a dead dialog
-        if dialog.state == "early":
-            dialog.state = "confirmed"
+        if dialog.state == DialogState.EARLY:
+            dialog.state = DialogState.CONFIRMED
             if dialog.refused is not None:
                 self._server_bye(dialog, dialog.refused.cause)
 
     def _bye(self, flow: Flow, request: sip.SipRequest) -> None:
         dialog = self._find_dialog(request)
-        if dialog is None or dialog.state == "terminated":
+        if dialog is None or dialog.state == DialogState.TERMINATED:
             self._respond(flow, request, 481)
             return
         self.stats["byes"] += 1
         self._respond(flow, request, 200)
-        self._end(dialog, "NORMAL_CLEARING", leave=True)
+        self._end(dialog, HangupCause.NORMAL_CLEARING, leave=True)
 
     def _end(self, dialog: Dialog, cause: str, *, leave: bool = True) -> None:
-        if dialog.state == "terminated":
+        if dialog.state == DialogState.TERMINATED:
             return
-        dialog.state = "terminated"
+        dialog.state = DialogState.TERMINATED
         self.dialogs.pop((dialog.call_id, dialog.local_tag), None)
+        if dialog.media_key is not None and self.real_media is not None:
+            self.real_media.ended(dialog.media_key)
         if leave and dialog.member_id is not None:
             self.bridge.leave(dialog.member_id, cause)
         channel = dialog.channel
@@ -558,7 +651,7 @@ class SipCore:
 
     def _server_bye(self, dialog: Dialog, cause: str) -> None:
         """FreeSWITCH ends the call (kick, hup, media timeout, full room): BYE to the caller's Contact."""
-        if dialog.state == "terminated":
+        if dialog.state == DialogState.TERMINATED:
             return
         if dialog.flow.alive and dialog.invite.contacts:
             dialog.local_cseq += 1
@@ -569,15 +662,16 @@ class SipCore:
                                              headers=[("Reason", f'Q.850;cause=16;text="{cause}"')])
             data = self._send(dialog.flow, bye)
             if not dialog.flow.reliable:  # Timer E until the client answers (Timer F: 64*T1)
-                key, flow = bye.branch or "", dialog.flow
+                key, flow = transaction_key(bye), dialog.flow
                 self.unacked[key] = data
-                self._at(self.clock() + T1, lambda: self._repeat(flow, key, data, T1, self.clock() + 64 * T1))
+                self._at(self.clock() + T1, self._repeat_first, flow, key, data)
         # the bridge already removed the member for kick/hup/timeouts; a refused one never joined
         self._end(dialog, cause, leave=dialog.refused is None and dialog.member_id is not None
                   and self.bridge.member(dialog.member_id) is not None)
 
     def _cancel(self, flow: Flow, request: sip.SipRequest) -> None:
-        pending = self.pending.pop(request.branch or "", None)
+        key = transaction_key(request)
+        pending = self.pending.pop(key, None) or self.pending_real.pop(key, None)
         if pending is None:
             self._respond(flow, request, 481)
             return
@@ -586,7 +680,7 @@ class SipCore:
 
     def _reinvite(self, flow: Flow, request: sip.SipRequest) -> None:
         dialog = self._find_dialog(request)
-        if dialog is None or dialog.state == "terminated":
+        if dialog is None or dialog.state == DialogState.TERMINATED:
             self._respond(flow, request, 481)
             return
         try:
@@ -597,7 +691,7 @@ class SipCore:
             return
         if dialog.member_id is not None:
             member = self.bridge.member(dialog.member_id)
-            if member is not None and hasattr(self.bridge, "set_hold"):
+            if member is not None:
                 self.bridge.set_hold(dialog.member_id, hold)
         self.journal.record("sip", "reinvite", conn_id=flow.id, data=f"hold={hold}")
         dialog.flow = flow
@@ -607,7 +701,7 @@ class SipCore:
 
     def _on_response(self, flow: Flow, response: sip.SipResponse) -> None:
         """Responses to our own requests (the client's answer to a server BYE) stop their retransmission."""
-        self.unacked.pop(response.branch or "", None)
+        self.unacked.pop(transaction_key(response), None)
 
     def _local_port(self, flow: Flow) -> int:
         """Where this flow's peer reaches us: the advertised WSS port, or the UDP/TCP listener's."""
@@ -630,9 +724,8 @@ class SipCore:
         self.pending.clear()
         self.responses.clear()
         self.unacked.clear()
-        self._heap.clear()
+        self.timers.cancel_group(TIMER_GROUP)
         self.nonces = sip.NonceManager.from_rng(self.rng, ttl=self.nonces.ttl)
-        self._wakeup.set()
 
     # -- inspection --------------------------------------------------------------------------------
     def registrations(self, aor: str | None = None) -> list[Binding]:

@@ -88,9 +88,19 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from emulator.freeswitch.flow import Flow
 from emulator.journal import Journal
-from emulator.net.network import (MAX_DATAGRAM, DatagramEndpoint, Endpoint, Listener, Network, forget_traceback,
-                                  is_peer_gone, peer_of, release_ssl_stream)
-from emulator.net.timeouts import ReadDeadline
+from emulator.net.network import (
+    MAX_DATAGRAM,
+    DatagramEndpoint,
+    Endpoint,
+    Listener,
+    Network,
+    forget_traceback,
+    is_peer_gone,
+    peer_of,
+    quiet_close,
+    release_ssl_stream,
+)
+from emulator.net.timeouts import HANDSHAKE_TIMEOUT, NEVER, SIP_TCP_HEAD_TIMEOUT, SIP_TCP_IDLE_TIMEOUT, ReadDeadline
 from emulator.net.websocket import release_frame_parser
 from emulator.wire import http
 from emulator.wire.sip import MAX_BODY_BYTES, MAX_HEADER_BYTES, SipParseError, SipStreamParser, is_keepalive
@@ -104,16 +114,10 @@ OUTBOX_MESSAGES = 256
 UDP_OUTBOX = 4096
 #: UDP peer addresses whose flows are cached.
 UDP_MAX_FLOWS = 4096
-#: Seconds a WS connection may take for TLS + HTTP upgrade together.
-HANDSHAKE_TIMEOUT = 10.0
 #: Largest HTTP upgrade request head accepted on the SIP WebSocket port.
-MAX_UPGRADE_HEAD = 16 * 1024
+MAX_UPGRADE_HEAD = http.MAX_HEAD
 #: Seconds a graceful server-side close waits for the queued messages and the close handshake.
 CLOSE_TIMEOUT = 2.0
-#: SIP over TCP: seconds from a message's first byte to its end, and from accept to the first message.
-HEAD_TIMEOUT = 10.0
-#: SIP over TCP: seconds a connection may stay quiet both ways (nta's TPTAG_IDLE of 30 minutes).
-TCP_IDLE_TIMEOUT = 1800.0
 
 SERVICE = "sip"
 #: The answer to an upgrade request we refuse before wsproto sees it.
@@ -191,13 +195,6 @@ def _nothing() -> None:
     pass
 
 
-async def _quiet_close(stream: trio.abc.Stream) -> None:
-    try:
-        await trio.aclose_forcefully(stream)
-    except Exception:  # pragma: no cover - closing a dead stream
-        pass
-
-
 async def _read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
     """The HTTP request head of a WebSocket upgrade, and what followed it in the same reads.
 
@@ -232,7 +229,7 @@ class _Replay(trio.abc.Stream):
     def release(self) -> None:
         self._released.set()
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._head:
             await trio.lowlevel.checkpoint()
             chunk, self._head = self._head, b""
@@ -295,6 +292,21 @@ class _Base:
             self.journal.record(SERVICE, "core_error", conn_id=flow.id, data=f"{type(exc).__name__}: {exc}")
 
 
+class _StreamBase(_Base):
+    """What the two connection-oriented transports (WS, TCP) share: the stream listener."""
+
+    def __init__(self, core: SipCoreLike, network: Network, journal: Journal) -> None:
+        super().__init__(core, network, journal)
+        self.listener: Listener | None = None
+
+    def _listening(self, listener: Listener) -> None:
+        self.listener = listener
+
+    def _local(self, stream: trio.abc.Stream) -> Endpoint:
+        """Where the peer reached us: the OS socket's address, else the listener's endpoint."""
+        return _local_of(stream, self.listener.endpoint if self.listener else Endpoint("?", 0))
+
+
 class _Connection:
     """Per WS/TCP connection: the flow, its bounded outbox and the scope that ends it."""
 
@@ -347,13 +359,13 @@ class _Connection:
 # --- SIP over WebSocket ---------------------------------------------------------------------------
 
 
-class SipWebSocketTransport(_Base):
+class SipWebSocketTransport(_StreamBase):
     """SIP over secure WebSocket (``tls_context`` given: flows are "WSS") or plain WebSocket ("WS")."""
 
     def __init__(self, core: SipCoreLike, network: Network, journal: Journal, *,
                  tls_context: ssl.SSLContext | None, max_message: int = 65536,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, outbox_size: int = OUTBOX_MESSAGES,
-                 require_subprotocol: bool = False, idle_timeout: float = 0.0) -> None:
+                 require_subprotocol: bool = False, idle_timeout: float = NEVER) -> None:
         super().__init__(core, network, journal)
         self.tls_context = tls_context
         self.max_message = max_message
@@ -362,21 +374,17 @@ class SipWebSocketTransport(_Base):
         self.outbox_size = outbox_size
         self.require_subprotocol = require_subprotocol
         self.kind = "WSS" if tls_context is not None else "WS"
-        self.listener: Listener | None = None
         self.active = 0  # accepted streams being served (handshaking or open)
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.listener = await self.network.listen("sip_ws", host, port)
-        try:
-            await self.network.serve(self.listener, self.handle, service="sip_ws", task_status=task_status)
-        finally:
-            with trio.CancelScope(shield=True):
-                await self.listener.aclose()
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        await self.network.listen_and_serve("sip_ws", host, port, self.handle, on_listen=self._listening,
+                                            task_status=task_status)
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         self.active += 1
         peer = peer_of(stream)
-        local = _local_of(stream, self.listener.endpoint if self.listener else Endpoint("?", 0))
+        local = self._local(stream)
         conn = _Connection(self, self.outbox_size)
         deadline = trio.current_time() + self.handshake_timeout
         tls: trio.SSLStream | None = None
@@ -392,15 +400,14 @@ class SipWebSocketTransport(_Base):
                 async with trio.open_nursery() as nursery:
                     await self._run(nursery, ws_stream, conn, peer, local, deadline)
                     nursery.cancel_scope.cancel()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the per-connection boundary: logged unless the peer left
             self._connection_error(exc, peer, conn.flow)
         finally:
             self.active -= 1
             if conn.flow is not None:
                 self._flow_closed(conn.flow)
             conn.release()
-            with trio.CancelScope(shield=True):
-                await _quiet_close(stream)
+            await quiet_close(stream)
             release_ssl_stream(tls)
 
     async def _tls_handshake(self, tls: trio.SSLStream, peer: Endpoint, deadline: float) -> bool:
@@ -441,7 +448,7 @@ class SipWebSocketTransport(_Base):
         finally:
             release_frame_parser(ws)
 
-    async def _serve_websocket(self, nursery: trio.Nursery, ws: WebSocketConnection, replay: "_Replay",
+    async def _serve_websocket(self, nursery: trio.Nursery, ws: WebSocketConnection, replay: _Replay,
                                conn: _Connection, peer: Endpoint, local: Endpoint, deadline: float) -> None:
         handshake = trio.CancelScope(deadline=deadline)
         reader_done = False
@@ -536,7 +543,7 @@ class SipWebSocketTransport(_Base):
 # --- SIP over TCP ---------------------------------------------------------------------------------
 
 
-class SipTcpTransport(_Base):
+class SipTcpTransport(_StreamBase):
     """SIP over TCP, RFC 3261 18.3 framing, RFC 5626 CRLF keep-alives, head and idle timeouts."""
 
     kind = "TCP"
@@ -544,7 +551,7 @@ class SipTcpTransport(_Base):
     def __init__(self, core: SipCoreLike, network: Network, journal: Journal, *,
                  outbox_size: int = OUTBOX_MESSAGES, answer_pings: bool = True,
                  max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES,
-                 head_timeout: float = HEAD_TIMEOUT, idle_timeout: float = TCP_IDLE_TIMEOUT) -> None:
+                 head_timeout: float = SIP_TCP_HEAD_TIMEOUT, idle_timeout: float = SIP_TCP_IDLE_TIMEOUT) -> None:
         super().__init__(core, network, journal)
         self.outbox_size = outbox_size
         self.answer_pings = answer_pings
@@ -552,22 +559,18 @@ class SipTcpTransport(_Base):
         self.max_body_bytes = max_body_bytes
         self.head_timeout = head_timeout
         self.idle_timeout = idle_timeout
-        self.listener: Listener | None = None
         self.active = 0
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.listener = await self.network.listen("sip", host, port)
-        try:
-            await self.network.serve(self.listener, self.handle, service="sip", task_status=task_status)
-        finally:
-            with trio.CancelScope(shield=True):
-                await self.listener.aclose()
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        await self.network.listen_and_serve("sip", host, port, self.handle, on_listen=self._listening,
+                                            task_status=task_status)
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         self.active += 1
         conn = _Connection(self, self.outbox_size)
         flow = conn.make_flow("TCP", peer_of(stream),
-                              _local_of(stream, self.listener.endpoint if self.listener else Endpoint("?", 0)))
+                              self._local(stream))
         # the first message must arrive as soon as any message must be complete; then sofia's idle rule
         conn.deadline = ReadDeadline(start=self.head_timeout, head=self.head_timeout, idle=self.idle_timeout)
         try:
@@ -580,14 +583,13 @@ class SipTcpTransport(_Base):
                         nursery.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
                     else:
                         nursery.cancel_scope.cancel()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the per-connection boundary: logged unless the peer left
             self._connection_error(exc, flow.peer, flow)
         finally:
             self.active -= 1
             self._flow_closed(flow)
             conn.release()
-            with trio.CancelScope(shield=True):
-                await _quiet_close(stream)
+            await quiet_close(stream)
 
     async def _reader(self, stream: trio.abc.Stream, conn: _Connection, flow: Flow, deadline: ReadDeadline) -> bool:
         """Read and deliver messages until EOF, an error or a timeout.  True if a final answer was
@@ -642,7 +644,7 @@ class SipTcpTransport(_Base):
             return False
         try:
             return bool(answer(flow, data, status, reason))
-        except Exception as exc:  # noqa: BLE001 - the core's bug must not hide the close
+        except Exception as exc:  # the core's bug must not hide the close
             log.exception("SIP core failed answering a malformed message from %s", flow.peer)
             self.journal.record(SERVICE, "core_error", conn_id=flow.id, data=f"{type(exc).__name__}: {exc}")
             return False
@@ -690,21 +692,26 @@ class SipUdpTransport(_Base):
         self.garbage = 0       # datagrams dropped as not SIP
         self.dropped_out = 0   # outgoing datagrams dropped (outbox full, too large)
 
-    async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.listener = await self.network.udp_socket("sip", host, port, buffer=self.buffer)
+    async def serve(self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Bind and serve until cancelled; ``await nursery.start(transport.serve, host, port)`` is the port."""
+        await self.network.bind_and_serve("sip", host, port, self._run, buffer=self.buffer, on_bind=self._bound,
+                                          task_status=task_status)
+
+    def _bound(self, endpoint: DatagramEndpoint) -> None:
+        self.listener = endpoint
+
+    async def _run(self, endpoint: DatagramEndpoint) -> None:
         send, receive = trio.open_memory_channel[tuple[bytes, Endpoint]](self.outbox_size)
         self._outbox = send
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, receive)
-                task_status.started()
                 await self._reader()
                 nursery.cancel_scope.cancel()
         finally:
             self._outbox = None
             send.close()
-            with trio.CancelScope(shield=True):
-                await self.listener.aclose()
 
     def flow_for(self, peer: Endpoint) -> Flow:
         """The cached flow of a peer address (created if new); the core may use it to send first."""

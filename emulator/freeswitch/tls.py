@@ -29,10 +29,12 @@ import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_FILE = "cometbench-ca.pem"
@@ -81,7 +83,7 @@ def _name(common: str) -> x509.Name:
                       x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def _write_key(path: Path, key) -> None:
+def _write_key(path: Path, key: PrivateKeyTypes) -> None:
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
     path.chmod(0o600)
@@ -109,11 +111,12 @@ def ensure_certificates(directory: str | Path, names: list[str] | None = None, *
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     wanted = sorted({"127.0.0.1", "::1", "localhost", *(names or [])})
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _dt.datetime.now(_dt.UTC)
     ca_path, ca_key_path = directory / CA_FILE, directory / CA_KEY_FILE
     if ca_path.exists() and ca_key_path.exists():
         ca_cert = x509.load_pem_x509_certificate(ca_path.read_bytes())
-        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+        ca_key = cast(CertificateIssuerPrivateKeyTypes,   # the CA key this module wrote (RSA or EC)
+                      serialization.load_pem_private_key(ca_key_path.read_bytes(), None))
     else:
         ca_key = _rsa_key("ca") if fixed_lengths else ec.generate_private_key(ec.SECP256R1())
         ca_cert = (x509.CertificateBuilder().subject_name(_name("cometbench local CA")).issuer_name(
@@ -132,7 +135,8 @@ def ensure_certificates(directory: str | Path, names: list[str] | None = None, *
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            have = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
+            have = ({str(v) for v in san.get_values_for_type(x509.IPAddress)}
+                    | set(san.get_values_for_type(x509.DNSName)))
         except x509.ExtensionNotFound:
             have = set()
         fresh = not set(wanted) <= have or cert.not_valid_after_utc < now + _dt.timedelta(days=7)

@@ -16,6 +16,7 @@ Public API (what scenarios, faults and the control plane call)::
     links.partition(client="patient", duration=20)        # everything stalls / is dropped for 20 s
     links.heal(client="patient")
     links.half_open(client="doctor", protocol="comet")    # existing connections hang, bytes vanish
+    links.lose_network(client="patient", duration=60)     # the device's own network goes (Wi-Fi drops)
     links.reset(client="doctor")                          # both ends see ECONNRESET, clients reconnect
     links.at(30.0, "partition", client="patient", duration=10)   # scheduled, t = seconds since run()
     links.after(5.0, "set", "3g", client="doctor", duration=60)  # relative to now
@@ -60,6 +61,13 @@ the receiving end holding bytes until then (both ends are wrapped; no task per c
   carrying anything in either direction, forever, and neither end is told: writes succeed, reads
   wait, a close is not seen by the other end (a NAT that forgot the flow, a peer that lost power).
   New connections are unaffected.
+* **lost network** (:meth:`Links.lose_network`, :meth:`Links.regain_network`): the client's own
+  network goes away -- a Wi-Fi that drops, a phone in a tunnel.  The device's stack knows: its ends of
+  every connection fail at once (``trio.BrokenResourceError``: the browser's WebSockets close uncleanly,
+  1006) and its new connections fail at once (``OSError`` ENETUNREACH) until the network is back.  The
+  servers know nothing: their ends hang as in a half-open hang, and everything of the client is
+  partitioned (its datagrams and media too).  When the network comes back, the far ends are reset (their
+  next segment meets the device, which no longer knows the connection and answers RST).
 * **reset** (:meth:`Links.reset`): both ends of the matching connections see a connection reset at
   once (``trio.BrokenResourceError``; the socket is closed with RST on OS sockets).  For the virtual
   browser this is what a real one sees: the comet client's WebSocket closes uncleanly (1006) and it
@@ -83,6 +91,7 @@ bad-wifi, wifi, lossy and call-drop.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import math
@@ -92,11 +101,15 @@ import struct
 import tomllib
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import trio
+
+if TYPE_CHECKING:  # pragma: no cover - network.py hands its streams to this module
+    from emulator.net.network import Endpoint
 
 __all__ = [
     "PROTOCOLS", "SERVICE_PROTOCOL", "Link", "LinkError", "LinkChange", "Links", "LinkStream", "LinkDatagram",
@@ -164,14 +177,14 @@ class Link:
         return max(RTO_MIN, (self.rtt_ms + 4.0 * self.jitter_ms) / 1000.0)
 
     @classmethod
-    def from_table(cls, table: dict, where: str = "link") -> "Link":
+    def from_table(cls, table: dict, where: str = "link") -> Link:
         """A link from a TOML table (``rtt_ms``, ``jitter_ms``, ``loss``, ``bandwidth_kbps``,
         ``description``); unknown keys are a :class:`LinkError` naming them."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(table) - known)
         if unknown:
             raise LinkError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        kw = {k: (str(v) if k == "description" else v) for k, v in table.items()}
+        kw: dict[str, Any] = {k: (str(v) if k == "description" else v) for k, v in table.items()}
         try:
             return cls(**kw)
         except LinkError as exc:
@@ -216,7 +229,7 @@ def get_profile(name: str) -> Link:
         raise LinkError(f"unknown network profile {name!r}; known: {', '.join(_profiles())}") from None
 
 
-def _as_link(link: "Link | str") -> Link:
+def _as_link(link: Link | str) -> Link:
     if isinstance(link, Link):
         return link
     if isinstance(link, str):
@@ -240,8 +253,9 @@ def _check_client(client: str) -> str:
 class LinkChange:
     """What :meth:`Links.watch` callbacks receive.
 
-    ``kind``: ``set`` (a rule changed), ``partition``, ``heal``, ``half_open``, ``reset``,
-    ``media_open``, ``media_close``, ``media_break``.  ``client``/``protocol`` are the selector (``*``
+    ``kind``: ``set`` (a rule changed), ``partition``, ``heal``, ``half_open``, ``reset``, ``offline`` /
+    ``online`` (:meth:`Links.lose_network` / :meth:`Links.regain_network`), ``media_open``, ``media_close``,
+    ``media_break``.  ``client``/``protocol`` are the selector (``*``
     for all); ``call_id`` names the media path for the ``media_*`` kinds; ``count`` is how many
     connections a reset or half-open hit."""
 
@@ -272,7 +286,7 @@ class _Half:
     entries it has delivered past.
     """
 
-    __slots__ = ("sent", "entries", "free_at", "last", "lot", "fin_at", "fin_sent_at", "fin", "watched", "messages")
+    __slots__ = ("entries", "fin", "fin_at", "fin_sent_at", "free_at", "last", "lot", "messages", "sent", "watched")
 
     def __init__(self) -> None:
         self.sent = 0
@@ -291,10 +305,25 @@ class _Half:
 class _Conn:
     """A connection as the link table sees it: its client and protocol, its two directions, its ends."""
 
-    __slots__ = ("links", "id", "client", "protocol", "c2s", "s2c", "ends", "state", "opened", "ready_client",
-                 "ready_server", "key", "reset_at_heal", "message_offer", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "c2s",
+        "client",
+        "ends",
+        "id",
+        "key",
+        "links",
+        "message_offer",
+        "opened",
+        "protocol",
+        "ready_client",
+        "ready_server",
+        "reset_at_heal",
+        "s2c",
+        "state",
+    )
 
-    def __init__(self, links: "Links", key: Any, client: str, protocol: str, now: float) -> None:
+    def __init__(self, links: Links, key: Any, client: str, protocol: str, now: float) -> None:
         self.links = links
         self.id = next(links._conn_ids)
         self.key = key
@@ -309,10 +338,10 @@ class _Conn:
         self.reset_at_heal = False
         self.message_offer = False   # the client asked for the message shortcut (see MessageChannel)
 
-    def halves(self):
+    def halves(self) -> tuple[_Half, _Half]:
         return (self.c2s, self.s2c)
 
-    def live_ends(self) -> list["LinkStream"]:
+    def live_ends(self) -> list[LinkStream]:
         return [end for end in (ref() for ref in self.ends) if end is not None]
 
     def wake(self) -> None:
@@ -344,7 +373,7 @@ def _abort_inner(stream: trio.abc.Stream) -> None:
         if close is not None:
             try:
                 close()
-            except Exception:  # pragma: no cover - an already closed pipe
+            except Exception:  # noqa: BLE001  # pragma: no cover - an already closed pipe
                 pass
 
 
@@ -354,7 +383,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
     It wraps the network's stream; ``transport_stream`` is that stream, ``cometbench_peer`` the peer,
     ``socket`` the OS socket if any.  A reset end raises :class:`trio.BrokenResourceError`."""
 
-    def __init__(self, links: "Links", inner: trio.abc.Stream, conn: _Conn, *, server: bool) -> None:
+    def __init__(self, links: Links, inner: trio.abc.Stream, conn: _Conn, *, server: bool) -> None:
         self._links = links
         self.transport_stream = inner
         self._conn = conn
@@ -371,7 +400,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
 
     # -- plumbing -------------------------------------------------------------------------------
     @property
-    def socket(self):
+    def socket(self) -> Any:
         return getattr(self.transport_stream, "socket", None)
 
     @property
@@ -407,7 +436,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
         half.entries.append([start, start + nbytes, at, trio.current_time()])
 
     @property
-    def cometbench_messages(self) -> "MessageChannel | None":
+    def cometbench_messages(self) -> MessageChannel | None:
         """The message shortcut of this connection (virtual network only), or None (see MessageChannel)."""
         if not self._links.message_shortcut or getattr(self.transport_stream, "socket", None) is not None:
             return None
@@ -428,7 +457,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("stream was closed")
         if self._conn.state == "half-open":
             return len(data)
-        written = self.transport_stream.cometbench_try_send(data)
+        written: int = self.transport_stream.cometbench_try_send(data)  # type: ignore[attr-defined]  # see wrap_stream
         self._stamp(written)
         return written
 
@@ -560,7 +589,7 @@ class MessageChannel:
 
     __slots__ = ("_end",)
 
-    def __init__(self, end: "LinkStream") -> None:
+    def __init__(self, end: LinkStream) -> None:
         self._end = end
 
     def offer(self) -> None:
@@ -672,7 +701,7 @@ class LinkDatagram:
     """A UDP endpoint under link conditions: lost and partitioned datagrams are dropped, the others
     leave after the link's one-way delay, jitter and serialisation time (needs :meth:`Links.run`)."""
 
-    def __init__(self, links: "Links", inner: Any, *, service: str, client: str) -> None:
+    def __init__(self, links: Links, inner: Any, *, service: str, client: str) -> None:
         self._links = links
         self._inner = inner
         self.endpoint = inner.endpoint
@@ -682,10 +711,10 @@ class LinkDatagram:
         self._free_at = 0.0
         self.dropped = 0
 
-    async def recvfrom(self):
+    async def recvfrom(self) -> tuple[bytes, Endpoint]:
         return await self._inner.recvfrom()
 
-    async def sendto(self, data: bytes, destination) -> None:
+    async def sendto(self, data: bytes, destination: Endpoint) -> None:
         client = self.client or self._links.client_of(destination)
         links = self._links
         link = links.link(client, self.protocol)
@@ -708,7 +737,7 @@ class LinkDatagram:
         await trio.lowlevel.checkpoint()
         links._nursery.start_soon(self._later, trio.current_time() + delay, bytes(data), destination)
 
-    async def _later(self, at: float, data: bytes, destination) -> None:
+    async def _later(self, at: float, data: bytes, destination: Endpoint) -> None:
         await trio.sleep_until(at)
         try:
             await self._inner.sendto(data, destination)
@@ -718,7 +747,7 @@ class LinkDatagram:
     async def aclose(self) -> None:
         await self._inner.aclose()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
@@ -739,6 +768,7 @@ class Links:
         self._profiles = profiles
         self._rules: dict[tuple[str, str], Link] = {}
         self._partitions: set[tuple[str, str]] = set()
+        self._offline: set[str] = set()   # clients whose own network is gone (lose_network)
         # weak: a connection lives as long as one of its ends (a stream nobody closed is still freed)
         self._conns: weakref.WeakValueDictionary[int, _Conn] = weakref.WeakValueDictionary()
         self._pairing: weakref.WeakValueDictionary[Any, _Conn] = weakref.WeakValueDictionary()
@@ -756,7 +786,7 @@ class Links:
         self.history: list[LinkChange] = []
 
     # -- rules ---------------------------------------------------------------------------------
-    def _resolve(self, link: "Link | str") -> Link:
+    def _resolve(self, link: Link | str) -> Link:
         if isinstance(link, str) and self._profiles is not None:
             try:
                 return self._profiles[link]
@@ -764,7 +794,7 @@ class Links:
                 raise LinkError(f"unknown network profile {link!r}; known: {', '.join(self._profiles)}") from None
         return _as_link(link)
 
-    def set(self, link: "Link | str", *, client: str = "*", protocol: str = "*") -> Link:
+    def set(self, link: Link | str, *, client: str = "*", protocol: str = "*") -> Link:
         """Give the selected (client, protocol) pairs this link (a :class:`Link` or a profile name);
         returns the link set.  Connections already open follow the new link from their next write."""
         key = (_check_client(client), _check_protocol(protocol))
@@ -784,7 +814,7 @@ class Links:
         _check_protocol(protocol)
         self._check_fields(changes)
         base = self._rules.get((client, protocol)) or self.link(client, protocol)
-        return self.set(replace(base, **changes), client=client, protocol=protocol)
+        return self.set(replace(base, **changes), client=client, protocol=protocol)  # type: ignore[arg-type]  # checked above
 
     def clear(self, *, client: str = "*", protocol: str = "*") -> None:
         """Remove the rules the selector covers (``clear()`` removes every rule)."""
@@ -894,7 +924,8 @@ class Links:
     def connections(self, *, client: str = "*", protocol: str = "*") -> list[dict]:
         """The live connections the selector covers: id, client, protocol, state."""
         return [{"id": c.id, "client": c.client, "protocol": c.protocol, "state": c.state,
-                 "ends": len(c.live_ends())} for c in list(self._conns.values()) if _covers(client, c.client) and _covers(protocol, c.protocol)]
+                 "ends": len(c.live_ends())} for c in list(self._conns.values())
+                if _covers(client, c.client) and _covers(protocol, c.protocol)]
 
     def reset(self, *, client: str = "*", protocol: str = "*") -> int:
         """Reset the selected connections: both ends see a connection reset.  Returns how many."""
@@ -918,6 +949,50 @@ class Links:
             conn.wake()
         self._changed("half_open", client, protocol, count=len(hit))
         return len(hit)
+
+    def lose_network(self, *, client: str, duration: float | None = None) -> int:
+        """The client's own network goes away (see the module docstring): its ends of its connections
+        fail now, the far ends hang, new connections fail (:meth:`check_connect`), everything of the
+        client is partitioned -- until :meth:`regain_network` (or ``duration`` seconds later).  Returns
+        how many connections it had."""
+        _check_client(client)
+        if client == "*" or not client:
+            raise LinkError("lose_network takes one client's name (a device loses its own network), not *")
+        if duration is not None and (not isinstance(duration, (int, float)) or duration != duration or duration < 0):
+            raise LinkError(f"duration must be >= 0 seconds, got {duration!r}")
+        self._offline.add(client)
+        hit = [c for c in list(self._conns.values()) if c.client == client and c.state != "reset"]
+        for conn in hit:
+            for end in conn.live_ends():
+                if not end._server:
+                    end._set_reset("network is down")
+            conn.state = "half-open"       # the far end hears nothing ...
+            conn.reset_at_heal = True      # ... until the network is back and it meets an RST
+            conn.wake()
+        self._changed("offline", client, "*", count=len(hit))
+        self.partition(client=client)
+        if duration is not None:
+            self._at(trio.current_time() + duration, lambda: self.regain_network(client=client))
+        return len(hit)
+
+    def regain_network(self, *, client: str) -> None:
+        """The client's network is back: new connections work, the partition heals and the far ends of
+        the connections it lost are reset."""
+        if client not in self._offline:
+            return
+        self._offline.discard(client)
+        self.heal(client=client)
+        self._changed("online", client, "*")
+
+    def offline(self, client: str) -> bool:
+        """Whether ``client`` has lost its network (:meth:`lose_network`)."""
+        return client in self._offline
+
+    def check_connect(self, client: str) -> None:
+        """Called by the network before it connects for ``client``: an ``OSError`` (ENETUNREACH) while
+        that client has lost its network, as a device without a network fails at once."""
+        if client and client in self._offline:
+            raise OSError(errno.ENETUNREACH, f"network is unreachable ({client} has lost its network)")
 
     # -- media paths (no bytes: the media model's view of a browser's peer connection) ----------------
     def open_media(self, client: str, call_id: str) -> None:
@@ -1016,7 +1091,7 @@ class Links:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The table's timers (scheduled changes, partition durations, TCP give-ups) and delayed
         datagrams.  Runs until cancelled; the stack starts it."""
         async with trio.open_nursery() as nursery:
@@ -1250,8 +1325,9 @@ class Links:
 
     # -- inspection ----------------------------------------------------------------------------------
     def snapshot(self) -> dict:
-        return {"rules": {f"{c}/{p}": vars(l) for (c, p), l in self._rules.items()},
+        return {"rules": {f"{c}/{p}": vars(link) for (c, p), link in self._rules.items()},
                 "partitions": [f"{c}/{p}" for c, p in sorted(self._partitions)],
+                "offline": sorted(self._offline),
                 "connections": len(self._conns), "media_paths": len(self._media)}
 
 

@@ -26,10 +26,17 @@ and every endpoint passes through :meth:`Network.wrap_datagram`, the datagram tw
 
 Never mix OS sockets with an autojumping clock: the clock jumps while bytes are in flight.
 
-What every listener shares about ending connections lives here too: :func:`is_peer_gone` (a peer
-that went away is not worth a log line), :func:`forget_traceback` and :func:`release_ssl_stream`
-(a finished connection leaves no reference cycle behind, so reference counting frees it); the
-read timeouts are in ``timeouts.py``.
+Every listener is served the same way, by :meth:`Network.listen_and_serve` (streams) and
+:meth:`Network.bind_and_serve` (datagrams): bind, report the bound port to whoever started the
+task (``port = await nursery.start(...)``), run each connection's handler guarded (a bug closes
+that connection, never the listener; a full file table is waited out), and close the listener,
+shielded, however the task ends.
+
+What every listener shares about ending connections lives here too: :func:`quiet_close` (the one
+way a transport ends a connection it is done with: at once, without a goodbye, never raising),
+:func:`is_peer_gone` (a peer that went away is not worth a log line), :func:`forget_traceback` and
+:func:`release_ssl_stream` (a finished connection leaves no reference cycle behind, so reference
+counting frees it); the read timeouts are in ``timeouts.py``.
 """
 
 from __future__ import annotations
@@ -41,13 +48,26 @@ import os
 import socket
 import weakref
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 import trio.testing
 
+if TYPE_CHECKING:  # pragma: no cover - links.py wraps this module's streams
+    from emulator.net.links import Links
+
 log = logging.getLogger("cometbench.net")
+
+#: A connection handler: runs one accepted stream to its end.
+Handler = Callable[[trio.abc.Stream], Awaitable[None]]
+
+#: ``accept`` errors that mean "out of resources for now" (no file descriptor, no buffer memory):
+#: a server under a connection flood waits a moment and keeps serving instead of dying.
+ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: How long ``accept`` waits before trying again after one of those.
+ACCEPT_RETRY_PAUSE = 0.05
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -98,7 +118,7 @@ class Network:
     kind = "abstract"
     #: The link conditions of this network (:class:`emulator.net.links.Links`), or None: no conditions
     #: and no wrapping at all.  ``open_stack`` gives the network one when it has none.
-    links = None
+    links: Links | None = None
 
     async def listen(self, service: str, host: str, port: int, *, backlog: int = 4096) -> Listener:
         raise NotImplementedError
@@ -132,24 +152,58 @@ class Network:
             return self.links.wrap_stream(stream, service=service, client=client, peer=peer)
         return stream
 
-    async def serve(self, listener: Listener, handler, *, service: str,
-                    task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Accept forever, running ``handler(stream)`` in a child task per connection.
+    async def serve(self, listener: Listener, handler: Handler, *, service: str,
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept forever on an open listener, running ``handler(stream)`` in a child task per
+        connection; ``task_status.started`` gets the listener's bound port.
 
-        Accept errors caused by resource exhaustion (EMFILE) are retried after a short pause instead
-        of killing the service, as a server under a connection flood should do.
+        Accept errors caused by resource exhaustion (:data:`ACCEPT_RETRY_ERRNOS`) are retried after
+        a short pause instead of killing the service, as a server under a connection flood should do.
         """
-        task_status.started()
+        task_status.started(listener.endpoint.port)
         async with trio.open_nursery() as nursery:
             while True:
                 try:
                     stream = await listener.accept()
-                except OSError as exc:  # EMFILE/ENFILE/ENOBUFS: back off, keep serving
-                    if exc.errno in (24, 23, 105, 12):
-                        await trio.sleep(0.05)
+                except OSError as exc:
+                    if exc.errno in ACCEPT_RETRY_ERRNOS:
+                        await trio.sleep(ACCEPT_RETRY_PAUSE)
                         continue
                     raise
                 nursery.start_soon(_guarded, handler, stream, service)
+
+    async def listen_and_serve(self, service: str, host: str, port: int, handler: Handler, *,
+                               on_listen: Callable[[Listener], None] | None = None,
+                               task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """The one way a stream listener runs: listen on ``host:port`` (0: any free port), tell
+        ``on_listen`` the listener, report the bound port (``port = await nursery.start(
+        network.listen_and_serve, ...)``), serve until cancelled (:meth:`serve`), then close the
+        listener, shielded, so a cancelled service frees its port before its task is gone."""
+        listener = await self.listen(service, host, port)
+        try:
+            if on_listen is not None:
+                on_listen(listener)
+            await self.serve(listener, handler, service=service, task_status=task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()
+
+    async def bind_and_serve(self, service: str, host: str, port: int,
+                             run: Callable[[DatagramEndpoint], Awaitable[None]], *, buffer: int | None = None,
+                             on_bind: Callable[[DatagramEndpoint], None] | None = None,
+                             task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """The datagram twin of :meth:`listen_and_serve`: bind a UDP endpoint (:meth:`udp_socket`),
+        tell ``on_bind``, report the bound port, ``await run(endpoint)`` (the service's receive and
+        send loops), and close the endpoint, shielded, however that ends."""
+        endpoint = await self.udp_socket(service, host, port, buffer=buffer)
+        try:
+            if on_bind is not None:
+                on_bind(endpoint)
+            task_status.started(endpoint.endpoint.port)
+            await run(endpoint)
+        finally:
+            with trio.CancelScope(shield=True):
+                await endpoint.aclose()
 
 
 #: What a peer going away (or a stream already closed under us) raises inside a handler.
@@ -173,7 +227,7 @@ def forget_traceback(exc: BaseException) -> None:
     been dealt with (logged or journaled) and is about to be dropped.
     """
     seen: set[int] = set()
-    stack = [exc]
+    stack: list[BaseException | None] = [exc]
     while stack:
         e = stack.pop()
         if e is None or id(e) in seen:
@@ -185,22 +239,35 @@ def forget_traceback(exc: BaseException) -> None:
             stack += list(e.exceptions)
 
 
-async def _guarded(handler, stream: trio.abc.Stream, service: str) -> None:
+async def quiet_close(stream: trio.abc.Stream) -> None:
+    """End a connection at once: no goodbye (no TLS close_notify, no WebSocket Close frame), never
+    an exception (the stream may be broken or closed already), shielded from cancellation so a
+    cancelled task still frees its file descriptor.  The one way transports and the bench's
+    clients drop a connection (a client that vanishes, an abort in a test)."""
+    with trio.CancelScope(shield=True):
+        try:
+            await trio.aclose_forcefully(stream)
+        except Exception:  # noqa: BLE001 - closing a dead stream can raise anything its layer raises
+            pass
+
+
+#: A client that goes away without a goodbye: the same thing as :func:`quiet_close`, named for the
+#: side that does it (tests and the bench drop their own connections this way).
+abort = quiet_close
+
+
+async def _guarded(handler: Handler, stream: trio.abc.Stream, service: str) -> None:
     """Run one connection's handler; a bug in it closes that connection, never the listener.
 
     A peer that vanished is not a bug: it ends the connection without a log line.
     """
     try:
         await handler(stream)
-    except Exception as exc:  # noqa: BLE001 - one connection's failure must not reach the service's nursery
+    except Exception as exc:  # one connection's failure must not reach the service's nursery
         if not is_peer_gone(exc):
             log.exception("%s: connection handler failed; closing that connection", service)
         forget_traceback(exc)
-        with trio.CancelScope(shield=True):
-            try:
-                await trio.aclose_forcefully(stream)
-            except Exception:  # pragma: no cover - closing a broken stream
-                pass
+        await quiet_close(stream)
 
 
 def nonblocking_send(stream: trio.abc.Stream) -> Callable[[bytes], int] | None:
@@ -259,7 +326,7 @@ def release_ssl_stream(stream: trio.abc.Stream | None) -> None:
 
 
 class _OSListener:
-    def __init__(self, network: "OSNetwork", service: str, listener: trio.SocketListener):
+    def __init__(self, network: OSNetwork, service: str, listener: trio.SocketListener):
         self._network = network
         self._service = service
         self._listener = listener
@@ -291,6 +358,8 @@ class OSNetwork(Network):
         return _OSListener(self, service, trio.SocketListener(sock))
 
     async def connect(self, host: str, port: int, *, client: str = "") -> trio.abc.Stream:
+        if self.links is not None:
+            self.links.check_connect(client)   # a client that lost its network fails at once
         stream = await trio.open_tcp_stream(host, port)
         return self.wrap(stream, service="", client=client, peer=Endpoint(host, port))
 
@@ -343,7 +412,7 @@ class _OSDatagramEndpoint:
 
 
 class _VirtualListener:
-    def __init__(self, network: "VirtualNetwork", service: str, endpoint: Endpoint):
+    def __init__(self, network: VirtualNetwork, service: str, endpoint: Endpoint):
         self._network = network
         self._service = service
         self.endpoint = endpoint
@@ -371,7 +440,7 @@ class _VirtualListener:
 class _VirtualDatagramEndpoint:
     """An in-memory UDP endpoint: a bounded receive queue, filled by other endpoints' ``sendto``."""
 
-    def __init__(self, network: "VirtualNetwork", endpoint: Endpoint, buffer: int):
+    def __init__(self, network: VirtualNetwork, endpoint: Endpoint, buffer: int):
         self._network = network
         self.endpoint = endpoint
         self._buffer = buffer
@@ -441,7 +510,7 @@ def _one_way_pipe() -> tuple[trio.testing.MemorySendStream, trio.testing.MemoryR
         if sender is not None:
             trio.testing.memory_stream_pump(sender, receive)
 
-    async def pump_async() -> None:  # noqa: RUF029 - the hook must be async
+    async def pump_async() -> None:  # the hook must be async
         pump()
 
     send.send_all_hook = pump_async
@@ -499,13 +568,15 @@ class VirtualNetwork(Network):
                 port = next(self._ports)
         endpoint = Endpoint(host, port)
         if endpoint in self._listeners:
-            raise OSError(98, f"address already in use: {endpoint}")
+            raise OSError(errno.EADDRINUSE, f"address already in use: {endpoint}")
         listener = _VirtualListener(self, service, endpoint)
         self._listeners[endpoint] = listener
         return listener
 
     async def connect(self, host: str, port: int, *, client: str = "") -> trio.abc.Stream:
         await trio.lowlevel.checkpoint()
+        if self.links is not None:
+            self.links.check_connect(client)   # a client that lost its network fails at once
         if host == "localhost":
             host = "127.0.0.1"
         listener = self._listeners.get(Endpoint(host, port))

@@ -30,7 +30,23 @@ import math
 
 import trio
 
-__all__ = ["ReadDeadline"]
+__all__ = ["ReadDeadline", "HANDSHAKE_TIMEOUT", "SIP_TCP_HEAD_TIMEOUT", "SIP_TCP_IDLE_TIMEOUT", "ESL_AUTH_TIMEOUT",
+           "NEVER"]
+
+# The listeners' default limits (seconds), each defined here once: ``emulator/config.py`` and the
+# servers' constructors take their defaults from these; docs/decisions.md ("Timeouts") says where
+# each follows the real servers.
+#: A WebSocket upgrade, a CometQL login, an HTTP request head (and the SIP-over-WS upgrade with TLS).
+HANDSHAKE_TIMEOUT = 10.0
+#: SIP over TCP: a message must be complete this long after its first byte, and a new connection
+#: must deliver its first message this soon.
+SIP_TCP_HEAD_TIMEOUT = 10.0
+#: SIP over TCP: a connection quiet both ways this long is closed (nta's TPTAG_IDLE, 30 minutes).
+SIP_TCP_IDLE_TIMEOUT = 1800.0
+#: ESL: ``auth`` must succeed this soon after the connect (mod_event_socket reads with a 25 s limit).
+ESL_AUTH_TIMEOUT = 25.0
+#: A limit that is switched off (the idle limits of SIP over WS and ESL, as FreeSWITCH has none).
+NEVER = 0.0
 
 
 _KEEP = object()
@@ -43,7 +59,7 @@ def _on(value: float | None) -> float | None:
 class ReadDeadline:
     """See the module docstring.  ``with deadline.scope:`` around the read loop."""
 
-    __slots__ = ("scope", "start", "head", "idle", "_start_at", "_head_at", "_last")
+    __slots__ = ("_head_at", "_last", "_start_at", "head", "idle", "scope", "start")
 
     def __init__(self, *, start: float | None = None, head: float | None = None,
                  idle: float | None = None) -> None:
@@ -74,7 +90,7 @@ class ReadDeadline:
             self._last = trio.current_time()
             self.scope.deadline = self._deadline()
 
-    def settle(self, *, head: float | None | object = _KEEP, idle: float | None | object = _KEEP) -> None:
+    def settle(self, *, head: float | object | None = _KEEP, idle: float | object | None = _KEEP) -> None:
         """The start phase is over: drop the start deadline.  ``head``/``idle``, when given, replace
         those clocks for the rest of the connection (``None``/``0``: off)."""
         self._start_at = math.inf

@@ -256,7 +256,7 @@ def parse_web_pipe2(body: str) -> WebPipe2:
         pipe = pipe[1:]
     msg = WebPipe2(pipe, event, "", anonymous)
     err = check_pipe_name(pipe)
-    if err is None and not (pipe.startswith("web_") or pipe.startswith("webauth_")) or (
+    if (err is None and not (pipe.startswith("web_") or pipe.startswith("webauth_"))) or (
             anonymous and not pipe.startswith("web_")):
         err = {"error": "[pipe_msg2] Invalid channel name. The channel should begin with web_", "number_messages": -1}
     if err is None:
@@ -273,19 +273,6 @@ def split_marker_args(body: str, count: int) -> list[str]:
     parts = body.split("\n")
     parts += [""] * (count - len(parts))
     return parts[:count]
-
-
-def stoi(text: str) -> int | None:
-    """C++ ``std::stoi``: leading whitespace, optional sign, digits; None on failure or overflow."""
-    text = text.lstrip(" \t\n\r\f\v")
-    i = 1 if text[:1] in "+-" and text[:1] else 0
-    j = i
-    while j < len(text) and "0" <= text[j] <= "9":
-        j += 1
-    if j == i:
-        return None
-    value = int(text[:j])
-    return value if -2**31 <= value < 2**31 else None
 
 
 def valid_marker(marker: str) -> bool:

@@ -36,13 +36,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple, TypeVar
 
+from emulator.wire.cnum import leading_int
+
 __all__ = [
     "ParseError", "ParseOptions", "FAITHFUL", "LENIENT", "SWITCHES", "Switch",
     "Value", "Condition", "OrderBy", "Limit",
     "Statement", "Select", "Insert", "Delete", "SelectVariable", "SelectDatabase",
     "ShowDatabases", "ShowTables", "ShowTableStatus", "ShowProcesslist", "ShowStatus",
     "ShowColumns", "ShowVariables", "Set", "Transaction", "UseDatabase",
-    "Token", "tokenize", "rewrite_doubled_quotes", "unescape_mysql", "leading_int",
+    "Token", "tokenize", "rewrite_doubled_quotes", "unescape_mysql",
     "parse", "merge_statements", "split_cluster_prefix", "check_length",
     "MIN_QUERY_BYTES", "MAX_QUERY_BYTES", "MAX_CONDITIONS", "MAX_CONDITION_VALUES",
     "MAX_COLUMNS", "MAX_INSERT_VALUES", "CLUSTER_PREFIX",
@@ -280,20 +282,6 @@ LENIENT = ParseOptions.lenient()
 # =================================================================================================
 # Tree
 # =================================================================================================
-
-
-def leading_int(text: str) -> int:
-    """The original's integer conversion of a token (spec 8.2): optional ``-``, then the leading
-    decimal digits (``'12abc'`` -> 12, ``'abc'`` -> 0, ``'-5'`` -> -5).  The original computes in a
-    C ``int``; values beyond 32 bits are returned unwrapped here."""
-    sign = 1
-    pos = 0
-    if text.startswith("-"):
-        sign, pos = -1, 1
-    end = pos
-    while end < len(text) and "0" <= text[end] <= "9":
-        end += 1
-    return sign * int(text[pos:end]) if end > pos else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -917,7 +905,8 @@ class _Parser:
             word = tok.text.upper()
             if word in _TRANSACTION_WORDS:
                 return Transaction(word)
-            if word == "START" and self.at(NAME) and self.peek().text.upper() == "TRANSACTION":
+            following = self.peek() if self.at(NAME) else None
+            if word == "START" and following is not None and following.text.upper() == "TRANSACTION":
                 self.i += 1
                 return Transaction("START TRANSACTION")
         raise _syntax(tok.start)
@@ -987,8 +976,8 @@ class _Parser:
         if (
             self.opts.lenient_select_variables
             and name.upper() in ("@@SESSION", "@@GLOBAL", "@@LOCAL")
-            and self.at(NAME)
-            and self.peek().start == tok.end + 1
+            and (following := self.peek() if self.at(NAME) else None) is not None
+            and following.start == tok.end + 1
             and self.text[tok.end] == "."
         ):
             name = f"{name}.{self.next().text}"

@@ -59,7 +59,7 @@ class CommandParser:
         """Bytes received and not yet returned in a command (blank lines between commands count)."""
         return len(self._buf) + (1 if self._pending is not None else 0)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
         if len(self._buf) > self.max_size and self._pending is None and _BLOCK_END.search(self._buf) is None:
             raise EslError(f"command block over {self.max_size} bytes")
@@ -256,7 +256,7 @@ class MessageParser:
         self._pending: dict[str, str] | None = None
         self._body_len = 0
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
         if self._pending is None and len(self._buf) > self.max_size and b"\n\n" not in self._buf:
             raise EslError(f"header block over {self.max_size} bytes")

@@ -161,7 +161,7 @@ class PacketReader:
         self._error: ProtocolError | None = None
 
     # -- input ------------------------------------------------------------------------------------
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         """Append received bytes (may be empty)."""
         self._check_alive()
         if self._pos and self._pos > len(self._buf) // 2:
@@ -1137,7 +1137,7 @@ def _lenenc_bytes(data: bytes, pos: int, what: str) -> tuple[bytes | None, int]:
 def parse_column_definition(payload: bytes) -> ColumnDefinition:
     """Column Definition 41."""
     data = bytes(payload)
-    texts = []
+    texts: list[str] = []
     pos = 0
     for what in ("catalog", "schema", "table", "org_table", "name", "org_name"):
         raw, pos = _lenenc_bytes(data, pos, f"column {what}")
@@ -1146,7 +1146,9 @@ def parse_column_definition(payload: bytes) -> ColumnDefinition:
     if fixed is None or len(data) < pos + 10:
         raise MalformedPacket("column definition truncated")
     charset, length, column_type, flags, decimals = struct.unpack("<HIBHB", data[pos: pos + 10])
-    return ColumnDefinition(*texts, charset, length, column_type, flags, decimals)
+    catalog, schema, table, org_table, name, org_name = texts
+    return ColumnDefinition(catalog, schema, table, org_table, name, org_name, charset, length, column_type, flags,
+                            decimals)
 
 
 def parse_text_row(payload: bytes, column_count: int) -> tuple[bytes | None, ...]:

@@ -59,6 +59,7 @@ __all__ = [
     "Origin", "Connection", "RtpMap", "Codec", "Candidate",
     "SdpMedia", "SessionDescription", "parse_sdp",
     "build_webrtc_answer", "answer_direction", "sdp_direction", "is_hold",
+    "endpoint_offer", "reskin_answer",
 ]
 
 #: Largest SDP body the parser accepts.
@@ -867,3 +868,100 @@ def build_webrtc_answer(offer: SessionDescription | bytes | str, *, host_ip: str
     if sending:
         session_lines.append(("a", f"msid-semantic: WMS {stream_id}"))
     return SessionDescription(session_lines, media=answer_media)
+
+
+# =================================================================================================
+# Real media: narrow the offer for the endpoint, re-skin its answer (emulator/freeswitch/real_media.py)
+# =================================================================================================
+
+#: Per-format attributes: kept in a narrowed offer only for the chosen payload type.
+_PER_FORMAT = ("rtpmap", "fmtp", "rtcp-fb")
+#: Session-level attributes an endpoint answer may carry that FreeSWITCH's shape keeps.
+_KEPT_SESSION = ("group", "msid-semantic", "ice-lite")
+
+
+def endpoint_offer(offer: SessionDescription, model: SessionDescription) -> SessionDescription:
+    """The offer narrowed to what FreeSWITCH's answer ``model`` (from :func:`build_webrtc_answer`)
+    accepts, for a real endpoint to answer: m-lines the model rejects are left out (and out of the
+    BUNDLE group), and each kept m-line offers only the payload type the model chose, with its own
+    rtpmap, fmtp and rtcp-fb lines.  Everything else (ICE, fingerprint, setup, candidates, extmaps,
+    msid, ssrc) stays the browser's.  The model must answer this offer (same m-lines, same order)."""
+    if len(model.media) != len(offer.media):
+        raise ValueError("the model answer does not answer this offer")
+    kept: list[SdpMedia] = []
+    kept_mids: set[str] = set()
+    for media, answer in zip(offer.media, model.media):
+        if answer.rejected:
+            continue
+        pt = answer.formats[0]
+        lines = []
+        for kind, value in media.lines:
+            if kind == "a":
+                name, _, rest = value.partition(":")
+                if name in _PER_FORMAT and rest.split(" ", 1)[0] != pt:
+                    continue
+                if name == "ssrc-group" or (name == "fmtp" and rest.startswith(f"{pt} apt=")):
+                    continue
+            lines.append((kind, value))
+        kept.append(SdpMedia(lines, kind=media.kind, port=media.port, proto=media.proto, formats=[pt],
+                             port_count=media.port_count))
+        if media.mid is not None:
+            kept_mids.add(media.mid)
+    session = []
+    for kind, value in offer.lines:
+        if kind == "a" and value.startswith("group:BUNDLE"):
+            mids = [m for m in value.split()[1:] if m in kept_mids]
+            if not mids:
+                continue
+            value = "group:BUNDLE " + " ".join(mids)
+        session.append((kind, value))
+    return SessionDescription(session, media=kept)
+
+
+def reskin_answer(endpoint: SessionDescription | bytes | str, model: SessionDescription) -> SessionDescription:
+    """A real endpoint's answer in FreeSWITCH's shape: ``model``'s session lines (``o=FreeSWITCH``,
+    ``s=FreeSWITCH``, ``t=0 0``) and rejected m-lines; for each accepted m-line, the endpoint's own
+    section (found by mid, else in order) with every transport and RTP line it wrote -- ICE
+    credentials, candidates and port, fingerprint, setup role, mid, direction, payload types, rtcp-mux,
+    msid and ssrc -- except what FreeSWITCH does not send: fingerprints other than sha-256, extmaps,
+    ``a=rtcp:9`` placeholders and ``ssrc-group`` lines of retransmission streams not negotiated.  The
+    session keeps the endpoint's BUNDLE group and msid-semantic.  :class:`SdpError` (488) if the
+    endpoint rejected a stream the model accepted or left out its fingerprint."""
+    if not isinstance(endpoint, SessionDescription):
+        endpoint = parse_sdp(endpoint)
+    by_mid = {m.mid: m for m in endpoint.media if m.mid is not None}
+    accepted = iter(endpoint.media)
+    media_out: list[SdpMedia] = []
+    for answer in model.media:
+        if answer.rejected:
+            media_out.append(answer)
+            continue
+        section = by_mid.get(answer.mid) if answer.mid is not None else None
+        if section is None:
+            section = next(accepted, None)
+        if section is None or section.rejected:
+            raise SdpError(f"the media endpoint rejected the {answer.kind} stream", 488)
+        lines: list[tuple[str, str]] = []
+        fingerprint = False
+        for kind, value in section.lines:
+            if kind == "a":
+                name, _, rest = value.partition(":")
+                if name == "fingerprint":
+                    if not rest.lower().startswith("sha-256 "):
+                        continue
+                    fingerprint = True
+                if name in ("extmap", "extmap-allow-mixed", "ssrc-group", "rtcp"):
+                    continue
+            lines.append((kind, value))
+        if not fingerprint and not any(v.lower().startswith("fingerprint:sha-256 ")
+                                       for k, v in endpoint.lines if k == "a"):
+            raise SdpError("the media endpoint's answer has no sha-256 fingerprint", 488)
+        formats = [f for f in section.formats if f in answer.formats] or section.formats[:1]
+        rtx = [f for f in section.formats if f not in formats]   # retransmission formats: not FreeSWITCH's
+        lines = [(k, v) for k, v in lines
+                 if not (k == "a" and v.partition(":")[0] in _PER_FORMAT
+                         and v.partition(":")[2].split(" ", 1)[0] in rtx)]
+        media_out.append(SdpMedia(lines, kind=section.kind, port=section.port, proto=section.proto, formats=formats))
+    session = [(k, v) for k, v in model.lines if k != "a"]
+    session += [(k, v) for k, v in endpoint.lines if k == "a" and v.partition(":")[0] in _KEPT_SESSION]
+    return SessionDescription(session, media=media_out)

@@ -68,7 +68,7 @@ from typing import NamedTuple, TypeAlias
 
 __all__ = [
     # errors and limits
-    "SipParseError", "MAX_HEADER_BYTES", "MAX_BODY_BYTES",
+    "SipParseError", "MAX_HEADER_BYTES", "MAX_BODY_BYTES", "T1", "T2",
     # model
     "SipHeaders", "SipRequest", "SipResponse", "SipMessage", "CSeq", "canonical_header_name",
     # parsing
@@ -93,6 +93,11 @@ __all__ = [
 MAX_HEADER_BYTES = 64 * 1024
 #: Largest body we accept.
 MAX_BODY_BYTES = 1024 * 1024
+
+#: RFC 3261 17.1.1.1 timer values (seconds): T1, the round-trip estimate every retransmission timer
+#: starts from (and 64*T1 bounds a transaction), and T2, the cap of the doubling interval.
+T1 = 0.5
+T2 = 4.0
 
 
 class SipParseError(ValueError):
@@ -1020,12 +1025,12 @@ class SipStreamParser:
         """Bytes received and not yet returned in a message."""
         return len(self._buf)
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Append received bytes (may be empty)."""
         self._check_alive()
         self._buf += data
 
-    def feed(self, data: bytes) -> list[SipMessage]:
+    def feed(self, data: bytes | bytearray) -> list[SipMessage]:
         """Append ``data`` and return every message now complete.
 
         If a bad message follows good ones in the same call, the error is raised and the good

@@ -2,7 +2,7 @@
 
 These tests need Debian's /usr/bin/chromium, the Python package playwright and the npm packages
 jssip2 (jssip@2.0.6) and jssip (3.x); like the compat tests they are skipped locally when one is
-missing and FAIL in CI (env CI set; tests/compat/conftest.py require_tool).  Each test keeps the
+missing and FAIL in CI (env CI set; the ``browser_tools`` fixture, tests/conftest.py).  Each test keeps the
 number of browsers small (one Chromium per scenario, one context per browser actor): the machine
 has two cores and is shared.
 
@@ -14,38 +14,15 @@ from __future__ import annotations
 
 import inspect
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from bench.browser import procs
-from tests.compat.conftest import NODE_MODULES, require_tool
 
 pytestmark = pytest.mark.compat
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-def _playwright() -> bool:
-    import playwright.async_api  # noqa: F401
-
-    return True
-
-
-def _npm(name: str, prefix: str) -> bool:
-    meta = NODE_MODULES / name / "package.json"
-    return meta.is_file() and json.loads(meta.read_text())["version"].startswith(prefix)
-
-
-@pytest.fixture
-def browser_tools() -> None:
-    require_tool("chromium (Debian package)", lambda: shutil.which(CHROMIUM) is not None, "apt-get install chromium")
-    require_tool("python playwright", _playwright, "pip install -e '.[browser]'")
-    require_tool("npm package jssip2 (jssip@2.0.6)", lambda: _npm("jssip2", "2.0.6"), "npm ci")
-    require_tool("npm package jssip (3.x)", lambda: _npm("jssip", "3."), "npm ci")
-
 
 @pytest.fixture(autouse=True)
 def no_chromium_left():

@@ -14,6 +14,7 @@ bench/clients/comet.py) and the demo's client must do the same, as the emulator'
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -76,5 +77,5 @@ async def test_the_comet_leg_on_the_wire(browser_tools, tmp_path):
     accepts = [r for r in frames if "\naccept\n*\n" in r["data"]]
     uuids = {json.loads(r["data"].split("\n*\n", 1)[1])["_cometApi_uuid"] for r in accepts}
     assert len(accepts) == 3 and len(uuids) == 1
-    gaps = [b["t"] - a["t"] for a, b in zip(accepts, accepts[1:])]
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(accepts)]
     assert all(0.9 < g < 1.3 for g in gaps), gaps

@@ -43,7 +43,8 @@ async def test_link_faults_and_offline_emulation_reach_the_page(browser_tools, t
             links.partition(client="patient", duration=4)
             await s.sleep(10)           # stalled bytes come at the sender's next retransmission (RTO doubling)
             await patient.participant.flush()
-            seen["partition"] = (received_between(video, t0 + 0.5, t0 + 3.5), received_between(video, t0 + 3.5, t0 + 10))
+            seen["partition"] = (received_between(video, t0 + 0.5, t0 + 3.5),
+                                 received_between(video, t0 + 3.5, t0 + 10))
         with s.step("Chromium goes offline for 4 s"):
             t1 = trio.current_time()
             patient.go_offline()

@@ -37,8 +37,10 @@ async def test_the_demo_app_with_a_php_backend(browser_tools, tmp_path):
     async def story(s):
         env = dict(os.environ, COMETQL_HOST="127.0.0.1", COMETQL_PORT=str(s.stack.ports["cometql"]),
                    COMETQL_DEV_ID=str(s.dev_id), COMETQL_PASSWORD=s.stack.config.password)
-        process["php"] = subprocess.Popen([php, "-S", f"127.0.0.1:{port}", "-t", str(DEMO_DIR / "backend")],
-                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Popen starts the server and returns: nothing here waits for the process
+        process["php"] = subprocess.Popen(  # noqa: ASYNC220
+            [php, "-S", f"127.0.0.1:{port}", "-t", str(DEMO_DIR / "backend")],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with trio.fail_after(10):
             while True:
                 try:

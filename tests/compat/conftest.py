@@ -8,14 +8,19 @@ missing tool FAILS it, so a broken CI image can never turn the compat suite sile
 
     def test_something():
         require_tool("php", lambda: shutil.which("php") is not None)
+
+Every compat test talks to a whole emulator over OS sockets: the ``stack`` fixture (defined here
+once) opens one on free ports of 127.0.0.1; a test module that needs users in users_auth lists them
+in a module-level ``STACK_USERS = [(dev_id, user_id, hash), ...]``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -35,7 +40,7 @@ def require_tool(name: str, check: Callable[[], object] | object, hint: str = ""
     """
     try:
         ok = check() if callable(check) else check
-    except Exception as exc:  # a probe that crashes means the tool is not usable
+    except Exception as exc:  # noqa: BLE001 - a probe that crashes means the tool is not usable
         ok = False
         hint = f"{hint} ({type(exc).__name__}: {exc})".strip()
     if ok:
@@ -46,8 +51,51 @@ def require_tool(name: str, check: Callable[[], object] | object, hint: str = ""
     pytest.skip(message)
 
 
+def playwright_available() -> bool:
+    import playwright.sync_api  # noqa: F401  (ImportError -> missing)
+    return True
+
+
+def npm_version(name: str, prefix: str) -> bool:
+    """Whether node_modules/<name> is installed at a version starting with ``prefix``."""
+    meta = NODE_MODULES / name / "package.json"
+    return meta.is_file() and json.loads(meta.read_text())["version"].startswith(prefix)
+
+
+def jssip2_available() -> bool:
+    """JsSIP 2.0.6 (npm alias jssip2) with its browser bundle, what cometVideoApi pages load."""
+    return (NODE_MODULES / "jssip2" / "dist" / "jssip.js").is_file() and npm_version("jssip2", "2.0.6")
+
+
+def require_browser_tools(*, jssip3: bool = False) -> None:
+    """Debian's Chromium, Python's playwright, JsSIP 2.0.6 (and, for the browser actors' own-app
+    profiles, JsSIP 3.x): what every test that drives a real Chromium needs."""
+    from bench.browser.host import CHROMIUM
+
+    require_tool("chromium (Debian package)", lambda: shutil.which(CHROMIUM) is not None, "apt-get install chromium")
+    require_tool("python playwright", playwright_available, "pip install -e '.[test]'")
+    require_tool("npm package jssip2 (jssip@2.0.6)", jssip2_available, "run `npm install` at the repository root")
+    if jssip3:
+        require_tool("npm package jssip (3.x)", lambda: npm_version("jssip", "3."),
+                     "run `npm install` at the repository root")
+
+
 def node_ws_available() -> bool:
     return shutil.which("node") is not None and (NODE_MODULES / "ws" / "package.json").is_file()
+
+
+@pytest.fixture
+async def stack(request):
+    """The whole emulator on free ports (OS sockets, the real clock), with the module's ``STACK_USERS``."""
+    from emulator.config import Config
+    from emulator.stack import open_stack
+
+    cfg = Config()
+    cfg.free_ports()  # every service on port 0 (127.0.0.1)
+    async with open_stack(cfg) as s:
+        for dev_id, user_id, hash_ in getattr(request.module, "STACK_USERS", ()):
+            s.hub.set_hash(dev_id, user_id, hash_)
+        yield s
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ mariadb CLI, default TLS          fails: ERROR 2026 TLS/SSL (S3)               w
 ================================  ===========================================  ==========================
 
 References: docs/quirks/cometql.md (the client table and the quirks) and the mariadb CLI session
-recorded against the real server (fixtures/parity/mariadb-cli-4.09.json).  The emulator runs in-process over OS sockets on
-127.0.0.1 (``open_stack``).  Every client call is bounded: driver timeouts plus ``trio.fail_after``
+recorded against the real server (fixtures/parity/mariadb-cli-4.09.json).  The emulator runs in-process
+over OS sockets on 127.0.0.1 (``open_stack``).  Every client call is bounded: driver timeouts plus ``trio.fail_after``
 (threads are abandoned on timeout), subprocesses are killed on timeout.
 """
 
@@ -36,9 +36,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from emulator.cometql.tables import Session
 from emulator.config import Config
 from emulator.fixtures import path as fixture_path
-from emulator.cometql.tables import Session
 from emulator.stack import open_stack
 from tests.compat.conftest import NODE_MODULES, require_tool
 from tests.rawws import RawWS
@@ -331,7 +331,9 @@ def node_mysql_available() -> bool:
 
 async def run_node_mysql(port: int, steps: list) -> list[dict]:
     job = {"port": port, "user": str(DEV), "password": PASSWORD, "database": "CometQL_v1", "steps": steps}
-    done = await run_tool([shutil.which("node"), str(NODE_SCRIPT)], stdin=json.dumps(job).encode(),
+    node = shutil.which("node")
+    assert node is not None
+    done = await run_tool([node, str(NODE_SCRIPT)], stdin=json.dumps(job).encode(),
                           env={"COMETQL_CLIENT_DEADLINE_MS": str((TIMEOUT - 5) * 1000)})
     assert done.returncode == 0, (done.stdout.decode()[-2000:], done.stderr.decode()[-2000:])
     return [json.loads(line) for line in done.stdout.decode().splitlines() if line.strip()]

@@ -16,17 +16,17 @@ test drives it over stdin/stdout (one JSON object per line) while it changes the
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
 import urllib.parse
+from typing import Any
 
 import pytest
 import trio
 
-from emulator.config import Config
 from emulator.freeswitch.conference import Channel
-from emulator.stack import open_stack
 from tests.compat.conftest import NODE_MODULES, ROOT, require_tool
 
 pytestmark = pytest.mark.compat
@@ -54,12 +54,6 @@ def node() -> str:
     return shutil.which("node")  # type: ignore[return-value]
 
 
-@pytest.fixture
-async def stack():
-    cfg = Config()
-    cfg.free_ports()
-    async with open_stack(cfg) as st:
-        yield st
 
 
 class Client:
@@ -73,13 +67,13 @@ class Client:
         self._ids = iter(range(1, 1_000_000))
 
     @staticmethod
-    def _matches(msg: dict, kind: str | None, match: dict[str, str]) -> bool:
+    def _matches(msg: dict, kind: str | None, match: dict[str, Any]) -> bool:
         if kind is not None and msg["type"] != kind:
             return False
         fields = msg.get("h", {}) if msg["type"] == "event" else msg
         return all(fields.get(k) == v for k, v in match.items())
 
-    async def next(self, kind: str | None = None, **match: str) -> dict:
+    async def next(self, kind: str | None = None, **match: Any) -> dict:
         """The first message not yet taken of ``kind`` (an ``event`` whose headers include ``match``).
 
         Others stay pending: an event may come before or after the api reply of the command that caused it.
@@ -90,6 +84,7 @@ class Client:
                     if self._matches(msg, kind, match):
                         return self.pending.pop(i)
                 while b"\n" not in self.buffer:
+                    assert self.proc.stdout is not None
                     data = await self.proc.stdout.receive_some(65536)
                     if not data:
                         raise AssertionError(f"modesl client ended; waiting for {kind} {match}; saw {self.seen}")
@@ -106,6 +101,7 @@ class Client:
                 self.pending.append(msg)
 
     async def send(self, obj: dict) -> None:
+        assert self.proc.stdin is not None
         await self.proc.stdin.send_all((json.dumps(obj) + "\n").encode())
 
     async def api(self, command: str) -> str:
@@ -115,9 +111,9 @@ class Client:
 
 
 async def start_client(nursery: trio.Nursery, node: str, stack, password: str, fmt: str) -> Client:
-    proc = await nursery.start(lambda task_status: trio.run_process(
-        [node, str(SCRIPT), "127.0.0.1", str(stack.ports["esl"]), password, fmt], cwd=ROOT,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, check=False, task_status=task_status))
+    proc = await nursery.start(functools.partial(
+        trio.run_process, [node, str(SCRIPT), "127.0.0.1", str(stack.ports["esl"]), password, fmt], cwd=ROOT,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, check=False))
     return Client(proc)
 
 

@@ -26,22 +26,21 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import shutil
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import trio
 
+from bench.browser.host import CHROMIUM
 from emulator.config import Config
 from emulator.fixtures import path as fixture_path
 from emulator.stack import open_stack
-from tests.compat.conftest import NODE_MODULES, require_tool
+from tests.compat.conftest import NODE_MODULES
 
 pytestmark = pytest.mark.compat
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 PAGE = fixture_path("pages", "jssip-call.html")
@@ -54,24 +53,6 @@ WAIT_MS = 10_000         # each Playwright wait
 BROWSER_DEADLINE = 45    # seconds, a whole browser scenario
 
 
-def playwright_available() -> bool:
-    import playwright.sync_api  # noqa: F401  (ImportError -> missing)
-    return True
-
-
-def jssip2_available() -> bool:
-    meta = NODE_MODULES / "jssip2" / "package.json"
-    return JSSIP2.is_file() and json.loads(meta.read_text())["version"] == "2.0.6"
-
-
-@pytest.fixture
-def browser_tools() -> None:
-    require_tool("chromium (Debian package)", lambda: shutil.which(CHROMIUM) is not None,
-                 "apt-get install chromium")
-    require_tool("python playwright", playwright_available, "pip install -e '.[test]'")
-    require_tool("npm package jssip2 (jssip@2.0.6)", jssip2_available, "run `npm install` at the repository root")
-
-
 # --- a tiny static server for the page and the JsSIP bundle --------------------------------------
 
 FILES = {"/jssip-call.html": (PAGE, "text/html; charset=utf-8"),
@@ -79,7 +60,7 @@ FILES = {"/jssip-call.html": (PAGE, "text/html; charset=utf-8"),
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         entry = FILES.get(self.path.split("?", 1)[0])
         if entry is None:
             self.send_error(404)
@@ -270,7 +251,7 @@ async def test_answered_call_then_bye(browser_tools, page_server):
         # the ACK and the BYE go to the 200's Contact, on the same socket; the BYE gets its 200
         answer_200 = [t for d, t in frames.items if d == "in" and t.startswith("SIP/2.0 200")
                       and "INVITE" in (header(t, "CSeq") or "")][0]
-        contact = re.fullmatch(r"<([^>]+)>", header(answer_200, "Contact") or "").group(1)  # type: ignore[union-attr]
+        contact = re.fullmatch(r"<([^>]+)>", header(answer_200, "Contact") or "").group(1)
         assert flow[len(expected):] == [f"out ACK {contact} SIP/2.0", f"out BYE {contact} SIP/2.0",
                                         "in SIP/2.0 200 OK"], flow
         invite = frames.find("out", "INVITE ")[-1]

@@ -24,8 +24,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from emulator.config import Config
-from emulator.stack import open_stack
 from tests.compat.conftest import NODE_MODULES, JsonLinesProcess, require_tool
 
 pytestmark = pytest.mark.compat
@@ -33,6 +31,7 @@ pytestmark = pytest.mark.compat
 SCRIPT = Path(__file__).with_name("jssip_node_client.mjs")
 TIMEOUT = 10
 DEV, USER, HASH = 15, 503, "PassForUser503"
+STACK_USERS = [(DEV, USER, HASH)]   # users_auth rows of the conftest `stack` fixture
 SIP_USER = f"{DEV:06d}{USER}"  # "000015503"
 
 
@@ -50,13 +49,6 @@ def node() -> str:
     return shutil.which("node")  # type: ignore[return-value]
 
 
-@pytest.fixture
-async def stack():
-    cfg = Config()
-    cfg.free_ports()
-    async with open_stack(cfg) as s:
-        s.hub.set_hash(DEV, USER, HASH)
-        yield s
 
 
 def start_line(text: str) -> str:
@@ -159,7 +151,7 @@ async def test_register_over_wss_with_digest_auth(node, stack):
         contact_sent = header(sent[1], "Contact")
         contact_got = header(got[1], "Contact")
         assert contact_sent and contact_got
-        instance = re.search(r'\+sip\.instance="[^"]+"', contact_sent).group(0)  # type: ignore[union-attr]
+        instance = re.search(r'\+sip\.instance="[^"]+"', contact_sent).group(0)
         assert instance in contact_got and ";expires=600" in contact_got
 
         bindings = stack.sip.registrations(AOR)

@@ -20,8 +20,6 @@ import jwt
 import pytest
 import trio
 
-from emulator.config import Config
-from emulator.stack import open_stack
 from tests.compat.conftest import JsonLinesProcess
 
 pytestmark = pytest.mark.compat
@@ -141,12 +139,6 @@ async def node_clients(node: str):
             nursery.cancel_scope.cancel()
 
 
-@pytest.fixture
-async def stack():
-    cfg = Config()
-    cfg.free_ports()  # every service on port 0 (127.0.0.1)
-    async with open_stack(cfg) as s:
-        yield s
 
 
 async def until(condition, what: str, timeout: float = TIMEOUT) -> None:

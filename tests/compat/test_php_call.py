@@ -45,7 +45,7 @@ CALL_SQL = ("INSERT INTO conference (name, user_id, caller_id, message, profile)
 def php_mysqli() -> str:
     def probe() -> bool:
         php = shutil.which("php")
-        return bool(php) and subprocess.run(
+        return php is not None and subprocess.run(
             [php, "-r", 'exit(function_exists("mysqli_connect") ? 0 : 1);'], capture_output=True).returncode == 0
 
     require_tool("php + mysqli", probe, "apt-get install -y php-cli php-mysql")

@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 import trio
 
+from bench.browser.host import CHROMIUM
 from bench.cli import start_control
 from emulator.net.network import OSNetwork
 from tests.actorkit import CONF, PATIENT, doctor_and_patient, in_call, members_of, stack_and_target, until
-from tests.compat.conftest import require_tool
-from tests.compat.test_jssip_chromium import CHROMIUM, CHROMIUM_ARGS, playwright_available
+from tests.compat.conftest import playwright_available, require_tool
+from tests.compat.test_jssip_chromium import CHROMIUM_ARGS
 from tests.integration.test_cli_run import CLI, ROOT
 
 pytestmark = pytest.mark.compat
@@ -96,7 +97,8 @@ def test_the_report_opens_with_no_network_and_shows_the_figures(browser, tmp_pat
             assert page.locator("svg.sequence").count() == 2
             first = page.locator("details.call").first.locator("svg.sequence").bounding_box()
             assert first and first["height"] > 300
-            lanes = page.locator("details.call").first.locator("svg.sequence text[font-weight='600']").all_text_contents()
+            lanes = (page.locator("details.call").first.locator("svg.sequence text[font-weight='600']")
+                     .all_text_contents())
             assert lanes[:2] == ["app backend", "comet server"] and lanes[-1] == "FreeSWITCH"
             assert "doctor (browser)" in lanes and "patient (browser)" in lanes
             assert page.locator("#banner-ok").is_visible()

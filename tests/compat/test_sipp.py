@@ -29,8 +29,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from emulator.config import Config
-from emulator.stack import open_stack
 from tests.compat.conftest import require_tool
 
 pytestmark = pytest.mark.compat
@@ -41,6 +39,7 @@ UAC_WRONG_PASSWORD = SCENARIOS / "uac_wrong_password.xml"
 DEV, USER = 15, 503
 SIP_USER = f"{DEV:06d}{USER}"            # 000015503
 HASH = "sipp503usersauthhash"
+STACK_USERS = [(DEV, USER, HASH)]   # users_auth rows of the conftest `stack` fixture
 DIALLED = f"{DEV}*101*video"
 CONFERENCE = f"{DEV}*101-FSdefaultDomain"
 
@@ -59,13 +58,6 @@ def sipp() -> str:
     return shutil.which("sipp")  # type: ignore[return-value]
 
 
-@pytest.fixture
-async def stack():
-    cfg = Config()
-    cfg.free_ports()
-    async with open_stack(cfg) as st:
-        st.hub.set_hash(DEV, USER, HASH)
-        yield st
 
 
 @dataclass

@@ -36,8 +36,8 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from emulator.clock import ManualClock, WallClock
 from emulator.comet.directory import classify, directory_user, head_without_body, lookup_directory
@@ -58,6 +58,7 @@ from emulator.wire import sdp as s
 from emulator.wire import sip
 from tests.fuzz.corpus import SEEDS
 from tests.fuzz.mutate import Mutator
+from tests.sipkit import CorePhone
 
 ROOT = Path(__file__).resolve().parents[2]
 FINDINGS = ROOT / "reports" / "fuzz" / "findings"
@@ -89,10 +90,7 @@ class CoreHarness:
 
     def tick(self, seconds: float = 0.3) -> None:
         self.t += seconds
-        heap = self.core._heap  # noqa: SLF001 - the run() loop, by hand
-        import heapq
-        while heap and heap[0][0] <= self.t:
-            heapq.heappop(heap)[2]()
+        self.core.timers.run_due()  # the node's timers, by hand (the stack runs them as a task)
 
     def receive(self, data: bytes) -> None:
         flow = self.flows[self.n % len(self.flows)]
@@ -105,36 +103,21 @@ class CoreHarness:
         self.sent.clear()
 
     def invite(self, body: bytes) -> int:
-        """An authenticated INVITE carrying ``body`` through the core; the final status."""
-        flow = self.flows[2]
+        """An authenticated INVITE carrying ``body`` through the core, sent by the project's SIP
+        client (tests/sipkit.py: the JsSIP-like UA on a TCP flow; a new phone per INVITE, so a long
+        campaign keeps no sessions); the final status.  A 200 is ACKed and hung up."""
         self.n += 1
-        uri = f"sip:1*{self.n % 50}*video@127.0.0.1"
-
-        def request(cseq: int, extra: list[tuple[str, str]]) -> bytes:
-            return sip.make_request("INVITE", uri, via=f"SIP/2.0/TCP c.invalid;branch=z9hG4bKc{self.n}x{cseq}",
-                                    from_=f"<sip:{USER}@127.0.0.1>;tag=t{self.n}", to=f"<{uri}>",
-                                    call_id=f"camp-{self.n}", cseq=cseq, contact="<sip:c@c.invalid;transport=tcp>",
-                                    headers=extra, body=body, content_type="application/sdp").encode()
-
-        self.core.receive(flow, request(1, []))
-        challenge = sip.parse_message(self.sent.pop())
-        self.sent.clear()
-        params = sip.parse_digest_params(challenge.headers["Proxy-Authenticate"])
-        auth = sip.make_digest_authorization(params, username=USER, password=HASH, method="INVITE", uri=uri,
-                                             cnonce="0a4f113b")
-        self.core.receive(flow, request(2, [("Proxy-Authorization", auth)]))
-        finals = [sip.parse_message(x) for x in self.sent if not x.startswith(b"SIP/2.0 100")]
-        self.sent.clear()
-        if len(finals) != 1 or finals[0].status not in (200, 488):
+        phone = CorePhone(self.core, user=USER, password=HASH, transport="TCP", now=lambda: self.t,
+                          seed=self.rng.getrandbits(32))
+        answers = phone.invite(f"1*{self.n % 50}*video", body)   # the 407 is ACKed and answered
+        finals = [m for m in answers if isinstance(m, sip.SipResponse) and m.status >= 200]
+        final = finals[0] if len(finals) == 1 else None
+        if final is None or final.status not in (200, 488):
             raise Finding(f"an authenticated INVITE got {[f.start_line for f in finals]}")
-        final = finals[0]
         if final.status == 200:
             s.parse_sdp(final.body)  # our answer must parse
-            bye = sip.make_request("BYE", uri, via=f"SIP/2.0/TCP c.invalid;branch=z9hG4bKb{self.n}",
-                                   from_=f"<sip:{USER}@127.0.0.1>;tag=t{self.n}", to=final.headers["To"],
-                                   call_id=f"camp-{self.n}", cseq=3)
-            self.core.receive(flow, bye.encode())
-            self.sent.clear()
+            phone.ack()
+            phone.bye()
         self.tick()
         return final.status
 
@@ -169,7 +152,7 @@ class Targets:
             self.executor.execute(self.session, sql)
         self.frames: list[str] = []
         self.conn = self.hub.connect(w.parse_url(f"/ws/sesion=h5&myid=5&devid=1&v=4.08&uuid={'a' * 32}&api=js"),
-                                     deliver=self.frames.append, drop=lambda: None)
+                                     deliver=lambda text, wire: self.frames.append(text), drop=lambda: None)
         self.esl = EslServer(self.core.bridge, network=None, journal=Journal(enabled=False),  # type: ignore[arg-type]
                              clock=lambda: self.core.t)
 
@@ -286,7 +269,7 @@ class Targets:
         self.frames.clear()
         if not self.conn.open:
             self.conn = self.hub.connect(w.parse_url(f"/ws/sesion=h5&myid=5&devid=1&v=4.08&uuid={'b' * 32}&api=js"),
-                                         deliver=self.frames.append, drop=lambda: None)
+                                         deliver=lambda text, wire: self.frames.append(text), drop=lambda: None)
 
     def http(self, data: bytes) -> None:
         kind, user = classify(data)

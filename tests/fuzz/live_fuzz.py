@@ -138,7 +138,7 @@ class Fuzzer:
             await self._exchange(stream, self._cut(m.frame_packet(payload, 1)))
             return
         try:
-            scramble = _scramble(greeting[4:])
+            scramble = _scramble(bytes(greeting[4:]))
         except ValueError:
             scramble = b"\x01" * 20
         login = m.frame_packet(handshake_response(scramble=scramble), 1)
@@ -262,7 +262,8 @@ def stderr_problems(text: str) -> list[str]:
     """One line per log record on the emulator's stderr that is an error or carries a traceback:
     the record's first line (which names the listener, e.g. ``comet: connection handler failed``)
     and the exception it ends with."""
-    problems, block = [], []
+    problems: list[str] = []
+    block: list[str] = []
     for line in [*text.splitlines(), ""]:
         continues = line[:1].isspace() or line.startswith(("Traceback", "During", "The above")) \
             or _EXCEPTION_LINE.match(line) is not None

@@ -1,18 +1,26 @@
-"""Just enough of a SIP UA to reach the SDP parser through the transport: authenticated INVITEs.
+"""Authenticated INVITEs carrying fuzzed SDP, sent by the project's SIP client over SIP/TCP.
 
 The fake FreeSWITCH challenges every INVITE (407), so an SDP body only reaches ``parse_sdp`` in a
-second, digest-authenticated INVITE.  :class:`InviteClient` does that dance over one SIP-over-TCP
-connection (any :class:`~emulator.net.network.Network`): INVITE, 407, ACK, INVITE with
-Proxy-Authorization and the body to test, then ACK (and BYE after a 200, so the conference does
-not fill up).  The SIP around the body is always well formed; only the SDP is fuzzed.
+second, digest-authenticated INVITE.  :class:`InviteClient` drives the project's one SIP client
+(bench/clients/sip.py, the JsSIP-like sans-IO UA) over one SIP-over-TCP connection (any
+:class:`~emulator.net.network.Network`): the UA sends the INVITE, ACKs the 407, sends it again with
+Proxy-Authorization and ACKs the final answer; after a 200 it sends a BYE, which must be answered
+200, so the conference does not fill up.  The SIP around the body is always the UA's well-formed
+SIP; only the SDP is fuzzed (the UA sends a ``bytes`` offer byte for byte, unfiltered).
+
+What this adds to the UA is the stream: SIP over TCP frames messages by Content-Length
+(:class:`emulator.wire.sip.SipStreamParser`), where the UA's own driver reads one message per
+WebSocket message.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import trio
 
+from bench.clients.sip import Event, Session, UAConfig, UserAgent
 from emulator.wire import sip
 
 SIP_USER = "000001015"
@@ -22,61 +30,65 @@ class InviteClient:
     def __init__(self, stream: trio.abc.Stream, *, password: str, rng: random.Random, room: str = "101",
                  host: str = "127.0.0.1", transport: str = "TCP") -> None:
         self.stream = stream
-        self.password = password
-        self.rng = rng
-        self.host = host
-        self.transport = transport
         self.uri = f"sip:1*{room}*video@{host}"
         self.parser = sip.SipStreamParser()
         self.sent = 0
+        self.ua = UserAgent(UAConfig(uri=f"sip:{SIP_USER}@{host}", password=password, register=False,
+                                     via_transport=transport), rng)
+        self.ua.start(trio.current_time())
+        assert self.ua.transport_requests() == ["connect"]
+        self.ua.transport_connected(trio.current_time())   # the stream is already open
 
-    async def _send(self, message: sip.SipRequest) -> None:
-        await self.stream.send_all(message.encode())
+    async def _flush(self) -> None:
+        for data in self.ua.data_to_send():
+            await self.stream.send_all(data)
 
-    async def _final(self) -> sip.SipResponse:
-        """Responses until a final one (provisional ones skipped)."""
+    async def _receive(self) -> None:
+        """Read until at least one whole message reached the UA."""
         while True:
-            for message in iter(self.parser.next_message, None):
-                if isinstance(message, sip.SipResponse) and message.status >= 200:
-                    return message
+            got = False
+            while (message := self.parser.next_message()) is not None:
+                self.ua.receive(message.encode(), trio.current_time())
+                got = True
+            if got:
+                return
             chunk = await self.stream.receive_some(65536)
             if not chunk:
                 raise EOFError("the server closed the SIP connection")
             self.parser.receive_data(chunk)
 
-    def _request(self, method: str, call_id: str, cseq: int, tag: str, *, to: str | None = None,
-                 headers: list[tuple[str, str]] | None = None, body: bytes = b"", uri: str | None = None,
-                 branch: str | None = None) -> sip.SipRequest:
-        via = f"SIP/2.0/{self.transport} fuzz.invalid;branch={branch or sip.generate_branch(self.rng)}"
-        return sip.make_request(method, uri or self.uri, via=via, from_=f"<sip:{SIP_USER}@{self.host}>;tag={tag}",
-                                to=to or f"<{self.uri}>", call_id=call_id, cseq=cseq,
-                                contact=f"<sip:fuzz@fuzz.invalid;transport={self.transport.lower()}>",
-                                headers=headers or [], body=body,
-                                content_type="application/sdp" if body else None)
+    def _finals(self, session: Session, method: str) -> list[sip.SipResponse]:
+        """The final answers received so far to ``method`` requests of the session's Call-ID."""
+        return [m for m in self.ua.received if isinstance(m, sip.SipResponse) and m.status >= 200
+                and m.headers.get("Call-ID") == session.call_id and m.cseq.method == method]
+
+    async def _until(self, done: Callable[[list[Event]], bool]) -> list[Event]:
+        events: list[Event] = []
+        while True:
+            await self._flush()
+            events += self.ua.events()
+            if done(events):
+                return events
+            await self._receive()
 
     async def invite(self, body: bytes) -> tuple[int, bytes]:
         """One authenticated INVITE carrying ``body``: (final status, body of the final answer)."""
         self.sent += 1
-        call_id = f"fuzz-{self.rng.getrandbits(64):x}"
-        tag = sip.generate_tag(self.rng)
-        first = self._request("INVITE", call_id, 1, tag, body=body)
-        await self._send(first)
-        challenge = await self._final()
-        assert challenge.status == 407, challenge.start_line
-        await self._send(self._request("ACK", call_id, 1, tag, to=challenge.headers["To"], branch=first.branch))
-        params = sip.parse_digest_params(challenge.headers["Proxy-Authenticate"])
-        auth = sip.make_digest_authorization(params, username=SIP_USER, password=self.password, method="INVITE",
-                                             uri=self.uri, cnonce=f"{self.rng.getrandbits(32):08x}")
-        second = self._request("INVITE", call_id, 2, tag, headers=[("Proxy-Authorization", auth)], body=body)
-        await self._send(second)
-        final = await self._final()
-        to = final.headers["To"]
-        if final.status < 300:
-            contact = final.contacts[0].uri if final.contacts else self.uri
-            await self._send(self._request("ACK", call_id, 2, tag, to=to, uri=str(contact)))
-            await self._send(self._request("BYE", call_id, 3, tag, to=to, uri=str(contact)))
-            bye = await self._final()
+        session = self.ua.call(self.uri, trio.current_time(), offer=body)
+        events = await self._until(lambda evs: any(e.session is session and e.name in ("answer", "failed")
+                                                   for e in evs))
+        finals = self._finals(session, "INVITE")
+        assert finals and finals[0].status == 407, [f.start_line for f in finals]
+        rest = finals[1:]
+        assert rest, ("no final answer to the authenticated INVITE: "
+                      f"{[(e.name, e.cause) for e in events if e.session is session]}")
+        final = rest[-1]
+        if any(e.name == "answer" for e in events if e.session is session):
+            self.ua.remote_description_applied(session, trio.current_time())   # the ACK
+            self.ua.terminate(session, trio.current_time())                     # the BYE
+            await self._until(lambda evs: bool(self._finals(session, "BYE")))
+            bye = self._finals(session, "BYE")[0]
             assert bye.status == 200, bye.start_line
         else:
-            await self._send(self._request("ACK", call_id, 2, tag, to=to, branch=second.branch))
+            await self._flush()   # the ACK of the final error
         return final.status, final.body

@@ -12,8 +12,20 @@ import trio
 from bench.actors.participant import MARKS, STAGES, Target, open_participant, stage_values
 from bench.clients.webrtc import DeviceTimings
 from emulator.net.network import OSNetwork, VirtualNetwork
-from tests.actorkit import (until, DEV, DOCTOR, PATIENT, ROOM, callbacks, doctor_and_patient, in_call,
-                            journal_marks, members_of, sent_events, stack_and_target)
+from tests.actorkit import (
+    DEV,
+    DOCTOR,
+    PATIENT,
+    ROOM,
+    callbacks,
+    doctor_and_patient,
+    in_call,
+    journal_marks,
+    members_of,
+    sent_events,
+    stack_and_target,
+    until,
+)
 
 # the order in which one side's marks must occur (a chain; `subscribed` and the backend's OK are
 # checked separately because they race with the accept path)
@@ -59,7 +71,7 @@ async def whole_call(network, *, max_join: float | None) -> None:
             assert sorted(m.channel.caller_id_name for m in members_of(stack)) == [
                 f"{DEV:06d}{DOCTOR}", f"{DEV:06d}{PATIENT}"]
             rows = await doctor.app.backend.members(ROOM)
-            assert sorted(r[1] for r in rows.rows) == [str(DOCTOR), str(PATIENT)]
+            assert sorted(r[1] or "" for r in rows.rows) == [str(DOCTOR), str(PATIENT)]
 
             # the journal has both sides' marks with the documented fields
             marks = journal_marks(stack)
@@ -67,6 +79,7 @@ async def whole_call(network, *, max_join: float | None) -> None:
                 mine = [m for m in marks if m["actor"] == actor]
                 assert {m["mark"] for m in mine} >= set(CHAIN)
                 assert all(m["room"] == ROOM for m in mine if m["mark"] in CHAIN)
+                assert side.current is not None
                 call_key = side.current.call_key
                 assert call_key and all(m["call"] == call_key for m in mine if m["mark"] in CHAIN[2:])
                 assert all(set(m) >= {"actor", "room", "call", "mark", "t"} for m in mine)
@@ -285,9 +298,11 @@ async def test_same_seed_same_actor_timeline(autojump_clock):
                 await in_call(doctor, patient)
                 await patient.wait_mark("first_remote_frame")
                 await doctor.wait_mark("first_remote_frame")
+                phones = [p.video.phone for p in (doctor, patient)]
+                assert all(phone is not None for phone in phones)
                 return tuple((p.display_name, {k: round(v - t0, 9) for k, v in p.marks.items()},
-                              p.video.phone.ua.sent[0].encode(), p.video.phone.ua.sent[2].body)
-                             for p in (doctor, patient))
+                              phone.ua.sent[0].encode(), phone.ua.sent[2].body)
+                             for p, phone in zip((doctor, patient), phones) if phone is not None)
 
     first, second, other = await run(11), await run(11), await run(12)
     assert first == second
@@ -408,7 +423,7 @@ async def test_media_reported_before_the_page_has_the_answer_is_marked_with_the_
             number = str(doctor.video.active.sys.get("sipNumber"))
             early = SimpleNamespace(id=99, channel=SimpleNamespace(caller_id_name=doctor.sip_user,
                                                                    destination_number=number))
-            doctor._on_media(early, True)
+            doctor.on_media(early, True)
             assert "media_flowing" not in doctor.marks
             answered = await doctor.wait_mark("answered")
             assert doctor.marks["media_flowing"] == answered

@@ -8,8 +8,17 @@ import trio
 
 from bench.actors.backend import App, Backend
 from emulator.net.network import VirtualNetwork
-from tests.actorkit import (CONF, PATIENT, ROOM, callbacks, doctor_and_patient, in_call, journal_marks, members_of,
-                            stack_and_target)
+from tests.actorkit import (
+    CONF,
+    PATIENT,
+    ROOM,
+    callbacks,
+    doctor_and_patient,
+    in_call,
+    journal_marks,
+    members_of,
+    stack_and_target,
+)
 
 STATES = [pytest.param(True, id="restore"), pytest.param(False, id="bare")]
 

@@ -23,6 +23,7 @@ ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
 
 
 def usage_error(capsys, *argv: str) -> str:
+    status: int | str | None
     try:
         status = main(list(argv))
     except SystemExit as exc:
@@ -89,7 +90,8 @@ def test_network_and_target_parsing():
     with pytest.raises(CallSetupError, match="rtt_ms must be >= 0"):
         parse_network("4g", {"rtt_ms": -1})
     for bad, message in (("ws=host", "ws='host': expected HOST:PORT"), ("cometql=a:1", "ws=HOST:PORT is required"),
-                         ("ws=a:1,cometql=a:2,dev_id=x", "dev_id='x'"), ("ws=a:1,cometql=a:2,colour=red", "unknown key 'colour'")):
+                         ("ws=a:1,cometql=a:2,dev_id=x", "dev_id='x'"),
+                         ("ws=a:1,cometql=a:2,colour=red", "unknown key 'colour'")):
         with pytest.raises(CallSetupError, match=message):
             parse_target(bad)
 
@@ -174,3 +176,25 @@ def test_a_malformed_target(capsys):
 def test_tls_options_need_a_target(capsys):
     err = usage_error(capsys, "call", "--insecure")
     assert "--target" in err
+
+
+def test_a_target_takes_no_link_conditions(capsys):
+    """Link conditions need both ends in this process: with a target they would silently not apply."""
+    err = usage_error(capsys, "call", "--target", "ws=127.0.0.1:1,cometql=127.0.0.1:1", "--network", "4g")
+    assert "--network 4g: link conditions need both ends of a connection in this process" in err
+    err = usage_error(capsys, "call", "--target", "ws=127.0.0.1:1,cometql=127.0.0.1:1", "--rtt-ms", "50")
+    assert "link conditions need both ends" in err
+
+
+def test_loopback_is_no_conditions_and_the_parser_is_runs():
+    from bench.options import parse_network_spec
+
+    assert parse_network("loopback") == {"doctor": None, "patient": None}
+    assert parse_network("loopback", {"loss": 1.0})["patient"].loss == 1.0
+    spec = parse_network_spec("4g,patient=3g")
+    assert (spec.profile_of("doctor"), spec.profile_of("patient"), spec.profile_of("nurse")) == ("4g", "3g", "4g")
+    assert spec.label == "patient:3g+*:4g"
+    for bad, message in (("4g,3g", "two profiles for everyone"), ("patient=3g,patient=4g", "given twice"),
+                         ("4g,", "an empty entry")):
+        with pytest.raises(CallSetupError, match=message):
+            parse_network(bad)

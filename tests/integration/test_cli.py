@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -47,7 +46,9 @@ def test_serve_ctrl_c(tmp_path):
 
 
 def test_config_file_and_flags(tmp_path):
-    (tmp_path / "cometbench.toml").write_text('profile = "lenient"\nstate = ":memory:"\n[ports]\nws = 0\ncometql = 0\ndirectory = 0\nsip_ws = 0\nsip = 0\nesl = 0\n'
+    (tmp_path / "cometbench.toml").write_text('profile = "lenient"\nstate = ":memory:"\n'
+                                              '[ports]\nws = 0\ncometql = 0\ndirectory = 0\n'
+                                              'sip_ws = 0\nsip = 0\nesl = 0\n'
                                               '[quirks]\nshort_frame_truncation = true\n')
     proc, ready = _start("--ws-port", "0", cwd=tmp_path)
     try:

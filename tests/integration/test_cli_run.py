@@ -65,12 +65,16 @@ def run(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess
 
 
 @pytest.mark.parametrize("args, message", [
-    (["no_such_story"], "unknown scenario 'no_such_story' (known: esl_kick, hangup_rejoin"),
+    (["no_such_story"], "unknown scenario 'no_such_story' (known: comet_restart, dropped_network, esl_kick"),
     (["missing.py"], "unknown scenario 'missing.py' (no file missing.py;"),
     (["--repeat", "0"], "--repeat must be at least 1, got 0"),
-    (["--network", "4g"], "--network: network profile '4g' needs link conditions"),
-    (["--network", "moon"], "--network: unknown network profile 'moon'; known: loopback, 3g, 4g"),
-    (["--target", "ws=10.0.0.1:8087"], "--target 'ws=10.0.0.1:8087': external targets are not merged yet"),
+    (["--network", "moon"], "--network: unknown network profile 'moon'; known: loopback, lan, dsl, 4g, 3g"),
+    (["--network", "patient=5g"], "--network: unknown network profile '5g'"),
+    (["--network", "4g,3g"], "--network '4g,3g': two profiles for everyone (4g, 3g)"),
+    (["--network", "4g,,patient=3g"], "--network '4g,,patient=3g': an empty entry"),
+    (["--network", "patient=3g,patient=4g"], "--network: actor 'patient' is given twice"),
+    (["--network", "dr who=3g"], "--network: 'dr who' is not an actor name"),
+    (["--target", "ws=10.0.0.1:8087"], "target: cometql=HOST:PORT is required"),
     (["--profile", "strict"], "argument --profile: invalid choice: 'strict'"),
     (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
     (["two_party_call", "--all"], "name scenarios or use --all, not both"),
@@ -94,11 +98,12 @@ def test_list():
     done = run("--list")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 11
+    assert len(lines) == 14
     import re
 
     assert any(re.match(r"refresh_mid_call +The patient reloads the page in the middle", line) for line in lines)
     assert any(line.startswith("join_storm") and line.endswith("(not in the default pack)") for line in lines)
+    assert [line.split()[0] for line in lines if line.endswith("(runs against a --target too)")] == ["two_party_call"]
 
 
 def test_a_run_writes_its_directory_and_a_valid_report(tmp_path):
@@ -236,3 +241,23 @@ def test_on_a_terminal_the_progress_is_drawn_with_rich(tmp_path):
     assert "\x1b[" in text                                  # rich drew with escape sequences
     assert "[1/1] quick: passed in" in text and "1 scenario run: 1 passed" in text
     assert f"report: {out / 'report.json'}" in text and stderr == ""
+
+
+def test_a_network_profile_per_actor_moves_that_actors_stages_and_tags_its_histograms(tmp_path):
+    out = tmp_path / "run"
+    done = run("two_party_call", "--network", "doctor=lan,patient=3g", "--report-dir", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["network"] == "doctor=lan,patient=3g" and report["scenarios"][0]["network"] == "doctor=lan,patient=3g"
+    log = (out / "histograms.hlog").read_text()
+    assert "Tag=stage=join_total;scenario=two_party_call;network=3g," in log
+    assert "Tag=stage=join_total;scenario=two_party_call;network=lan," in log
+    assert "Tag=stage=meeting;scenario=two_party_call;network=doctor:lan+patient:3g," in log
+    from bench.metrics import Metrics
+
+    metrics = Metrics.read_log([out / "histograms.hlog"])
+    lan, slow = metrics.summary(network="lan"), metrics.summary(network="3g")
+    assert lan["join_total"]["count"] == slow["join_total"]["count"] == 1
+    assert 3000 <= slow["join_total"]["min"] <= 15000                  # 3g: inside the seed's 3-15 s band
+    for stage in ("backend_invite", "sip_transport", "register", "call_setup", "media"):
+        assert lan[stage]["max"] * 3 < slow[stage]["min"], stage       # each side's own link in its own stages

@@ -32,6 +32,7 @@ class Serve:
     def __init__(self, *args: str, cwd=None) -> None:
         self.proc = subprocess.Popen([*CLI, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, cwd=cwd, env=ENV)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
         line = self.proc.stdout.readline()
         if not line:
             self.proc.wait(timeout=TIMEOUT)

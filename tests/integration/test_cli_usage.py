@@ -23,6 +23,7 @@ ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
 
 def usage_error(capsys, *argv: str) -> str:
     """Run ``cometbench argv``; assert a usage error (status 2, one prefixed message); its stderr."""
+    status: int | str | None
     try:
         status = main(list(argv))
     except SystemExit as exc:  # argparse's own errors

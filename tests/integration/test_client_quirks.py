@@ -4,6 +4,7 @@ difference, against the emulator on the in-memory network under the autojump clo
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,18 @@ import trio
 
 from bench.clients.quirks import CLIENT_QUIRKS, ClientQuirks, client_quirks_table
 from emulator.net.network import VirtualNetwork
-from tests.actorkit import (CONF, DEV, PATIENT, ROOM, callbacks, doctor_and_patient, in_call, members_of,
-                            sent_events, stack_and_target)
+from tests.actorkit import (
+    CONF,
+    DEV,
+    PATIENT,
+    ROOM,
+    callbacks,
+    doctor_and_patient,
+    in_call,
+    members_of,
+    sent_events,
+    stack_and_target,
+)
 
 STATES = [pytest.param(True, id="on"), pytest.param(False, id="off")]
 
@@ -27,7 +38,8 @@ async def test_stale_call_after_remote_end(autojump_clock, on):
     stale call is there (on), and rings and rejoins when the end also hung up (off)."""
     net = VirtualNetwork()
     async with stack_and_target(net) as (stack, target):
-        async with doctor_and_patient(target, net, patient=quirk("stale_call_after_remote_end", on)) as (doctor, patient):
+        async with doctor_and_patient(target, net, patient=quirk("stale_call_after_remote_end", on)
+                                      ) as (doctor, patient):
             await in_call(doctor, patient)
             (member,) = members_of(stack, PATIENT)
             stack.bridge.api(f"conference {CONF} kick {member.id}")
@@ -99,7 +111,8 @@ async def test_unclamped_reconnect_backoff(autojump_clock, on):
     """The push names a SIP port where nothing listens: the UA retries with its back-off."""
     net = VirtualNetwork()
     async with stack_and_target(net, sip_public_port=9) as (stack, target):
-        async with doctor_and_patient(target, net, patient=quirk("unclamped_reconnect_backoff", on)) as (doctor, patient):
+        async with doctor_and_patient(target, net, patient=quirk("unclamped_reconnect_backoff", on)
+                                      ) as (doctor, patient):
             await patient.open_page()
             await patient.join(ROOM)
             await patient.wait_mark("ua_created")
@@ -108,7 +121,7 @@ async def test_unclamped_reconnect_backoff(autojump_clock, on):
             delays = phone.ua.reconnect_delays[:8]
             assert all(record.outcome.startswith("refused") for record in phone.connections)
             starts = [record.started for record in phone.connections]
-            assert [round(b - a, 6) for a, b in zip(starts, starts[1:])] == delays[:len(starts) - 1]
+            assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == delays[:len(starts) - 1]
             if on:
                 assert all(1 <= d <= 2 ** n for n, d in enumerate(delays, 1)) and max(delays) > 30
             else:
@@ -122,12 +135,13 @@ async def test_the_two_backoffs_draw_the_same_numbers(autojump_clock):
     for on in (True, False):
         net = VirtualNetwork()
         async with stack_and_target(net, sip_public_port=9) as (stack, target):
-            async with doctor_and_patient(target, net, patient=quirk("unclamped_reconnect_backoff", on)) as (_, patient):
+            async with doctor_and_patient(target, net, patient=quirk("unclamped_reconnect_backoff", on)
+                                          ) as (_, patient):
                 await patient.open_page()
                 await patient.join(ROOM)
                 await patient.wait_mark("ua_created")
                 phone = patient.video.phone
-                await phone.wait_for(lambda: len(phone.ua.reconnect_delays) >= 6, timeout=3000)
+                await phone.wait_for(lambda phone=phone: len(phone.ua.reconnect_delays) >= 6, timeout=3000)
                 runs[on] = phone.ua.reconnect_delays[:6]
     assert runs[False] == [min(max(d, 2), 30) for d in runs[True]]
 

@@ -68,11 +68,11 @@ class RawClient:
         self.response = b""
 
     @classmethod
-    async def connect(cls, port: int) -> "RawClient":
+    async def connect(cls, port: int) -> RawClient:
         return cls(await trio.open_tcp_stream(HOST, port))
 
     @classmethod
-    async def open(cls, port: int, target: str, *, server_info: bool = True) -> "RawClient":
+    async def open(cls, port: int, target: str, *, server_info: bool = True) -> RawClient:
         c = await cls.connect(port)
         await c.handshake(target)
         if server_info:
@@ -438,7 +438,8 @@ async def test_fragmented_message_closes_like_the_real_server(env):
 # --- handshakes that never finish, clients that vanish ----------------------------------------------
 
 
-@pytest.mark.parametrize("sent", [b"", b"GET /ws/sesion=x&myid=1", b"GET " + b"/ws/" * 10 + b" HTTP/1.1\r\nHost: x\r\n"])
+@pytest.mark.parametrize("sent", [b"", b"GET /ws/sesion=x&myid=1",
+                                  b"GET " + b"/ws/" * 10 + b" HTTP/1.1\r\nHost: x\r\n"])
 async def test_handshake_that_never_finishes_is_closed_after_the_timeout(env, sent):
     c = await RawClient.connect(env.port)
     start = trio.current_time()
@@ -624,5 +625,6 @@ async def test_plain_http_other_answers(env):
     out = await http_exchange(env.port, b"OPTIONS / HTTP/1.1\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\n+OK")
     assert await http_exchange(env.port, b"GET /ws/sesion=x&myid=1&devid=1&v=4.08 HTTP/1.1\r\n\r\n") == b""
-    assert await http_exchange(env.port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 40 + b"\r\n\r\n") == b""
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 40 + b"\r\n\r\n"
+    assert await http_exchange(env.port, hello) == b""
     await env.assert_alive()

@@ -43,7 +43,7 @@ async def open_client(port: int, uuid: str, *, small_buffer: bool = False) -> Ra
     ws = RawWS(trio.SocketStream(sock))
     await ws.stream.send_all(f"GET {path(uuid)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                              f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-    ws.response = await ws._read_until(b"\r\n\r\n")
+    ws.response = await ws.read_until(b"\r\n\r\n")
     assert '"serverInfo"' in await ws.recv()
     await ws.send(f"subscription\n{PIPE}")
     return ws

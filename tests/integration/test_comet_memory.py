@@ -22,6 +22,7 @@ import gc
 import socket
 import struct
 from collections import Counter
+from typing import Any, cast
 
 import pytest
 import trio
@@ -146,7 +147,7 @@ async def test_closed_os_socket_connections_are_freed_by_reference_counting():
             for i in range(start, start + n):
                 ws = await RawWS.open(network, stack.ports["ws"], path(f"{i:032d}", key="hash1", user="1"))
                 await ws.recv()
-                ws.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                cast(Any, ws.stream).socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 await ws.aclose()
 
         await churn(stack, network, 0, 2 * len(ENDINGS), 5)

@@ -18,9 +18,11 @@ import json
 import logging
 import socket
 import struct
+from typing import Any, cast
 
 import pytest
 import trio
+import trio.lowlevel
 import trio_websocket
 
 from emulator.comet import server as comet_server
@@ -44,7 +46,7 @@ def upgrade(target: str) -> bytes:
 
 def reset(ws: RawWS) -> None:
     """Make the next close a TCP reset (SO_LINGER 0)."""
-    ws.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    cast(Any, ws.stream).socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 # what the client sends to misbehave, and the reason the journal must give
@@ -125,10 +127,10 @@ async def test_bad_frame_closes_quietly(env, case, when, caplog, capfd):
     ws = RawWS(stream)
     if when == "with_handshake":  # the frame rides in the same TCP write as the request head
         await stream.send_all(upgrade(path("b" * 32)) + data)
-        ws.response = await ws._read_until(b"\r\n\r\n")
+        ws.response = await ws.read_until(b"\r\n\r\n")
     else:
         await stream.send_all(upgrade(path("b" * 32)))
-        ws.response = await ws._read_until(b"\r\n\r\n")
+        ws.response = await ws.read_until(b"\r\n\r\n")
         if when == "later":
             assert json.loads(await ws.recv())["event"] == "serverInfo"
             await ws.send("subscription\nweb_later")
@@ -183,7 +185,7 @@ async def test_client_vanishing_mid_write_is_quiet(env, blocked, caplog, capfd):
     await ws.aclose()
     for i in range(50):  # keep writing to it until the server notices
         env.hub.publish(DEV, "web_vanish", "ev", f"after the reset {i}")
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
     await env.settle()
     await env.assert_alive()
     witness_id, conn_id = env.conn_ids()

@@ -83,7 +83,8 @@ async def test_empty_password_and_ssl_request(autojump_clock):
         assert await c.closed()
         c = await RawMySQL.open(net, stack.ports["cometql"])
         await c.greeting()
-        await c.send((0x000FA68D | 0x800).to_bytes(4, "little") + (1 << 24).to_bytes(4, "little") + b"\x21" + b"\0" * 23, 1)
+        await c.send((0x000FA68D | 0x800).to_bytes(4, "little") + (1 << 24).to_bytes(4, "little") + b"\x21"
+                     + b"\0" * 23, 1)
         assert err_of(await c.read_packet())[0] == 16
         assert await c.closed()
 

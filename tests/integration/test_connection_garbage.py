@@ -23,9 +23,8 @@ import pytest
 import trio
 
 from emulator.config import Config
-from emulator.net.network import VirtualNetwork
+from emulator.net.network import VirtualNetwork, release_ssl_stream
 from emulator.stack import open_stack
-from emulator.net.network import release_ssl_stream
 from tests.hostile import Ports, upgrade_request
 from tests.rawmysql import RawMySQL
 from tests.rawws import RawWS
@@ -62,7 +61,8 @@ async def sip_tcp(net, port: int, n: int) -> None:
         await stream.send_all(REQUEST.format(method="OPTIONS", transport="TCP", n=n).encode())
         await stream.receive_some(65536)
     elif variant == 1:  # malformed: 400 and the server closes
-        await stream.send_all(REQUEST.format(method="OPTIONS", transport="TCP", n=n).replace("CSeq: 1", "CSeq: x").encode())
+        request = REQUEST.format(method="OPTIONS", transport="TCP", n=n)
+        await stream.send_all(request.replace("CSeq: 1", "CSeq: x").encode())
         await drain(stream)
     elif variant == 2:  # vanish mid-message
         await stream.send_all(REQUEST.format(method="OPTIONS", transport="TCP", n=n).encode()[:50])
@@ -91,7 +91,7 @@ async def sip_wss(net, port: int, n: int) -> None:
     ws = RawWS(tls)
     try:
         await tls.send_all(upgrade_request("/", "Sec-WebSocket-Protocol: sip\r\n"))
-        await ws._read_until(b"\r\n\r\n")
+        await ws.read_until(b"\r\n\r\n")
         if n % 2:
             await ws.send(REQUEST.format(method="OPTIONS", transport="WSS", n=n))
             await ws.recv_raw()

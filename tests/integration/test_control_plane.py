@@ -11,8 +11,9 @@ a stream of the same network.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 import trio
@@ -146,7 +147,8 @@ async def test_live_state_of_a_call_faults_and_metrics(autojump_clock):
 
             # a mute (FreeSWITCH's flag) shows in the member's flags, in the summary and in /metrics
             patient_member = members[PATIENT]["id"]
-            status, _, done = await http("POST", "/api/faults/mute", body={"conference": CONF, "member": patient_member})
+            status, _, done = await http("POST", "/api/faults/mute",
+                                         body={"conference": CONF, "member": patient_member})
             assert status == 200 and done["fault"] == "mute" and "OK mute" in done["reply"]
             status, _, conf = await http("GET", f"/api/conferences/{CONF}")
             assert [m["muted"] for m in conf["members"] if m["id"] == patient_member] == [True]
@@ -170,7 +172,8 @@ async def test_live_state_of_a_call_faults_and_metrics(autojump_clock):
             status, _, done = await http("POST", "/api/faults/conference_limit",
                                          body={"conference": CONF, "max_members": 2})
             assert status == 200 and stack.bridge.conference(CONF).max_members == 2
-            status, _, done = await http("POST", "/api/faults/kick", body={"conference": CONF, "member": patient_member})
+            status, _, done = await http("POST", "/api/faults/kick",
+                                         body={"conference": CONF, "member": patient_member})
             assert status == 200
             await until(lambda: len(members_of(stack)) == 1)
             await patient.wait_mark("call_end", timeout=10)

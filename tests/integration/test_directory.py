@@ -14,8 +14,14 @@ import xml.etree.ElementTree as ET
 import pytest
 import trio
 
-from emulator.comet.directory import (DIRECTORY_XML, classify, directory_password, directory_user, lookup_directory,
-                                      split_sip_user)
+from emulator.comet.directory import (
+    DIRECTORY_XML,
+    classify,
+    directory_password,
+    directory_user,
+    lookup_directory,
+    split_sip_user,
+)
 from emulator.config import Config
 from emulator.net.network import OSNetwork, VirtualNetwork
 from emulator.stack import open_stack
@@ -44,7 +50,7 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0) -> tuple[bytes, bo
         while True:
             try:
                 chunk = s.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 return received, False
             if not chunk:
                 return received, True

@@ -14,9 +14,14 @@ from emulator.wire import esl as e
 
 
 class FakeBridge:
+    """A stand-in for the bridge: the EslBridge protocol of emulator/freeswitch/esl.py."""
+
     def __init__(self):
         self.subscribers = []
         self.commands = []
+
+    def session_count(self):
+        return 0
 
     def api(self, command):
         self.commands.append(command)

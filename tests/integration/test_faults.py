@@ -12,8 +12,19 @@ from bench.clients.sip_ua import ICE_FAILED_AFTER
 from emulator.faults import FaultError
 from emulator.freeswitch.esl_client import EslClient, EslConnectionError
 from emulator.net.network import VirtualNetwork
-from tests.actorkit import (CONF, DEV, DOCTOR, PATIENT, ROOM, callbacks, doctor_and_patient, in_call, members_of,
-                            stack_and_target, until)
+from tests.actorkit import (
+    CONF,
+    DEV,
+    DOCTOR,
+    PATIENT,
+    ROOM,
+    callbacks,
+    doctor_and_patient,
+    in_call,
+    members_of,
+    stack_and_target,
+    until,
+)
 
 
 def task_count() -> int:

@@ -133,7 +133,8 @@ def test_error_response_builder_echoes_only_well_formed_headers():
     assert sip.error_response(MALFORMED["latin1_byte"](data)).count(b"caf\xe9") == 1  # the client's bytes
     assert sip.error_response(b"\x16\x03\x01garbage") is None
     assert sip.error_response(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n") is None
-    folded = base("UDP", "f").replace(b"Via: SIP/2.0/UDP client.invalid:5999", b"v: SIP/2.0/UDP\r\n client.invalid:5999")
+    folded = base("UDP", "f").replace(b"Via: SIP/2.0/UDP client.invalid:5999",
+                                      b"v: SIP/2.0/UDP\r\n client.invalid:5999")
     assert b"Via: SIP/2.0/UDP client.invalid:5999;branch=z9hG4bKf\r\n" in sip.error_response(folded)
     assert sip.error_response(data, 413).startswith(b"SIP/2.0 413 Request Entity Too Large\r\n")
 
@@ -160,7 +161,7 @@ async def _raw(port: int, data: bytes, *, how: str = "close", wait: float = 0.3)
             try:
                 while chunk := s.recv(65536):
                     received += chunk
-            except (socket.timeout, ConnectionResetError):
+            except (TimeoutError, ConnectionResetError):
                 pass
         finally:
             _rst(s) if how == "rst" else s.close()
@@ -245,7 +246,8 @@ async def test_esl_cometql_and_directory_misbehaviour_is_quiet(quiet):
         assert [e["kind"] for e in stack.journal.entries(service="esl")].count("bad_input") == 2
 
 
-@pytest.mark.parametrize("body", [b"Content-Length: 100000\r\n\r\nabc", b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+@pytest.mark.parametrize("body", [b"Content-Length: 100000\r\n\r\nabc",
+                                  b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
                                   b"Content-Length: 3\r\n\r\nabc", b"Content-Length: nope\r\n\r\n"])
 async def test_directory_answers_from_the_head_whatever_the_body(quiet, body):
     async with open_stack(config(), network=OSNetwork()) as stack:
@@ -289,7 +291,8 @@ async def test_directory_answers_whatever_the_host(quiet, host):
 
 
 @pytest.mark.parametrize("request_bytes", [b"GET ?x HTTP/1.1\r\nHost: x\r\n\r\n", b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",
-                                           b"GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nhost\r\n\r\n",
+                                           b"GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n",
+                                           b"GET / HTTP/1.1\r\nhost\r\n\r\n",
                                            b"OPTIONS ? HTTP/1.1\r\nHost: a..b\r\n\r\n"])
 async def test_directory_odd_targets_and_host_lines(quiet, request_bytes):
     """Found by the live fuzzer: a target without a leading slash failed inside quart, a Host line

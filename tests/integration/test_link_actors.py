@@ -9,8 +9,7 @@ import trio
 
 from bench.clients.sip_ua import ICE_FAILED_AFTER
 from emulator.net.network import VirtualNetwork
-from tests.actorkit import (DEV, ROOM, callbacks, doctor_and_patient, in_call, members_of, stack_and_target,
-                            until)
+from tests.actorkit import ROOM, callbacks, doctor_and_patient, in_call, members_of, stack_and_target, until
 
 
 async def test_a_reset_is_seen_as_the_real_client_sees_it(autojump_clock):

@@ -1,6 +1,6 @@
 """Link conditions (emulator/net/links.py), each measured in virtual time on the in-memory network:
 latency, jitter, loss (streams: a stall of one RTO; datagrams: dropped), bandwidth, partitions (short,
-healed; long, ending as TCP ends them; during connect), half-open hangs, resets, scheduled changes,
+healed; long, ending as TCP ends them; during connect), half-open hangs, lost networks, resets, scheduled changes,
 per-client and per-protocol selection, seeding, bad values -- and the same on loopback sockets in
 real time for the cases that pair two in-process ends."""
 
@@ -11,8 +11,7 @@ import math
 import pytest
 import trio
 
-from emulator.net.links import (Link, LinkError, Links, RTO_MIN, SYN_TIMEOUT, get_profile, load_profiles,
-                                _give_up_after)
+from emulator.net.links import RTO_MIN, SYN_TIMEOUT, Link, LinkError, Links, _give_up_after, get_profile, load_profiles
 from emulator.net.network import OSNetwork, VirtualNetwork
 
 
@@ -309,6 +308,54 @@ async def test_a_reset_reaches_both_ends(autojump_clock):
         nursery.cancel_scope.cancel()
 
 
+async def test_a_lost_network_fails_the_devices_end_at_once_and_the_far_end_only_when_it_is_back(autojump_clock):
+    """lose_network: the client's ends fail now, its new connections fail now, the servers' ends hang
+    (a half-open hang: nothing arrives, nobody is told) until the network is back, when they are reset;
+    other clients notice nothing."""
+    net, links = await linked_network()
+    changes = []
+    links.watch(lambda change: changes.append((change.kind, change.client, change.count)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(links.run)
+        listener = await net.listen("comet", "127.0.0.1", 0)
+        port = listener.endpoint.port
+        client = await net.connect("127.0.0.1", port, client="alice")
+        server = await listener.accept()
+        bob = await net.connect("127.0.0.1", port, client="bob")
+        bob_server = await listener.accept()
+        start = trio.current_time()
+        assert links.lose_network(client="alice", duration=20) == 1
+        assert links.offline("alice") and not links.offline("bob")
+        with pytest.raises(trio.BrokenResourceError, match="network is down"):
+            await client.receive_some(100)                       # the device knows at once
+        with pytest.raises(OSError, match="network is unreachable") as refused:
+            await net.connect("127.0.0.1", port, client="alice")  # and cannot connect anywhere
+        assert refused.value.errno == 101                         # ENETUNREACH
+        await server.send_all(b"into the void")                   # the server writes on, unaware
+        with trio.move_on_after(19) as quiet:
+            await server.receive_some(100)
+        assert quiet.cancelled_caught
+        assert links.partitioned("alice", "media")                # its media stops too
+        await bob.send_all(b"bob is fine")
+        assert await bob_server.receive_some(100) == b"bob is fine"
+        with pytest.raises(trio.BrokenResourceError, match="reset"):
+            await server.receive_some(100)                        # back at 20 s: the far end meets a reset
+        assert trio.current_time() - start == pytest.approx(20)
+        assert not links.offline("alice") and not links.partitioned("alice", "media")
+        again = await net.connect("127.0.0.1", port, client="alice")
+        again_server = await listener.accept()
+        await again.send_all(b"back")
+        assert await again_server.receive_some(100) == b"back"
+        assert ("offline", "alice", 1) in changes and ("online", "alice", 0) in changes
+        assert changes.index(("offline", "alice", 1)) < changes.index(("online", "alice", 0))
+        with pytest.raises(LinkError, match="one client's name"):
+            links.lose_network(client="*")
+        with pytest.raises(LinkError, match="duration must be >= 0"):
+            links.lose_network(client="alice", duration=-1)
+        links.regain_network(client="carol")                      # never lost: nothing happens
+        nursery.cancel_scope.cancel()
+
+
 # --- selection, scheduling, seeding -----------------------------------------------------------------
 
 
@@ -377,9 +424,9 @@ def test_profiles_and_bad_values():
     assert (drop.bandwidth_kbps, drop.rtt_ms, drop.loss) == (50, 500, 0.2)
     with pytest.raises(LinkError, match="rtt_ms must be >= 0"):
         Link(rtt_ms=-5)
-    with pytest.raises(LinkError, match="loss .*over 100 %"):
+    with pytest.raises(LinkError, match=r"loss .*over 100 %"):
         Link(loss=1.5)
-    with pytest.raises(LinkError, match="unknown network profile 'moon'.*known: loopback"):
+    with pytest.raises(LinkError, match=r"unknown network profile 'moon'.*known: loopback"):
         get_profile("moon")
     links = Links()
     with pytest.raises(LinkError, match="unknown protocol 'http'"):

@@ -17,7 +17,7 @@ import trio.testing
 from bench.clients.comet import open_comet_client
 from emulator.ids import deterministic_scheduling
 from emulator.net.network import VirtualNetwork
-from tests.actorkit import ROOM, callbacks, doctor_and_patient, in_call, stack_and_target
+from tests.actorkit import doctor_and_patient, in_call, stack_and_target
 
 DEV, USER, KEY = 15, 7, "secret-key"
 
@@ -34,8 +34,8 @@ async def test_the_same_frames_arrive_over_messages_and_over_bytes(autojump_cloc
             for client in (fast, slow):
                 client.start()
                 assert await client.wait_server_info() is True
-            assert fast._channel is not None and fast._ws is None      # messages
-            assert slow._channel is None and slow._ws is not None      # frames on bytes
+            assert fast.transport == "messages"
+            assert slow.transport == "frames"         # frames on bytes
             for client, pipe in ((fast, "web_from_bytes"), (slow, "web_from_messages")):
                 client.subscription("web_room")
                 client.subscription(pipe)
@@ -101,7 +101,7 @@ def _whole_call(shortcut: bool, **link: float) -> dict:
                 await trio.sleep(30)
                 patient.hangup()
                 await doctor.video.wait_callback("on_out")
-                used = doctor.comet._channel is not None
+                used = doctor.comet.transport == "messages"
                 return {"used": used,
                         "callbacks": {p.actor: [cb for page in p.pages for _, cb, _ in page.video.callbacks]
                                       for p in (doctor, patient)},
@@ -156,9 +156,9 @@ async def test_a_client_without_the_shortcut_uses_frames(autojump_clock):
             client.message_shortcut = False
             client.start()
             assert await client.wait_server_info() is True
-            assert client._channel is None and client._ws is not None
+            assert client.transport == "frames"
         stack.links.message_shortcut = False     # nor when the network does not offer it
         async with open_comet_client(net, target.node, dev_id=DEV, user_id=USER, user_key=KEY, start_delay=0,
                                      nostat=True) as client:
             assert await client.wait_server_info() is True
-            assert client._channel is None and client._ws is not None
+            assert client.transport == "frames"

@@ -29,7 +29,7 @@ def test_the_example_file_runs_in_a_users_suite(tmp_path):
     shutil.copy(ROOT / "examples" / "test_my_app.py", tmp_path / "test_my_app.py")
     done = pytest_in(tmp_path, "test_my_app.py")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 passed" in done.stdout
+    assert "4 passed" in done.stdout
 
 
 def test_fixtures_options_and_a_failing_story(tmp_path):

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,8 @@ def test_a_run_writes_three_reports_and_a_summary_table(a_run):
     assert [c.get("name") for c in cases] == ["quick", "quick #2", "failing", "failing #2"]
     failures = [c.find("failure") for c in cases]
     assert failures[0] is None and failures[1] is None
-    assert failures[2] is not None and failures[2].get("message").startswith("failing: expectation declared in step 'the patient reloads': doctor.onOut")
+    assert failures[2] is not None and failures[2].get("message").startswith(
+        "failing: expectation declared in step 'the patient reloads': doctor.onOut")
     assert junit.find("./testsuite").get("failures") == "2"
 
 
@@ -143,7 +145,8 @@ def synthetic_run(path: Path, values: list[float], *, failed: int = 0) -> Path:
     for v in values:
         metrics.add("join_total", v, scenario="two_party_call", network="loopback")
     metrics.write_log(path / "histograms.hlog", start=1_700_000_000.0, end=1_700_000_100.0)
-    scenarios = [{"name": "two_party_call", "passed": i >= failed, "status": "passed" if i >= failed else "failed",
+    scenarios: list[dict[str, Any]] = [
+                 {"name": "two_party_call", "passed": i >= failed, "status": "passed" if i >= failed else "failed",
                   "duration_ms": 1.0, "simulated_ms": 1.0, "failure": None if i >= failed else "x: failed",
                   "failures": [], "step": None, "seed": i, "profile": "cppcomet-4.09", "network": "loopback",
                   "repetition": i, "journal_run": None, "expectations": 0, "events": 0, "join_total_ms": None}
@@ -188,7 +191,8 @@ def test_diff_flags_a_known_regression_and_not_noise(tmp_path):
     report = json.loads((slower / "report.json").read_text())
     assert report["baseline"]["regressions"] == 3 and report["baseline"]["a"] == str(base)
     html = (slower / "report.html").read_text()
-    assert 'id="baseline"' in html and 'data-diff="join_total/p50"' in html and "3 regressions against the baseline" in html
+    assert 'id="baseline"' in html and 'data-diff="join_total/p50"' in html
+    assert "3 regressions against the baseline" in html
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -127,13 +127,16 @@ async def test_a_wait_that_times_out_says_what_it_waited_for(autojump_clock):
     ("s.patient.stage('join_totl')", "unknown stage 'join_totl'; stages: backend_invite"),
     ("s.measure('join_total', 'patient.join', 'patient.onCall')", "stage 'join_total' is one the actors measure"),
     ("s.actor('freeswitch')", "actor name 'freeswitch' must be an identifier other than"),
-    ("s.link(s.patient).partition(10)", "link(patient).partition needs link conditions"),
-    ("s.link(s.patient, 'sip').reset()", "link(patient, 'sip').reset needs link conditions"),
-    ("s.link(s.patient).profile('4g')", "link(patient).profile('4g') needs link conditions"),
+    ("s.link(s.patient).partition(-1)", "partition seconds must be a number of seconds >= 0, got -1"),
+    ("s.link(s.patient, 'sip').lose_network(5)", "link(patient, 'sip').lose_network: a device loses its whole "
+                                                 "network"),
+    ("s.link(s.patient, 'ftp')", "unknown protocol 'ftp'; protocols: *, comet"),
+    ("s.link(s.patient).loss(1.5)", "link(patient).loss: link loss is a probability 0..1"),
+    ("s.link(s.patient).latency(-5)", "link(patient).latency: link rtt_ms must be >= 0, got -5"),
     ("s.link(s.patient).profile('moon')", "unknown network profile 'moon'"),
-    ("s.faults.restart_freeswitch()", "restart_freeswitch needs the server faults"),
-    ("s.faults.restart_comet()", "restart_comet needs the server faults"),
-    ("s.faults.slow_cometql(2)", "slow_cometql needs the server faults"),
+    ("s.faults.restart_comet(downtime=-1)", "downtime must be a number of seconds >= 0, got -1"),
+    ("s.faults.slow_cometql('slow')", "the CometQL delay must be a number of seconds >= 0, got 'slow'"),
+    ("s.faults.esl('conference list\\nexit')", "an ESL command is one non-empty line"),
     ("s.faults.esl_kick(s.patient, '101')", "patient has no member in the conference of room '101'"),
 ])
 async def test_bad_names_and_unavailable_actions_fail_the_scenario_with_the_step(autojump_clock, line, cause):
@@ -156,8 +159,8 @@ async def test_an_unknown_event_in_an_expectation_is_reported_as_unknown(autojum
 
     result = await tell(spec_of(story))
     assert result.failure == ("story: expectation declared in step 'typo': patient.onCallStrat during the scenario -- "
-                              "unknown event 'patient.onCallStrat': not a callback, mark, page event or action of actor "
-                              "patient, and no s.mark('onCallStrat') happened")
+                              "unknown event 'patient.onCallStrat': not a callback, mark, page event or action "
+                              "of actor patient, and no s.mark('onCallStrat') happened")
 
 
 async def test_unknown_fidelity_profile_and_bad_config(autojump_clock):
@@ -317,11 +320,125 @@ def test_a_crash_of_the_bench_still_leaves_a_report_of_what_did_not_finish(tmp_p
     assert report["journal_sha256"] is not None and report["finished"] is not None
 
 
-async def test_a_network_profile_that_needs_link_conditions_fails_the_scenario_before_it_starts(autojump_clock):
+async def test_an_unknown_network_profile_fails_the_scenario_before_it_starts(autojump_clock):
     async def story(s):
         raise AssertionError("never told")
 
-    result = await tell(spec_of(story), network="3g")
-    assert result.failure == ("story: network profile '3g' needs link conditions (the network seam's latency/loss/"
-                              "partition/reset: not merged yet); only 'loopback' runs today")
+    result = await tell(spec_of(story), network="5g")
+    assert result.failure.startswith("story: --network: unknown network profile '5g'; known: loopback"), result.failure
     assert result.events == 0
+
+
+async def test_the_run_network_puts_each_actors_profile_on_its_links(autojump_clock):
+    """``--network 4g,patient=3g``: each actor's joins are as slow as its own profile, every protocol
+    of it is conditioned (the stack's link table says so), and the histograms keep the profiles apart."""
+    seen = {}
+
+    async def story(s):
+        await s.meet("101")
+        nurse = s.actor("nurse")
+        await nurse.open_page()
+        await nurse.join("101")
+        await s.wait("nurse.first_remote_frame", within=60)
+        seen["links"] = {name: (s.stack.links.link(name, "sip").rtt_ms, s.stack.links.link(name, "media").rtt_ms)
+                         for name in ("doctor", "patient", "nurse", "backend")}
+        seen["rtt"] = {name: actor.participant.app_request_rtt for name, actor in s.actors.items()}
+        seen["join"] = {name: actor.stage("join_total") for name, actor in s.actors.items()}
+
+    metrics = Metrics()
+    result = await tell(spec_of(story), network="4g,patient=3g", metrics=metrics)
+    assert result.passed, result.failure
+    assert result.network == "4g,patient=3g"
+    assert seen["links"] == {"doctor": (80.0, 80.0), "patient": (250.0, 250.0), "nurse": (80.0, 80.0),
+                             "backend": (0.0, 0.0)}        # the app backend sits in the data centre
+    assert seen["rtt"] == {"doctor": 0.08, "patient": 0.25, "nurse": 0.08}
+    assert all(3000 <= ms <= 15000 for ms in seen["join"].values()), seen["join"]     # the seed's band
+    by_network = {key.network for key in metrics.histograms if key.stage == "join_total"}
+    assert by_network == {"4g", "3g"}
+    assert metrics.summary(network="3g")["join_total"]["count"] == 1
+    assert metrics.summary(network="4g")["join_total"]["count"] == 2
+
+    loopback = Metrics()
+    assert (await tell(spec_of(story), network="loopback", metrics=loopback)).passed
+    assert loopback.summary()["join_total"]["max"] < 1000 < metrics.summary()["join_total"]["min"]
+
+
+async def test_a_network_spec_naming_an_actor_the_story_lacks_fails_it(autojump_clock):
+    async def story(s):
+        await s.meet("101")
+
+    result = await tell(spec_of(story), network="loopback,nurse=3g")
+    assert not result.passed
+    assert result.failure == ("story: --network names actor(s) nurse, which this story does not have "
+                              "(its actors: doctor, patient)")
+
+
+async def test_fault_and_link_actions_reach_the_stack_and_the_timeline(autojump_clock):
+    """Every action of s.faults and s.link(actor) works on the stack's own controls and goes on the
+    timeline, so windows can be scoped by it -- a scheduled heal included."""
+    seen = {}
+
+    async def story(s):
+        doctor, patient = s.doctor, s.patient
+        await s.meet("101")
+        with s.step("link actions"):
+            s.link(patient).partition(5)
+            seen["partitioned"] = s.stack.links.partitioned("patient", "sip")
+            await s.wait("link.heal", within=6)
+            seen["healed_after"] = s.timeline.last("link.heal").t - s.timeline.last("link.partition").t
+            seen["reset"] = s.link(patient, "sip").reset()
+            s.link(doctor).profile("3g")
+            s.link(doctor, "media").latency(300, jitter_ms=10)
+            s.link(doctor).loss(0.02)
+            seen["links"] = (s.stack.links.link("doctor", "comet").rtt_ms, s.stack.links.link("doctor", "media"),
+                             s.stack.links.link("doctor", "comet").loss)
+            s.link(doctor).clear()
+            s.link(doctor, "media").clear()
+            seen["cleared"] = s.stack.links.link("doctor", "comet").clean
+            seen["half_open"] = s.link(doctor, "cometql").half_open()
+        with s.step("a slow CometQL"):
+            s.faults.slow_cometql(0.5)
+            rows = await s.conference_members("101")
+            seen["slow"] = s.stack.faults.cometql_delay
+            s.faults.clear_slow_cometql()
+            seen["rows"] = rows
+        with s.step("the comet server restarts"):
+            await s.faults.restart_comet(downtime=2)
+            await s.wait("patient.comet_open", within=5)
+        seen["names"] = [h.name for h in s.timeline if h.who in ("link", "fault")]
+        seen["reset_event"] = s.timeline.last("link.reset").data
+
+    result = await tell(spec_of(story))
+    assert result.passed, result.failure
+    assert seen["partitioned"] and seen["healed_after"] == pytest.approx(5)
+    assert seen["reset"] == 1 and seen["reset_event"] == {"protocol": "sip", "actor": "patient", "connections": 1}
+    assert seen["links"][0] == 250.0 and seen["links"][1].rtt_ms == 300 and seen["links"][1].jitter_ms == 10
+    assert seen["links"][2] == 0.02 and seen["cleared"]
+    assert seen["half_open"] == 0                       # the app backend, not the doctor, speaks CometQL
+    assert seen["slow"] == 0.5 and sorted(seen["rows"]) == ["doctor", "patient"]
+    assert seen["names"] == ["link.partition", "link.heal", "link.reset", "link.set", "link.set", "link.set",
+                             "link.set", "link.set", "link.half_open", "fault.slow_cometql", "fault.slow_cometql",
+                             "fault.restart_comet", "fault.comet_up"]
+
+
+async def test_a_lost_network_is_seen_by_the_page_and_ends_when_it_is_back(autojump_clock):
+    seen = {}
+
+    async def story(s):
+        await s.meet("101")
+        with s.step("the patient's network goes for 10 s"):
+            s.between("link.offline", "link.online").expect("patient.comet_close", count=1, code=1006)
+            s.between("link.offline", "link.online").expect_no("patient.comet_open")
+            seen["connections"] = s.link(s.patient).lose_network(10)
+            seen["offline"] = (s.stack.links.offline("patient"), s.patient.comet.online)
+            await s.wait("patient.go_online", within=11)
+            await s.wait("patient.comet_open", within=2)
+        seen["order"] = [h.name for h in s.timeline if h.name in (
+            "patient.go_offline", "link.offline", "link.partition", "link.heal", "link.online", "patient.go_online")]
+
+    result = await tell(spec_of(story))
+    assert result.passed, result.failure
+    assert seen["connections"] == 2                 # the comet WebSocket and the SIP WebSocket
+    assert seen["offline"] == (True, False)
+    assert seen["order"] == ["patient.go_offline", "link.offline", "link.partition", "link.heal", "link.online",
+                             "patient.go_online"]

@@ -1,52 +1,63 @@
-"""Equal seeds, equal runs: ``cometbench run`` adds no randomness of its own in virtual time.
+"""Equal seeds, equal runs: ``cometbench run`` in virtual time is a function of its seed.
 
-Two runs of the same command with one seed give the same journal, entry for entry (the bench's own
-records included: every mark, step and callback with its virtual time) -- except for values the
-emulator does not seed yet: the callKey of the sys_sipCall push is a version-1 UUID of the real
-clock (``uuid.uuid1()``, as libuuid's ``uuid_generate_time``).  The test masks exactly those and
-nothing else; once the emulator's ids are seeded the journals are identical and so are the digests
-in the reports (the last assertion holds both before and after).  Another seed gives another run.
-Each run is its own process, as a user runs it.
+Two runs of the default pack with one seed give the same journal -- every entry, byte for byte, the
+bench's own records included (every mark, step and callback with its virtual time), nothing masked --
+and so the same ``journal_sha256`` in report.json; another seed gives another journal and another
+digest.  In both fidelity profiles.  Each run is its own process, as a user runs it, and the two
+equal-seed runs get different ``PYTHONHASHSEED`` values, so nothing may depend on set or dict order
+of strings either.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bench.report.digest import journal_sha256
+from bench.scenario.loader import default_pack
+
 ROOT = Path(__file__).resolve().parents[2]
-UUID1 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-1[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
-def run(tmp_path: Path, name: str, seed: int) -> tuple[list, str]:
-    out = tmp_path / name
-    done = subprocess.run([sys.executable, "-m", "bench.cli", "run", "two_party_call", "hangup_rejoin", "--seed",
-                           str(seed), "--report-dir", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 0, done.stdout + done.stderr
+def start(out: Path, seed: int, profile: str, hash_seed: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--seed", str(seed), "--profile", profile,
+                             "--report-dir", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=env)
+
+
+def entries(out: Path) -> list[tuple]:
     conn = sqlite3.connect(out / "journal.sqlite")
-    entries = list(conn.execute("SELECT t, service, kind, direction, dev_id, user_id, conn_id, data FROM entries "
-                                "ORDER BY seq"))
+    rows = list(conn.execute("SELECT seq, run_id, t, service, kind, direction, dev_id, user_id, conn_id, data "
+                             "FROM entries ORDER BY seq"))
     conn.close()
-    return entries, json.loads((out / "report.json").read_text())["journal_sha256"]
+    return rows
 
 
-def masked(rows: list) -> list:
-    return [tuple(UUID1.sub("<uuid1>", v) if isinstance(v, str) else v for v in row) for row in rows]
-
-
-def test_equal_seeds_give_equal_journals(tmp_path):
-    journal_a, digest_a = run(tmp_path, "a", 3)
-    journal_b, digest_b = run(tmp_path, "b", 3)
-    journal_c, digest_c = run(tmp_path, "c", 4)
-    assert len(journal_a) == len(journal_b) > 1000
-    assert sum(1 for row in journal_a if row[1] == "bench") > 100
-    assert masked(journal_a) == masked(journal_b)
-    assert masked(journal_a) != masked(journal_c)
-    differing = [(x, y) for x, y in zip(journal_a, journal_b) if x != y]
-    assert all(UUID1.search(x[7]) for x, _ in differing)
-    assert (digest_a == digest_b) == (journal_a == journal_b)
-    assert digest_a != digest_c
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ["cppcomet-4.09", "lenient"])
+def test_the_default_pack_gives_one_journal_per_seed(tmp_path, profile):
+    runs = {"a": (3, "1"), "b": (3, "2"), "c": (4, "1")}
+    procs = {name: start(tmp_path / name, seed, profile, hash_seed) for name, (seed, hash_seed) in runs.items()}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"run {name}: {stdout}{stderr}"
+    reports = {name: json.loads((tmp_path / name / "report.json").read_text()) for name in runs}
+    journals = {name: entries(tmp_path / name) for name in runs}
+    names = {spec.name for spec in default_pack()}
+    assert {s["name"] for s in reports["a"]["scenarios"]} == names and "dropped_network" in names
+    a, b, c = journals["a"], journals["b"], journals["c"]
+    assert len(a) > 10_000 and sum(1 for row in a if row[3] == "bench") > 1000
+    first_difference = next(((x, y) for x, y in zip(a, b) if x != y), None)
+    assert first_difference is None and len(a) == len(b), f"equal seeds, different journals: {first_difference}"
+    digest = journal_sha256(tmp_path / "a" / "journal.sqlite")
+    assert reports["a"]["journal_sha256"] == reports["b"]["journal_sha256"] == digest
+    assert a != c
+    assert reports["c"]["journal_sha256"] != reports["a"]["journal_sha256"]
+    assert all(report["profiles"] == [profile] for report in reports.values())

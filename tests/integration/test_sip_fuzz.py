@@ -27,7 +27,7 @@ from emulator.wire import sdp as s
 from tests.fuzz.corpus import SDP
 from tests.fuzz.sipua import InviteClient
 from tests.fuzzing import fuzz_settings
-from tests.hostile import HASH, PROBES, Ports, USER
+from tests.hostile import HASH, PROBES, USER, Ports
 from tests.rawws import RawWS
 from tests.unit.wire.test_sdp import mutated_offer
 from tests.unit.wire.test_sip import mutated

@@ -16,11 +16,16 @@ import trio.testing
 import trio_websocket
 
 from emulator.freeswitch.flow import Flow
-from emulator.freeswitch.sip_transport import (SipTcpTransport, SipUdpTransport, SipWebSocketTransport,
-                                               looks_like_sip, summary)
+from emulator.freeswitch.sip_transport import (
+    SipTcpTransport,
+    SipUdpTransport,
+    SipWebSocketTransport,
+    looks_like_sip,
+    summary,
+)
 from emulator.freeswitch.tls import ensure_certificates
 from emulator.journal import Journal
-from emulator.net.network import MAX_DATAGRAM, Endpoint, OSNetwork, VirtualNetwork
+from emulator.net.network import MAX_DATAGRAM, Endpoint, OSNetwork, VirtualNetwork, abort
 from emulator.wire import sip
 
 # real-video-client.md 4.2, the first REGISTER of JsSIP 2.0.6
@@ -77,6 +82,7 @@ class StubCore:
             return
         if data.startswith(b"REGISTER"):
             req = sip.parse_message(data)
+            assert isinstance(req, sip.SipRequest)
             flow.send(sip.make_response(req, 200, to_tag="fs1", headers=[("Expires", "600")]).encode())
 
     def flow_closed(self, flow: Flow) -> None:
@@ -311,9 +317,15 @@ async def read_to_eof(stream) -> bool:
 
 
 async def ws_client(nursery, net, port, subprotocols=("sip",), **kw):
+    return (await ws_client_and_stream(nursery, net, port, subprotocols, **kw))[0]
+
+
+async def ws_client_and_stream(nursery, net, port, subprotocols=("sip",), **kw):
+    """A client WebSocket and the stream under it (to abort the connection without a Close frame)."""
     stream = await net.connect("127.0.0.1", port, client="alice")
-    return await trio_websocket.wrap_client_stream(nursery, stream, "127.0.0.1", "/",
-                                                   subprotocols=list(subprotocols), **kw)
+    ws = await trio_websocket.wrap_client_stream(nursery, stream, "127.0.0.1", "/",
+                                                 subprotocols=list(subprotocols), **kw)
+    return ws, stream
 
 
 async def test_ws_over_virtual_network(autojump_clock):
@@ -348,7 +360,9 @@ async def handshake_status(net, port, subprotocols) -> int:
             ws = await ws_client(nursery, net, port, subprotocols=subprotocols)
             await ws.aclose()
     except* trio_websocket.ConnectionRejected as group:
-        status = group.exceptions[0].status_code
+        rejected = group.exceptions[0]
+        assert isinstance(rejected, trio_websocket.ConnectionRejected)
+        status = rejected.status_code
     return status
 
 
@@ -426,10 +440,10 @@ async def test_ws_one_bad_client_does_not_disturb_others(autojump_clock):
         assert closed.value.reason.code == 1009
         await until(lambda: len(core.closed) == 3)
 
-        dropped = await ws_client(nursery, net, port)                 # TCP drop without a Close frame
+        dropped, dropped_stream = await ws_client_and_stream(nursery, net, port)  # TCP drop, no Close frame
         await dropped.send_message("OPTIONS")
         await until(lambda: len(core.received) == 4)
-        await dropped._stream.aclose()
+        await abort(dropped_stream)
         await until(lambda: len(core.closed) == 4)
 
         leaving = await ws_client(nursery, net, port)                 # the core closes gracefully

@@ -23,7 +23,7 @@ import trio
 from emulator.config import Config
 from emulator.net.network import Endpoint, OSNetwork, VirtualNetwork
 from emulator.stack import open_stack
-from tests.hostile import PROBES, Ports, idle, slow, sip_options
+from tests.hostile import PROBES, Ports, idle, sip_options, slow
 
 TCP_SERVICES = ("ws", "cometql", "directory", "sip_ws", "sip", "esl")
 

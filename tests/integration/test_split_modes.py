@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from bench.actors.participant import Target
-from bench.clients.cometql import CometQLClient
+from bench.clients.cometql import CometQLClient, ResultSet
 from emulator.config import Config, ConfigError
 from emulator.net.network import VirtualNetwork
 from emulator.stack import open_stack
@@ -42,6 +42,7 @@ def serve(*args: str):
     """A ``cometbench serve`` process; yields its ready line."""
     proc = subprocess.Popen([*CLI, "serve", *args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         line = proc.stdout.readline()
         if not line:
@@ -77,9 +78,12 @@ def test_the_actors_against_a_separate_serve_process():
 
 @pytest.mark.slow
 def test_a_comet_side_alone_with_a_freeswitch_alone_carry_a_call():
-    directory, esl, sip_ws, sip = free_port(), free_port(), free_port(), free_port()
+    directory, esl, sip_ws, sip, control = free_port(), free_port(), free_port(), free_port(), free_port()
+    # every port chosen, the control plane's too: its default (8088) is shared by every cometbench
+    # serve on the machine, so another one running made this test fail
     with serve("--freeswitch-only", "--directory-url", f"http://127.0.0.1:{directory}", "--sip-ws-port", str(sip_ws),
-               "--esl-port", str(esl), "--sip-port", str(sip), "--no-journal") as fs:
+               "--esl-port", str(esl), "--sip-port", str(sip), "--control-port", str(control),
+               "--no-journal") as fs:
         assert set(fs) >= {"sip_ws", "esl", "sip"} and "ws" not in fs and "cometql" not in fs
         node = f"server=127.0.0.1,esl_port={esl},ws_port={sip_ws},esl_password=ClueCon"
         with serve("--no-freeswitch", "--freeswitch-node", node, "--free-ports", "--directory-port",
@@ -94,7 +98,9 @@ def test_a_comet_side_alone_with_a_freeswitch_alone_carry_a_call():
                 async with await CometQLClient.connect(
                         __import__("emulator.net.network", fromlist=["OSNetwork"]).OSNetwork(), "127.0.0.1",
                         comet["cometql"], user="15", password="CometQLPassword") as client:
-                    return (await client.query("SELECT * FROM conference_members")).rows
+                    members = await client.query("SELECT * FROM conference_members")
+                    assert isinstance(members, ResultSet)
+                    return members.rows
 
             assert trio.run(members_during_a_call) == []   # the call is over: nobody left in the room
 
@@ -178,9 +184,10 @@ async def test_a_wrong_password_from_the_http_directory_is_refused(autojump_cloc
     net = VirtualNetwork()
     async with split_stacks(net) as (fs, comet, target):
         comet.hub.set_hash(DEV, 777, "right")
+        import random
+
         from bench.clients.sip import UAConfig
         from bench.clients.sip_ua import SipPhone
-        import random
 
         async with trio.open_nursery() as nursery:
             config = UAConfig(uri="sip:000015777@127.0.0.1", password="wrong", authorization_user="000015777",

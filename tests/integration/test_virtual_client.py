@@ -20,8 +20,16 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, wrap_server_stream
 
-from bench.clients.comet import (UNDEFINED, CometClient, browser_request_target, decode_data, js_stringify,
-                                 open_comet_client, stripslashes, trim_once)
+from bench.clients.comet import (
+    UNDEFINED,
+    CometClient,
+    browser_request_target,
+    decode_data,
+    js_stringify,
+    open_comet_client,
+    stripslashes,
+    trim_once,
+)
 from emulator.config import Config
 from emulator.net.network import OSNetwork, VirtualNetwork
 from emulator.stack import open_stack
@@ -242,16 +250,16 @@ async def test_receive_path_quirks_fed_directly(autojump_clock):
     async with open_comet_client(VirtualNetwork(), "127.0.0.1:1", start=False, rng=random.Random(1)) as c:
         every = c.subscription(lambda m: None)
         marked = c.subscription("web_x")
-        c._on_frame('  {"pipe":"web_x","event":"a","data":"1"}\n{"pipe":"web_x","event":"b","data":"2"}')
-        c._on_frame("not json\n{\"pipe\":\"web_x\",\"event\":\"c\"}")                   # bad line, no data
-        c._on_frame('{"pipe":"web_x","event":"d","data":"it\\\\\'s"}')                # \\' -> \' : invalid
-        c._on_frame('{"pipe":"web_x","event":"e","data":"x","uuid":"u1"}')
-        c._on_frame('{"pipe":"web_x","event":"e","data":"x","uuid":"u1"}')            # duplicate uuid
-        c._on_frame('{"pipe":"web_x","event":"f","data":{"v":1,"_cometApi_uuid":"jsapiA"}}')
-        c._on_frame('{"pipe":"web_x","event":"f","data":{"v":1,"_cometApi_uuid":"jsapiA"}}')
-        c._on_frame('{"pipe":"web_x","event":"g","data":"A::42;hello"}')               # legacy sender prefix
-        c._on_frame('{"pipe":"web_x","event":"h","data":"z","marker":"someone-else"}')
-        c._on_frame('{"data":"q","event":"noPipe"}')
+        c.on_frame('  {"pipe":"web_x","event":"a","data":"1"}\n{"pipe":"web_x","event":"b","data":"2"}')
+        c.on_frame("not json\n{\"pipe\":\"web_x\",\"event\":\"c\"}")                   # bad line, no data
+        c.on_frame('{"pipe":"web_x","event":"d","data":"it\\\\\'s"}')                # \\' -> \' : invalid
+        c.on_frame('{"pipe":"web_x","event":"e","data":"x","uuid":"u1"}')
+        c.on_frame('{"pipe":"web_x","event":"e","data":"x","uuid":"u1"}')            # duplicate uuid
+        c.on_frame('{"pipe":"web_x","event":"f","data":{"v":1,"_cometApi_uuid":"jsapiA"}}')
+        c.on_frame('{"pipe":"web_x","event":"f","data":{"v":1,"_cometApi_uuid":"jsapiA"}}')
+        c.on_frame('{"pipe":"web_x","event":"g","data":"A::42;hello"}')               # legacy sender prefix
+        c.on_frame('{"pipe":"web_x","event":"h","data":"z","marker":"someone-else"}')
+        c.on_frame('{"data":"q","event":"noPipe"}')
         assert [m.event for m in marked.messages] == ["a", "b", "e", "f", "g"]
         assert [m.event for m in every.messages] == ["a", "b", "e", "f", "g", "h", "noPipe"]
         assert marked.messages[3].data == {"v": 1} and c.duplicates == 2
@@ -259,10 +267,10 @@ async def test_receive_path_quirks_fed_directly(autojump_clock):
         assert c.unparseable == 2 and c.unparseable_lines[0] == "not json"
         assert c.error_count == 0 and c.reconnect_ms == 1000 and c.ever_received
 
-        c._on_frame('{"authorized":"true","data":"key with space","event":"serverInfo","pipe":"sys"}')
+        c.on_frame('{"authorized":"true","data":"key with space","event":"serverInfo","pipe":"sys"}')
         assert c.authorized is True and c.real_user_key == "key_with space"
-        c._on_frame('{"error":401,"data":""}')
-        assert c.fatal and c._on_close(False, 1006, True).reconnect_in_ms is None   # fatal: no reconnect
+        c.on_frame('{"error":401,"data":""}')
+        assert c.fatal and c.on_close(False, 1006, True).reconnect_in_ms is None   # fatal: no reconnect
 
 
 def test_sans_io_helpers_match_javascript():

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from emulator.clock import ManualClock
+from emulator.comet.hub import Hub
 from emulator.cometql.conference import ConferenceService
 from emulator.cometql.tables import Executor, Session
-from emulator.comet.hub import Hub
 from emulator.profiles import get_profile
 from emulator.state import StateStore
-from tests.parity.conftest import (CONFERENCE_INSERT, CONFERENCE_SELECT, RECORDER_FREESWITCH, SAME_SECOND_HISTORY,
-                                   load_corpus)
+from tests.parity.conftest import (
+    CONFERENCE_INSERT,
+    CONFERENCE_SELECT,
+    RECORDER_FREESWITCH,
+    SAME_SECOND_HISTORY,
+    load_corpus,
+)
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 

@@ -20,15 +20,16 @@ import resource
 import statistics
 import sys
 import time
+from typing import Any
 
 import trio
 import trio.testing
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-from emulator.clock import virtual_clock  # noqa: E402
-from emulator.net.network import VirtualNetwork  # noqa: E402
-from tests.actorkit import ROOM, doctor_and_patient, stack_and_target  # noqa: E402
+from emulator.clock import virtual_clock
+from emulator.net.network import VirtualNetwork
+from tests.actorkit import ROOM, doctor_and_patient, stack_and_target
 
 
 async def one_call(seed: int, minutes: float, history: int | None = None) -> dict:
@@ -42,7 +43,8 @@ async def one_call(seed: int, minutes: float, history: int | None = None) -> dic
                 nursery.start_soon(patient.join, ROOM)
             await doctor.wait_mark("first_remote_frame")
             await patient.wait_mark("first_remote_frame")
-            result = {"join_total_ms": [doctor.stages()["join_total"], patient.stages()["join_total"]]}
+            result: dict[str, Any] = {"join_total_ms": [doctor.stages()["join_total"],
+                                                        patient.stages()["join_total"]]}
             if minutes:
                 await trio.sleep(minutes * 60)
                 assert doctor.video.is_in_call() and patient.video.is_in_call()

@@ -31,7 +31,6 @@ import ctypes
 import gc
 import pathlib
 import resource
-import statistics
 import sys
 import time
 
@@ -39,10 +38,10 @@ import trio
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-from bench.actors.participant import Participant, Target  # noqa: E402
-from emulator.config import Config  # noqa: E402
-from emulator.net.network import OSNetwork  # noqa: E402
-from emulator.stack import open_stack  # noqa: E402
+from bench.actors.participant import Participant, Target
+from emulator.config import Config
+from emulator.net.network import OSNetwork
+from emulator.stack import open_stack
 
 DEV = 15
 SIGNALLING = ("backend_invite", "push", "sip_transport", "register", "call_setup")
@@ -80,7 +79,7 @@ def task_count() -> int:
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 async def warm_up(target: Target, network) -> None:
@@ -123,7 +122,7 @@ async def one_round(stack, target: Target, network, calls: int, ramp: float, hol
         failed: list[str] = []
 
         async def one_call(n: int) -> None:
-            doctor, patient = people[2 * n], people[2 * n + 1]
+            doctor, patient = people[2 * n], people[2 * n + 1]  # noqa: F821 - runs before the round's `del`
             try:
                 async with trio.open_nursery() as both:
                     both.start_soon(doctor.join, f"{number}-{n}")

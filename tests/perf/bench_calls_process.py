@@ -48,7 +48,7 @@ from collections import defaultdict
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-from emulator_process import CLI, HOST, pct, start_emulator, stop_emulator  # noqa: E402
+from emulator_process import CLI, HOST, pct, start_emulator, stop_emulator
 
 DEV = 15
 SIGNALLING = ("backend_invite", "push", "sip_transport", "register", "call_setup")
@@ -176,13 +176,12 @@ def worker(conn, ready: dict, number: int, workers: int, calls: int, ramp: float
 
 async def _worker(conn, ready: dict, number: int, workers: int, calls: int, ramp: float) -> None:
     import random  # noqa: F401 - imported before the participants
+    import ssl
 
     import trio
 
     from bench.actors.participant import Participant, Target
     from emulator.net.network import OSNetwork
-
-    import ssl
 
     target = Target(HOST, ready["ws"], HOST, ready["cometql"], DEV,
                     ssl_context=ssl.create_default_context(cafile=ready["ca_cert"]))

@@ -51,9 +51,9 @@ from pathlib import Path
 
 import jwt
 import trio
+from emulator_process import HOST, ROOT, pct, start_emulator, stop_emulator
 from pymysql._auth import scramble_native_password
 
-from emulator_process import HOST, ROOT, pct, start_emulator, stop_emulator  # noqa: E402
 DEV = 1
 PASSWORD = "CometQLPassword"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -123,7 +123,7 @@ def client_frame(text: str) -> bytes:
 
 
 class Client:
-    __slots__ = ("stream", "buf")
+    __slots__ = ("buf", "stream")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
@@ -305,7 +305,7 @@ class MySQL:
         await self.stream.send_all(struct.pack("<I", len(payload))[:3] + bytes([seq]) + payload)
 
     @classmethod
-    async def login(cls, port: int, user: str = str(DEV), password: str = PASSWORD) -> "MySQL":
+    async def login(cls, port: int, user: str = str(DEV), password: str = PASSWORD) -> MySQL:
         c = cls(await trio.open_tcp_stream(HOST, port))
         greeting = await c.packet()
         end = greeting.index(b"\0", 1)
@@ -406,7 +406,7 @@ async def subscriber_worker(args: argparse.Namespace) -> None:
             nursery.start_soon(reader, k, c)
         out.write("ready\n")
         out.flush()
-        await trio.wrap_file(sys.stdin).read()  # until the main process closes our stdin
+        await trio.to_thread.run_sync(sys.stdin.read)  # until the main process closes our stdin
         await trio.sleep(0.2)  # anything delivered twice shows up by now
         nursery.cancel_scope.cancel()
     duplicates = sum(1 for count in received.values() if count > n)
@@ -438,6 +438,7 @@ async def cometql_fan_out(ports: dict, pid: int, subscribers: int, inserts: int)
     worker = await trio.lowlevel.open_process(
         [sys.executable, __file__, "--worker", "--ws-port", str(ports["ws"]), "--pipe", pipe,
          "--subscribers", str(subscribers)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert worker.stdout is not None and worker.stdin is not None
     try:
         lines = Lines(worker.stdout)
         with trio.fail_after(180):

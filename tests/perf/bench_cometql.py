@@ -47,11 +47,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pymysql.connections
+from emulator_process import HOST, pct, start_emulator, stop_emulator
 
-from emulator_process import HOST, pct, start_emulator, stop_emulator  # noqa: E402
 DEV = 1
 PASSWORD = "CometQLPassword"
 DEADLINE = 300  # seconds for the whole benchmark
@@ -209,7 +210,7 @@ def many_connections(port: int, pid: int, connections: int, processes: int, seco
     time.sleep(seconds)
     cpu = cpu_seconds(pid) - cpu0
     elapsed = time.monotonic() - t0
-    got = []
+    got: list[Any] = []
     deadline = time.monotonic() + seconds + 30
     while len(got) < len(procs) and time.monotonic() < deadline:
         try:
@@ -433,11 +434,11 @@ def main() -> None:
     finally:
         stop_emulator(proc)
 
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    w2 = max(len(r[2]) for r in rows)
-    for r in rows:
-        print(f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]:>{w2}}  {r[3]}")
+    w0 = max(len(row[0]) for row in rows)
+    w1 = max(len(row[1]) for row in rows)
+    w2 = max(len(row[2]) for row in rows)
+    for row in rows:
+        print(f"{row[0]:<{w0}}  {row[1]:<{w1}}  {row[2]:>{w2}}  {row[3]}")
     print()
     print(f"faithful profile: {connector_note}")
     signal.alarm(0)

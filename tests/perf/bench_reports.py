@@ -12,12 +12,12 @@ Prints:
   the size the issue names, does not run on a 2-core machine: docs/performance.md -- in P/2
   rooms; both sides of room i click Join at ``i * --spacing`` seconds, 0.5 s by default, so the
   conferences fill up over the run while joins keep coming; ``--spacing 0`` makes it a join storm
-  as ``join_storm``) on loopback sockets: the ``join_total`` percentiles with no control plane (``off``), with the control plane
-  running but never asked (``idle``: its journal tap counts and times every record), and with a
-  separate process fetching ``/api/state``, ``/api/conferences`` and ``/metrics`` every 100 ms
-  through the whole storm (``polled``: requests made, failures, the time each request took as the
-  poller saw it).  The three modes take turns, ``--storms`` times (default 2), so a drift of the
-  machine's load shows.
+  as ``join_storm``) on loopback sockets: the ``join_total`` percentiles with no control plane
+  (``off``), with the control plane running but never asked (``idle``: its journal tap counts and
+  times every record), and with a separate process fetching ``/api/state``, ``/api/conferences``
+  and ``/metrics`` every 100 ms through the whole storm (``polled``: requests made, failures, the
+  time each request took as the poller saw it).  The three modes take turns, ``--storms`` times
+  (default 2), so a drift of the machine's load shows.
 
 Run: ``.venv/bin/python tests/perf/bench_reports.py [--calls N] [--base K] [--participants P]
 [--storms S] [--skip-report] [--skip-control]`` (``make bench-reports ARGS=...``).
@@ -110,7 +110,8 @@ def bench_report(calls: int, base_calls: int, tmp: Path) -> None:
         wall0, cpu0 = time.perf_counter(), cpu_self()
         written = write_reports(big)
         wall, cpu = time.perf_counter() - wall0, cpu_self() - cpu0
-        print(f"report of {len(written.report['scenarios'])} calls (attempt {attempt}): wall {wall:.2f} s, CPU {cpu:.2f} s")
+        print(f"report of {len(written.report['scenarios'])} calls (attempt {attempt}): wall {wall:.2f} s, "
+              f"CPU {cpu:.2f} s")
     for path in (written.html, written.json, written.junit):
         print(f"  {path.name}: {path.stat().st_size / 1024:.0f} KB")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -118,7 +119,8 @@ def bench_report(calls: int, base_calls: int, tmp: Path) -> None:
     done = subprocess.run([*CLI, "report", str(big)], capture_output=True, text=True, cwd=ROOT)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    print(f"`cometbench report` on it (a process of its own, imports included): wall {time.perf_counter() - wall0:.2f} s, "
+    print("`cometbench report` on it (a process of its own, imports included): "
+          f"wall {time.perf_counter() - wall0:.2f} s, "
           f"CPU {cpu:.2f} s, exit {done.returncode}")
 
 
@@ -195,12 +197,13 @@ def storm(participants: int, mode: str, tmp: Path, index: int, spacing: float) -
     poller.write_text(POLLER)
     out = tmp / f"poll-{index}.json"
     story = tmp / f"storm_{mode}_{index}.py"
-    story.write_text(textwrap.dedent(STORM.format(rooms=rooms, spacing=spacing, mode=mode, poller=str(poller), out=str(out))))
+    story.write_text(textwrap.dedent(STORM.format(rooms=rooms, spacing=spacing, mode=mode, poller=str(poller),
+                                                  out=str(out))))
     report_dir = tmp / f"storm-{index}"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run([*CLI, "run", str(story), "--real-time", "--report-dir", str(report_dir)],
-                          capture_output=True, text=True, cwd=ROOT)
+    subprocess.run([*CLI, "run", str(story), "--real-time", "--report-dir", str(report_dir)],
+                   capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     report = json.loads((report_dir / "report.json").read_text())
@@ -223,7 +226,8 @@ def bench_control(participants: int, storms: int, tmp: Path, spacing: float) -> 
         j = r["join"]
         line = (f"  control {mode:6}: join_total p50 {j.get('p50', 0):.0f} ms, p90 {j.get('p90', 0):.0f} ms, "
                 f"p99 {j.get('p99', 0):.0f} ms, max {j.get('max', 0):.0f} ms (n={j.get('count', 0)}); "
-                f"wall {r['wall']:.0f} s, CPU {r['cpu']:.0f} s" + ("" if r["passed"] else f"; FAILED: {(r['failure'] or '')[:300]}"))
+                f"wall {r['wall']:.0f} s, CPU {r['cpu']:.0f} s"
+                + ("" if r["passed"] else f"; FAILED: {(r['failure'] or '')[:300]}"))
         if mode == "polled" and "poll" in r:
             ms = sorted(r["poll"]["ms"])
             if ms:

@@ -59,8 +59,8 @@ from pathlib import Path
 
 import pymysql
 import trio
+from emulator_process import HOST, ROOT, pct, start_emulator, stop_emulator
 
-from emulator_process import HOST, ROOT, pct, start_emulator, stop_emulator  # noqa: E402
 SCENARIO = ROOT / "tests" / "compat" / "sipp" / "uac.xml"
 DEV, USER = 15, 503
 SIP_USER = f"{DEV:06d}{USER}"
@@ -116,7 +116,7 @@ class EslClient:
         self.buf = bytearray()
 
     @classmethod
-    async def connect(cls, port: int, password: str = ESL_PASSWORD) -> "EslClient":
+    async def connect(cls, port: int, password: str = ESL_PASSWORD) -> EslClient:
         client = cls(await trio.open_tcp_stream(HOST, port))
         headers, _ = await client.read()
         assert headers.get("Content-Type") == "auth/request", headers
@@ -124,7 +124,7 @@ class EslClient:
         assert reply.get("Reply-Text") == "+OK accepted", reply
         return client
 
-    async def _fill(self) -> None:
+    async def fill(self) -> None:
         data = await self.stream.receive_some(262144)
         if not data:
             raise EOFError("ESL connection closed")
@@ -135,7 +135,7 @@ class EslClient:
             end = self.buf.find(b"\n\n")
             if end >= 0:
                 break
-            await self._fill()
+            await self.fill()
         headers = {}
         for line in bytes(self.buf[:end]).decode().split("\n"):
             name, _, value = line.partition(": ")
@@ -143,7 +143,7 @@ class EslClient:
         del self.buf[:end + 2]
         length = int(headers.get("Content-Length", "0"))
         while len(self.buf) < length:
-            await self._fill()
+            await self.fill()
         body = bytes(self.buf[:length])
         del self.buf[:length]
         return headers, body

@@ -2,8 +2,8 @@
 every fidelity profile the story names (``PROFILES``: where the servers' behaviour changes the story).
 
 A scenario's own expectations are the assertions: a failure here carries the scenario, the step and
-the cause.  The pack's completeness is checked too: the scenarios issue 11 names for part A exist,
-and the ones that wait for link conditions and faults are only planned, not faked.
+the cause.  The pack's completeness is checked too: every scenario issue 11 names exists, the four
+it names first are in the default pack, and each says what it needs of the in-process stack.
 """
 
 from __future__ import annotations
@@ -17,19 +17,31 @@ CASES = [pytest.param(spec.name, profile, id=f"{spec.name}[{profile}]",
                       marks=[pytest.mark.slow] if not spec.default else [])
          for spec in PACK for profile in spec.profiles]
 
-PART_A = {"refresh_mid_call", "two_member_limit", "mute_propagation", "hold_resume", "hangup_rejoin", "esl_kick",
-          "two_devices", "jwt_revoked", "three_party_floor", "join_storm", "two_party_call"}
-PLANNED = {"dropped_network", "freeswitch_restart", "comet_restart"}
+ISSUE = {"refresh_mid_call", "dropped_network", "two_member_limit", "mute_propagation", "hold_resume",
+         "hangup_rejoin", "esl_kick", "freeswitch_restart", "comet_restart", "two_devices", "jwt_revoked",
+         "three_party_floor", "join_storm", "two_party_call"}
+DEFAULT_FOUR = {"refresh_mid_call", "dropped_network", "two_member_limit", "mute_propagation"}
 
 
-def test_the_pack_holds_the_part_a_stories_and_no_fake_ones():
+def test_the_pack_holds_every_story_of_the_issue():
     names = {spec.name for spec in PACK}
-    assert names == PART_A
-    assert not names & PLANNED
+    assert names == ISSUE
     assert all(spec.error is None for spec in PACK), [spec.error for spec in PACK if spec.error]
     assert all(spec.summary for spec in PACK)
+    assert DEFAULT_FOUR <= {spec.name for spec in PACK if spec.default}
     assert {spec.name for spec in PACK if not spec.default} == {"join_storm", "jwt_revoked"}
-    assert {spec.name for spec in PACK if len(spec.profiles) > 1} == {"refresh_mid_call"}
+    assert {spec.name for spec in PACK if len(spec.profiles) > 1} == {"refresh_mid_call", "dropped_network",
+                                                                       "freeswitch_restart"}
+
+
+def test_what_each_story_needs_of_the_in_process_stack():
+    """NEEDS says what a run against a deployment (--target) must skip: only the plainest call needs
+    nothing but the servers."""
+    needs = {spec.name: set(spec.needs) for spec in PACK}
+    assert needs["two_party_call"] == set()
+    assert needs["dropped_network"] == {"freeswitch", "links"}
+    assert needs["comet_restart"] == needs["freeswitch_restart"] == {"faults", "freeswitch"}
+    assert all(needs[name] for name in ISSUE - {"two_party_call"})
 
 
 @pytest.mark.parametrize("name, profile", CASES)

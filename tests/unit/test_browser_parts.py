@@ -126,12 +126,13 @@ def test_jssip_sources_and_their_errors(tmp_path):
 
     with pytest.raises(BundleError, match="unknown JsSIP version"):
         jssip_source("1.0", modules=tmp_path)
-    with pytest.raises(BundleError, match="jssip 2.0.6 not found"):
+    with pytest.raises(BundleError, match=r"jssip 2\.0\.6 not found"):
         jssip_source("2.0.6", modules=tmp_path)
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "package.json").write_text('{"main": "lib/main.js"}')
     (tmp_path / "pkg" / "lib").mkdir()
-    (tmp_path / "pkg" / "lib" / "main.js").write_text("module.exports = {a: require('./a'), v: require('../package.json')};")
+    (tmp_path / "pkg" / "lib" / "main.js").write_text(
+        "module.exports = {a: require('./a'), v: require('../package.json')};")
     (tmp_path / "pkg" / "lib" / "a.js").write_text("exports.x = 1;")
     source = commonjs_bundle(tmp_path / "pkg" / "lib" / "main.js", "Pkg", tmp_path)
     assert len(re.findall(r"(?m)^defs\[\d+\] = ", source)) == 3 and "window.Pkg = load(0);" in source

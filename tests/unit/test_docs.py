@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import emulator.stack  # noqa: F401  (services register their quirks on import)
 from emulator.profiles import QUIRKS
@@ -77,7 +78,7 @@ def recorded_kinds() -> set[tuple[str, str]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "record" \
                     and len(node.args) >= 2:
-                values = []
+                values: list[Any] = []
                 for arg in node.args[:2]:
                     if isinstance(arg, ast.Constant):
                         values.append(arg.value)
@@ -139,7 +140,8 @@ def test_every_make_target_that_runs_something_passes_args():
     makefile = (ROOT / "Makefile").read_text()
     targets = dict(re.findall(r"(?m)^([\w-]+):[^\n]*\n((?:\t[^\n]*\n)+)", makefile))
     runners = {name: recipe for name, recipe in targets.items() if "$(BIN)/" in recipe and name != "$(VENV)/.installed"}
-    assert {"serve", "test", "quirks", "journal", "bench-ws", "bench-cometql", "bench-sip", "bench-journal"} <= set(runners)
+    expected = {"serve", "test", "quirks", "journal", "bench-ws", "bench-cometql", "bench-sip", "bench-journal"}
+    assert expected <= set(runners)
     for name, recipe in runners.items():
         assert "$(ARGS)" in recipe, name
     for name in runners:

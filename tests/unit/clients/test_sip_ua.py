@@ -67,8 +67,10 @@ def ok_register(request: sip.SipRequest, expires: int | None = 600, contact: boo
 def registered_ua(seed: int = 1, now: float = 0.0, expires: int = 600, **config) -> UserAgent:
     ua = connected(make_ua(seed, **config), now)
     (first,) = sent(ua)
+    assert isinstance(first, sip.SipRequest)
     ua.receive(challenge(first), now)
     (second,) = sent(ua)
+    assert isinstance(second, sip.SipRequest)
     ua.receive(ok_register(second, expires), now)
     assert "registered" in names(ua)
     return ua
@@ -85,6 +87,7 @@ def invite_answered(ua: UserAgent, now: float = 0.0):
     """call -> INVITE -> 100 -> 200 -> (SRD) -> ACK; returns (session, invite, ok)."""
     session = ua.call(TARGET, now, offer=LocalMedia(random.Random(5)).offer())
     (invite,) = sent(ua)
+    assert isinstance(invite, sip.SipRequest)
     ua.receive(sip.make_response(invite, 100).encode(), now)
     ok = sip.make_response(invite, 200, to_tag="fstag", headers=[
         ("Contact", "<sip:mod_sofia@127.0.0.1:7443;transport=wss>"), ("Content-Type", "application/sdp")],
@@ -93,7 +96,7 @@ def invite_answered(ua: UserAgent, now: float = 0.0):
     assert [e.name for e in ua.events()][-1] == "answer"
     ua.remote_description_applied(session, now)
     (ack,) = sent(ua)
-    assert ack.method == "ACK"
+    assert isinstance(ack, sip.SipRequest) and ack.method == "ACK"
     return session, invite, ok
 
 
@@ -406,7 +409,8 @@ def test_hold_and_resume_send_reinvites_with_the_directions():
     assert b"a=sendonly" in reinvite.body and b"a=sendrecv" not in reinvite.body
     assert [e.name for e in ua.events()] == ["hold"] and session.local_hold
     assert not ua.hold(session, media.offer("sendonly"), 2.1)   # already on hold: nothing
-    ua.receive(sip.make_response(reinvite, 200, headers=[("Contact", "<sip:fs@h>"), ("Content-Type", "application/sdp")],
+    ua.receive(sip.make_response(reinvite, 200, headers=[("Contact", "<sip:fs@h>"),
+                                                         ("Content-Type", "application/sdp")],
                                  body=answer_sdp().encode()).encode(), 2.1)
     (ack,) = sent(ua)
     assert ack.method == "ACK" and ack.headers["CSeq"] == f"{reinvite.cseq.number} ACK"
@@ -530,8 +534,9 @@ def test_bad_input_is_dropped(junk):
 
 def test_an_incoming_call_rings_then_times_out():
     ua = registered_ua()
-    request = sip.make_request("INVITE", ua.contact_uri, via="SIP/2.0/WSS fs;branch=z9hG4bKin", from_="<sip:fs@h>;tag=a",
-                               to=f"<sip:{USER}@127.0.0.1>", call_id="in1", cseq=1, contact="<sip:fs@h>")
+    request = sip.make_request("INVITE", ua.contact_uri, via="SIP/2.0/WSS fs;branch=z9hG4bKin",
+                               from_="<sip:fs@h>;tag=a", to=f"<sip:{USER}@127.0.0.1>", call_id="in1", cseq=1,
+                               contact="<sip:fs@h>")
     ua.receive(request.encode(), 0.0)
     (ringing,) = sent(ua)
     assert ringing.status == 180

@@ -29,7 +29,7 @@ import struct
 import jwt
 import pytest
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from emulator.clock import ManualClock
@@ -37,7 +37,7 @@ from emulator.comet.hub import Hub
 from emulator.cometql.tables import TABLES, Executor, Result, Session
 from emulator.config import Config
 from emulator.net.network import VirtualNetwork
-from emulator.profiles import get_profile
+from emulator.profiles import Quirk, get_profile
 from emulator.stack import open_stack
 from emulator.state import StateStore
 from emulator.wire import mysql as m
@@ -365,7 +365,7 @@ def check_result(result: object, profile_name: str) -> None:
         assert isinstance(result.message, str) and result.message, result
         m.build_err(result.code, result.message)
     elif result.kind == "ok":
-        fd_bug = get_profile(profile_name).on("cometql_lenenc_fd_bug")
+        fd_bug = get_profile(profile_name).on(Quirk.COMETQL_LENENC_FD_BUG)
         m.build_ok(result.affected, result.insert_id, fd_bug=fd_bug)  # ValueError if not encodable
 
 
@@ -530,7 +530,7 @@ class WireClient:
 
     @classmethod
     async def login(cls, network: VirtualNetwork, port: int, user: bytes, db: bytes = b"CometQL_v1"
-                    ) -> "WireClient":
+                    ) -> WireClient:
         client = cls(await network.connect("127.0.0.1", port))
         greeting = await client.packet()
         payload = greeting.payload

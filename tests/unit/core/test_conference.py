@@ -17,14 +17,26 @@ from emulator.clock import ManualClock, WallClock
 from emulator.cometql.conference import parse_xml_list
 from emulator.freeswitch import media
 from emulator.freeswitch.conference import (
-    MAINT, QUIRK_GHOST, QUIRK_PLUS, Bridge, Channel, Member, Refusal, TalkPattern, url_encode,
+    MAINT,
+    QUIRK_GHOST,
+    QUIRK_PLUS,
+    Bridge,
+    Channel,
+    Member,
+    Refusal,
+    TalkPattern,
+    url_encode,
 )
 from emulator.freeswitch.conference_profiles import (
-    ConferenceProfiles, builtin_profile, c_strtol, load_conference_profiles, parse_max_members,
+    ConferenceProfiles,
+    builtin_profile,
+    load_conference_profiles,
+    parse_max_members,
     profile_from_params,
 )
 from emulator.journal import Journal
 from emulator.profiles import QUIRKS, get_profile
+from emulator.wire.cnum import c_strtol
 
 ROOM = "15*101-FSdefaultDomain"
 FAITHFUL = "cppcomet-4.09"

@@ -10,8 +10,14 @@ import uuid
 
 import pytest
 
-from emulator.cometql.conference import (ConferenceService, FreeswitchNode, call_pipe, node_index, parse_xml_list,
-                                         scan_caller_id)
+from emulator.cometql.conference import (
+    ConferenceService,
+    FreeswitchNode,
+    call_pipe,
+    node_index,
+    parse_xml_list,
+    scan_caller_id,
+)
 from emulator.cometql.tables import Executor, Session
 from emulator.config import Config
 from tests.conftest import FakeConn, make_hub, url

@@ -10,8 +10,16 @@ import pytest
 
 from emulator.freeswitch import media
 from emulator.freeswitch.media import (
-    CLEAN_LINKS, QUALITY_PRESETS, REALISTIC_LINKS, LinkConditions, Quality, delay_table, link_presets,
-    load_network_profiles, media_path_terms, media_start_delay,
+    CLEAN_LINKS,
+    QUALITY_PRESETS,
+    REALISTIC_LINKS,
+    LinkConditions,
+    Quality,
+    delay_table,
+    link_presets,
+    load_network_profiles,
+    media_path_terms,
+    media_start_delay,
 )
 
 SEEDS = range(200)

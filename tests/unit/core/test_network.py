@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import trio
-
 import trio.testing
 
 from emulator.net.network import OSNetwork, VirtualNetwork, nonblocking_send, peer_of

@@ -36,7 +36,7 @@ def test_url_errors_v3_shape(on):
 def test_cometql_lenenc_fd_bug(on, encoded):
     server = CometQLServer(Executor(Hub(StateStore(), get_profile("cppcomet-4.09")), get_profile("cppcomet-4.09")),
                            None, profile_with(cometql_lenenc_fd_bug=on), Journal(enabled=False), password="x")
-    ok = server._ok(0, 100_000)  # insert id 100000 = 0x0186a0
+    ok = server.ok_packet(0, 100_000)  # insert id 100000 = 0x0186a0
     assert ok.hex().startswith("00" "00" + encoded)
 
 
@@ -45,7 +45,7 @@ def test_cometql_ok_status_no_backslash_escapes(on, status, info):
     server = CometQLServer(Executor(Hub(StateStore(), get_profile("lenient")), get_profile("lenient")),
                            None, profile_with(cometql_ok_status_no_backslash_escapes=on), Journal(enabled=False),
                            password="x")
-    ok = server._ok(1, 1)
+    ok = server.ok_packet(1, 1)
     assert ok[3:5].hex() == status and ok[7:] == info  # status bytes 00 02 = 0x0200 NO_BACKSLASH_ESCAPES
 
 
@@ -131,6 +131,7 @@ def test_cometql_describe_bad_sequence(on):
 @pytest.mark.parametrize("on", [True, False])
 def test_fs_ghost_until_media_timeout(on):
     import random
+
     from emulator.freeswitch.conference import Bridge, Channel
     clock = ManualClock()
     bridge = Bridge(clock=clock, rng=random.Random(1), profile=profile_with(fs_ghost_until_media_timeout=on),
@@ -161,6 +162,7 @@ def test_sql_quote_rewrite_stops_early(on):
 @pytest.mark.parametrize("plus", [True, False])
 def test_fs_reply_without_plus(plus):
     import random
+
     from emulator.freeswitch.conference import Bridge, Channel
     bridge = Bridge(clock=ManualClock(), rng=random.Random(1), profile=profile_with(fs_reply_without_plus=not plus))
     member = bridge.join("1*r-FSdefaultDomain", "video", Channel("u", "000001002", "000001002"))

@@ -52,3 +52,47 @@ def test_disabled_journal_records_nothing():
     j = Journal(enabled=False)
     j.record("comet", "frame", data="x")
     assert j.entries() == [] and j.db is None
+
+
+def test_a_run_id_the_file_holds_is_refused_with_a_clear_error_and_nothing_lost(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from emulator.journal import JournalError
+
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path, seed=3, clock="virtual", run_id="abc123")
+    first.record("comet", "connect", data="x")
+    first.close()
+    with pytest.raises(JournalError) as caught:
+        Journal(path, seed=3, clock="virtual", run_id="abc123")
+    message = str(caught.value)
+    assert "abc123" in message and str(path) in message and "seed" in message
+    # the first run is untouched, and a new file or a new id works
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT run_id FROM runs").fetchall() == [("abc123",)]
+        assert conn.execute("SELECT count(*) FROM entries").fetchone() == (1,)
+    Journal(path, seed=3, clock="virtual", run_id="def456").close()
+    Journal(tmp_path / "other.sqlite", seed=3, clock="virtual", run_id="abc123").close()
+
+
+def test_a_virtual_scenario_twice_in_one_journal_fails_with_that_message(tmp_path):
+    import trio
+    import trio.testing
+
+    from bench.scenario.loader import resolve
+    from bench.scenario.runner import tell
+
+    spec = resolve(["two_party_call"])[0]
+    path = str(tmp_path / "journal.sqlite")
+
+    def once():
+        return trio.run(lambda: tell(spec, seed=5, journal_path=path),
+                        clock=trio.testing.MockClock(autojump_threshold=0))
+
+    assert once().passed
+    again = once()
+    assert not again.passed
+    assert "already holds run" in again.failure and "two_party_call" in again.failure
+    assert "UNIQUE" not in again.failure

@@ -85,8 +85,9 @@ def test_verdicts_against_known_values(tmp_path):
     for ms in range(1, 101):                      # 1..100 ms: p50 = 50, p99 = 99, max = 100
         metrics.add("join_total", float(ms), scenario="a", network="loopback")
     metrics.add("push", 5.0, scenario="b", network="loopback")
-    path = write(tmp_path, 'limits = ["p50(join_total) < 51 ms", "p99(join_total) < 99 ms", "max(join_total) <= 100.1 ms",'
-                           ' "count(join_total) >= 100", "failure_rate < 10 %", "failures <= 0", "p50(call_setup) < 1 s"]\n'
+    path = write(tmp_path, 'limits = ["p50(join_total) < 51 ms", "p99(join_total) < 99 ms",'
+                           ' "max(join_total) <= 100.1 ms", "count(join_total) >= 100", "failure_rate < 10 %",'
+                           ' "failures <= 0", "p50(call_setup) < 1 s"]\n'
                            '[scenario.b]\nlimits = ["max(push) < 5 ms", "failure_rate <= 0 %"]\n')
     verdicts = evaluate(load_thresholds(path), report(["passed"] * 9 + ["failed"]), metrics)
     # values are those of the histograms: 3 significant digits (50 ms is reported as 50.015 ms)

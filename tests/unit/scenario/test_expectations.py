@@ -7,6 +7,7 @@ would get from ``s.after``, ``s.between``, ``s.this_step`` and ``s.expect``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import trio
@@ -23,7 +24,7 @@ class Story:
 
     def __init__(self) -> None:
         self.timeline = Timeline()
-        self.expectations = []
+        self.expectations: list[Any] = []
 
     def _check_event_name(self, name: str) -> None:
         who = name.split(".", 1)[0]
@@ -31,7 +32,8 @@ class Story:
             raise ScenarioError(f"unknown actor {who!r}")
 
     def _unknown_event(self, name: str, timeline: Timeline) -> str:
-        return "" if name.split(".", 1)[1] in KNOWN or any(h.name == name for h in timeline) else f"unknown event {name!r}"
+        known = name.split(".", 1)[1] in KNOWN or any(h.name == name for h in timeline)
+        return "" if known else f"unknown event {name!r}"
 
     def _add_expectation(self, expectation):
         self.expectations.append(expectation)

@@ -119,20 +119,34 @@ E1 = (1700000000.5, "comet", "connect", "", 15, 5, 1, "auth=hash authorized=True
 E2 = (1700000001.25, "bench", "mark", "", 15, 5, None, '{"mark":"on_call","t":1.25}')
 
 
-def test_digest_ignores_run_ids_and_seq_values_but_not_order_or_content(tmp_path):
+def test_digest_covers_everything_run_ids_seq_values_order_and_content(tmp_path):
+    """Ids are seeded, so nothing is masked: another run id, another order or another byte of content
+    each give another digest; equal files give equal digests."""
     journal(tmp_path / "a.sqlite", [("aaaa", [E1, E2]), ("bbbb", [E1])])
-    journal(tmp_path / "b.sqlite", [("zzzz", [E1, E2]), ("yyyy", [E1])])
-    assert journal_sha256(tmp_path / "a.sqlite") == journal_sha256(tmp_path / "b.sqlite")
-    journal(tmp_path / "c.sqlite", [("aaaa", [E2, E1]), ("bbbb", [E1])])
+    journal(tmp_path / "a2.sqlite", [("aaaa", [E1, E2]), ("bbbb", [E1])])
+    assert journal_sha256(tmp_path / "a.sqlite") == journal_sha256(tmp_path / "a2.sqlite")
+    journal(tmp_path / "b.sqlite", [("zzzz", [E1, E2]), ("yyyy", [E1])])        # other run ids
+    journal(tmp_path / "c.sqlite", [("aaaa", [E2, E1]), ("bbbb", [E1])])        # other order
     journal(tmp_path / "d.sqlite", [("aaaa", [E1, E2[:-1] + ('{"mark":"on_call","t":1.26}',)]), ("bbbb", [E1])])
-    journal(tmp_path / "e.sqlite", [("aaaa", [E1]), ("bbbb", [E2, E1])])   # same rows, other runs
-    digests = {journal_sha256(tmp_path / f"{n}.sqlite") for n in "acde"}
-    assert len(digests) == 4
+    journal(tmp_path / "e.sqlite", [("aaaa", [E1]), ("bbbb", [E2, E1])])        # same rows, other runs
+    digests = {journal_sha256(tmp_path / f"{n}.sqlite") for n in "abcde"}
+    assert len(digests) == 5
     import hashlib
 
-    line = json.dumps([0, *E1], separators=(",", ":"), ensure_ascii=False) + "\n"
+    line = json.dumps([1, "x", *E1], separators=(",", ":"), ensure_ascii=False) + "\n"
     journal(tmp_path / "f.sqlite", [("x", [E1])])
     assert journal_sha256(tmp_path / "f.sqlite") == hashlib.sha256(line.encode()).hexdigest()
+
+
+def test_a_file_with_one_run_has_the_digest_its_journal_reports(tmp_path):
+    from emulator.journal import Journal
+
+    j = Journal(tmp_path / "j.sqlite", seed=3, run_id="0123456789ab", now=lambda: 1700000000.25)
+    j.record("comet", "connect", dev_id=15, user_id=5, conn_id=1, data="auth=hash authorized=True")
+    j.record("bench", "mark", dev_id=15, data='{"mark":"on_call","t":1.25,"who":"Zoë"}')
+    j.flush()
+    assert journal_sha256(tmp_path / "j.sqlite") == j.sha256()
+    j.close()
 
 
 def test_digest_of_a_file_without_a_journal(tmp_path):
@@ -162,6 +176,40 @@ def test_percentiles_are_the_packages_own():
     assert percentile_values(new_histogram(), [50]) == {50: 0}
 
 
+def test_percentile_values_equal_the_packages_own_answer():
+    """The one-pass percentiles (which start at the minimum's bucket) give what HdrHistogram's
+    get_value_at_percentile gives, for values near 0, within one bucket, and spread wide."""
+    import random
+
+    from bench.metrics import new_histogram, percentile_values
+
+    rng = random.Random(7)
+    cases = [[0, 0, 5], [1], [650_000] * 3 + [651_234], [rng.randrange(1, 3_600_000_000) for _ in range(500)],
+             [int(rng.lognormvariate(13, 1)) for _ in range(300)], [0] + [rng.randrange(1, 10_000) for _ in range(99)]]
+    for values in cases:
+        h = new_histogram()
+        for v in values:
+            h.record_value(v)
+        got = percentile_values(h, (1, 50, 90, 95, 99, 100))
+        assert got == {p: h.get_value_at_percentile(p) for p in (1, 50, 90, 95, 99, 100)}, values[:5]
+
+
+def test_summaries_follow_every_new_value():
+    m = Metrics()
+    m.add("join_total", 600, scenario="a", network="lan")
+    m.add("join_total", 700, scenario="b", network="lan")
+    assert m.summary()["join_total"]["count"] == 2
+    assert m.summary(scenario="a")["join_total"]["max"] == pytest.approx(600, rel=1e-3)
+    m.summary(scenario="b")["join_total"]["count"] = 99          # a caller's copy, not the cache
+    m.add("join_total", 900, scenario="a", network="3g")
+    assert m.summary()["join_total"]["count"] == 3
+    assert m.summary(scenario="a")["join_total"]["max"] == pytest.approx(900, rel=1e-3)
+    assert m.summary(scenario="a", network="lan")["join_total"]["count"] == 1
+    assert m.summary(scenario="b")["join_total"]["count"] == 1
+    other = Metrics()
+    other.add("push", 2, scenario="b", network="lan")
+    m.merge(other)
+    assert m.summary(scenario="b")["push"]["count"] == 1
 def test_a_log_reads_back_whatever_the_fraction_of_its_start_time(tmp_path):
     # a StartTime rounded up past the interval's start made HdrHistogram's reader skip every interval
     from bench.metrics import Metrics as _Metrics

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from emulator.wire import comet as w
 from emulator.wire import http
+from emulator.wire.cnum import stoi
 from tests.fuzzing import fuzz_settings
 
 pytestmark = pytest.mark.fuzz("comet-ws")
@@ -78,7 +80,7 @@ def test_mysql_escape():
 
 
 def test_stoi():
-    assert [w.stoi(s) for s in (" 12", "-3x", "+4", "x", "", "99999999999")] == [12, -3, 4, None, None, None]
+    assert [stoi(s) for s in (" 12", "-3x", "+4", "x", "", "99999999999")] == [12, -3, 4, None, None, None]
 
 
 def test_short_frame_quirk_only_touches_123_to_125_bytes():

@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from emulator.wire import cometql as q
+from emulator.wire.cnum import leading_int
 from emulator.wire.cometql import (
-    Condition, Delete, Insert, Limit, OrderBy, ParseError, ParseOptions, Select, SelectDatabase,
-    SelectVariable, Set, ShowColumns, ShowDatabases, ShowProcesslist, ShowStatus, ShowTables,
-    ShowTableStatus, ShowVariables, Transaction, UseDatabase, Value, parse,
+    Condition,
+    Delete,
+    Insert,
+    Limit,
+    OrderBy,
+    ParseError,
+    ParseOptions,
+    Select,
+    SelectDatabase,
+    SelectVariable,
+    Set,
+    ShowColumns,
+    ShowDatabases,
+    ShowProcesslist,
+    ShowStatus,
+    ShowTables,
+    ShowTableStatus,
+    ShowVariables,
+    Transaction,
+    UseDatabase,
+    Value,
+    parse,
 )
-
 from tests.fuzzing import fuzz_settings
 from tests.parity.conftest import load_corpus
 
@@ -509,7 +527,7 @@ def test_enforced_limits_count_merged_statements():
 def test_leading_int_conversion():
     for text, value in [("12abc", 12), ("abc", 0), ("-5", -5), ("007", 7), ("", 0), ("-", 0),
                         ("+5", 0), ("99999999999", 99999999999)]:
-        assert q.leading_int(text) == value
+        assert leading_int(text) == value
         assert Value(text, "string", "'").to_int() == value
 
 

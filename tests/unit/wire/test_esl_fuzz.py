@@ -89,7 +89,7 @@ def test_valid_commands_parse_the_same_in_any_chunking(seeds, size):
     assert not failed and len(whole) == sum(1 for s in seeds if s.strip()) == len(chunked)
 
 
-HEADER = st.tuples(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=":\n\r"),
+HEADER = st.tuples(st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters=":\n\r"),
                            min_size=1, max_size=20),
                    st.text(max_size=60))
 
@@ -110,7 +110,7 @@ def test_event_builders_frame_any_headers_and_body(headers, body):
     if body:
         inner_head, _, inner_body = plain.partition(b"\n\n")
         assert inner_head.endswith(b"Content-Length: %d" % len(body.encode())) and inner_body == body.encode()
-    for name, value in headers[1:]:  # plain values are url-encoded: no raw newline can split a header
+    for _name, value in headers[1:]:  # plain values are url-encoded: no raw newline can split a header
         assert "\n" not in e.url_encode(value)
 
 

@@ -8,13 +8,13 @@ import hashlib
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from emulator.wire import sip
 from emulator.wire.sdp import parse_sdp
-from tests.unit.wire.test_sdp import CHROME_OFFER
 from tests.fuzzing import fuzz_settings
+from tests.unit.wire.test_sdp import CHROME_OFFER
 
 pytestmark = pytest.mark.fuzz("sip")
 
@@ -411,7 +411,7 @@ def test_sipheaders_editing():
     with pytest.raises(ValueError):
         h.add("X", "a\r\nInjected: 1")
     with pytest.raises(TypeError):
-        h.add("X", 5)  # type: ignore[arg-type]
+        h.add("X", 5)  # the wrong type on purpose
 
 
 def test_lf_only_line_ends():
