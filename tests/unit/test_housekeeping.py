@@ -66,7 +66,7 @@ async def test_prune_trio_deadlines_drops_exited_scopes_and_keeps_live_ones(auto
     # 300 connection-like time-outs that ended early stay in trio's deadline heap until pruned
     for _ in range(300):
         with trio.move_on_after(60):
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
     fired = []
 
     async def waiter():
