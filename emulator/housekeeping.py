@@ -11,14 +11,20 @@ every client had gone.
 
 What: :func:`reclaim_after_drops` watches the number of open connections every ``interval``
 seconds.  When it has fallen by at least ``drop`` (and by at least half) from the highest level
-seen since the last reclaim, the connections that went are garbage: it runs a full ``gc.collect()``
-and then glibc's ``malloc_trim(0)``, which returns free heap pages to the system.  A collection of
+seen since the last reclaim, the connections that went are garbage: it prunes trio's deadline heap
+of the storm's exited time-outs (:func:`prune_trio_deadlines`), runs a full ``gc.collect()`` and
+then glibc's ``malloc_trim(0)``, which returns free heap pages to the system.  A collection of
 the objects of a thousand connections takes tens to a few hundred milliseconds and holds up
 everything else for that long, so it runs only after such a fall -- never during steady load or a
 ramp-up -- and at most once per ``interval``.  Without glibc the trim is skipped (the collection
 still runs).  The counts it acted on are kept in :attr:`Reclaimer.runs` (the control plane and the
 benchmark can read them), and each run is logged (logger ``cometbench.housekeeping``, INFO:
 ``cometbench serve -v`` shows it).
+
+What it cannot do: CPython 3.11's small-object allocator (pymalloc) gives memory back only per
+1 MiB arena whose pools are all empty, and a few objects made after the storm sit in every arena
+the storm added, so RSS stays above its level before the storm (about +28 % after 100 calls);
+docs/performance.md and docs/decisions.md have the measurements.
 """
 
 from __future__ import annotations
