@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run serve lint test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-browsers bench-media bench-calls bench-calls-process bench-reports bench-shards fuzz clean
+.PHONY: setup run serve lint test quirks journal bench-ws bench-cometql bench-sip bench-journal bench-actors bench-scenarios bench-browsers bench-media bench-calls bench-calls-process bench-reports bench-control-polling bench-shards fuzz clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -81,6 +81,9 @@ fuzz: setup
 
 bench-reports: setup
 	$(BIN)/python tests/perf/bench_reports.py $(ARGS)
+
+bench-control-polling: setup
+	$(BIN)/python tests/perf/bench_control_polling.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .hypothesis build dist *.egg-info

@@ -26,6 +26,9 @@ hung up and every page closed, and the script checks the emulator's state (no co
 registration or dialog left) and its RSS against the level before the calls (``/proc/PID/status``
 of the child).  The emulator's CPU (``/proc/PID/stat``) is printed per phase.
 
+``bench_control_polling.py`` reuses the pieces (``start_serve``, ``warm_up``, ``Clients``,
+``open_and_join``) to run the joins with the control plane off, idle or polled.
+
 Run: ``.venv/bin/python tests/perf/bench_calls_process.py [--calls 500] [--workers 2] [--ramp 10]``.
 The machine matters: say how loaded it was (``uptime``) next to the figures.
 """
@@ -246,18 +249,20 @@ async def _worker(conn, ready: dict, number: int, workers: int, calls: int, ramp
         stages = {p.user_id: {s: p.stages()[s] for s in (*SIGNALLING, "join_total")}
                   for p in people.values() if "first_remote_frame" in p.marks}
         conn.send({"failed": failed, "stages": stages})
-        assert await command() == "storm"
-        opens = {key: len(p.comet.opens) for key, p in people.items()}
-        conn.send("ready")
-        assert await command() == "recover"
-        with trio.move_on_after(180):
-            while not all(len(p.comet.opens) > opens[key] and p.video.phone is not None
-                          and p.video.phone.is_registered for key, p in people.items()):
-                await trio.sleep(0.2)
-        conn.send({"back": sum(1 for key, p in people.items() if len(p.comet.opens) > opens[key]),
-                   "registered": sum(1 for p in people.values()
-                                     if p.video.phone is not None and p.video.phone.is_registered)})
-        assert await command() == "leave"
+        next_command = await command()
+        if next_command == "storm":   # then "recover"; a run that measures only the joins skips both
+            opens = {key: len(p.comet.opens) for key, p in people.items()}
+            conn.send("ready")
+            assert await command() == "recover"
+            with trio.move_on_after(180):
+                while not all(len(p.comet.opens) > opens[key] and p.video.phone is not None
+                              and p.video.phone.is_registered for key, p in people.items()):
+                    await trio.sleep(0.2)
+            conn.send({"back": sum(1 for key, p in people.items() if len(p.comet.opens) > opens[key]),
+                       "registered": sum(1 for p in people.values()
+                                         if p.video.phone is not None and p.video.phone.is_registered)})
+            next_command = await command()
+        assert next_command == "leave"
         for p in people.values():
             p.hangup()
         await trio.sleep(3)
@@ -278,55 +283,75 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=10.0, help="calls started per second (default 10)")
     parser.add_argument("--hold", type=float, default=10.0, help="seconds the calls are held (default 10)")
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="bench-calls-")
-    config = pathlib.Path(tmp, "cometbench.toml")
-    config.write_text(f'control_token = "{TOKEN}"\nrtp_timeout = 5.0\nhandshake_timeout = 60.0\n')
-    journal = str(pathlib.Path(tmp, "journal.sqlite"))
-    proc, ready = start_emulator("--config", str(config), journal=journal, stderr=open(os.devnull, "w"))
-    pid = proc.pid
+    proc, ready, journal = start_serve()
     try:
-        run(args, ready, pid, journal)
+        run(args, ready, proc.pid, journal)
     finally:
         stop_emulator(proc)
 
 
-def run(args, ready: dict, pid: int, journal: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    # a warm-up call first (imports, the first TLS handshakes, first-use costs), as a user would see
+def start_serve(*extra: str) -> tuple[subprocess.Popen, dict, str]:
+    """``cometbench serve`` as this benchmark runs it (journal in a file of a new temporary
+    directory, control token ``TOKEN``, RTP timeout 5 s) plus ``extra`` arguments; returns the
+    process, its ready line and the journal's path."""
+    tmp = tempfile.mkdtemp(prefix="bench-calls-")
+    config = pathlib.Path(tmp, "cometbench.toml")
+    config.write_text(f'control_token = "{TOKEN}"\nrtp_timeout = 5.0\nhandshake_timeout = 60.0\n')
+    journal = str(pathlib.Path(tmp, "journal.sqlite"))
+    proc, ready = start_emulator("--config", str(config), *extra, journal=journal, stderr=open(os.devnull, "w"))
+    return proc, ready, journal
+
+
+def warm_up(ready: dict) -> None:
+    """One call first (imports, the first TLS handshakes, first-use costs), as a user would see;
+    then its members' RTP timeout (5 s) passes."""
     warm = subprocess.run([CLI, "call", "--target", f"ws={HOST}:{ready['ws']},cometql={HOST}:{ready['cometql']},"
                            f"dev_id={DEV},ca={ready['ca_cert']}", "--duration", "1"],
                           capture_output=True, text=True, timeout=120)
     if warm.returncode != 0:
         raise SystemExit(f"the warm-up call failed: {warm.stdout.strip()} {warm.stderr.strip()[-300:]}")
-    time.sleep(8)   # its members' RTP timeout (5 s) passes
-    rss_before, cpu_start = child_rss_kb(pid), child_cpu(pid)
-    memory_before = child_memory_kb(pid)
-    print(f"emulator pid {pid} up: RSS {rss_before / 1024:.0f} MB; {args.calls} calls, "
-          f"{args.workers} client processes")
-    pipes, procs = [], []
-    for number in range(args.workers):
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=worker, args=(child, ready, number, args.workers, args.calls, args.ramp), daemon=True)
-        p.start()
-        pipes.append(parent)
-        procs.append(p)
+    time.sleep(8)
 
-    def all_(message: str) -> list:
-        for pipe in pipes:
+
+class Clients:
+    """The ``--workers`` client processes and the commands the coordinator sends them all."""
+
+    def __init__(self, ready: dict, workers: int, calls: int, ramp: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pipes, self.procs = [], []
+        for number in range(workers):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=worker, args=(child, ready, number, workers, calls, ramp), daemon=True)
+            p.start()
+            self.pipes.append(parent)
+            self.procs.append(p)
+
+    def all_(self, message: str) -> list:
+        for pipe in self.pipes:
             pipe.send(message)
-        return [pipe.recv() for pipe in pipes]
+        return [pipe.recv() for pipe in self.pipes]
 
+    def leave(self) -> None:
+        self.all_("leave")
+        for p in self.procs:
+            p.join(30)
+
+
+def open_and_join(clients: Clients, calls: int, pid: int, journal: str) -> dict:
+    """Every page logged in, then every call joined (at the ramp); prints and returns the figures:
+    ``residence`` (ms per participant, from the journal), ``by_kind`` (s per request), ``stages``
+    (client-observed, per user), ``failed``, ``join_wall``, ``join_cpu`` (the emulator's)."""
     cpu0, wall0 = child_cpu(pid), time.perf_counter()
-    all_("open")
-    print(f"{2 * args.calls} pages logged in: {time.perf_counter() - wall0:.1f} s; "
+    clients.all_("open")
+    print(f"{2 * calls} pages logged in: {time.perf_counter() - wall0:.1f} s; "
           f"emulator CPU {child_cpu(pid) - cpu0:.1f} s, RSS {child_rss_kb(pid) / 1024:.0f} MB")
     since = time.time()
     cpu0, wall0 = child_cpu(pid), time.perf_counter()
-    results = all_("join")
+    results = clients.all_("join")
     join_wall, join_cpu = time.perf_counter() - wall0, child_cpu(pid) - cpu0
     failed = [f for r in results for f in r["failed"]]
     stages = {int(u): s for r in results for u, s in r["stages"].items()}
-    print(f"  {args.calls - len(failed)} of {args.calls} calls up in {join_wall:.1f} s; emulator CPU "
+    print(f"  {calls - len(failed)} of {calls} calls up in {join_wall:.1f} s; emulator CPU "
           f"{join_cpu:.1f} s ({100 * join_cpu / join_wall:.0f} % of a core)"
           + (f"; failed: {failed[0]}" if failed else ""))
     time.sleep(1)   # the journal's flusher (every 0.25 s)
@@ -345,6 +370,19 @@ def run(args, ready: dict, pid: int, journal: str) -> None:
               f"included), ms: p50 {pct(added, 50):.1f}, p99 {pct(added, 99):.1f}")
         joins = [s["join_total"] for s in stages.values()]
         print(f"    join_total, ms: p50 {pct(joins, 50):.0f}, p99 {pct(joins, 99):.0f}")
+    return {"residence": residence, "by_kind": by_kind, "stages": stages, "failed": failed,
+            "join_wall": join_wall, "join_cpu": join_cpu}
+
+
+def run(args, ready: dict, pid: int, journal: str) -> None:
+    warm_up(ready)
+    rss_before, cpu_start = child_rss_kb(pid), child_cpu(pid)
+    memory_before = child_memory_kb(pid)
+    print(f"emulator pid {pid} up: RSS {rss_before / 1024:.0f} MB; {args.calls} calls, "
+          f"{args.workers} client processes")
+    clients = Clients(ready, args.workers, args.calls, args.ramp)
+    all_ = clients.all_
+    open_and_join(clients, args.calls, pid, journal)
     cpu0 = child_cpu(pid)
     time.sleep(args.hold)
     state = control(ready, "/api/state")
@@ -363,9 +401,7 @@ def run(args, ready: dict, pid: int, journal: str) -> None:
           f"{time.perf_counter() - wall0:.1f} s {sum(r['back'] for r in recovered)}/{2 * args.calls} comet "
           f"clients back, {sum(r['registered'] for r in recovered)}/{2 * args.calls} SIP agents registered; "
           f"emulator CPU {child_cpu(pid) - cpu0:.1f} s, RSS {child_rss_kb(pid) / 1024:.0f} MB")
-    all_("leave")
-    for p in procs:
-        p.join(30)
+    clients.leave()
     deadline = time.monotonic() + 75
     while time.monotonic() < deadline:
         state = control(ready, "/api/state")

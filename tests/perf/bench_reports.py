@@ -39,6 +39,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from emulator_process import POLLER  # noqa: E402
+
 CLI = [sys.executable, "-m", "bench.cli"]
 
 
@@ -143,7 +147,7 @@ async def story(s: Scenario) -> None:
     if MODE != "off":
         control = await start_control(s.stack)
     if MODE == "polled":
-        poller = subprocess.Popen([sys.executable, {poller!r}, str(control.port), {out!r}])
+        poller = subprocess.Popen([sys.executable, {poller!r}, str(control.port), "bench-token", {out!r}])
     pairs = [(s.actor(f"doctor{{i:03d}}", role="doctor"), s.actor(f"patient{{i:03d}}", role="patient"))
              for i in range(ROOMS)]
     everyone = [actor for pair in pairs for actor in pair]
@@ -162,33 +166,6 @@ async def story(s: Scenario) -> None:
             poller.wait()
 '''
 
-POLLER = '''
-import http.client, json, sys, time
-port, out = int(sys.argv[1]), sys.argv[2]
-paths = ["/api/state", "/api/conferences", "/metrics"]
-done = failed = 0
-spent = []
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-def save():
-    with open(out, "w") as f:
-        json.dump({"requests": done, "failed": failed, "ms": spent}, f)
-import signal
-signal.signal(signal.SIGTERM, lambda *a: (save(), sys.exit(0)))
-while True:
-    t0 = time.perf_counter()
-    for path in paths:
-        a = time.perf_counter()
-        try:
-            conn.request("GET", path, headers={"Authorization": "Bearer bench-token"})
-            r = conn.getresponse(); r.read()
-            done += 1
-            failed += r.status != 200
-        except Exception:
-            failed += 1
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        spent.append((time.perf_counter() - a) * 1000)
-    time.sleep(max(0.0, 0.1 - (time.perf_counter() - t0)))
-'''
 
 
 def storm(participants: int, mode: str, tmp: Path, index: int, spacing: float) -> dict:

@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the emulator as a child process, and percentiles.
+"""What the benchmark scripts share: the emulator as a child process, a control-plane poller, and
+percentiles.
 
 The scripts run as ``python tests/perf/bench_*.py``, so this module is imported by plain name.
 """
@@ -63,3 +64,34 @@ def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
     return s[k]
+
+
+# A separate process that asks the control plane for /api/state, /api/conferences and /metrics every
+# 100 ms on one keep-alive connection until SIGTERM, then writes {"requests", "failed", "ms": [the
+# time of each request as it saw it]} to OUT.  Run as ``python -c POLLER PORT TOKEN OUT``.
+POLLER = '''
+import http.client, json, signal, sys, time
+port, token, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+paths = ["/api/state", "/api/conferences", "/metrics"]
+done = failed = 0
+spent = []
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def save():
+    with open(out, "w") as f:
+        json.dump({"requests": done, "failed": failed, "ms": spent}, f)
+signal.signal(signal.SIGTERM, lambda *a: (save(), sys.exit(0)))
+while True:
+    t0 = time.perf_counter()
+    for path in paths:
+        a = time.perf_counter()
+        try:
+            conn.request("GET", path, headers={"Authorization": "Bearer " + token})
+            r = conn.getresponse(); r.read()
+            done += 1
+            failed += r.status != 200
+        except Exception:
+            failed += 1
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        spent.append((time.perf_counter() - a) * 1000)
+    time.sleep(max(0.0, 0.1 - (time.perf_counter() - t0)))
+'''
