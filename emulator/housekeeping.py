@@ -11,14 +11,20 @@ every client had gone.
 
 What: :func:`reclaim_after_drops` watches the number of open connections every ``interval``
 seconds.  When it has fallen by at least ``drop`` (and by at least half) from the highest level
-seen since the last reclaim, the connections that went are garbage: it runs a full ``gc.collect()``
-and then glibc's ``malloc_trim(0)``, which returns free heap pages to the system.  A collection of
+seen since the last reclaim, the connections that went are garbage: it prunes trio's deadline heap
+of the storm's exited time-outs (:func:`prune_trio_deadlines`), runs a full ``gc.collect()`` and
+then glibc's ``malloc_trim(0)``, which returns free heap pages to the system.  A collection of
 the objects of a thousand connections takes tens to a few hundred milliseconds and holds up
 everything else for that long, so it runs only after such a fall -- never during steady load or a
 ramp-up -- and at most once per ``interval``.  Without glibc the trim is skipped (the collection
 still runs).  The counts it acted on are kept in :attr:`Reclaimer.runs` (the control plane and the
 benchmark can read them), and each run is logged (logger ``cometbench.housekeeping``, INFO:
 ``cometbench serve -v`` shows it).
+
+What it cannot do: CPython 3.11's small-object allocator (pymalloc) gives memory back only per
+1 MiB arena whose pools are all empty, and a few objects made after the storm sit in every arena
+the storm added, so RSS stays above its level before the storm (about +28 % after 100 calls);
+docs/performance.md and docs/decisions.md have the measurements.
 """
 
 from __future__ import annotations
@@ -32,9 +38,31 @@ from dataclasses import dataclass, field
 
 import trio
 
-__all__ = ["Reclaimer", "reclaim_after_drops"]
+__all__ = ["Reclaimer", "prune_trio_deadlines", "reclaim_after_drops"]
 
 log = logging.getLogger("cometbench.housekeeping")
+
+
+def prune_trio_deadlines() -> int | None:
+    """Drop the stale entries of trio's deadline heap; how many went (``None``: not possible here).
+
+    trio keeps every cancel scope that had a deadline in a heap until that deadline passes or the
+    heap holds more than ``2 * active + 1000`` entries, even after the scope has exited: a storm's
+    thousand connection time-outs (handshake and idle deadlines a minute ahead) stay there, each
+    with its scope, cancel reason and the text of its task -- about 5,000 small objects allocated at
+    the peak, which pin that many allocator pools.  trio's own ``Deadlines._prune`` (what it runs
+    when the heap gets long) keeps exactly the active entries; it is private, so a trio without it
+    leaves the heap alone (``None``).  It must run inside ``trio.run``.
+    """
+    try:
+        from trio._core._run import GLOBAL_RUN_CONTEXT
+
+        deadlines = GLOBAL_RUN_CONTEXT.runner.deadlines
+        before = len(deadlines._heap)
+        deadlines._prune()
+        return before - len(deadlines._heap)
+    except (ImportError, AttributeError):  # another trio, or not inside trio.run
+        return None
 
 
 def _malloc_trim() -> Callable[[], None] | None:
@@ -62,11 +90,12 @@ class Reclaimer:
 
     def reclaim(self, connections: int) -> dict:
         started = time.perf_counter()
+        pruned = prune_trio_deadlines()
         collected = gc.collect()
         trim = _malloc_trim()
         if trim is not None:
             trim()
-        run = {"from": self.peak, "to": connections, "collected": collected,
+        run = {"from": self.peak, "to": connections, "collected": collected, "deadlines_pruned": pruned,
                "ms": round(1000 * (time.perf_counter() - started), 1)}
         self.runs.append(run)
         del self.runs[:-20]

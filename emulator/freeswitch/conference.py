@@ -157,7 +157,9 @@ class Bridge:
         self._members: dict[int, Member] = {}
         self._subscribers: list[Callable[[Event], None]] = []
         self._media_observers: list[Callable[[Member, bool], None]] = []
-        self._sessions: set[str] = set()
+        # sessions since start-up, as FreeSWITCH's ``status`` counts them: a number, not a set of
+        # every uuid ever seen (which grew by one entry per call for the life of the server)
+        self._sessions = 0
         #: asked before a member's media starts (True: it may flow now); None lets media always start.
         #: The media link glue (emulator/freeswitch/media_link.py) holds media back while the member's
         #: link is partitioned and starts it when the partition heals.
@@ -236,9 +238,14 @@ class Bridge:
 
         return remove
 
+    def _count_session(self, channel: Channel) -> None:
+        if not channel.counted:
+            channel.counted = True
+            self._sessions += 1
+
     def session_count(self) -> int:
         """Channels seen since start (ESL ``status``)."""
-        return len(self._sessions)
+        return self._sessions
 
     def member(self, member_id: int) -> Member | None:
         return self._members.get(member_id)
@@ -281,7 +288,7 @@ class Bridge:
         self.conferences.clear()
         self._members.clear()
         self.timers.cancel_group(TIMER_GROUP)
-        self._sessions.clear()
+        self._sessions = 0
         if self._own_member_ids:
             self._member_ids = itertools.count(1)
         self.events.restart(self._new_uuid())
@@ -325,7 +332,7 @@ class Bridge:
         return self.events.channel_event(name, channel)
 
     def _channel_fire(self, name: str, channel: Channel) -> Event:
-        self._sessions.add(channel.uuid)
+        self._count_session(channel)
         event = self.channel_event(name, channel)
         self._fire(event, channel=channel)
         return event
@@ -372,7 +379,7 @@ class Bridge:
         """Put an answered channel into ``conference_name`` (created with ``profile_name`` if new)."""
         self.process_due()
         now = self.now()
-        self._sessions.add(channel.uuid)
+        self._count_session(channel)
         if channel.created_at is None:
             channel.created_at = now
         if channel.answered_at is None:

@@ -126,6 +126,7 @@ class Channel:
     hangup_at: float | None = None
     hangup_cause: str | None = None
     client: str = ""        # the bench client (link) the call came from; emulator bookkeeping, never shown
+    counted: bool = field(default=False, repr=False)   # counted in Bridge.session_count; bookkeeping
 
     @property
     def channel_name(self) -> str:

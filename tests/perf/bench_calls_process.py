@@ -71,6 +71,29 @@ def child_rss_kb(pid: int) -> int:
     return 0
 
 
+def child_memory_kb(pid: int) -> dict[str, int]:
+    """The child's resident memory by kind of mapping (``/proc/PID/smaps``): ``heap`` (glibc's main
+    heap: C allocations and Python blocks over 512 bytes), ``anon`` (anonymous mappings: CPython's
+    1 MiB pymalloc arenas, glibc's mmapped large blocks) and ``files`` (code and libraries)."""
+    kinds = {"heap": 0, "anon": 0, "files": 0}
+    kind = "files"
+    with open(f"/proc/{pid}/smaps") as fh:
+        for line in fh:
+            head = line.split(None, 1)[0]
+            if "-" in head and not head.endswith(":"):
+                parts = line.split()
+                name = parts[5] if len(parts) > 5 else ""
+                kind = ("heap" if name == "[heap]" else "anon" if not name
+                        else "files" if name.startswith("/") else "other")
+            elif head == "Rss:":
+                kinds[kind] = kinds.get(kind, 0) + int(line.split()[1])
+    return kinds
+
+
+def memory_text(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v / 1024:.1f}" for k, v in kinds.items()) + " MB"
+
+
 def child_cpu(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
@@ -354,6 +377,7 @@ def open_and_join(clients: Clients, calls: int, pid: int, journal: str) -> dict:
 def run(args, ready: dict, pid: int, journal: str) -> None:
     warm_up(ready)
     rss_before, cpu_start = child_rss_kb(pid), child_cpu(pid)
+    memory_before = child_memory_kb(pid)
     print(f"emulator pid {pid} up: RSS {rss_before / 1024:.0f} MB; {args.calls} calls, "
           f"{args.workers} client processes")
     clients = Clients(ready, args.workers, args.calls, args.ramp)
@@ -390,6 +414,7 @@ def run(args, ready: dict, pid: int, journal: str) -> None:
     time.sleep(11)
     pipes_left = control(ready, "/api/pipes")
     rss_after = child_rss_kb(pid)
+    memory_after = child_memory_kb(pid)
     left = {"comet connections": state["connections"], "conference members": state["members"],
             "SIP registrations": state["sip_registrations"], "SIP dialogs": state["sip_dialogs"],
             "pipes": len(pipes_left) if isinstance(pipes_left, list) else pipes_left.get("count", pipes_left)}
@@ -398,6 +423,8 @@ def run(args, ready: dict, pid: int, journal: str) -> None:
           f"{rss_at_once / 1024:.0f} MB, 12 s after {rss_after / 1024:.0f} MB "
           f"({100 * (rss_after - rss_before) / rss_before:+.1f} %); emulator CPU in all "
           f"{child_cpu(pid) - cpu_start:.1f} s")
+    print(f"  emulator resident memory by mapping: before {memory_text(memory_before)}; "
+          f"after {memory_text(memory_after)}")
     print("drop storm check: RSS back within 10 % of the level before the calls: "
           + ("yes" if rss_after <= rss_before * 1.10 else "no"))
 

@@ -7,7 +7,7 @@ import gc
 import pytest
 import trio
 
-from emulator.housekeeping import Reclaimer, reclaim_after_drops
+from emulator.housekeeping import Reclaimer, prune_trio_deadlines, reclaim_after_drops
 
 
 def test_not_due_while_connections_rise_or_hold():
@@ -60,3 +60,28 @@ async def test_bad_arguments():
         await reclaim_after_drops(lambda: 0, interval=0)
     with pytest.raises(ValueError):
         await reclaim_after_drops(lambda: 0, drop=0)
+
+
+async def test_prune_trio_deadlines_drops_exited_scopes_and_keeps_live_ones(autojump_clock):
+    # 300 connection-like time-outs that ended early stay in trio's deadline heap until pruned
+    for _ in range(300):
+        with trio.move_on_after(60):
+            await trio.lowlevel.checkpoint()
+    fired = []
+
+    async def waiter():
+        with trio.move_on_after(30) as scope:
+            await trio.sleep_forever()
+        fired.append(scope.cancelled_caught)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.sleep(1)
+        pruned = prune_trio_deadlines()
+        assert pruned is not None and pruned >= 300
+        assert prune_trio_deadlines() == 0          # nothing stale left; the live deadline stays
+    assert fired == [True]                           # and still fires on time
+
+
+def test_prune_trio_deadlines_outside_trio_does_nothing():
+    assert prune_trio_deadlines() is None

@@ -13,7 +13,9 @@ this module pins the rest:
 * hypercorn's per-connection ``TCPServer`` (and ``WorkerContext``, ``wrap_app``), which the directory
   endpoint runs on a stream of the network seam;
 * trio's deterministic-scheduling switch (``trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING`` and
-  its generator ``_r``), which virtual runs turn on so equal seeds give equal journals.
+  its generator ``_r``), which virtual runs turn on so equal seeds give equal journals;
+* trio's deadline heap (``GLOBAL_RUN_CONTEXT.runner.deadlines``: ``_heap`` and ``_prune``), which the
+  memory housekeeping prunes after a drop storm (``emulator.housekeeping.prune_trio_deadlines``).
 """
 
 from __future__ import annotations
@@ -109,6 +111,22 @@ def test_trio_deterministic_scheduling_switch():
     source = inspect.getsource(trio_run)
     assert "if _ALLOW_DETERMINISTIC_SCHEDULING:" in source, "trio's scheduler no longer reads the switch"
     assert "_r.shuffle(batch)" in source, "trio no longer shuffles a ready batch with _r"
+
+
+async def test_trio_deadline_heap_as_the_housekeeping_prunes_it():
+    """emulator.housekeeping.prune_trio_deadlines: the runner's ``deadlines`` keeps a heap ``_heap`` of
+    ``(deadline, id, scope)`` and prunes its stale entries with ``_prune()``.  Without them the
+    housekeeping leaves a storm's exited time-outs in the heap (and returns ``None``)."""
+    from trio._core._run import GLOBAL_RUN_CONTEXT
+
+    deadlines = GLOBAL_RUN_CONTEXT.runner.deadlines
+    with trio.move_on_after(100):
+        await trio.lowlevel.checkpoint()
+    assert isinstance(deadlines._heap, list), "trio moved its deadline heap"
+    stale = [e for e in deadlines._heap if e[2]._registered_deadline != e[0]]
+    assert stale, "an exited scope no longer stays in trio's deadline heap until pruned"
+    deadlines._prune()
+    assert all(e[2]._registered_deadline == e[0] for e in deadlines._heap), "trio's _prune changed"
 
 
 def test_aioice_host_addresses_as_the_media_worker_patches_them():

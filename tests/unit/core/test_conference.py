@@ -778,3 +778,23 @@ async def test_sixty_minute_call_runs_fast(tmp_path, autojump_clock):
     assert len(talks) > 300 and {e["Member-ID"] for e in talks} == {"1", "2"}
     assert sum(1 for e in events if e.action == "floor-change") > 50
     assert int(talks[-1]["Event-Date-Timestamp"]) / 1e6 - 1_700_000_000 > 3500
+
+
+def test_session_count_counts_each_channel_once_and_keeps_no_uuids(tmp_path):
+    # FreeSWITCH's "N session(s) since startup": each channel counts once however many events it
+    # fires (create, join, answer), and the count holds no per-call entry after the call is gone
+    bridge, _ = make_bridge(tmp_path)
+    for user in range(1, 4):
+        ch = chan(user)
+        bridge.channel_create(ch)
+        bridge.channel_answer(ch)
+        member = bridge.join("15*101*video", None, ch)
+        bridge.leave(member.id)
+        bridge.channel_hangup(ch, "NORMAL_CLEARING")
+        bridge.channel_destroy(ch)
+    assert bridge.session_count() == 3
+    assert not any(isinstance(v, (set, dict, list)) and len(v) >= 3 and any(
+        isinstance(x, str) and x.startswith("00000000-0000-4000-8000-") for x in v)
+        for v in vars(bridge).values())
+    bridge.restart()
+    assert bridge.session_count() == 0
