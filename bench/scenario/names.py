@@ -15,7 +15,7 @@ unchanged):
   n`` for the story's n-th new user (``same_user_as`` keeps the user's id; an explicit
   ``user_id=`` is taken as given).  Disjoint for every pair of calls, whichever shard tells them,
   and outside the demo's random range 100000-999999, so they cannot meet a real user of the demo
-  page either.  Ids stay within the 9 digits the comet client allows: up to 9,899,999 calls of at
+  page either.  Ids stay within the 9 digits the comet client allows: up to 9,900,000 calls of at
   most 100 users each (:data:`MAX_CALLS`, :data:`USERS_PER_CALL`).
 * **rooms**: the story's room ``101`` is ``101_<tag>_<call>`` on the deployment (the room as the
   story names it stays in the timeline; the pushes, the SQL and the participants' marks carry the
@@ -43,7 +43,7 @@ __all__ = ["CallNames", "run_tag", "USER_BASE", "USERS_PER_CALL", "MAX_CALLS", "
 
 USER_BASE = 10_000_000            # above the demo's random ids (100000-999999)
 USERS_PER_CALL = 100
-MAX_CALLS = (999_999_999 - USER_BASE) // USERS_PER_CALL    # user ids keep to 9 digits
+MAX_CALLS = (1_000_000_000 - USER_BASE) // USERS_PER_CALL    # user ids keep to 9 digits
 MAX_ROOM = 32                     # the conference table's name column (varchar(32))
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
