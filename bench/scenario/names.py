@@ -50,7 +50,7 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 def run_tag(instant: float) -> str:
     """Five base-36 digits of ``instant`` (Unix seconds) in tenths of a second (a cycle of ~70 days)."""
-    value = int(round(instant * 10)) % 36 ** 5
+    value = round(instant * 10) % 36 ** 5
     out = ""
     for _ in range(5):
         value, digit = divmod(value, 36)

@@ -62,7 +62,7 @@ async def _invitations(ready: dict, rooms: list[str]) -> dict[str, set[int]]:
     backend = Backend(OSNetwork(), "127.0.0.1", ready["cometql"], dev_id=15)
     out = {}
     for room in rooms:
-        out[room] = {int(row[1]) for row in (await backend.invitations(room)).rows}
+        out[room] = {int(row[1] or 0) for row in (await backend.invitations(room)).rows}
     await backend.close()
     return out
 
