@@ -108,6 +108,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from emulator.net.network import nonblocking_send
+
 if TYPE_CHECKING:  # pragma: no cover - network.py hands its streams to this module
     from emulator.net.network import Endpoint
 
@@ -277,6 +279,11 @@ _SELECTOR_ORDER = ((True, True), (True, False), (False, True), (False, False))
 # --- one TCP connection ---------------------------------------------------------------------------
 
 
+#: The empty ``entries``/``messages`` of a :class:`_Half` that has never had any: a tuple, so that
+#: anything but reading it (an append that skipped ``add_entry``) fails loudly instead of sharing it.
+_NOTHING: Any = ()
+
+
 class _Half:
     """One direction of one connection: what the sending end wrote and when each byte arrives.
 
@@ -286,20 +293,47 @@ class _Half:
     entries it has delivered past.
     """
 
-    __slots__ = ("entries", "fin", "fin_at", "fin_sent_at", "free_at", "last", "lot", "messages", "sent", "watched")
+    __slots__ = ("_lot", "entries", "fin", "fin_at", "fin_sent_at", "free_at", "last", "messages", "sent", "watched")
 
     def __init__(self) -> None:
         self.sent = 0
-        self.entries: deque[list] = deque()
+        # ``entries`` and ``messages`` start as the shared empty :data:`_NOTHING` and become deques
+        # at their first append (:meth:`add_entry`, :meth:`add_message`): four empty deques cost
+        # ~3 KB per connection, and most connections (any clean link) never stamp a write.
+        self.entries: deque[list] = _NOTHING
         self.free_at = 0.0          # the transmitter is busy until then (bandwidth)
         self.last = 0.0             # delivery time of the latest entry (TCP keeps order)
-        self.lot = trio.lowlevel.ParkingLot()
+        self._lot: trio.lowlevel.ParkingLot | None = None   # made when an end first waits (see lot)
         self.fin = False            # the sender closed
         self.fin_at: float | None = None   # when the close arrives (None while stalled)
         self.fin_sent_at = 0.0
         self.watched = False        # a give-up check is scheduled for its stalled writes
         #: whole WebSocket messages of the message shortcut: [deliver_at, kind, payload, sent_at]
-        self.messages: deque[list] = deque()
+        self.messages: deque[list] = _NOTHING
+
+    @property
+    def lot(self) -> trio.lowlevel.ParkingLot:
+        """Where the receiving end waits for bytes that are not due yet (made on first use: an idle
+        connection on a clean link never waits here, and two lots cost ~0.5 KB per connection)."""
+        lot = self._lot
+        if lot is None:
+            lot = self._lot = trio.lowlevel.ParkingLot()
+        return lot
+
+    def wake(self) -> None:
+        """Wake the end waiting in :attr:`lot`, if any."""
+        if self._lot is not None:
+            self._lot.unpark_all()
+
+    def add_entry(self, entry: list) -> None:
+        if self.entries is _NOTHING:
+            self.entries = deque()
+        self.entries.append(entry)
+
+    def add_message(self, message: list) -> None:
+        if self.messages is _NOTHING:
+            self.messages = deque()
+        self.messages.append(message)
 
 
 class _Conn:
@@ -346,7 +380,7 @@ class _Conn:
 
     def wake(self) -> None:
         for half in (self.c2s, self.s2c):
-            half.lot.unpark_all()
+            half.wake()
 
     def reset(self, reason: str = "connection reset by peer") -> None:
         if self.state == "reset":
@@ -433,7 +467,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
         at = self._links._arrival(self._conn, half, nbytes, server=self._server)
         if at is _IMMEDIATE:
             return
-        half.entries.append([start, start + nbytes, at, trio.current_time()])
+        half.add_entry([start, start + nbytes, at, trio.current_time()])
 
     @property
     def cometbench_messages(self) -> MessageChannel | None:
@@ -444,22 +478,37 @@ class LinkStream(trio.abc.HalfCloseableStream):
 
     @property
     def cometbench_try_send(self) -> Callable[[bytes], int] | None:
-        """The non-blocking writer of the network's stream, stamped like ``send_all`` (None if the
-        stream has none).  A property, so that no reference cycle is stored on the end."""
-        if getattr(self.transport_stream, "cometbench_try_send", None) is None:
-            return None
-        return self._try_send
+        """The non-blocking writer of the network's stream (an OS socket's ``os.write``, a virtual
+        pipe's ``put_data``, see :func:`~emulator.net.network.nonblocking_send`), stamped like
+        ``send_all``; None if the network's stream has none.
 
-    def _try_send(self, data: bytes) -> int:
-        if self._reset is not None:
-            raise trio.BrokenResourceError(self._reset)
-        if self._closed:
-            raise trio.ClosedResourceError("stream was closed")
-        if self._conn.state == "half-open":
-            return len(data)
-        written: int = self.transport_stream.cometbench_try_send(data)  # type: ignore[attr-defined]  # see wrap_stream
-        self._stamp(written)
-        return written
+        A clean link costs this writer a few attribute checks and one stamp, so a comet fan-out over
+        OS sockets keeps writing from inside the publish (issue 14's direct path) instead of waking
+        a writer task per connection and frame; link conditions set later (delays, partitions,
+        half-open hangs, resets) still apply to its writes.  A property returning a closure, so
+        that no reference cycle is stored on the end.
+        """
+        inner = nonblocking_send(self.transport_stream)
+        if inner is None:
+            return None
+        conn, links, half = self._conn, self._links, self._out
+
+        def try_send(data: bytes) -> int:
+            if self._reset is not None:
+                raise trio.BrokenResourceError(self._reset)
+            if self._closed:
+                raise trio.ClosedResourceError("stream was closed")
+            if conn.state == "half-open":   # the bytes vanish; the writer is none the wiser
+                return len(data)
+            written = inner(data)
+            ready = conn.ready_server if self._server else conn.ready_client
+            if (links._rules or links._partitions or half.entries or ready is None or ready > conn.opened):
+                self._stamp(written)   # a condition, or bytes of one still in flight: time them
+            else:
+                half.sent += written   # a link clean since the connection opened: they arrive at once
+            return written
+
+        return try_send
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         self._check()
@@ -570,7 +619,7 @@ class LinkStream(trio.abc.HalfCloseableStream):
             if self._reset is None and self._conn.state == "open":
                 self._links._fin(self._conn, self._out)
             self._links._end_closed(self._conn, self)
-            self._in.lot.unpark_all()
+            self._in.wake()
         await self.transport_stream.aclose()
 
 
@@ -614,8 +663,8 @@ class MessageChannel:
         if at is _IMMEDIATE:
             at = now
         half.sent += wire_len
-        half.messages.append([at, kind, payload, now])
-        lot = half.lot
+        half.add_message([at, kind, payload, now])
+        lot = half._lot
         if lot:   # the reader is waiting (not when this is the second message of one moment)
             lot.unpark_all()
 
@@ -636,7 +685,7 @@ class MessageChannel:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return None
             if end._conn.state == "half-open":
-                half.messages.clear()
+                half.messages = _NOTHING
                 await half.lot.park()
                 waited = True
                 continue
@@ -684,7 +733,7 @@ class MessageChannel:
         end._closed_messages = True
         if not end._closed and end._reset is None and end._conn.state == "open":
             end._links._fin(end._conn, end._out)
-        end._in.lot.unpark_all()
+        end._in.wake()
 
 
 class _Immediate:
@@ -918,7 +967,7 @@ class Links:
             if half.fin and half.fin_at is None:
                 retry = _next_retransmission(half.fin_sent_at, link.rto, max(now, ready))
                 half.fin_at = max(retry + link.one_way, half.last)
-            half.lot.unpark_all()
+            half.wake()
 
     # -- events on existing connections -------------------------------------------------------------
     def connections(self, *, client: str = "*", protocol: str = "*") -> list[dict]:
@@ -1271,15 +1320,15 @@ class Links:
         half.fin_sent_at = now
         if not self._rules and not self._partitions and not half.entries and half.last <= now:
             half.fin_at = now
-            half.lot.unpark_all()
+            half.wake()
             return
         if self.partitioned(conn.client, conn.protocol):
             half.fin_at = None
-            half.lot.unpark_all()
+            half.wake()
             return
         link = self.link(conn.client, conn.protocol)
         half.fin_at = max(half.last, now + link.one_way)
-        half.lot.unpark_all()
+        half.wake()
 
     def _watch_abort(self, conn: _Conn, half: _Half) -> None:
         """A write stalls: if it is still stalled after TCP's last retransmission, the sender gives up

@@ -16,8 +16,10 @@ table (``network.links``, :class:`emulator.net.links.Links`) it hands the stream
 Streams that can take bytes without blocking say so through :func:`nonblocking_send`: a
 synchronous "write what fits now" for OS sockets and for virtual streams, so a transport can write
 from a non-async callback (the comet hub's fan-out) and fall back to ``send_all`` in a task when the
-peer is not reading.  Any other stream (a future link-condition wrapper, TLS) returns ``None`` and
-only gets ``send_all``.
+peer is not reading.  A link-condition end (:class:`emulator.net.links.LinkStream`) offers the
+writer of the stream it wraps, stamped with the link's timing, so a clean link keeps the direct path
+over OS sockets too (issue 14's figures depend on it: ``tests/integration/test_comet_direct_path.py``).
+Any other stream (TLS) returns ``None`` and only gets ``send_all``.
 
 Datagrams (SIP over UDP) use the same seam: :meth:`Network.udp_socket` binds a
 :class:`DatagramEndpoint` (a trio UDP socket, or an in-memory endpoint that delivers to other virtual

@@ -123,7 +123,7 @@ async def test_os_nonblocking_send_writes_what_fits_and_reports_a_dead_peer():
 
 
 def test_streams_without_a_direct_path_get_none():
-    assert nonblocking_send(trio.testing.memory_stream_pair()[0]) is None  # e.g. a future link-condition wrapper
+    assert nonblocking_send(trio.testing.memory_stream_pair()[0]) is None  # e.g. TLS
 
 
 async def test_closed_virtual_streams_are_freed_without_the_cyclic_collector(autojump_clock):
