@@ -11,6 +11,10 @@
 * :meth:`Backend.leave` -- ``DELETE FROM conference WHERE name = .. AND user_id = ..``.
 * :meth:`Backend.members` / :meth:`Backend.invitations` -- ``conference_members`` / ``conference``.
 
+``room_name`` (identity by default) maps a room as a story names it to the room's name on the
+deployment; every statement above applies it, and it must leave a mapped name as it is.  Against a
+shared ``--target`` each call gets rooms of its own this way (bench/scenario/names.py).
+
 ``fresh_connection`` (default on) opens a new connection per request, logs in, runs the statement
 and quits, as PHP's ``mysqli_connect`` per HTTP request does: that handshake is part of what stage L0
 costs.  Off, one connection is kept and reused.
@@ -81,6 +85,7 @@ class Backend:
         self.hash_style = hash_style
         self.timeout = timeout
         self.requests = 0
+        self.room_name: Callable[[str], str] = str    # a story's room -> the deployment's (module docstring)
         self._client: CometQLClient | None = None
         self._lock = trio.Lock()
 
@@ -97,22 +102,24 @@ class Backend:
                      profile: str = "video", on_sent: Callable[[], Any] | None = None) -> QueryResult:
         """call.php: ``INSERT INTO conference`` (the comet server pushes sys_sipCall to the user)."""
         caller = user_id if caller_id is None else caller_id
+        room = self.room_name(room)
         sql = (f"INSERT INTO conference (name, user_id, caller_id, message, profile) VALUES ({sql_quote(room)}, "
                f"{int(user_id)}, {int(caller)}, {sql_quote(message)}, {sql_quote(profile)})")
         return await self.execute(sql, on_sent=on_sent)
 
     async def leave(self, room: str, user_id: int) -> QueryResult:
         """A deliberate leave: the invitation row goes (nobody is hung up by it)."""
+        room = self.room_name(room)
         return await self.execute(f"DELETE FROM conference WHERE name = {sql_quote(room)} AND user_id = {int(user_id)}")
 
     async def members(self, room: str) -> ResultSet:
         """``conference_members`` of a room: presence as FreeSWITCH sees it, ghosts included."""
-        result = await self.execute(f"SELECT * FROM conference_members WHERE name = {sql_quote(room)}")
+        result = await self.execute(f"SELECT * FROM conference_members WHERE name = {sql_quote(self.room_name(room))}")
         assert isinstance(result, ResultSet)
         return result
 
     async def invitations(self, room: str) -> ResultSet:
-        result = await self.execute(f"SELECT * FROM conference WHERE name = {sql_quote(room)}")
+        result = await self.execute(f"SELECT * FROM conference WHERE name = {sql_quote(self.room_name(room))}")
         assert isinstance(result, ResultSet)
         return result
 

@@ -455,6 +455,7 @@ class Participant:
         repeated run): the call waits until then, and ``backend_invite_start`` -- where ``join_total``
         starts -- is that moment even if this task only gets to run later, so a busy bench counts its
         own lateness instead of hiding it (no coordinated omission)."""
+        room = self.app.backend.room_name(str(room))   # the deployment's name (bench/actors/backend.py)
         if at is not None and at > trio.current_time():
             await trio.sleep_until(at)
         started = trio.current_time() if at is None else at
@@ -484,7 +485,8 @@ class Participant:
 
     async def leave(self, room: str | None = None) -> None:
         """A deliberate leave: hang up, then the app deletes the invitation."""
-        room = room if room is not None else (self.current.room if self.current is not None else None)
+        room = self.app.backend.room_name(str(room)) if room is not None else \
+            (self.current.room if self.current is not None else None)
         self.hangup()
         if room is not None:
             await self.app.leave(str(room), self.user_id)

@@ -49,6 +49,7 @@ from bench.metrics import Metrics
 from bench.options import NetworkSpec, SetupError
 from bench.scenario.errors import ScenarioError, ScenarioFailure, describe_needs
 from bench.scenario.loader import ScenarioSpec
+from bench.scenario.names import CallNames, run_tag
 from bench.scenario.network import network_spec
 from bench.scenario.story import Scenario
 from emulator.ids import deterministic_scheduling
@@ -163,10 +164,12 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
                network: str | NetworkSpec = "loopback", repetition: int = 0, metrics: Metrics | None = None,
                journal_path: str = ":memory:", certs_dir: str = "", position: int = 0,
                target: TargetSpec | None = None, browser: Any = None,
-               artifacts_dir: str | Path | None = None, media: str = "model") -> ScenarioResult:
+               artifacts_dir: str | Path | None = None, media: str = "model", run_tag: str = "") -> ScenarioResult:
     """Tell one story in the current trio run (see the module docstring).  ``position``: where the
     story stands in its run (a run may tell the same story twice), part of its journal run id.
-    ``target``: an external deployment instead of a fresh in-process stack (real time only).
+    ``target``: an external deployment instead of a fresh in-process stack (real time only); there
+    the call's user ids and rooms come from ``position`` and the run's ``run_tag``
+    (:mod:`bench.scenario.names`).
     ``browser``: real browsers in place of some actors (``bench.browser.participant.BrowserSettings``;
     real time only); ``artifacts_dir``: where they leave screenshots and console logs; ``media``:
     ``"real"`` gives the fake FreeSWITCH a real media endpoint (real time only)."""
@@ -257,7 +260,8 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
                                         browser=browser)
         else:
             scenario = await _against_target(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec,
-                                             target=target, journal_path=journal_path, run_id=run_id)
+                                             target=target, journal_path=journal_path, run_id=run_id,
+                                             names=CallNames(position, run_tag))
     except Exception as exc:  # noqa: BLE001 - an actor's task or the stack failed: that scenario fails
         scenario = scenario or outcome.get("scenario")
         step = scenario.failed_step or scenario.current_step if scenario is not None else None
@@ -287,13 +291,13 @@ async def tell(spec: ScenarioSpec, *, seed: int = 0, profile: str = DEFAULT_PROF
 
 async def _story(spec: ScenarioSpec, outcome: dict, result: ScenarioResult, *, seed: int, profile: str,
                  net_spec: NetworkSpec, stack: Any, network: Any, target: Any, clock: str, journal: Any,
-                 target_name: str = "in-process", browser: Any = None) -> Scenario:
+                 target_name: str = "in-process", browser: Any = None, names: CallNames | None = None) -> Scenario:
     """The story itself, on a stack or against a target: returns the scenario once it is told and
     judged; ``outcome`` gets the story's error and whether it timed out."""
     async with trio.open_nursery() as actors:
         scenario = Scenario(spec.name, seed=seed, stack=stack, network=network, nursery=actors, profile=profile,
                             network_profile=net_spec, clock=clock, actor_options=spec.actors, target=target,
-                            target_name=target_name, browser=browser)
+                            target_name=target_name, browser=browser, names=names)
         outcome["scenario"] = scenario       # the caller's, even when an actor's task fails the nursery
         completed = False
         assert spec.story is not None   # tell() reports a scenario without a story before it gets here
@@ -322,7 +326,8 @@ async def _story(spec: ScenarioSpec, outcome: dict, result: ScenarioResult, *, s
 
 
 async def _against_target(spec: ScenarioSpec, outcome: dict, result: ScenarioResult, *, seed: int, profile: str,
-                          net_spec: NetworkSpec, target: TargetSpec, journal_path: str, run_id: str) -> Scenario:
+                          net_spec: NetworkSpec, target: TargetSpec, journal_path: str, run_id: str,
+                          names: CallNames) -> Scenario:
     """The story against an external deployment: the actors on OS sockets, the bench's own records in
     the run's journal (the deployment keeps its own)."""
     from emulator.journal import Journal
@@ -339,7 +344,7 @@ async def _against_target(spec: ScenarioSpec, outcome: dict, result: ScenarioRes
             await nursery.start(network.links.run)
             scenario = await _story(spec, outcome, result, seed=seed, profile=profile, net_spec=net_spec, stack=None,
                                     network=network, target=target.participant_target(journal), clock="real",
-                                    journal=journal, target_name=target.describe())
+                                    journal=journal, target_name=target.describe(), names=names)
             await trio.sleep(0.5)     # the pages' last frames and closes reach the journal
             nursery.cancel_scope.cancel()
     finally:
@@ -441,6 +446,10 @@ class Run:
         try:
             if self.before_start is not None:
                 self.before_start(self)
+            # against a target: the run's tag in its rooms' names, from its start -- a sharded run's
+            # shared start, so every shard of it has the same tag (bench/scenario/names.py)
+            start_at = (self.shard or {}).get("start_at")
+            tag = run_tag(start_at if start_at is not None else self.started)
             with tempfile.TemporaryDirectory(prefix="cometbench-run-certs-") as certs:
                 for n, index in enumerate(indices):
                     spec, repetition = plan[index]
@@ -454,6 +463,7 @@ class Run:
                                      journal_path=str(self.journal_path), certs_dir=certs, position=index,
                                      **({"media": self.settings.media} if self.settings.media != "model" else {}),
                                      target=self.settings.target_spec,
+                                     **({"run_tag": tag} if self.settings.target_spec is not None else {}),
                                      **({"browser": self.settings.browser, "artifacts_dir": self.report_dir / "browser"}
                                         if self.settings.browser is not None else {}))
                     self.results[n] = result

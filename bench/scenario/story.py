@@ -38,7 +38,9 @@ fixtures) every power is there.  Against an external target (``cometbench run --
 is None) the actors talk to a real deployment, and what needs the in-process stack -- server faults,
 link conditions, a look inside FreeSWITCH (:data:`bench.scenario.errors.POWERS`) -- raises
 :class:`~bench.scenario.errors.NotAvailable` naming it; :meth:`require` is that check and
-:attr:`powers` what the run has.
+:attr:`powers` what the run has.  There the deployment is shared (by the calls of a run, by the
+shards of a sharded run at once, by earlier runs), so the runner gives each call its own user ids and
+rooms (``names``: :mod:`bench.scenario.names`); the story keeps naming its room ``101``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from bench.scenario.actors import PAGE_EVENTS, STAGE_NAMES, Actor
 from bench.scenario.errors import POWERS, NotAvailable, ScenarioError, ScenarioFailure
 from bench.scenario.expect import Expectation, Window
 from bench.scenario.faults import FAULT_EVENTS, LINK_EVENTS, Faults, Link
+from bench.scenario.names import CallNames
 from bench.scenario.network import apply_to_actor, network_spec
 from bench.scenario.timeline import SERVICE_WHO, Happening, Timeline
 
@@ -100,7 +103,7 @@ class Scenario:
                  profile: str = "cppcomet-4.09", network_profile: str | NetworkSpec = "loopback",
                  clock: str = "virtual", dev_id: int = DEFAULT_DEV_ID, restore: bool = False,
                  target: Target | None = None, actor_options: dict[str, dict[str, Any]] | None = None,
-                 target_name: str = "in-process", browser: Any = None) -> None:
+                 target_name: str = "in-process", browser: Any = None, names: CallNames | None = None) -> None:
         self.name = name
         self.seed = seed
         self.stack = stack
@@ -134,9 +137,14 @@ class Scenario:
         # real browsers in place of some actors (bench/browser: BrowserSettings; cometbench run --browser)
         self.browser = browser
         self._browser_env: Any = None
-        self.app = App(Backend(network, self.target.cometql_host, self.target.cometql_port, dev_id=dev_id,
+        # against a shared deployment: this call's own user ids and rooms (bench/scenario/names.py)
+        self.names = names
+        self._new_users = 0
+        self.app = App(Backend(network, self.target.cometql_host, self.target.cometql_port, dev_id=self.dev_id,
                                password=self.target.password, name="backend",
                                rng=random.Random(self.rng.getrandbits(64))), restore=restore)
+        if names is not None:
+            self.app.backend.room_name = names.room
         self._unsubscribe = None
         self._unwatch_links = None
         bridge = self.target.bridge
@@ -147,7 +155,9 @@ class Scenario:
         self.doctor = self.actor("doctor", role="doctor")
         self.patient = self.actor("patient", role="patient")
         self._journal("scenario", {"scenario": name, "event": "start", "seed": seed, "profile": profile,
-                                   "network": self.network_profile})
+                                   "network": self.network_profile,
+                                   **({"call": names.call, "rooms": f"<room>{names.suffix}",
+                                       "user_ids": names.user_id(0)} if names is not None else {})})
 
     # =============================================================================================
     # actors
@@ -170,6 +180,9 @@ class Scenario:
             if user_id is not None:
                 raise ScenarioError("give same_user_as or user_id, not both")
             user_id = same_user_as.user_id
+        elif user_id is None and self.names is not None:   # a shared deployment: the call's own ids
+            user_id = self.names.user_id(self._new_users)
+            self._new_users += 1
         elif user_id is None:
             user_id = self.rng.randrange(100_000, 1_000_000)     # the demo keeps a random id in localStorage
             while user_id in self._user_ids:

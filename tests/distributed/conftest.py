@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,26 @@ async def story(s: Scenario) -> None:
     await s.patient.join("7")
     await s.wait("patient.first_remote_frame", within=15)
     await s.wait("doctor.first_remote_frame", within=15)
+'''
+
+#: the quick call for a shared deployment: it needs nothing of the in-process stack, and the room holds
+#: exactly its two (a call of another shard in the same room would show up here)
+SHARED_CALL = '''\
+"""A short call against a deployment: both join room 7, see each other, and are its only members."""
+
+from bench.scenario import Scenario
+
+NEEDS = ()
+
+
+async def story(s: Scenario) -> None:
+    await s.together(s.doctor.open_page(), s.patient.open_page())
+    await s.doctor.join("7")
+    await s.patient.join("7")
+    await s.wait("patient.first_remote_frame", within=15)
+    await s.wait("doctor.first_remote_frame", within=15)
+    members = sorted(await s.conference_members("7"))
+    s.check(members == ["doctor", "patient"], f"room 7 holds the doctor and the patient only: {members}")
 '''
 
 SITECUSTOMIZE = '''\
@@ -89,6 +110,13 @@ def quick_call(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def shared_call(tmp_path: Path) -> Path:
+    path = tmp_path / "shared_call.py"
+    path.write_text(SHARED_CALL, encoding="utf-8")
+    return path
+
+
 def crash_hook(folder: Path, doomed: str = "") -> dict[str, str]:
     """Environment variables that arm the crash hook (see the module docstring); ``doomed`` is the
     file's first content (``"1"``, ``"2 mid"``); the file can be rewritten later."""
@@ -107,3 +135,39 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
     proc = subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
     return proc.returncode, proc.stdout, proc.stderr
+
+
+@contextmanager
+def shared_serve(folder: Path):
+    """One ``cometbench serve`` process on free ports, recording its journal to a file in ``folder``:
+    the deployment every shard of a test drives.  Yields ``(ready line, --target spec, journal
+    path)``; the journal is complete once the block has ended (the process stopped): read it with
+    :func:`served_calls` then."""
+    from tests.integration.test_split_modes import serve
+
+    journal = folder / "serve-journal.sqlite"
+    with serve("--free-ports", "--journal-path", str(journal)) as ready:
+        target = f"ws=127.0.0.1:{ready['ws']},cometql=127.0.0.1:{ready['cometql']},ca={ready['ca_cert']}"
+        yield ready, target, journal
+
+
+def served_calls(journal: Path) -> tuple[set[int], dict[str, set[int]]]:
+    """What the shared server saw: the user ids that logged in over the comet WebSocket, and each room
+    INSERTed into ``conference`` with the user ids invited to it."""
+    import re
+    import sqlite3
+
+    conn = sqlite3.connect(journal)
+    try:
+        logins = {int(row[0]) for row in conn.execute(
+            "SELECT user_id FROM entries WHERE service = 'comet' AND kind = 'connect' AND user_id > 0")}
+        rooms: dict[str, set[int]] = {}
+        insert = re.compile(r"INSERT INTO conference \(name, user_id, caller_id, message, profile\) "
+                            r"VALUES \('([^']*)', (\d+),")
+        for (sql,) in conn.execute("SELECT data FROM entries WHERE service = 'cometql' AND kind = 'query'"):
+            found = insert.match(sql or "")
+            if found:
+                rooms.setdefault(found.group(1), set()).add(int(found.group(2)))
+    finally:
+        conn.close()
+    return logins, rooms

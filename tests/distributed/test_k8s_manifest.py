@@ -20,7 +20,8 @@ from bench.distributed.partition import call_range
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 VALUES = {"RUN_ID": "run42", "SHARDS": "10", "SEED": "7", "REPEAT": "1000", "IMAGE": "registry.example/cometbench:1",
-          "START_AT": "2026-12-06T10:00:00Z"}
+          "START_AT": "2026-12-06T10:00:00Z",
+          "TARGET": "ws=comet.staging.example:8087,cometql=comet.staging.example:3307,password=secret,insecure"}
 
 
 def filled(name: str) -> list[dict]:
@@ -66,6 +67,12 @@ def test_each_pod_runs_its_shard_at_the_fixed_instant(index):
     args = build_parser().parse_args(argv)
     assert args.report_dir == f"/results/run42/shard-{index}"
     assert args.repeat == 1000 and args.seed == 7 and args.shards is None
+    # every pod drives the one shared deployment (the target's spec as `run --target` parses it)
+    from bench.options import parse_target
+
+    target = parse_target(args.target)
+    assert (target.ws_host, target.ws_port, target.cometql_port, target.password, target.insecure) == \
+        ("comet.staging.example", 8087, 3307, "secret", True)
     import os
 
     saved = os.environ.get("SHARD_INDEX")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from tests.distributed.conftest import cli, crash_hook, require_ray
+from tests.distributed.conftest import cli, crash_hook, require_ray, served_calls, shared_serve
 
 PLAN = ["two_party_call", "hold_resume", "--repeat", "2", "--seed", "15"]
 
@@ -103,3 +103,23 @@ def test_without_ray_installed_the_run_says_how_to_get_it(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert status == 1
     assert "pip install 'cometbench[ray]'" in err and "--executor local" in err
+
+
+def test_two_ray_shards_against_one_shared_serve(ray_cluster, shared_call, tmp_path, capsys):
+    """``--shards 2 --executor ray --target ...``: each Ray task drives the same ``cometbench serve``,
+    every call in a room of its own (bench/scenario/names.py)."""
+    from bench.scenario.names import USER_BASE
+
+    out_dir = tmp_path / "ray-shared"
+    with shared_serve(tmp_path) as (ready, target, journal):
+        status = main(["run", str(shared_call), "--repeat", "2", "--shards", "2", "--target", target,
+                       "--report-dir", str(out_dir)])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    merged = report(out_dir)
+    assert merged["summary"]["passed"] == 2 and merged["shards"]["count"] == 2
+    assert all(report(p["path"])["target"] == merged["target"] for p in merged["shards"]["parts"])
+    assert {report(p["path"])["shard"]["barrier"] for p in merged["shards"]["parts"]} == {"ray"}
+    logins, inserted = served_calls(journal)
+    assert logins == {USER_BASE, USER_BASE + 1, USER_BASE + 100, USER_BASE + 101}
+    assert sorted(inserted.values(), key=min) == [{USER_BASE, USER_BASE + 1}, {USER_BASE + 100, USER_BASE + 101}]
