@@ -84,6 +84,19 @@ def upgrade_request(target: str, extra: str = "") -> bytes:
             f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
 
 
+async def closed_within(stream, seconds: float) -> tuple[bool, bytes]:
+    """Read until EOF or ``seconds`` pass: (closed, everything received)."""
+    received = b""
+    with trio.move_on_after(seconds):
+        try:
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+        except trio.BrokenResourceError:
+            pass
+        return True, received
+    return False, received
+
+
 async def _read_all(stream: trio.abc.Stream) -> bytes:
     received = b""
     while chunk := await stream.receive_some(65536):

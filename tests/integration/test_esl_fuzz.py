@@ -19,6 +19,7 @@ from emulator.config import Config
 from emulator.net.network import VirtualNetwork
 from emulator.stack import open_stack
 from tests.fuzzing import fuzz_settings
+from tests.hostile import closed_within
 from tests.unit.wire.test_esl_fuzz import mutated_stream
 
 pytestmark = pytest.mark.fuzz("esl")
@@ -37,18 +38,6 @@ def parse_server_output(data: bytes) -> list[dict[str, str]]:
         messages.append(fields)
         data = rest[n:]
     return messages
-
-
-async def drain(stream, seconds: float = 5.0) -> tuple[bytes, bool]:
-    received = b""
-    with trio.move_on_after(seconds):
-        try:
-            while chunk := await stream.receive_some(65536):
-                received += chunk
-        except trio.BrokenResourceError:
-            pass
-        return received, True
-    return received, False
 
 
 @fuzz_settings(60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -76,14 +65,14 @@ async def test_fuzzed_command_streams(streams, autojump_clock, caplog):
                     await trio.sleep(0.01)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
-            received, closed = await drain(stream, 1.0)
+            closed, received = await closed_within(stream, 1.0)
             messages = parse_server_output(received)
             assert messages and messages[0]["Content-Type"] == "auth/request"
             if closed:  # the server hung up: always with a goodbye (bad input, wrong password, exit)
                 assert messages[-1]["Content-Type"] == "text/disconnect-notice", messages[-1]
             await stream.aclose()
         await bystander.send_all(b"api status\n\n")
-        answer, _ = await drain(bystander, 0.5)
+        _, answer = await closed_within(bystander, 0.5)
         assert b"is ready" in answer
         kinds = {e["kind"] for e in stack.journal.entries(service="esl")}
         assert "error" not in kinds

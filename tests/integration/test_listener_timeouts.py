@@ -15,6 +15,7 @@ import trio
 from emulator.config import Config
 from emulator.net.network import VirtualNetwork
 from emulator.stack import open_stack
+from tests.hostile import closed_within
 from tests.rawws import RawWS
 
 REGISTER = ("REGISTER sip:127.0.0.1 SIP/2.0\r\n"
@@ -29,19 +30,6 @@ def config(**overrides) -> Config:
     cfg = Config(sip_tls=False, **overrides)
     cfg.free_ports()
     return cfg
-
-
-async def closed_within(stream, seconds: float) -> tuple[bool, bytes]:
-    """Read until EOF or ``seconds`` pass: (closed, everything received)."""
-    received = b""
-    with trio.move_on_after(seconds):
-        try:
-            while chunk := await stream.receive_some(65536):
-                received += chunk
-        except trio.BrokenResourceError:
-            pass
-        return True, received
-    return False, received
 
 
 async def trickle(stream, data: bytes, every: float = 2.0) -> None:
