@@ -16,23 +16,11 @@ import pytest
 
 from bench.call import STAGE_NAMES, CallOptions, CallSetupError, parse_network, parse_target, run_call
 from bench.cli import main
+from tests.integration.test_cli_usage import usage_error
 
 REALISTIC = ("wifi", "dsl", "4g", "3g", "bad-wifi", "lossy")
 CLI = [sys.executable, "-m", "bench.cli"]
 ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
-
-
-def usage_error(capsys, *argv: str) -> str:
-    status: int | str | None
-    try:
-        status = main(list(argv))
-    except SystemExit as exc:
-        status = exc.code
-    captured = capsys.readouterr()
-    assert status == 2, captured
-    assert captured.err.startswith("cometbench: "), captured.err
-    assert "Traceback" not in captured.err and captured.out == ""
-    return captured.err
 
 
 # --- the runner --------------------------------------------------------------------------------------

@@ -215,15 +215,14 @@ def test_ctrl_c_leaves_the_journal_and_a_report_of_what_did_not_finish(tmp_path)
     assert "interrupted: SIGINT (Ctrl-C)" in stdout and "1 passed, 1 interrupted, 1 not run" in stdout
 
 
-def test_on_a_terminal_the_progress_is_drawn_with_rich(tmp_path):
+def run_on_a_terminal(argv: list[str], timeout: float) -> tuple[int, str, str]:
+    """``cometbench argv`` with its stdout on a pseudo-terminal 160 columns wide: (status, what the
+    terminal showed, stderr)."""
     import pty
 
-    story = write(tmp_path, "quick", QUICK)
-    out = tmp_path / "run"
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
-    process = subprocess.Popen([*CLI, "run", str(story), "--report-dir", str(out)], stdout=slave,
-                               stderr=subprocess.PIPE, cwd=ROOT, env=env, text=True)
+    process = subprocess.Popen([*CLI, *argv], stdout=slave, stderr=subprocess.PIPE, cwd=ROOT, env=env, text=True)
     os.close(slave)
     chunks = []
     while True:
@@ -235,9 +234,16 @@ def test_on_a_terminal_the_progress_is_drawn_with_rich(tmp_path):
             break
         chunks.append(data)
     os.close(master)
+    assert process.stderr is not None    # stderr=PIPE
     stderr = process.stderr.read()
-    assert process.wait(timeout=60) == 0, stderr
-    text = b"".join(chunks).decode("utf-8", "replace")
+    return process.wait(timeout=timeout), b"".join(chunks).decode("utf-8", "replace"), stderr
+
+
+def test_on_a_terminal_the_progress_is_drawn_with_rich(tmp_path):
+    story = write(tmp_path, "quick", QUICK)
+    out = tmp_path / "run"
+    status, text, stderr = run_on_a_terminal(["run", str(story), "--report-dir", str(out)], timeout=60)
+    assert status == 0, stderr
     assert "\x1b[" in text                                  # rich drew with escape sequences
     assert "[1/1] quick: passed in" in text and "1 scenario run: 1 passed" in text
     assert f"report: {out / 'report.json'}" in text and stderr == ""

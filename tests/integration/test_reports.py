@@ -18,7 +18,7 @@ import pytest
 
 from bench.metrics import Metrics
 from bench.report import schema
-from tests.integration.test_cli_run import CLI, FAILING, ROOT, write
+from tests.integration.test_cli_run import CLI, FAILING, ROOT, run_on_a_terminal, write
 
 QUICK_STORY = '''
 """Two people meet in room 101 and hang up."""
@@ -270,29 +270,12 @@ def test_usage_errors_of_report_and_diff(a_run, tmp_path, args, words):
 
 
 def test_on_a_terminal_the_summary_tables_are_drawn_with_rich(tmp_path):
-    import os
-    import pty
-
     quick = write(tmp_path, "quick", QUICK_STORY)
     limits = tmp_path / "limits.toml"
     limits.write_text('limits = ["p99(join_total) < 8 s"]\n')
-    master, slave = pty.openpty()
-    env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
-    process = subprocess.Popen([*CLI, "run", str(quick), "--thresholds", str(limits), "--report-dir",
-                                str(tmp_path / "r")], stdout=slave, stderr=subprocess.PIPE, cwd=ROOT, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:          # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    assert process.wait(timeout=120) == 0, process.stderr.read()
-    text = b"".join(chunks).decode("utf-8", "replace")
+    status, text, stderr = run_on_a_terminal(
+        ["run", str(quick), "--thresholds", str(limits), "--report-dir", str(tmp_path / "r")], timeout=120)
+    assert status == 0, stderr
     assert "latency per stage (ms)" in text and "thresholds" in text and "p99(join_total) < 8 s" in text
     assert "│" in text or "┃" in text                      # a rich table, not the plain one
     join_row = next(line for line in text.splitlines() if "join_total" in line and "│" in line)
