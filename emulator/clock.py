@@ -103,13 +103,33 @@ class Timer:
     """One scheduled call; :meth:`cancel` makes it a no-op.  ``group`` names its owner, so a node's
     restart cancels its own timers only (:meth:`Timers.cancel_group`)."""
 
-    __slots__ = ("args", "at", "cancelled", "fn", "group")
+    __slots__ = ("args", "at", "cancelled", "fn", "group", "owner")
 
-    def __init__(self, at: float, fn: Callable[..., None], args: tuple[Any, ...], group: str) -> None:
+    def __init__(self, at: float, fn: Callable[..., None], args: tuple[Any, ...], group: str,
+                 owner: Timers | None = None) -> None:
         self.at, self.fn, self.args, self.group, self.cancelled = at, fn, args, group, False
+        self.owner = owner
 
     def cancel(self) -> None:
+        """Make it a no-op and let go of what it would have called with: a cancelled timer waits
+        in its heap until it comes to the top, and until then it should not keep a closed
+        connection's objects (or a thousand of them after a drop storm) alive."""
+        if self.cancelled:
+            return
         self.cancelled = True
+        self.fn, self.args = _noop, ()
+        owner, self.owner = self.owner, None
+        if owner is not None:
+            owner._cancelled_one()
+
+
+def _noop(*_args: Any) -> None:
+    """What a cancelled timer calls (never: a cancelled timer does not run)."""
+
+
+#: A heap is compacted (its cancelled timers dropped) when they are more than half of it and at
+#: least this many.
+COMPACT_MIN = 256
 
 
 class Timers:
@@ -120,6 +140,7 @@ class Timers:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self._wakeup: trio.Event | None = None
+        self._cancelled = 0         # cancelled timers still in the heap
         self._running = False       # inside run_due (a timer's action may call back into the core)
         self._driven = False        # a run() task drives these timers
         #: The due time of the timer whose action is running, else None: the core's "now" inside a
@@ -132,7 +153,7 @@ class Timers:
 
     def at(self, when: float, fn: Callable[..., None], *args: Any, group: str = "") -> Timer:
         """Call ``fn(*args)`` at ``when`` (the clock's time); returns the timer (cancellable)."""
-        timer = Timer(when, fn, args, group)
+        timer = Timer(when, fn, args, group, self)
         heapq.heappush(self._heap, (when, next(self._seq), timer))
         if self._wakeup is not None:
             self._wakeup.set()
@@ -147,6 +168,7 @@ class Timers:
         heap = self._heap
         while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
+            self._cancelled -= 1
         return heap[0][0] if heap else None
 
     def pending(self) -> int:
@@ -167,7 +189,7 @@ class Timers:
                 if due is None or due > self.clock() + DUE_SLACK:
                     break
                 _, _, timer = heapq.heappop(self._heap)
-                timer.cancelled = True   # it ran: a late cancel() is harmless
+                timer.cancelled, timer.owner = True, None   # it ran: a late cancel() is harmless
                 self.firing = timer.at
                 try:
                     timer.fn(*timer.args)
@@ -178,10 +200,25 @@ class Timers:
             self._running = False
         return ran
 
+    def _cancelled_one(self) -> None:
+        """A timer of this heap was cancelled: compact the heap when cancelled timers are most of it
+        (amortised: each compaction at least halves the heap)."""
+        self._cancelled += 1
+        if self._cancelled >= COMPACT_MIN and 2 * self._cancelled > len(self._heap):
+            self.compact()
+
+    def compact(self) -> int:
+        """Drop the cancelled timers from the heap now; returns how many went."""
+        before = len(self._heap)
+        self._heap[:] = [entry for entry in self._heap if not entry[2].cancelled]
+        heapq.heapify(self._heap)
+        self._cancelled = 0
+        return before - len(self._heap)
+
     def cancel_group(self, group: str) -> int:
         """Cancel every timer of ``group``; returns how many."""
         n = 0
-        for _, _, timer in self._heap:
+        for _, _, timer in list(self._heap):   # a cancel may compact the heap
             if timer.group == group and not timer.cancelled:
                 timer.cancel()
                 n += 1

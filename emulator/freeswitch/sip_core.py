@@ -34,13 +34,13 @@ import random
 import re
 import uuid as _uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import trio
 
-from emulator.clock import Timers
+from emulator.clock import Timer, Timers
 from emulator.freeswitch.conference import Bridge
 from emulator.freeswitch.flow import Flow
 from emulator.freeswitch.media import QUALITY_PRESETS, LinkConditions, Quality, link_presets, media_start_delay
@@ -127,6 +127,14 @@ class Binding:
     flow: Flow
     expires_at: float
     call_id: str
+    #: its expiry; cancelled when the binding goes before it (replaced, unregistered, its
+    #: connection closed), so no timer outlives the binding it was for
+    timer: Timer | None = field(default=None, repr=False)
+
+    def drop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 #: The timer group of a SIP core on its node's Timers (the bridge's is ``bridge``).
@@ -221,8 +229,8 @@ class SipCore:
         self.stats = {"registers": 0, "invites": 0, "answered": 0, "byes": 0}
 
     # -- time --------------------------------------------------------------------------------------
-    def _at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
-        self.timers.at(when, fn, *args, group=TIMER_GROUP)
+    def _at(self, when: float, fn: Callable[..., None], *args: Any) -> Timer:
+        return self.timers.at(when, fn, *args, group=TIMER_GROUP)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The task of the asynchronous directory lookups; it also drives the node's timers when no
@@ -327,6 +335,9 @@ class SipCore:
         self.timers.run_due()
         for aor in list(self.bindings):
             kept = [b for b in self.bindings[aor] if b.flow is not flow]
+            for gone in self.bindings[aor]:
+                if gone.flow is flow:
+                    gone.drop()
             if kept:
                 self.bindings[aor] = kept
             else:
@@ -447,11 +458,14 @@ class SipCore:
                 int(header_expires) if header_expires and header_expires.isdigit() else DEFAULT_EXPIRES)
             expires = min(expires, MAX_EXPIRES)
             uri = str(contact.uri)
+            for old in bindings:
+                if old.uri == uri:
+                    old.drop()
             bindings[:] = [b for b in bindings if b.uri != uri]
             if expires > 0:
-                bindings.append(Binding(aor, _without_expires(str(contact)), uri, flow, now + expires,
-                                        request.call_id))
-                self._at(now + expires, self._expire, aor, uri)
+                binding = Binding(aor, _without_expires(str(contact)), uri, flow, now + expires, request.call_id)
+                binding.timer = self._at(now + expires, self._expire, aor, uri)
+                bindings.append(binding)
         if not bindings:
             self.bindings.pop(aor, None)
         contacts = [(b.contact + f";expires={max(0, int(b.expires_at - now))}") for b in self.bindings.get(aor, [])]
@@ -467,6 +481,9 @@ class SipCore:
         bindings = self.bindings.get(aor)
         if not bindings:
             return
+        for binding in bindings:
+            if binding.uri == uri and binding.expires_at <= now:
+                binding.timer = None   # it is this timer, running now
         bindings[:] = [b for b in bindings if not (b.uri == uri and b.expires_at <= now)]
         if not bindings:
             del self.bindings[aor]

@@ -250,3 +250,18 @@ def test_two_clients_that_pick_the_same_branch_are_two_transactions():
     assert (first.call_id, second.call_id) == ("call-a", "call-b")
     assert second.top_via.host == "b.invalid"
     assert invite(a, "a").encode() == first.encode()   # a's retransmission: a's answer again
+
+
+def test_a_registration_that_goes_early_leaves_no_expiry_timer_behind():
+    """A binding replaced by a refresh or gone with its connection cancels its expiry timer: no
+    timer of the core outlives what it was for (after a drop storm, a thousand of them waited out
+    the 600 s of their registrations, each holding its strings)."""
+    core, _, clock = make_core()
+    phone = Phone(core)
+    assert phone.register()[0].status == 200
+    assert phone.register()[0].status == 200   # a refresh replaces the binding and its timer
+    clock["t"] += 40                        # the cached answers are forgotten (32 s)
+    core.timers.run_due()
+    assert core.timers.pending() == 1       # the expiry of the one binding
+    core.flow_closed(phone.flow)
+    assert core.registrations() == [] and core.timers.pending() == 0
