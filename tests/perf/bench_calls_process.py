@@ -24,12 +24,18 @@ Then **a drop storm**: every link connection reset at once through the control p
 /api/faults/network {"action": "reset"}``), the clients reconnect and register again, every call is
 hung up and every page closed, and the script checks the emulator's state (no connection, member,
 registration or dialog left) and its RSS against the level before the calls (``/proc/PID/status``
-of the child).  The emulator's CPU (``/proc/PID/stat``) is printed per phase.
+of the child), sampled 1 s, 12 s and ``--settle`` seconds (default 45: the SIP core keeps its answers
+for retransmitted requests 32 s) after the last client left.  The emulator's CPU
+(``/proc/PID/stat``) is printed per phase.  ``--env NAME=VALUE`` runs the emulator under other
+environment settings, e.g. ``--env PYTHONMALLOC=malloc`` (glibc's allocator instead of CPython's)
+or ``--env PYTHONMALLOC=malloc --env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2``, to
+compare how much of a storm's memory each allocator gives back (docs/performance.md).
 
 ``bench_control_polling.py`` reuses the pieces (``start_serve``, ``warm_up``, ``Clients``,
 ``open_and_join``) to run the joins with the control plane off, idle or polled.
 
-Run: ``.venv/bin/python tests/perf/bench_calls_process.py [--calls 500] [--workers 2] [--ramp 10]``.
+Run: ``.venv/bin/python tests/perf/bench_calls_process.py [--calls 500] [--workers 2] [--ramp 10]
+[--settle 45] [--env NAME=VALUE ...]``.
 The machine matters: say how loaded it was (``uptime``) next to the figures.
 """
 
@@ -282,23 +288,32 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="client processes (default 2)")
     parser.add_argument("--ramp", type=float, default=10.0, help="calls started per second (default 10)")
     parser.add_argument("--hold", type=float, default=10.0, help="seconds the calls are held (default 10)")
+    parser.add_argument("--settle", type=float, default=45.0,
+                        help="seconds after the last client left at which RSS is compared with the level "
+                             "before the calls (default 45: past SIP's 32 s transaction lifetime)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="run the emulator with this environment variable (repeatable), e.g. "
+                             "PYTHONMALLOC=malloc to compare allocators")
     args = parser.parse_args()
-    proc, ready, journal = start_serve()
+    proc, ready, journal = start_serve(env=args.env)
     try:
         run(args, ready, proc.pid, journal)
     finally:
         stop_emulator(proc)
 
 
-def start_serve(*extra: str) -> tuple[subprocess.Popen, dict, str]:
+def start_serve(*extra: str, env: list[str] | None = None) -> tuple[subprocess.Popen, dict, str]:
     """``cometbench serve`` as this benchmark runs it (journal in a file of a new temporary
-    directory, control token ``TOKEN``, RTP timeout 5 s) plus ``extra`` arguments; returns the
-    process, its ready line and the journal's path."""
+    directory, control token ``TOKEN``, RTP timeout 5 s) plus ``extra`` arguments, under ``env``
+    (``NAME=VALUE`` settings, through ``env(1)``); returns the process, its ready line and the
+    journal's path."""
     tmp = tempfile.mkdtemp(prefix="bench-calls-")
     config = pathlib.Path(tmp, "cometbench.toml")
     config.write_text(f'control_token = "{TOKEN}"\nrtp_timeout = 5.0\nhandshake_timeout = 60.0\n')
     journal = str(pathlib.Path(tmp, "journal.sqlite"))
-    proc, ready = start_emulator("--config", str(config), *extra, journal=journal, stderr=open(os.devnull, "w"))
+    command = ["env", *env, CLI] if env else None
+    proc, ready = start_emulator("--config", str(config), *extra, journal=journal, stderr=open(os.devnull, "w"),
+                                 command=command)
     return proc, ready, journal
 
 
@@ -408,20 +423,23 @@ def run(args, ready: dict, pid: int, journal: str) -> None:
         if not (state["connections"] or state["members"] or state["sip_registrations"] or state["sip_dialogs"]):
             break
         time.sleep(0.5)
-    time.sleep(1)
-    rss_at_once = child_rss_kb(pid)
-    # the emulator's memory housekeeping (emulator/housekeeping.py) looks every 5 s: two looks
-    time.sleep(11)
+    left_at = time.monotonic()
+    samples: list[tuple[float, int]] = []
+    # the emulator's memory housekeeping (emulator/housekeeping.py) looks every 5 s; the SIP core
+    # keeps its answers for retransmissions 32 s (RFC 3261's 64*T1)
+    for at in sorted({1.0, 12.0, args.settle}):
+        time.sleep(max(0.0, left_at + at - time.monotonic()))
+        samples.append((at, child_rss_kb(pid)))
     pipes_left = control(ready, "/api/pipes")
-    rss_after = child_rss_kb(pid)
+    rss_after = samples[-1][1]
     memory_after = child_memory_kb(pid)
     left = {"comet connections": state["connections"], "conference members": state["members"],
             "SIP registrations": state["sip_registrations"], "SIP dialogs": state["sip_dialogs"],
             "pipes": len(pipes_left) if isinstance(pipes_left, list) else pipes_left.get("count", pipes_left)}
     print("  left over: " + ", ".join(f"{k} {v}" for k, v in left.items()))
-    print(f"emulator RSS: before the calls {rss_before / 1024:.0f} MB; 1 s after the last client left "
-          f"{rss_at_once / 1024:.0f} MB, 12 s after {rss_after / 1024:.0f} MB "
-          f"({100 * (rss_after - rss_before) / rss_before:+.1f} %); emulator CPU in all "
+    print(f"emulator RSS: before the calls {rss_before / 1024:.0f} MB; after the last client left: "
+          + ", ".join(f"{at:g} s {kb / 1024:.0f} MB" for at, kb in samples)
+          + f" ({100 * (rss_after - rss_before) / rss_before:+.1f} %); emulator CPU in all "
           f"{child_cpu(pid) - cpu_start:.1f} s")
     print(f"  emulator resident memory by mapping: before {memory_text(memory_before)}; "
           f"after {memory_text(memory_after)}")
