@@ -10,21 +10,25 @@ process (tests/perf/bench_calls_process.py, 500 calls): RSS 74 MB before the cal
 every client had gone.
 
 What: :func:`reclaim_after_drops` watches the number of open connections every ``interval``
-seconds.  When it has fallen by at least ``drop`` (and by at least half) from the highest level
-seen since the last reclaim, the connections that went are garbage: it prunes trio's deadline heap
-of the storm's exited time-outs (:func:`prune_trio_deadlines`), runs a full ``gc.collect()`` and
-then glibc's ``malloc_trim(0)``, which returns free heap pages to the system.  A collection of
-the objects of a thousand connections takes tens to a few hundred milliseconds and holds up
-everything else for that long, so it runs only after such a fall -- never during steady load or a
-ramp-up -- and at most once per ``interval``.  Without glibc the trim is skipped (the collection
-still runs).  The counts it acted on are kept in :attr:`Reclaimer.runs` (the control plane and the
-benchmark can read them), and each run is logged (logger ``cometbench.housekeeping``, INFO:
-``cometbench serve -v`` shows it).
+seconds. When it has fallen by at least ``drop`` (and by at least half) from the highest level seen
+since the last reclaim, the connections that went are garbage: it prunes trio's deadline heap of
+the storm's exited time-outs (:func:`prune_trio_deadlines`), runs a full ``gc.collect()`` and then
+glibc's ``malloc_trim(0)``, which returns free heap pages to the system. A collection of the
+objects of a thousand connections takes tens to a few hundred milliseconds and holds up everything
+else for that long, so it runs only after such a fall -- never during steady load or a ramp-up --
+and at most once per ``interval``. A second pass follows ``settle`` seconds (default 40) after each
+such reclaim, unless connections have risen by ``drop`` since: what the protocols keep for a while
+after a connection ends -- the SIP core's answers for retransmitted requests, 32 s (RFC 3261's
+64*T1) -- is freed only then, and glibc gives its pages back only when asked. Without glibc the
+trim is skipped (the collection still runs). The counts it acted on are kept in
+:attr:`Reclaimer.runs` (the control plane and the benchmark can read them), and each run is logged
+(logger ``cometbench.housekeeping``, INFO: ``cometbench serve -v`` shows it).
 
 What it cannot do: CPython 3.11's small-object allocator (pymalloc) gives memory back only per
-1 MiB arena whose pools are all empty, and a few objects made after the storm sit in every arena
-the storm added, so RSS stays above its level before the storm (about +28 % after 100 calls);
-docs/performance.md and docs/decisions.md have the measurements.
+1 MiB arena whose pools are all empty, and a few objects made during or after the storm sit in
+every arena the storm added, so RSS stays above its level before the storm (about +28 % after 100
+calls, about +100 % after 500); other allocators (glibc's, jemalloc, mimalloc) keep less but still
+far more than 10 %.  docs/performance.md and docs/decisions.md have the measurements.
 """
 
 from __future__ import annotations
@@ -81,12 +85,28 @@ class Reclaimer:
     drop: int = 200
     peak: int = 0
     runs: list[dict] = field(default_factory=list)
+    #: seconds from a reclaim after a fall to its second pass
+    settle: float = 40.0
+    #: when the second pass is due (``None``: none pending), and the connections at the first one
+    followup_at: float | None = None
+    level: int = 0
 
     def due(self, connections: int) -> bool:
         """Whether a reclaim should run now, given the current number of connections."""
         self.peak = max(self.peak, connections)
         fallen = self.peak - connections
         return fallen >= self.drop and connections <= self.peak // 2
+
+    def due_at(self, connections: int, now: float) -> bool:
+        """:meth:`due`, or the second pass ``settle`` seconds after a reclaim it made due (skipped
+        when connections have risen by ``drop`` since: the server is busy again)."""
+        if self.due(connections):
+            self.followup_at, self.level = now + self.settle, connections
+            return True
+        if self.followup_at is not None and now >= self.followup_at:
+            self.followup_at = None
+            return connections - self.level < self.drop
+        return False
 
     def reclaim(self, connections: int) -> dict:
         started = time.perf_counter()
@@ -107,12 +127,13 @@ class Reclaimer:
 
 async def reclaim_after_drops(connections: Callable[[], int], *, interval: float = 5.0, drop: int = 200,
                               reclaimer: Reclaimer | None = None) -> None:
-    """Run forever (a task of the server's nursery): reclaim memory after a fall of connections."""
+    """Run forever (a task of the server's nursery): reclaim memory after a fall of connections,
+    and once more when it has settled."""
     if interval <= 0 or drop < 1:
         raise ValueError("interval must be > 0 and drop >= 1")
     state = reclaimer or Reclaimer(drop=drop)
     while True:
         await trio.sleep(interval)
         count = connections()
-        if state.due(count):
+        if state.due_at(count, trio.current_time()):
             state.reclaim(count)

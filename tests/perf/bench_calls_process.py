@@ -24,8 +24,9 @@ Then **a drop storm**: every link connection reset at once through the control p
 /api/faults/network {"action": "reset"}``), the clients reconnect and register again, every call is
 hung up and every page closed, and the script checks the emulator's state (no connection, member,
 registration or dialog left) and its RSS against the level before the calls (``/proc/PID/status``
-of the child), sampled 1 s, 12 s and ``--settle`` seconds (default 45: the SIP core keeps its answers
-for retransmitted requests 32 s) after the last client left.  The emulator's CPU
+of the child), sampled 1 s, 12 s and ``--settle`` seconds (default 60: the SIP core keeps its answers
+for retransmitted requests 32 s, and the housekeeping's second pass comes 40-45 s after the fall)
+after the last client left.  The emulator's CPU
 (``/proc/PID/stat``) is printed per phase.  ``--env NAME=VALUE`` runs the emulator under other
 environment settings, e.g. ``--env PYTHONMALLOC=malloc`` (glibc's allocator instead of CPython's)
 or ``--env PYTHONMALLOC=malloc --env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2``, to
@@ -35,7 +36,7 @@ compare how much of a storm's memory each allocator gives back (docs/performance
 ``open_and_join``) to run the joins with the control plane off, idle or polled.
 
 Run: ``.venv/bin/python tests/perf/bench_calls_process.py [--calls 500] [--workers 2] [--ramp 10]
-[--settle 45] [--env NAME=VALUE ...]``.
+[--settle 60] [--env NAME=VALUE ...]``.
 The machine matters: say how loaded it was (``uptime``) next to the figures.
 """
 
@@ -288,9 +289,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="client processes (default 2)")
     parser.add_argument("--ramp", type=float, default=10.0, help="calls started per second (default 10)")
     parser.add_argument("--hold", type=float, default=10.0, help="seconds the calls are held (default 10)")
-    parser.add_argument("--settle", type=float, default=45.0,
+    parser.add_argument("--settle", type=float, default=60.0,
                         help="seconds after the last client left at which RSS is compared with the level "
-                             "before the calls (default 45: past SIP's 32 s transaction lifetime)")
+                             "before the calls (default 60: after the housekeeping's second pass)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="run the emulator with this environment variable (repeatable), e.g. "
                              "PYTHONMALLOC=malloc to compare allocators")

@@ -55,6 +55,30 @@ async def test_the_task_reclaims_once_after_a_fall(autojump_clock):
     assert [(run["from"], run["to"]) for run in r.runs] == [(400, 100)]
 
 
+async def test_the_task_passes_again_once_the_fall_has_settled(autojump_clock):
+    # a fall at 10 s (400 -> 0); the second pass 40 s later, then nothing more while it stays quiet
+    counts = iter([400, 0])
+    r = Reclaimer(drop=200, settle=40)
+    with trio.move_on_after(120):
+        await reclaim_after_drops(lambda: next(counts, 0), interval=5, reclaimer=r)
+    assert [(run["from"], run["to"]) for run in r.runs] == [(400, 0), (0, 0)]
+
+
+def test_no_second_pass_when_the_server_is_busy_again():
+    r = Reclaimer(drop=200, settle=40)
+    r.due_at(1000, 0.0)
+    assert r.due_at(0, 5.0)                  # the fall
+    r.reclaim(0)
+    assert not r.due_at(150, 30.0)           # not yet
+    assert not r.due_at(600, 45.0)           # settled time reached, but 600 new connections: skip
+    assert r.followup_at is None and not r.due_at(600, 90.0)
+    r2 = Reclaimer(drop=200, settle=40)
+    r2.due_at(1000, 0.0)
+    assert r2.due_at(100, 5.0)
+    r2.reclaim(100)
+    assert r2.due_at(250, 45.0)              # risen by less than drop: the second pass runs
+
+
 async def test_bad_arguments():
     with pytest.raises(ValueError):
         await reclaim_after_drops(lambda: 0, interval=0)
