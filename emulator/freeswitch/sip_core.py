@@ -218,6 +218,10 @@ class SipCore:
         self._nursery: trio.Nursery | None = None
         self.nonces = sip.NonceManager.from_rng(rng, ttl=nonce_ttl)
         self.bindings: dict[str, list[Binding]] = {}
+        #: the AORs each connection registered (insertion-ordered), so that a closed connection
+        #: visits its own bindings, not every AOR's (a storm of closes was quadratic); an entry may
+        #: name an AOR whose binding has since gone another way, which the close re-checks
+        self._flow_aors: dict[Flow, dict[str, None]] = {}
         self.dialogs: dict[tuple[str, str], Dialog] = {}
         # server and client transactions, by transaction_key (branch and sent-by, RFC 3261 17.2.3)
         self.pending: dict[str, PendingInvite] = {}          # INVITE's key -> not yet answered
@@ -333,7 +337,9 @@ class SipCore:
         """A WebSocket/TCP connection ended: its registrations vanish, its calls lose signalling."""
         flow.alive = False
         self.timers.run_due()
-        for aor in list(self.bindings):
+        for aor in self._flow_aors.pop(flow, {}):
+            if aor not in self.bindings:
+                continue
             kept = [b for b in self.bindings[aor] if b.flow is not flow]
             for gone in self.bindings[aor]:
                 if gone.flow is flow:
@@ -458,14 +464,16 @@ class SipCore:
                 int(header_expires) if header_expires and header_expires.isdigit() else DEFAULT_EXPIRES)
             expires = min(expires, MAX_EXPIRES)
             uri = str(contact.uri)
-            for old in bindings:
-                if old.uri == uri:
-                    old.drop()
+            replaced = [b for b in bindings if b.uri == uri]
             bindings[:] = [b for b in bindings if b.uri != uri]
+            for old in replaced:
+                old.drop()
+                self._unindex(old, bindings)
             if expires > 0:
                 binding = Binding(aor, _without_expires(str(contact)), uri, flow, now + expires, request.call_id)
                 binding.timer = self._at(now + expires, self._expire, aor, uri)
                 bindings.append(binding)
+                self._flow_aors.setdefault(flow, {})[aor] = None
         if not bindings:
             self.bindings.pop(aor, None)
         contacts = [(b.contact + f";expires={max(0, int(b.expires_at - now))}") for b in self.bindings.get(aor, [])]
@@ -476,15 +484,25 @@ class SipCore:
         self.journal.record("sip", "registered", conn_id=flow.id, data=f"{aor} bindings={len(contacts)}")
         self._respond(flow, request, 200, headers=headers)
 
+    def _unindex(self, gone: Binding, kept: list[Binding]) -> None:
+        """``gone`` left its AOR, whose bindings are now ``kept``: its connection no longer holds
+        that AOR unless another kept binding is on it (a UDP flow may never close)."""
+        aors = self._flow_aors.get(gone.flow)
+        if aors is not None and not any(b.flow is gone.flow for b in kept):
+            aors.pop(gone.aor, None)
+            if not aors:
+                del self._flow_aors[gone.flow]
+
     def _expire(self, aor: str, uri: str) -> None:
         now = self.clock()
         bindings = self.bindings.get(aor)
         if not bindings:
             return
-        for binding in bindings:
-            if binding.uri == uri and binding.expires_at <= now:
-                binding.timer = None   # it is this timer, running now
+        expired = [b for b in bindings if b.uri == uri and b.expires_at <= now]
         bindings[:] = [b for b in bindings if not (b.uri == uri and b.expires_at <= now)]
+        for binding in expired:
+            binding.timer = None   # it is this timer, running now
+            self._unindex(binding, bindings)
         if not bindings:
             del self.bindings[aor]
 
@@ -737,6 +755,7 @@ class SipCore:
         for flow in {d.flow for d in self.dialogs.values()} | {b.flow for bs in self.bindings.values() for b in bs}:
             flow.alive = False
         self.bindings.clear()
+        self._flow_aors.clear()
         self.dialogs.clear()
         self.pending.clear()
         self.responses.clear()

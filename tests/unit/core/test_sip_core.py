@@ -265,3 +265,22 @@ def test_a_registration_that_goes_early_leaves_no_expiry_timer_behind():
     assert core.timers.pending() == 1       # the expiry of the one binding
     core.flow_closed(phone.flow)
     assert core.registrations() == [] and core.timers.pending() == 0
+
+
+def test_a_closed_connection_takes_its_own_registrations_only():
+    """Each connection knows the AORs it registered: a close visits those (a storm of closes was
+    quadratic), other connections keep theirs, and nothing of a gone binding stays indexed."""
+    core, _, clock = make_core()
+    first, second = Phone(core), Phone(core, user="000015504", password="pw2")
+    udp = Phone(core, transport="UDP")
+    for phone in (first, second, udp):
+        assert phone.register()[0].status == 200
+    assert len(core.registrations()) == 3
+    core.flow_closed(first.flow)
+    assert sorted(b.flow.transport for b in core.registrations()) == ["UDP", "WSS"]
+    assert first.flow not in core._flow_aors and second.flow in core._flow_aors
+    clock["t"] += 601            # the UDP binding (its flow never closes) and the other expire
+    core.timers.run_due()
+    assert core.registrations() == [] and core._flow_aors == {}
+    core.flow_closed(second.flow)   # a close after its binding expired: nothing to do, no error
+    assert core.registrations() == []
