@@ -28,7 +28,7 @@ next segment with a reset).  ``s.link(actor).partition(seconds)`` is the other k
 blackhole upstream that nobody notices.
 """
 
-from bench.scenario import Scenario
+from bench.scenario import Actor, Scenario
 
 PROFILES = ("cppcomet-4.09", "lenient")   # the dead member stays a ghost (faithful) or goes (lenient)
 NEEDS = ("links", "freeswitch")
@@ -39,6 +39,16 @@ NOT_TOLD = ("onOut", "onCallEnd", "onCall", "onCallStart", "onCallAccept")
 #: back-off unclamped, 1..2^n s for the n-th try in a row, so after a minute offline the next try can
 #: be minutes away (over 200,000 seeds: p50 26 s, p99 193 s, p99.9 249 s after a 60 s drop)
 SIP_BACK = 300
+
+
+async def back_online(s: Scenario, actor: Actor) -> None:
+    """The network is back: the comet client reconnects at once, JsSIP registers after its back-off
+    and cometVideoApi dials again (measured: comet_back, sip_back)."""
+    await s.wait(f"{actor.name}.comet_open", within=1)
+    s.measure("comet_back", "link.online", f"{actor.name}.comet_open")
+    await s.wait(f"{actor.name}.registered", within=SIP_BACK)
+    await s.wait("freeswitch.add-member", actor=actor.name, within=1)
+    s.measure("sip_back", "link.online", f"{actor.name}.registered")
 
 
 async def story(s: Scenario) -> None:
@@ -76,11 +86,7 @@ async def story(s: Scenario) -> None:
         s.check(doctor.in_call and patient.in_call, "both pages still show the call")
         await s.wait("link.online", within=SHORT + 1)
         s.check(first.media == "flowing", f"the patient's media is back with the network ({first.media})")
-        await s.wait("patient.comet_open", within=1)
-        s.measure("comet_back", "link.online", "patient.comet_open")
-        await s.wait("patient.registered", within=SIP_BACK)
-        await s.wait("freeswitch.add-member", actor="patient", within=1)
-        s.measure("sip_back", "link.online", "patient.registered")
+        await back_online(s, patient)
         await s.sleep(5)
         members = sorted(await s.conference_members(ROOM))
         s.check(members == ["doctor", "patient", "patient"], f"the room lists the patient twice: {members}")
@@ -118,11 +124,7 @@ async def story(s: Scenario) -> None:
         await s.sleep(0.5)
         ghosts = [m for m in doctor.members() if m.media == "dead"]
         s.check(len(ghosts) == (1 if s.faithful else 0), f"the doctor's dead members: {len(ghosts)}")
-        await s.wait("doctor.comet_open", within=1)
-        s.measure("comet_back", "link.online", "doctor.comet_open")
-        await s.wait("doctor.registered", within=SIP_BACK)
-        await s.wait("freeswitch.add-member", actor="doctor", within=1)
-        s.measure("sip_back", "link.online", "doctor.registered")
+        await back_online(s, doctor)
         await s.sleep(1)
         s.check(doctor.member() is not None and doctor.member().media == "flowing",
                 "the doctor is back in the room's media -- by the duplicate join, with its page's call ended")

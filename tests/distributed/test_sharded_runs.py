@@ -115,13 +115,17 @@ def test_merge_refuses_missing_duplicated_and_foreign_shards(runs, tmp_path):
     _refused([s[0], other, s[2]], tmp_path / "m5", "differs from", "in seed: 16 against 15")
 
 
+def _copy_shards(sharded: Path, into: Path) -> list[Path]:
+    """Copies of the sharded run's three shard folders (tests alter them; the fixture is shared)."""
+    copies = [into / f"shard-{i}" for i in range(3)]
+    for i, copy in enumerate(copies):
+        shutil.copytree(sharded / "shards" / f"shard-{i}", copy)
+    return copies
+
+
 def test_merge_refuses_partial_and_crashed_shards(runs, tmp_path):
     _, sharded, _ = runs
-    copies = []
-    for i in range(3):
-        copy = tmp_path / f"shard-{i}"
-        shutil.copytree(sharded / "shards" / f"shard-{i}", copy)
-        copies.append(copy)
+    copies = _copy_shards(sharded, tmp_path)
     data = report(copies[2])
     data["status"], data["interruption"] = "running", None            # killed before its final write
     (copies[2] / "report.json").write_text(json.dumps(data), encoding="utf-8")
@@ -137,11 +141,7 @@ def test_merge_refuses_partial_and_crashed_shards(runs, tmp_path):
 
 def test_a_late_shard_is_merged_and_fails_the_run(runs, tmp_path):
     _, sharded, _ = runs
-    copies = []
-    for i in range(3):
-        copy = tmp_path / f"shard-{i}"
-        shutil.copytree(sharded / "shards" / f"shard-{i}", copy)
-        copies.append(copy)
+    copies = _copy_shards(sharded, tmp_path)
     data = report(copies[1])
     data["shard"].update(skew_ms=812.5, skew_ok=False)
     (copies[1] / "report.json").write_text(json.dumps(data), encoding="utf-8")
